@@ -1,0 +1,52 @@
+"""grefine_kit: find the bad regions of AI-generated images and refine only there.
+
+The public API is loaded lazily so that ``import grefine_kit`` (and ``grefine --help``)
+imports no heavy library (torch, open_clip, diffusers, transformers, spaCy, Stanza).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from grefine_kit.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Recipe": "grefine_kit.recipe",
+    "QualityMap": "grefine_kit.types",
+    "Mask": "grefine_kit.types",
+    "PromptTree": "grefine_kit.types",
+    "AlignmentReport": "grefine_kit.types",
+    "Refiner": "grefine_kit.pipeline",
+    "RefineResult": "grefine_kit.pipeline",
+    "load_image": "grefine_kit.images",
+    "score": "grefine_kit.api",
+    "refine": "grefine_kit.api",
+    "create_part": "grefine_kit.registry",
+    "get_registry": "grefine_kit.registry",
+}
+
+__all__ = ["__version__", "hookimpl", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from grefine_kit.api import refine, score
+    from grefine_kit.images import load_image
+    from grefine_kit.pipeline import RefineResult, Refiner
+    from grefine_kit.recipe import Recipe
+    from grefine_kit.registry import create_part, get_registry
+    from grefine_kit.types import AlignmentReport, Mask, PromptTree, QualityMap
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grefine_kit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,91 @@
+"""Convenience functions: score an image or refine it in one call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from grefine_kit.registry import get_registry
+
+if TYPE_CHECKING:
+    from grefine_kit.images import ImageSource
+    from grefine_kit.pipeline import RefineResult
+    from grefine_kit.recipe import Recipe
+    from grefine_kit.types import QualityMap
+
+#: options an indicator may borrow from another indicator of the same recipe (the backbone)
+BACKBONE_OPTIONS = ("model", "weights", "device", "dtype")
+
+
+def build_indicator(
+    name: str,
+    *,
+    recipe: str | Recipe | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    **options: Any,
+) -> Any:
+    """Build indicator ``name``.
+
+    With ``recipe``, the options come from the recipe's indicator of that name; if the recipe
+    has none, the backbone options (model, weights, device, dtype) of its other indicators are
+    borrowed, so ``--recipe tiny`` works for every CLIP indicator. ``device``/``dtype`` and
+    ``options`` override.
+    """
+    from grefine_kit.recipe import Recipe
+
+    registry = get_registry()
+    accepted = registry.option_names("indicator", name)
+    merged: dict[str, Any] = {}
+    if recipe is not None:
+        recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
+        specs = [s for s in (recipe_obj.perceptual, recipe_obj.alignment) if s is not None]
+        own = [s for s in specs if s.part == name]
+        if own:
+            merged.update(own[0].options)
+        else:
+            for spec in specs:
+                for key in BACKBONE_OPTIONS:
+                    if key in spec.options and (accepted is None or key in accepted):
+                        merged.setdefault(key, spec.options[key])
+    for key, value in (("device", device), ("dtype", dtype)):
+        if value is not None and (accepted is None or key in accepted):
+            merged[key] = value
+    merged.update(options)
+    return registry.create("indicator", name, merged)
+
+
+def score(
+    image: ImageSource,
+    prompt: str | None = None,
+    *,
+    indicator: str = "pq-map",
+    recipe: str | Recipe | None = None,
+    **options: Any,
+) -> QualityMap:
+    """Score one image (path, PIL image, array or tensor) with an indicator.
+
+    >>> qmap = score("photo.png", recipe="tiny")   # doctest: +SKIP
+    >>> qmap.score, qmap.map.shape                  # doctest: +SKIP
+    """
+    from grefine_kit.images import load_image
+
+    part = build_indicator(indicator, recipe=recipe, **options)
+    return part.score([load_image(image)], [prompt] if prompt is not None else None)[0]  # type: ignore[no-any-return]
+
+
+def refine(
+    image: ImageSource,
+    prompt: str,
+    *,
+    recipe: str | Recipe = "g-refine",
+    image_id: str = "image",
+    device: str | None = None,
+    dtype: str | None = None,
+) -> RefineResult:
+    """Refine one image with a recipe (``"g-refine"`` by default; ``"tiny"`` runs offline)."""
+    from grefine_kit.images import load_image
+    from grefine_kit.recipe import Recipe
+
+    recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
+    refiner = recipe_obj.with_runtime(device=device, dtype=dtype).build()
+    return refiner.refine(load_image(image), prompt, image_id=image_id)

@@ -1,0 +1,69 @@
+"""The built-in parts, registered through the same hooks a third-party plugin uses.
+
+Factories are ``"module:attr"`` strings so that listing parts imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from grefine_kit.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_indicators(register: Register) -> None:
+    register(
+        "pq-map",
+        "grefine_kit.indicators.pq_map:PQMap",
+        summary="perceptual quality map + score (CLIP Surgery, 4 quality factors, cask effect)",
+    )
+    register(
+        "aq-map",
+        "grefine_kit.indicators.aq_map:AQMap",
+        summary="alignment quality map + score from the prompt's phrases (needs a prompt)",
+    )
+    register(
+        "clip-surgery",
+        "grefine_kit.indicators.clip_query:ClipSurgeryQuery",
+        summary="text-query map: where is the prompt's text in the image (higher = more of it)",
+    )
+
+
+@hookimpl
+def register_parsers(register: Register) -> None:
+    register("spacy", "grefine_kit.parsers.spacy_parser:SpacyParser", summary="spaCy dependency parse (default)")
+    register("nltk", "grefine_kit.parsers.nltk_parser:NltkParser", summary="NLTK tagger + chunk grammar")
+    register("stanza", "grefine_kit.parsers.stanza_parser:StanzaParser", summary="Stanza dependency parse")
+
+
+@hookimpl
+def register_combiners(register: Register) -> None:
+    register("g-refine", "grefine_kit.combiners:GRefineCombiner", summary="(1 - P) + A_def, binarised, grown, feathered")
+    register("perceptual", "grefine_kit.combiners:PerceptualCombiner", summary="perceptual map only (1 - P)")
+    register("alignment", "grefine_kit.combiners:AlignmentCombiner", summary="alignment defects only (A_def)")
+    register("soft", "grefine_kit.combiners:SoftCombiner", summary="soft deficiency, no binarisation")
+
+
+@hookimpl
+def register_stages(register: Register) -> None:
+    register("inpaint", "grefine_kit.stages.diffusion:InpaintStage", summary="masked diffusers inpainting (stage 1)")
+    register("img2img", "grefine_kit.stages.diffusion:Img2ImgStage", summary="mild global diffusers img2img (stage 2)")
+
+
+@hookimpl
+def register_metrics(register: Register) -> None:
+    register("pq-map", "grefine_kit.metrics:IndicatorMetric", summary="PQ-Map score as a metric (higher = better)")
+
+
+@hookimpl
+def register_recipes(register: Register) -> None:
+    for item in sorted(resources.files("grefine_kit.recipes").iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".toml"):
+            register(item.name[: -len(".toml")], item, summary=_first_comment(item.read_text("utf-8")))
+
+
+def _first_comment(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""

@@ -1,0 +1,203 @@
+"""The ``grefine`` command.
+
+Exit codes: 0 success; 1 some images failed (the others were processed and saved);
+2 a user error (bad file, recipe, option, unknown part), printed as one line.
+Heavy libraries are imported inside the commands that need them, so ``grefine --help``
+and ``grefine list`` stay instant.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from grefine_kit import __version__
+from grefine_kit.errors import GrefineError, UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILURES, EXIT_USER_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"grefine: error: {message}", err=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def user_errors(func: F) -> F:
+    """Turn ``UserError`` (and friends) into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _fail(str(exc))
+        except GrefineError as exc:  # plugin bugs: still one line, but say whose
+            _fail(f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            click.echo("grefine: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="grefine")
+def cli() -> None:
+    """grefine: find the bad regions of AI-generated images and refine only there.
+
+    Start with `grefine demo` (offline, tiny random models), then
+    `grefine refine IMAGE --prompt TEXT --out DIR`.
+    """
+
+
+def _warn_plugin_failures() -> None:
+    from grefine_kit.registry import get_registry
+
+    for failure in get_registry().failures:
+        click.echo(f"grefine: warning: plugin {failure.plugin} ({failure.distribution}): {failure.message}", err=True)
+
+
+# -- registry ---------------------------------------------------------------------------
+
+
+@cli.command("plugins")
+@user_errors
+def plugins_command() -> None:
+    """List installed plugins, the parts each registers, and broken plugins."""
+    from grefine_kit.registry import get_registry
+
+    registry = get_registry()
+    by_plugin: dict[tuple[str, str], list[str]] = {}
+    for kind, entries in registry.entries.items():
+        for entry in entries.values():
+            by_plugin.setdefault((entry.distribution, entry.plugin), []).append(f"{kind}:{entry.name}")
+    for (distribution, plugin), parts in sorted(by_plugin.items()):
+        click.echo(f"{distribution} ({plugin})")
+        for part in sorted(parts):
+            click.echo(f"  {part}")
+    for failure in registry.failures:
+        click.echo(f"BROKEN {failure.distribution} ({failure.plugin}): {failure.message}")
+
+
+@cli.command("list")
+@click.argument("kind", required=False)
+@click.option("-f", "--filter", "pattern", default="*", show_default=True, help="glob on part names, e.g. 'g-refine*'")
+@user_errors
+def list_command(kind: str | None, pattern: str) -> None:
+    """List registered parts, optionally of one KIND (indicator, parser, combiner, stage, metric, recipe)."""
+    from grefine_kit.registry import KINDS, get_registry
+
+    registry = get_registry()
+    kinds = [kind] if kind else list(KINDS)
+    for k in kinds:
+        names = [n for n in registry.names(k) if fnmatch.fnmatchcase(n, pattern)]
+        for name in names:
+            entry = registry.get(k, name)
+            summary = f"  {entry.summary}" if entry.summary else ""
+            click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
+    _warn_plugin_failures()
+
+
+# -- recipes ----------------------------------------------------------------------------
+
+
+@cli.group("recipe")
+def recipe_group() -> None:
+    """Show and validate recipes."""
+
+
+@recipe_group.command("show")
+@click.argument("name_or_path")
+@user_errors
+def recipe_show(name_or_path: str) -> None:
+    """Print a recipe (built-in name or .toml path) as normalised TOML."""
+    from grefine_kit.recipe import Recipe
+
+    recipe = Recipe.load(name_or_path)
+    click.echo(f"# source: {recipe.source}  hash: {recipe.hash}")
+    click.echo(recipe.dump(), nl=False)
+
+
+@recipe_group.command("validate")
+@click.argument("name_or_path")
+@user_errors
+def recipe_validate(name_or_path: str) -> None:
+    """Check a recipe: keys, part names, option names and values (no weights are loaded)."""
+    from grefine_kit.recipe import Recipe
+
+    recipe = Recipe.load(name_or_path)
+    recipe.validate()
+    click.echo(f"ok: {recipe.name} ({recipe.source})")
+
+
+# -- scoring ----------------------------------------------------------------------------
+
+_device_option = click.option("--device", default=None, help="torch device for every part (default: each part's own, 'auto')")
+_dtype_option = click.option(
+    "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None, help="model dtype for every part"
+)
+
+
+@cli.command("score")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name")
+@click.option("--prompt", default=None, help="prompt for every image (needed by aq-map and clip-surgery)")
+@click.option("--prompts", "prompts_csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV with columns image,prompt")
+@click.option("--recipe", "recipe_name", default=None,
+              help="take the indicator's options from this recipe (e.g. 'tiny' for offline random models)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--no-maps", is_flag=True, help="do not write heatmap overlays and .npy maps")
+@_device_option
+@_dtype_option
+@user_errors
+def score_command(
+    paths: tuple[str, ...],
+    indicator_name: str,
+    prompt: str | None,
+    prompts_csv: str | None,
+    recipe_name: str | None,
+    out_dir: str,
+    fmt: str,
+    batch_size: int,
+    no_maps: bool,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
+
+    PATHS are files, folders or globs.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.scoring import score_files
+
+    if prompt is not None and prompts_csv is not None:
+        raise UserError("give --prompt or --prompts, not both")
+    files = expand_inputs(paths)
+    prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
+    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    _warn_plugin_failures()
+    summary = score_files(files, indicator, Path(out_dir), prompts=prompts, fmt=fmt,  # type: ignore[arg-type]
+                          batch_size=batch_size, save_maps=not no_maps)
+    click.echo(f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True)
+    sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="grefine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

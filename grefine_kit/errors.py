@@ -1,0 +1,31 @@
+"""Exceptions. ``UserError`` subclasses are shown to CLI users as one line, exit code 2."""
+
+from __future__ import annotations
+
+
+class GrefineError(Exception):
+    """Base class of every grefine_kit error."""
+
+
+class UserError(GrefineError):
+    """Bad input from the user (file, recipe, option): the CLI prints it and exits 2."""
+
+
+class ImageError(UserError):
+    """An image could not be read safely (corrupt, truncated, too large, odd format)."""
+
+
+class RecipeError(UserError):
+    """A recipe is invalid; the message names the file and the key."""
+
+
+class UnknownPartError(UserError):
+    """A part name is not in the registry; the message suggests close names."""
+
+
+class MissingDependencyError(UserError):
+    """An optional library, model or weight file is not installed; the message says how to get it."""
+
+
+class PluginError(GrefineError):
+    """A plugin is broken (duplicate names, a failing hook)."""

@@ -1,0 +1,62 @@
+"""Plugin hook specifications (pluggy project ``grefine_kit``).
+
+Each hook receives ``register(name, factory, **metadata)``. A factory is a class or other
+callable, or a ``"package.module:attr"`` string that is imported only when the part is built,
+so registering a part costs no heavy import. Useful metadata: ``summary`` (one line shown by
+``grefine list``).
+
+Example plugin module::
+
+    from grefine_kit import hookimpl
+
+    @hookimpl
+    def register_indicators(register):
+        register("sharpness", "my_plugin.sharpness:Sharpness", summary="Laplacian sharpness map")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "grefine_kit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The callable each hook receives."""
+
+    def __call__(self, name: str, factory: Any, /, **metadata: Any) -> None: ...
+
+
+@hookspec
+def register_indicators(register: Register) -> None:
+    """Register quality indicators (image [+ prompt] -> QualityMap)."""
+
+
+@hookspec
+def register_parsers(register: Register) -> None:
+    """Register prompt parsers (text -> PromptTree)."""
+
+
+@hookspec
+def register_combiners(register: Register) -> None:
+    """Register mask combiners ((P, A) -> Mask)."""
+
+
+@hookspec
+def register_stages(register: Register) -> None:
+    """Register refiner stages (image [+ mask] -> image)."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation metrics."""
+
+
+@hookspec
+def register_recipes(register: Register) -> None:
+    """Register recipe files: ``register(name, path_to_toml)`` (a path or ``importlib.resources`` traversable)."""

@@ -1,0 +1,318 @@
+"""The part registry: kinds, lazy entries, plugin loading.
+
+Parts come from pluggy hooks (see ``grefine_kit.hookspecs``). The built-in parts are
+registered by ``grefine_kit.builtins`` through the very same hooks; third-party plugins are
+found through the ``grefine_kit`` entry-point group. Building the registry imports plugin
+modules but no heavy library: factories are resolved only when a part is created.
+
+Environment switches (as in llm / datasette):
+
+- ``GREFINE_LOAD_PLUGINS``: comma-separated distribution or entry-point names; when set, only
+  those external plugins load (an empty value loads none). Built-ins always load.
+- ``GREFINE_DISABLE_PLUGINS``: comma-separated names never to load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from grefine_kit import hookspecs
+from grefine_kit.errors import PluginError, UnknownPartError, UserError
+
+__all__ = [
+    "KINDS",
+    "PartEntry",
+    "PluginFailure",
+    "Registry",
+    "create_part",
+    "get_registry",
+    "reset_registry",
+    "suggest",
+]
+
+#: kind -> hook name
+KINDS: dict[str, str] = {
+    "indicator": "register_indicators",
+    "parser": "register_parsers",
+    "combiner": "register_combiners",
+    "stage": "register_stages",
+    "metric": "register_metrics",
+    "recipe": "register_recipes",
+}
+
+BUILTIN_DISTRIBUTION = "grefine-kit"
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """A ``" (did you mean 'x'?)"`` suffix, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@attrs.frozen
+class PartEntry:
+    """One registered part. ``factory`` is resolved lazily by ``load()``."""
+
+    kind: str
+    name: str
+    factory: Any = attrs.field(repr=False)
+    plugin: str
+    distribution: str
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def target(self) -> str:
+        """``"module:attr"`` for display, whatever form the factory was given in."""
+        if isinstance(self.factory, str):
+            return self.factory
+        module = getattr(self.factory, "__module__", "?")
+        return f"{module}:{getattr(self.factory, '__qualname__', repr(self.factory))}"
+
+    @property
+    def summary(self) -> str:
+        return str(self.metadata.get("summary", ""))
+
+    def load(self) -> Any:
+        """Import and return the factory (or the recipe path for kind ``recipe``)."""
+        if not isinstance(self.factory, str) or self.kind == "recipe":
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except ImportError as exc:
+            raise UserError(
+                f"{self.kind} {self.name!r} (from {self.distribution}) cannot be imported: {exc}"
+            ) from exc
+        except AttributeError as exc:
+            raise PluginError(
+                f"{self.kind} {self.name!r} (from {self.distribution}) points at {self.factory!r}, "
+                f"which does not exist"
+            ) from exc
+        return obj
+
+
+@attrs.frozen
+class PluginFailure:
+    """A plugin that could not be loaded or that registered something invalid."""
+
+    plugin: str
+    distribution: str
+    message: str
+
+
+def _split_env(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {item.strip() for item in raw.split(",") if item.strip()}
+
+
+class Registry:
+    """All parts known to this process, per kind.
+
+    Use ``get_registry()`` for the process-wide instance; build a private one with
+    ``Registry.from_plugins(...)`` in tests.
+    """
+
+    def __init__(self, plugin_manager: pluggy.PluginManager) -> None:
+        self.plugin_manager = plugin_manager
+        self.entries: dict[str, dict[str, PartEntry]] = {kind: {} for kind in KINDS}
+        self.failures: list[PluginFailure] = []
+        #: plugin name -> distribution name
+        self.distributions: dict[str, str] = {}
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_plugins(
+        cls,
+        extra_plugins: Iterable[tuple[object, str, str]] = (),
+        *,
+        entry_points: bool = True,
+    ) -> Registry:
+        """Build a registry from the built-ins, installed entry points and ``extra_plugins``.
+
+        ``extra_plugins`` are ``(module_or_object, plugin_name, distribution)`` triples
+        (used by ``grefine_kit.testing`` to register a plugin for one test).
+        """
+        from grefine_kit import builtins
+
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        registry = cls(pm)
+        registry._add_plugin(builtins, "grefine_kit.builtins", BUILTIN_DISTRIBUTION)
+        if entry_points:
+            registry._load_entry_points()
+        for plugin, name, distribution in extra_plugins:
+            registry._add_plugin(plugin, name, distribution)
+        registry._collect()
+        return registry
+
+    def _add_plugin(self, plugin: object, name: str, distribution: str) -> None:
+        try:
+            self.plugin_manager.register(plugin, name=name)
+        except Exception as exc:  # pluggy validates hookimpl signatures here
+            self.failures.append(PluginFailure(name, distribution, f"invalid plugin: {exc}"))
+            return
+        self.distributions[name] = distribution
+
+    def _load_entry_points(self) -> None:
+        allow = _split_env("GREFINE_LOAD_PLUGINS")
+        deny = _split_env("GREFINE_DISABLE_PLUGINS") or set()
+        for ep in importlib_metadata.entry_points(group=hookspecs.PROJECT_NAME):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            if dist == BUILTIN_DISTRIBUTION and ep.value.startswith("grefine_kit.builtins"):
+                continue  # registered directly above
+            names = {ep.name, dist}
+            if allow is not None and not names & allow:
+                continue
+            if names & deny:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not break the others
+                self.failures.append(
+                    PluginFailure(ep.name, dist, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+                )
+                continue
+            self._add_plugin(plugin, ep.name, dist)
+
+    def _collect(self) -> None:
+        for kind, hook_name in KINDS.items():
+            hook = getattr(self.plugin_manager.hook, hook_name)
+            # Call each implementation on its own so that we know who registered what and a
+            # failing hook only loses that plugin's parts. pluggy lists impls last-registered
+            # first; reverse so that the built-ins claim their names first.
+            for impl in reversed(hook.get_hookimpls()):
+                plugin_name = impl.plugin_name
+                distribution = self.distributions.get(plugin_name, "?")
+                register = self._register_function(kind, plugin_name, distribution)
+                try:
+                    impl.function(register=register)
+                except Exception as exc:
+                    self.failures.append(
+                        PluginFailure(plugin_name, distribution, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    )
+
+    def _register_function(self, kind: str, plugin: str, distribution: str) -> Callable[..., None]:
+        def register(name: str, factory: Any, /, **metadata: Any) -> None:
+            if not isinstance(name, str) or not name.strip():
+                raise PluginError(f"{kind} names must be non-empty strings; got {name!r}")
+            if isinstance(factory, str) and kind != "recipe" and ":" not in factory:
+                raise PluginError(f"{kind} {name!r}: a string factory must look like 'module:attr'; got {factory!r}")
+            existing = self.entries[kind].get(name)
+            if existing is not None:
+                self.failures.append(
+                    PluginFailure(
+                        plugin,
+                        distribution,
+                        f"duplicate {kind} name {name!r}: already registered by {existing.distribution} "
+                        f"({existing.plugin}); the one from {distribution} ({plugin}) is ignored",
+                    )
+                )
+                return
+            self.entries[kind][name] = PartEntry(kind, name, factory, plugin, distribution, dict(metadata))
+
+        return register
+
+    # -- queries -----------------------------------------------------------------------
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise UserError(f"unknown part kind {kind!r}{suggest(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+
+    def names(self, kind: str) -> list[str]:
+        self._check_kind(kind)
+        return sorted(self.entries[kind])
+
+    def get(self, kind: str, name: str) -> PartEntry:
+        """The entry for ``name``; ``UnknownPartError`` with a suggestion otherwise."""
+        self._check_kind(kind)
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none installed"
+            raise UnknownPartError(
+                f"unknown {kind} {name!r}{suggest(name, self.entries[kind])}; known: {known}"
+            ) from None
+
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key."""
+        entry = self.get(kind, name)
+        factory = entry.load()
+        options = dict(options or {})
+        check_options(factory, options, what=f"{kind} {name!r}")
+        try:
+            return factory(**options)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{kind} {name!r}: {exc}") from exc
+
+    def option_names(self, kind: str, name: str) -> list[str] | None:
+        """The option names a part accepts, or None when it takes ``**kwargs``."""
+        return accepted_options(self.get(kind, name).load())
+
+
+def accepted_options(factory: Any) -> list[str] | None:
+    """Keyword names ``factory`` accepts (attrs fields or signature); None if open-ended."""
+    if isinstance(factory, type) and attrs.has(factory):
+        return [f.alias or f.name for f in attrs.fields(factory) if f.init]
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.append(p.name)
+    return names
+
+
+def check_options(factory: Any, options: Mapping[str, Any], *, what: str) -> None:
+    """Raise ``UserError`` for an option key ``factory`` does not accept, with a suggestion."""
+    accepted = accepted_options(factory)
+    if accepted is None:
+        return
+    for key in options:
+        if key not in accepted:
+            raise UserError(
+                f"{what} has no option {key!r}{suggest(key, accepted)}; options: {', '.join(accepted) or 'none'}"
+            )
+
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = Registry.from_plugins()
+        return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Forget (or replace) the process-wide registry; for tests and plugin fixtures."""
+    global _registry
+    with _lock:
+        _registry = registry
+
+
+def create_part(kind: str, name: str, **options: Any) -> Any:
+    """Build a registered part by kind and name (e.g. ``create_part("parser", "spacy")``)."""
+    return get_registry().create(kind, name, options)
