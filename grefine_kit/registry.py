@@ -193,9 +193,9 @@ class Registry:
         for kind, hook_name in KINDS.items():
             hook = getattr(self.plugin_manager.hook, hook_name)
             # Call each implementation on its own so that we know who registered what and a
-            # failing hook only loses that plugin's parts. pluggy lists impls last-registered
-            # first; reverse so that the built-ins claim their names first.
-            for impl in reversed(hook.get_hookimpls()):
+            # failing hook only loses that plugin's parts. get_hookimpls() is in registration
+            # order, so the built-ins claim their names first.
+            for impl in hook.get_hookimpls():
                 plugin_name = impl.plugin_name
                 distribution = self.distributions.get(plugin_name, "?")
                 register = self._register_function(kind, plugin_name, distribution)

@@ -1,0 +1,31 @@
+"""Test helpers for grefine_kit and for plugin authors.
+
+- pytest fixtures (``grefine_kit.testing.pytest_plugin``, auto-loaded through the
+  ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
+- conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
+  ``check_combiner``, ``check_stage``, and ``check_part(kind, name, **options)``.
+- tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
+  and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
+"""
+
+from grefine_kit.testing.conformance import (
+    check_combiner,
+    check_indicator,
+    check_parser,
+    check_part,
+    check_stage,
+    sample_images,
+)
+
+#: backbone options that select the tiny random CLIP (offline, random weights)
+TINY_BACKBONE = {"model": "grefine-tiny", "weights": "random"}
+
+__all__ = [
+    "TINY_BACKBONE",
+    "check_combiner",
+    "check_indicator",
+    "check_parser",
+    "check_part",
+    "check_stage",
+    "sample_images",
+]

@@ -1,0 +1,141 @@
+"""Conformance checks: the contract every part of a kind must keep.
+
+Built-in parts and third-party plugins run the same checks in their tests::
+
+    from grefine_kit.testing import check_part
+    check_part("indicator", "my-indicator")          # by registry name
+    check_indicator(MyIndicator(), prompt="a cat")  # or on an instance
+
+Each check raises ``AssertionError`` with a message saying which rule was broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from grefine_kit.types import Mask, PromptTree, QualityMap
+
+#: prompts every parser must survive (DESIGN.md 6.3)
+ODD_PROMPTS: tuple[str, ...] = (
+    "",
+    "   ",
+    "!!!",
+    "beautiful",
+    "a cat. a dog.",
+    "dog's bone",
+    "state-of-the-art robot",
+    "the cat and the cat",
+    "Café crème brûlée 🍮",
+    "run quickly and happily",
+    " ".join(["a small red house near a green tree under a blue sky"] * 11),
+)
+
+
+def sample_images(sizes: Sequence[tuple[int, int]] = ((64, 48), (33, 57))) -> list[Image.Image]:
+    """Deterministic RGB test images of the given (width, height) sizes (non-square, odd sizes)."""
+    rng = np.random.default_rng(0)
+    images = []
+    for w, h in sizes:
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), np.full((h, w), 0.5)], axis=-1)
+        noisy = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)
+        images.append(Image.fromarray((noisy * 255).astype(np.uint8), "RGB"))
+    return images
+
+
+def check_indicator(indicator: Any, *, prompt: str = "a red square on a blue background") -> list[QualityMap]:
+    """An indicator returns one QualityMap per image, at the image's (H, W), values in [0, 1],
+    deterministically, for non-square odd-sized images in one batch."""
+    from grefine_kit.indicators.base import Indicator
+
+    assert isinstance(indicator, Indicator), f"{indicator!r} does not follow the Indicator protocol"
+    assert isinstance(indicator.needs_prompt, bool), "needs_prompt must be a bool"
+    images = sample_images()
+    prompts = [prompt] * len(images) if indicator.needs_prompt else None
+    first = indicator.score(images, prompts)
+    assert isinstance(first, list) and len(first) == len(images), "score() must return one QualityMap per image"
+    for image, qmap in zip(images, first, strict=True):
+        assert isinstance(qmap, QualityMap), f"score() returned {type(qmap).__name__}, not QualityMap"
+        assert qmap.map.shape == (image.height, image.width), (
+            f"map shape {qmap.map.shape} != image (H, W) {(image.height, image.width)}"
+        )
+        assert 0.0 <= qmap.score <= 1.0
+        assert qmap.to_json()["score"] == qmap.score, "to_json() must carry the score"
+    again = indicator.score(images, prompts)
+    for a, b in zip(first, again, strict=True):
+        assert np.allclose(a.score, b.score, atol=1e-5), "scores must be deterministic"
+        assert np.allclose(a.map, b.map, atol=1e-4), "maps must be deterministic"
+    return first
+
+
+def check_parser(parser: Any, prompts: Sequence[str] = ODD_PROMPTS) -> list[PromptTree]:
+    """A parser returns a valid PromptTree for every prompt, never raising, with spans inside the text."""
+    from grefine_kit.parsers.base import Parser
+
+    assert isinstance(parser, Parser), f"{parser!r} does not follow the Parser protocol"
+    trees = []
+    for prompt in prompts:
+        tree = parser.parse(prompt)
+        assert isinstance(tree, PromptTree), f"parse({prompt!r}) returned {type(tree).__name__}"
+        assert tree.text == prompt, "PromptTree.text must be the prompt as given"
+        for token in tree.tokens:
+            assert 0 <= token.start <= token.end <= len(prompt), f"token {token.text!r} has a span outside the text"
+        if prompt.strip() and any(c.isalnum() for c in prompt):
+            assert tree.tokens, f"parse({prompt!r}) found no tokens"
+        trees.append(tree)
+    return trees
+
+
+def _qmap(value: float, size: tuple[int, int]) -> QualityMap:
+    w, h = size
+    return QualityMap(map=np.full((h, w), value, np.float32), score=value, indicator="check")
+
+
+def check_combiner(combiner: Any, size: tuple[int, int] = (40, 24)) -> None:
+    """A combiner returns a Mask at the image's size; perfect maps never ask for more repainting
+    than terrible ones (1 = good in maps, 1 = repaint in masks)."""
+    w, h = size
+    rng = np.random.default_rng(0)
+    p = QualityMap(map=rng.random((h, w), dtype=np.float32), score=0.5, indicator="check")
+    a = QualityMap(map=rng.random((h, w), dtype=np.float32), score=0.5, indicator="check")
+    mask = combiner.combine(p, a, size)
+    assert isinstance(mask, Mask), f"combine() returned {type(mask).__name__}, not Mask"
+    assert mask.binary.shape == (h, w), f"mask shape {mask.binary.shape} != (H, W) {(h, w)}"
+    assert set(np.unique(mask.binary)).issubset({0.0, 1.0}), "binary mask must hold only 0 and 1"
+    good = combiner.combine(_qmap(1.0, size), _qmap(1.0, size), size)
+    bad = combiner.combine(_qmap(0.0, size), _qmap(0.0, size), size)
+    assert good.soft.sum() <= bad.soft.sum() + 1e-6, "perfect maps must not ask for more repainting than bad ones"
+
+
+def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "a red square") -> Any:
+    """A stage returns an RGB image of the input's size and reports the steps it ran."""
+    from grefine_kit.stages.base import StageRequest, StageResult
+
+    image = sample_images([size])[0]
+    w, h = size
+    binary = np.zeros((h, w), np.float32)
+    binary[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
+    request = StageRequest(
+        image=image, mask=Mask(binary=binary, soft=binary), prompt=prompt, emphasis=(), strength=0.5, steps=4, seed=0
+    )
+    result = stage.run(request)
+    assert isinstance(result, StageResult), f"run() returned {type(result).__name__}, not StageResult"
+    assert result.image.size == image.size, f"output size {result.image.size} != input size {image.size}"
+    assert result.image.mode == "RGB", "stages return RGB images"
+    assert result.steps_run >= 0
+    return result
+
+
+def check_part(kind: str, name: str, **options: Any) -> Any:
+    """Build a registered part by name and run its kind's conformance check."""
+    from grefine_kit.registry import get_registry
+
+    part = get_registry().create(kind, name, options)
+    checks = {"indicator": check_indicator, "parser": check_parser, "combiner": check_combiner, "stage": check_stage}
+    if kind not in checks:
+        raise ValueError(f"no conformance check for kind {kind!r}")
+    return checks[kind](part)
