@@ -52,7 +52,11 @@ def register_stages(register: Register) -> None:
 
 @hookimpl
 def register_metrics(register: Register) -> None:
-    register("pq-map", "grefine_kit.metrics:IndicatorMetric", summary="PQ-Map score as a metric (higher = better)")
+    register(
+        "indicator-score",
+        "grefine_kit.metrics:IndicatorMetric",
+        summary="any indicator's image score as a metric (default pq-map; higher = better)",
+    )
 
 
 @hookimpl
