@@ -1,0 +1,216 @@
+"""diffusers stages: masked inpainting (stage 1) and a mild global img2img pass (stage 2).
+
+Both take any RGB image size and return exactly that size: the pipeline runs at a working size
+(see ``resize``) and the result is mapped back. Both count the denoising steps diffusers will run
+(``int(steps * strength)``) before calling it, and skip with a reason when that is 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+from attrs import validators as v
+from PIL import Image
+
+from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
+from grefine_kit.stages.conditioning import encode_conditioning
+from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
+from grefine_kit.strength import steps_that_run
+
+__all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
+
+#: the paper's stage-1 model (§4.2)
+DEFAULT_INPAINT_MODEL = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+#: stage 2: PASD is not in diffusers; SDXL's refiner is trained for exactly the low-noise end of the
+#: schedule that a mild global pass runs (docs/refiner.md)
+DEFAULT_IMG2IMG_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
+
+RESIZE_MODES = ("model", "input")
+
+
+def working_size(size: tuple[int, int], resolution: int, mode: str = "model") -> tuple[int, int]:
+    """The ``(width, height)`` the pipeline runs at, multiples of 8.
+
+    ``model``: the image's aspect ratio at an area of about ``resolution²`` (what SD models are
+    trained for); ``input``: the image size rounded up to a multiple of 8 (padding, no resampling).
+    """
+    w, h = size
+    if mode == "input":
+        return (math.ceil(w / 8) * 8, math.ceil(h / 8) * 8)
+    scale = resolution / math.sqrt(w * h)
+    return (max(8, round(w * scale / 8) * 8), max(8, round(h * scale / 8) * 8))
+
+
+def _to_working(
+    image: Image.Image, mask: np.ndarray | None, target: tuple[int, int], mode: str
+) -> tuple[Image.Image, Image.Image | None, Callable[[Image.Image], Image.Image]]:
+    """Image and mask at the working size, and the function that maps a result back."""
+    size = image.size
+    if mode == "input":
+        arr = np.asarray(image)
+        pad = ((0, target[1] - size[1]), (0, target[0] - size[0]))
+        work = Image.fromarray(np.pad(arr, (*pad, (0, 0)), mode="edge"))
+        work_mask = None if mask is None else Image.fromarray(np.pad((mask > 0).astype(np.uint8) * 255, pad))
+        return work, work_mask, lambda out: out.crop((0, 0, *size))
+    work = image.resize(target, Image.Resampling.LANCZOS) if target != size else image
+    work_mask = None
+    if mask is not None:
+        # bilinear, then any covered pixel counts: the working mask covers the whole original mask
+        m = Image.fromarray((mask > 0).astype(np.uint8) * 255).resize(target, Image.Resampling.BILINEAR)
+        work_mask = Image.fromarray(((np.asarray(m) > 0) * 255).astype(np.uint8))
+
+    def back(out: Image.Image) -> Image.Image:
+        return out.resize(size, Image.Resampling.LANCZOS) if out.size != size else out
+
+    return work, work_mask, back
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    return [v.instance_of(str), v.in_(options)]
+
+
+@attrs.define(kw_only=True)
+class _DiffusersStage:
+    """Options shared by the diffusers stages.
+
+    model: hub id (``hf-hub:`` optional), ``local-dir:PATH`` or a diffusers folder, a single
+        ``.safetensors``/``.ckpt`` file, or ``tiny`` / ``tiny-sd`` (RANDOM weights, offline).
+    device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
+    dtype: ``auto`` (float16 on GPU, float32 on CPU), ``float32``, ``float16``, ``bfloat16``.
+    cpu_offload: accelerate's model CPU offload (CUDA only; saves GPU memory, slower).
+    variant / revision: hub file variant (e.g. ``fp16``) and git revision.
+    config / arch: for single files: the diffusers config (folder or hub id) and ``sdxl``/``sd``.
+    guidance_scale: classifier-free guidance; <= 1 turns it off.
+    negative_prompt: text the pipeline steers away from.
+    resolution: working-area side in px; 0 = the model's native one (UNet sample size × VAE factor).
+    resize: ``model`` (resample to ~resolution² area) or ``input`` (pad to a multiple of 8).
+    use_emphasis: add the emphasised phrases to the conditioning (paper eq. 7).
+    """
+
+    task: ClassVar[str]
+    role: ClassVar[str]
+
+    model: str = attrs.field(validator=v.instance_of(str))
+    device: str = attrs.field(default="auto", validator=v.instance_of(str))
+    dtype: str = attrs.field(default="auto", validator=_choice(("auto", "float32", "float16", "bfloat16")))
+    cpu_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    variant: str = attrs.field(default="", validator=v.instance_of(str))
+    revision: str = attrs.field(default="", validator=v.instance_of(str))
+    config: str = attrs.field(default="", validator=v.instance_of(str))
+    arch: str = attrs.field(default="auto", validator=_choice(("auto", "sdxl", "sd")))
+    guidance_scale: float = attrs.field(default=7.5, validator=[v.instance_of((int, float)), v.ge(0)])
+    negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
+    resolution: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    resize: str = attrs.field(default="model", validator=_choice(RESIZE_MODES))
+    use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (loads on first call, through the process-wide cache)."""
+        if self._pipe is None:
+            self._pipe = load_pipeline(
+                self.model,
+                self.task,
+                device=self.device,
+                dtype=self.dtype,
+                cpu_offload=self.cpu_offload,
+                variant=self.variant,
+                revision=self.revision,
+                config=self.config,
+                arch=self.arch,
+            )
+        return self._pipe
+
+    load = pipeline
+
+    def native_resolution(self) -> int:
+        """Working-area side in px (``resolution`` or the model's native one); loads the model."""
+        if self.resolution:
+            return self.resolution
+        pipe = self.pipeline()
+        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    def required_weights(self) -> list[str]:
+        """Hub ids this stage downloads (for ``grefine fetch-weights``); none for local/tiny."""
+        ids = [self.model] if parse_model(self.model).kind == "hub" else []
+        if self.config and parse_model(self.model).kind == "file" and not _is_local(self.config):
+            ids.append(self.config)
+        return [i.removeprefix("hf-hub:") for i in ids]
+
+    def fetch_weights(self) -> list[str]:
+        """Download what :meth:`required_weights` lists into the hub cache; returns the folders."""
+        folders = [
+            download_weights(m, variant=self.variant, revision=self.revision) for m in self.required_weights()
+        ]
+        return [f for f in folders if f]
+
+    def run(self, request: StageRequest) -> StageResult:
+        started = time.perf_counter()
+        steps = steps_that_run(request.steps, request.strength)
+        if steps == 0:
+            return skipped_result(
+                request,
+                f"int(steps × strength) = int({request.steps} × {request.strength:.4g}) = 0 denoising steps",
+                started,
+            )
+        mask = request.mask.binary if request.mask is not None else None
+        if self.role == "masked" and (mask is None or not mask.any()):
+            return skipped_result(request, "empty mask", started)
+        import torch
+
+        pipe = self.pipeline()
+        target = working_size(request.image.size, self.native_resolution(), self.resize)
+        work_mask_source = mask if self.role == "masked" else None
+        image, work_mask, back = _to_working(request.image, work_mask_source, target, self.resize)
+        guidance = self.guidance_scale > 1
+        emphasis = request.emphasis if self.use_emphasis else ()
+        kwargs: dict[str, Any] = encode_conditioning(
+            pipe, request.prompt, emphasis, negative_prompt=self.negative_prompt, guidance=guidance
+        )
+        kwargs.update(
+            image=image,
+            strength=request.strength,
+            num_inference_steps=request.steps,
+            guidance_scale=self.guidance_scale,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="pil",
+        )
+        if self.task == "inpaint":
+            kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
+        out = pipe(**kwargs).images[0]
+        result = back(out.convert("RGB"))
+        return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+
+
+def _is_local(text: str) -> bool:
+    return parse_model(text).kind in ("dir", "file", "tiny")
+
+
+@attrs.define(kw_only=True)
+class InpaintStage(_DiffusersStage):
+    """Stage 1: inpaint inside the mask (``role = "masked"``). SDXL and SD 1.x inpainting models
+    work (the family is read from the loaded pipeline); so do base models (4-channel UNets),
+    which diffusers inpaints by blending latents. Default: the paper's SDXL-Inpainting 0.1."""
+
+    task: ClassVar[str] = "inpaint"
+    role: ClassVar[str] = "masked"
+
+    model: str = attrs.field(default=DEFAULT_INPAINT_MODEL, validator=v.instance_of(str))
+
+
+@attrs.define(kw_only=True)
+class Img2ImgStage(_DiffusersStage):
+    """Stage 2: a mild global img2img pass (``role = "global"``); needs a 4-channel UNet (a base or
+    refiner model, not an inpainting one). Default: SDXL refiner 1.0 (see docs/refiner.md); a
+    restoration model such as PASD can replace this stage through a plugin."""
+
+    task: ClassVar[str] = "img2img"
+    role: ClassVar[str] = "global"
+
+    model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))
+    guidance_scale: float = attrs.field(default=5.0, validator=[v.instance_of((int, float)), v.ge(0)])

@@ -1,0 +1,51 @@
+"""Tiny random-weight pipelines for the offline ``tiny`` recipe and for tests.
+
+``model = "tiny"`` (alias ``"grefine-tiny"``) selects an SDXL-structured pipeline, ``"tiny-sd"``
+(alias ``"grefine-tiny-sd"``) an SD 1.x-structured one. The weights are RANDOM (fixed seed):
+these pipelines exercise the whole refinement flow with no download, but what they draw is noise.
+Both tasks of one arch share the VAE, the text encoders and the tokenizers, like real models
+whose components are shared (only the UNets differ: 9 input channels for inpainting, 4 else).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["TINY_MODELS", "TINY_SEED", "tiny_arch", "tiny_pipeline_for"]
+
+#: model names -> architecture of the tiny pipeline
+TINY_MODELS = {"tiny": "sdxl", "grefine-tiny": "sdxl", "tiny-sd": "sd", "grefine-tiny-sd": "sd"}
+#: the seed of the tiny random weights (fixed: the tiny recipe is reproducible)
+TINY_SEED = 0
+
+_lock = threading.Lock()
+_components: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def tiny_arch(model: str) -> str | None:
+    """``"sdxl"``/``"sd"`` if ``model`` names a tiny pipeline, else None."""
+    return TINY_MODELS.get(model.strip().lower())
+
+
+def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
+    """A tiny ``task`` pipeline (``"inpaint"``/``"img2img"``) on ``device`` in ``dtype``; the
+    components are built once per (arch, device, dtype) and shared between tasks."""
+    from grefine_kit.testing.tiny_diffusers import tiny_components, tiny_pipeline
+
+    key = (arch, str(device), str(dtype))
+    with _lock:
+        comps = _components.get(key)
+        if comps is None:
+            comps = tiny_components(arch, seed=TINY_SEED)
+            for value in comps.values():
+                if hasattr(value, "to") and hasattr(value, "parameters"):
+                    value.to(device=device, dtype=dtype)
+            _components[key] = comps
+    return tiny_pipeline(task, arch, seed=TINY_SEED, components=comps)
+
+
+def clear() -> None:
+    """Forget the built tiny components (tests)."""
+    with _lock:
+        _components.clear()
