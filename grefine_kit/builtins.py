@@ -34,6 +34,11 @@ def register_parsers(register: Register) -> None:
     register("spacy", "grefine_kit.parsers.spacy_parser:SpacyParser", summary="spaCy dependency parse (default)")
     register("nltk", "grefine_kit.parsers.nltk_parser:NltkParser", summary="NLTK tagger + chunk grammar")
     register("stanza", "grefine_kit.parsers.stanza_parser:StanzaParser", summary="Stanza dependency parse")
+    register(
+        "rules",
+        "grefine_kit.parsers.rule_parser:RuleParser",
+        summary="dependency-free rule-based parse (minimal installs, smoke runs)",
+    )
 
 
 @hookimpl

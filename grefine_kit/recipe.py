@@ -17,7 +17,7 @@ Layout::
     [indicators.alignment]       # optional
     part = "aq-map"
 
-    [combiner]
+    [combiner]                   # required with stage1
     part = "g-refine"
 
     [stage1]                     # optional: masked refinement
@@ -73,7 +73,7 @@ class Recipe:
     """A validated recipe. ``source`` says where it came from (a path or ``builtin:NAME``)."""
 
     name: str
-    combiner: PartSpec
+    combiner: PartSpec | None = None
     description: str = ""
     seed: int = 0
     perceptual: PartSpec | None = None
@@ -173,9 +173,10 @@ class Recipe:
             for role in INDICATOR_ROLES
             if role in indicators
         }
-        if "combiner" not in data:
-            raise fail("combiner", "required: a table naming a combiner, e.g. [combiner] part = \"g-refine\"")
-        combiner = part_spec("combiner", "combiner", data["combiner"])
+        combiner = part_spec("combiner", "combiner", data["combiner"]) if "combiner" in data else None
+        if combiner is None and "stage1" in data:
+            raise fail("combiner", "required with a stage1: a table naming a combiner, e.g. "
+                       "[combiner] part = \"g-refine\"")
         stages = {key: part_spec(key, "stage", data[key]) for key in ("stage1", "stage2") if key in data}
         refiner = data.get("refiner", {})
         if not isinstance(refiner, Mapping):
@@ -208,7 +209,8 @@ class Recipe:
         }
         if indicators:
             data["indicators"] = indicators
-        data["combiner"] = self.combiner.to_table()
+        if self.combiner is not None:
+            data["combiner"] = self.combiner.to_table()
         for key, spec in (("stage1", self.stage1), ("stage2", self.stage2)):
             if spec is not None:
                 data[key] = spec.to_table()
@@ -273,11 +275,14 @@ class Recipe:
 
         registry = registry or get_registry()
         indicators = self.build_indicators(registry)
+        parts: dict[str, Any] = {}
+        if self.combiner is not None:
+            parts["combiner"] = self.build_part(self.combiner, registry)
         try:
             return Refiner(
                 perceptual=indicators.get("perceptual"),
                 alignment=indicators.get("alignment"),
-                combiner=self.build_part(self.combiner, registry),
+                **parts,
                 stage1=self.build_part(self.stage1, registry) if self.stage1 else None,
                 stage2=self.build_part(self.stage2, registry) if self.stage2 else None,
                 seed=self.seed,

@@ -23,9 +23,8 @@ print("HEAVY:" + ",".join(heavy))
         "import grefine_kit",
         "from grefine_kit.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
         "from grefine_kit.cli import main\ntry:\n    main(['list'])\nexcept SystemExit:\n    pass",
-        "from grefine_kit.cli import main\ntry:\n    main(['recipe', 'show', 'g-refine'])\nexcept SystemExit:\n    pass",
     ],
-    ids=["import", "help", "list", "recipe-show"],
+    ids=["import", "help", "list"],
 )
 def test_no_heavy_imports(code):
     result = subprocess.run(

@@ -1,0 +1,95 @@
+"""CLI behaviour: user errors are one line and exit 2; listing and recipes work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from grefine_kit.cli import cli
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_version_and_help():
+    code, out, _ = run("--version")
+    assert code == 0 and "grefine, version 0.1.0" in out
+    code, out, _ = run("--help")
+    assert code == 0 and "refine" in out and "score" in out
+
+
+def test_list_filters_by_kind_and_glob():
+    code, out, _ = run("list", "combiner", "--filter", "g-*")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines and all(line.startswith("combiner   g-") for line in lines), out
+    code, _, err = run("list", "combiners")
+    assert code == 2 and "did you mean 'combiner'" in err
+
+
+GOOD = """
+name = "mine"
+[indicators.perceptual]
+part = "pq-map"
+model = "grefine-tiny"
+weights = "random"
+[combiner]
+part = "perceptual"
+threshold = 0.4
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("[combiner]", "[combiner]\ntreshold = 0.1"), "no option 'treshold' (did you mean 'threshold'?)"),
+        (GOOD.replace('part = "pq-map"', 'part = "pq-mpa"'), "indicators.perceptual.part: unknown indicator 'pq-mpa' "
+                                                             "(did you mean 'pq-map'?)"),
+        (GOOD.replace("threshold = 0.4", 'threshold = "high"'), "threshold"),
+        (GOOD.replace("threshold = 0.4", "threshold = 7.0"), "threshold"),
+        (GOOD + "\nsed = 3\n", "sed: unknown key (did you mean 'seed'?)"),
+        (GOOD.replace("[indicators.perceptual]", "[indicators.perceptive]"), "did you mean 'perceptual'"),
+        ("name = 'x'\n[combiner\n", "not valid TOML"),
+        ("name = 'x'\n[stage1]\npart = 'inpaint'\n", "combiner: required"),
+        (GOOD.replace('name = "mine"', "name = 3"), "name: required, a non-empty string"),
+    ],
+    ids=["misspelled-option", "unknown-part", "wrong-type", "out-of-range", "misspelled-top-key",
+         "unknown-role", "bad-toml", "missing-combiner", "name-type"],
+)
+def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: str):
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    code, out, err = run("recipe", "validate", str(path))
+    assert code == 2, (out, err)
+    assert expected in err
+    assert str(path) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_good_recipe_validates_and_round_trips(tmp_path: Path):
+    from grefine_kit.recipe import Recipe
+
+    path = tmp_path / "recipe.toml"
+    path.write_text(GOOD)
+    code, out, err = run("recipe", "validate", str(path))
+    assert code == 0, err
+    assert "ok: mine" in out
+    recipe = Recipe.load(path)
+    again = Recipe.loads(recipe.dump())
+    assert again.to_dict() == recipe.to_dict()
+    assert again.hash == recipe.hash
+
+
+def test_missing_files_and_unknown_recipe_are_user_errors(tmp_path: Path):
+    code, _, err = run("recipe", "show", str(tmp_path / "nope.toml"))
+    assert code == 2 and "no such recipe file" in err
+    code, _, err = run("recipe", "show", "g-refin")
+    assert code == 2 and "did you mean 'g-refine'" in err
+    code, _, err = run("score", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "missing.png" in err and "Traceback" not in err
+    code, _, err = run("refine", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and "--prompt" in err
