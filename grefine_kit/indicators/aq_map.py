@@ -1,0 +1,444 @@
+"""AQ-Map: alignment quality map and score from the prompt's phrases (DESIGN.md 6.3, paper 3.2).
+
+1. The prompt is parsed (a ``parser`` part) and split into noun phrases with ancestors
+   (``grefine_kit.parsers.tree.extract_phrases``, Algorithm 1).
+2. Every distinct text (the prompt, each phrase, each noun, and the redundant ``""``) is encoded
+   once with a prompt ensemble, all in one batched text forward; the image once, with CLIP Surgery.
+3. Per text: score ``sigmoid(slope * cos(CLS, t - r))`` (``r`` = the ensemble of ``""``) and map
+   = min-max of the surgery patch similarities, upsampled to the image (1 = where the text is).
+4. Defects: noun unmatched (``a_pn[j] < a_bound``) -> region = the ancestor phrase's noun map;
+   adjective unmatched (``a_ph[j] < a_pn[j] - adjective_margin``) -> region = the noun's own map.
+   ``A_def`` is the pixel-wise max of the defect regions (0 where nothing is wrong); the returned
+   map is ``A = 1 - A_def`` (1 = good). Defective phrases are emphasised with weight 0.1.
+5. Score ``a = s(image, prompt) * prod_j min(a_ph[j] / beta, 1)`` (cask effect).
+
+The decision logic (steps 4-5) is in pure functions over plain numbers and arrays so that it can
+be tested and reused without a model: ``classify_defects``, ``defect_map``, ``cask_score``,
+``decide_alignment``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import attrs
+import numpy as np
+
+from grefine_kit.errors import UserError
+from grefine_kit.indicators._clip_common import (
+    IMAGENET_TEMPLATES,
+    backbone_for,
+    check_interpolation,
+    check_surgery_depth,
+    cosine_to_score,
+    encode_in_groups,
+)
+from grefine_kit.types import AlignmentReport, Phrase, PhraseReport, QualityMap
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from grefine_kit.models.surgery import SurgeryCLIP
+    from grefine_kit.types import PromptTree
+
+__all__ = [
+    "DEFAULT_A_BOUND",
+    "DEFAULT_BETA",
+    "TEMPLATE_SETS",
+    "AQMap",
+    "AlignmentDecision",
+    "cask_score",
+    "classify_defects",
+    "decide_alignment",
+    "defect_map",
+]
+
+#: ``sigmoid(10 cos) < 0.5`` <=> ``cos(CLS, t - r) < 0``: the noun fits the image no better than "".
+DEFAULT_A_BOUND = 0.5
+#: phrases scoring at least this (cosine margin 0.04 over "") cost the cask score nothing.
+DEFAULT_BETA = 0.6
+#: paper eq. 7: ``prompt + 0.1 * phrase`` for each defective phrase.
+DEFAULT_EMPHASIS = 0.1
+
+#: named prompt ensembles: "imagenet" = OpenAI CLIP's 80 ImageNet templates (the reference uses
+#: these plus 5 scene templates); "short" = the 7-template subset OpenAI's notebook found best;
+#: "none" = the bare text.
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "imagenet": IMAGENET_TEMPLATES,
+    "short": (
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+        "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+    ),
+    "none": ("{}",),
+}  # fmt: skip
+
+# One text forward holds at most this many sequences (texts x templates); more go in chunks.
+_MAX_TEXT_ROWS = 4096
+
+
+# --- pure decision logic --------------------------------------------------------------------------
+
+
+def classify_defects(
+    phrase_scores: Sequence[float],
+    noun_scores: Sequence[float],
+    a_bound: float = DEFAULT_A_BOUND,
+    adjective_margin: float = 0.0,
+) -> list[str | None]:
+    """Per phrase: ``"noun"`` if ``a_pn < a_bound`` (checked first), ``"adjective"`` if
+    ``a_ph < a_pn - adjective_margin``, else None."""
+    if len(phrase_scores) != len(noun_scores):
+        raise ValueError(f"{len(phrase_scores)} phrase scores but {len(noun_scores)} noun scores")
+    out: list[str | None] = []
+    for a_ph, a_pn in zip(phrase_scores, noun_scores, strict=True):
+        if a_pn < a_bound:
+            out.append("noun")
+        elif a_ph < a_pn - adjective_margin:
+            out.append("adjective")
+        else:
+            out.append(None)
+    return out
+
+
+def defect_map(
+    defects: Sequence[str | None],
+    ancestors: Sequence[int],
+    noun_maps: Sequence[np.ndarray] | np.ndarray,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """``A_def``: float32 ``(H, W)`` in [0, 1], the pixel-wise max of the defect regions.
+
+    Phrase j's region is ``noun_maps[ancestors[j]]`` for a noun defect (draw it where its
+    ancestor is; the root phrase is its own ancestor) and ``noun_maps[j]`` for an adjective
+    defect. Max (a soft union) keeps overlapping defects from adding up past 1. No defect -> zeros.
+    """
+    out = np.zeros(size, np.float32)
+    for j, kind in enumerate(defects):
+        if kind is None:
+            continue
+        src = ancestors[j] if kind == "noun" else j
+        region = np.asarray(noun_maps[src], dtype=np.float32)
+        if region.shape != tuple(size):
+            raise ValueError(f"noun map {src} has shape {region.shape}, expected {tuple(size)}")
+        np.maximum(out, region, out=out)
+    return np.clip(out, 0.0, 1.0)
+
+
+def cask_score(prompt_score: float, phrase_scores: Sequence[float], beta: float = DEFAULT_BETA) -> float:
+    """``a = s(image, prompt) * prod_j min(a_ph[j] / beta, 1)``, in [0, 1] (paper eq. 8)."""
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must be in (0, 1]; got {beta}")
+    a = float(prompt_score)
+    for s in phrase_scores:
+        a *= min(float(s) / beta, 1.0)
+    return min(max(a, 0.0), 1.0)
+
+
+@attrs.frozen
+class AlignmentDecision:
+    """The outcome of ``decide_alignment``: ``map`` = 1 - ``defect_map`` (1 = good)."""
+
+    map: np.ndarray = attrs.field(eq=False, repr=False)
+    defect_map: np.ndarray = attrs.field(eq=False, repr=False)
+    score: float
+    defects: tuple[str | None, ...]
+    report: AlignmentReport
+
+
+def decide_alignment(
+    prompt: str,
+    phrases: Sequence[Phrase],
+    phrase_scores: Sequence[float],
+    noun_scores: Sequence[float],
+    noun_maps: Sequence[np.ndarray] | np.ndarray,
+    prompt_score: float,
+    size: tuple[int, int],
+    *,
+    a_bound: float = DEFAULT_A_BOUND,
+    beta: float = DEFAULT_BETA,
+    adjective_margin: float = 0.0,
+    emphasis_weight: float = DEFAULT_EMPHASIS,
+    note: str = "",
+) -> AlignmentDecision:
+    """Defects, alignment map, cask score and report from per-phrase numbers (no model involved).
+
+    Args:
+        phrases: from ``extract_phrases`` (``ancestor`` indexes this list).
+        phrase_scores, noun_scores: ``a_ph[j]``, ``a_pn[j]`` in [0, 1], higher = better aligned.
+        noun_maps: ``[J, H, W]`` in [0, 1], where phrase j's noun is (1 = there).
+        prompt_score: ``s(image, prompt)`` in [0, 1].
+        size: ``(H, W)`` of the maps.
+    """
+    if not (len(phrases) == len(phrase_scores) == len(noun_scores) == len(noun_maps)):
+        raise ValueError("phrases, phrase_scores, noun_scores and noun_maps must have the same length")
+    defects = classify_defects(phrase_scores, noun_scores, a_bound, adjective_margin)
+    ancestors = [p.ancestor for p in phrases]
+    a_def = defect_map(defects, ancestors, noun_maps, size)
+    score = cask_score(prompt_score, phrase_scores, beta)
+    reports = [
+        PhraseReport(
+            text=p.text,
+            noun=p.noun_text,
+            ancestor=phrases[p.ancestor].text,
+            phrase_score=float(a_ph),
+            noun_score=float(a_pn),
+            defect=d,
+        )
+        for p, a_ph, a_pn, d in zip(phrases, phrase_scores, noun_scores, defects, strict=True)
+    ]
+    emphasis = tuple(
+        dict.fromkeys((p.text, float(emphasis_weight)) for p, d in zip(phrases, defects, strict=True) if d)
+    )
+    # cast: mypy's attrs plugin cannot type AlignmentReport's tuple converters
+    report = AlignmentReport(
+        prompt=prompt,
+        prompt_score=float(prompt_score),
+        phrases=cast(Any, reports),
+        emphasis=cast(Any, emphasis),
+        note=note,
+    )
+    return AlignmentDecision(
+        map=1.0 - a_def, defect_map=a_def, score=score, defects=tuple(defects), report=report
+    )
+
+
+# --- the indicator --------------------------------------------------------------------------------
+
+
+def _squash(text: str) -> str:
+    """Whitespace runs -> one space, stripped: a blank prompt encodes exactly like ""."""
+    return " ".join(text.split())
+
+
+def _to_options(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+def _to_templates(value: str | Sequence[str]) -> str | tuple[str, ...]:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def _check_templates(_inst: Any, attribute: attrs.Attribute[Any], value: str | tuple[str, ...]) -> None:
+    if isinstance(value, str):
+        if value not in TEMPLATE_SETS:
+            raise ValueError(
+                f"{attribute.name} must be one of {sorted(TEMPLATE_SETS)} or a list of templates"
+            )
+        return
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
+    for tpl in value:
+        if not isinstance(tpl, str) or tpl.count("{}") != 1:
+            raise ValueError(f"each template must be a string with exactly one '{{}}'; got {tpl!r}")
+        try:
+            tpl.format("x")
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ValueError(f"template {tpl!r} cannot be filled: {exc}") from exc
+
+
+def _unit(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1]; got {value}")
+
+
+def _beta(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in (0, 1]; got {value}")
+
+
+def _check_parser_instance(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not callable(getattr(value, "parse", None)):
+        raise ValueError(
+            f"{attribute.name} must be a parser object with parse(prompt) (Python only), or None"
+        )
+
+
+_pos = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+
+
+@attrs.define(kw_only=True)
+class AQMap:
+    """Alignment quality indicator (``aq-map``): map and score in [0, 1], 1 = well aligned.
+
+    Options (recipe keys): ``model``, ``weights``, ``device``, ``dtype`` (the CLIP backbone);
+    ``parser`` (registry name) and ``parser_options``; ``templates`` (``"imagenet"``, ``"short"``,
+    ``"none"`` or a list of templates with one ``{}``); ``a_bound``, ``beta``,
+    ``adjective_margin``, ``emphasis_weight``, ``score_slope``; ``interpolation``,
+    ``native_size``, ``surgery_depth``, ``batch_size``; ``keep_maps`` (put the per-phrase and
+    per-noun maps in ``details``). ``parser_instance`` (Python only) injects a parser object.
+    See docs/indicators/aq-map.md.
+    """
+
+    needs_prompt: ClassVar[bool] = True
+    name: ClassVar[str] = "aq-map"
+
+    model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
+    weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
+    device: str = attrs.field(default="auto", validator=attrs.validators.instance_of(str))
+    dtype: str = attrs.field(
+        default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
+    )
+    parser: str = attrs.field(default="spacy", validator=attrs.validators.min_len(1))
+    parser_options: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_to_options, validator=attrs.validators.instance_of(dict)
+    )
+    templates: str | tuple[str, ...] = attrs.field(
+        default="imagenet", converter=_to_templates, validator=_check_templates
+    )
+    a_bound: float = attrs.field(default=DEFAULT_A_BOUND, converter=float, validator=_unit)
+    beta: float = attrs.field(default=DEFAULT_BETA, converter=float, validator=_beta)
+    adjective_margin: float = attrs.field(default=0.0, converter=float, validator=_unit)
+    emphasis_weight: float = attrs.field(default=DEFAULT_EMPHASIS, converter=float, validator=_unit)
+    score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
+    interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
+    native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    surgery_depth: int = attrs.field(
+        default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
+    )
+    batch_size: int = attrs.field(default=16, validator=_pos)
+    keep_maps: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
+
+    _backbone: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    @property
+    def template_list(self) -> tuple[str, ...]:
+        """The prompt-ensemble templates in use."""
+        return TEMPLATE_SETS[self.templates] if isinstance(self.templates, str) else self.templates
+
+    def get_parser(self) -> Any:
+        """The injected ``parser_instance``, else the registered parser ``parser`` (built once)."""
+        if self.parser_instance is not None:
+            return self.parser_instance
+        if self._parser_obj is None:
+            from grefine_kit.registry import create_part
+
+            self._parser_obj = create_part("parser", self.parser, **self.parser_options)
+        return self._parser_obj
+
+    def load(self) -> SurgeryCLIP:
+        """Build the parser and load the backbone (shared cache); called on first ``score``."""
+        self.get_parser()
+        if self._backbone is None:
+            self._backbone = backbone_for(self)
+        return self._backbone
+
+    def analyse(self, prompt: str) -> tuple[PromptTree, list[Phrase]]:
+        """Parse ``prompt`` and group it into phrases with ancestors (no model needed)."""
+        from grefine_kit.parsers.tree import extract_phrases
+
+        tree = self.get_parser().parse(prompt)
+        return tree, extract_phrases(tree)
+
+    def encode_texts(self, backbone: SurgeryCLIP, texts: Sequence[str]) -> torch.Tensor:
+        """Ensemble features ``[N, D]`` of distinct ``texts``: one batched forward (chunked only
+        beyond ``_MAX_TEXT_ROWS`` texts x templates)."""
+        import torch
+
+        templates = self.template_list
+        per = max(1, _MAX_TEXT_ROWS // len(templates))
+        chunks = [
+            backbone.encode_text_ensemble(texts[i : i + per], templates) for i in range(0, len(texts), per)
+        ]
+        return torch.cat(chunks) if chunks else torch.empty(0, backbone.embed_dim)
+
+    def _note(self, backbone: SurgeryCLIP, prompt: str, phrases: Sequence[Phrase]) -> str:
+        notes = []
+        if not prompt.strip():
+            notes.append("empty prompt: nothing to align (score = s(image, '') = 0.5)")
+        elif not phrases:
+            notes.append("no noun in the prompt: score is the whole-prompt score only, map is all 1")
+        encode = getattr(backbone.tokenizer, "encode", None)
+        if callable(encode) and prompt.strip():
+            longest = max(len(encode(t.format(prompt))) for t in self.template_list) + 2  # + SOT, EOT
+            if longest > backbone.context_length:
+                notes.append(
+                    f"prompt is {longest} CLIP tokens in its template (> {backbone.context_length}): "
+                    "the whole-prompt score sees its start only; phrases are scored separately"
+                )
+        return "; ".join(notes)
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:
+        """One QualityMap per image and prompt; ``details["report"]`` is the ``AlignmentReport``."""
+        import torch.nn.functional as F
+
+        from grefine_kit.models.surgery import feature_surgery, similarity_maps
+
+        if not images:
+            return []
+        if prompts is None or len(prompts) != len(images):
+            raise UserError(
+                f"aq-map needs one prompt per image; got {0 if prompts is None else len(prompts)} "
+                f"prompts for {len(images)} images"
+            )
+        prompts = [str(p) for p in prompts]
+        # parse first: a missing parser model fails before any CLIP weights are loaded
+        parsed = {p: self.analyse(p) for p in dict.fromkeys(prompts)}
+        backbone = self.load()
+        texts: list[str] = [""]
+        for p, (_tree, phrases) in parsed.items():
+            texts += [_squash(p), *(ph.text for ph in phrases), *(ph.noun_text for ph in phrases)]
+        texts = list(dict.fromkeys(texts))
+        column = {t: k for k, t in enumerate(texts)}
+        feats = self.encode_texts(backbone, texts)
+        redundant = feats[column[""]]
+        notes = {p: self._note(backbone, p, phrases) for p, (_tree, phrases) in parsed.items()}
+        direction = F.normalize(feats - redundant.reshape(1, -1), dim=-1)  # zero row for "" itself
+
+        results: list[QualityMap | None] = [None] * len(images)
+        groups = encode_in_groups(
+            backbone,
+            images,
+            native_size=self.native_size,
+            surgery_depth=self.surgery_depth,
+            batch_size=self.batch_size,
+        )
+        for indices, tokens, grid in groups:
+            cos = F.normalize(tokens[:, 0], dim=-1) @ direction.T  # [b, T]
+            for j, i in enumerate(indices):
+                prompt = prompts[i]
+                tree, phrases = parsed[prompt]
+                size = (images[i].height, images[i].width)
+                ph_cols = [column[ph.text] for ph in phrases]
+                pn_cols = [column[ph.noun_text] for ph in phrases]
+                maps_needed = list(dict.fromkeys(pn_cols + (ph_cols if self.keep_maps else [])))
+                if maps_needed:
+                    sim = feature_surgery(tokens[j : j + 1, 1:], feats[maps_needed], redundant)
+                    maps = similarity_maps(sim, grid, [size], self.interpolation)[0]
+                else:
+                    maps = np.zeros((0, *size), np.float32)
+                slot = {c: k for k, c in enumerate(maps_needed)}
+
+                score_of = [cosine_to_score(float(c), self.score_slope) for c in cos[j]]
+                decision = decide_alignment(
+                    prompt,
+                    phrases,
+                    [score_of[c] for c in ph_cols],
+                    [score_of[c] for c in pn_cols],
+                    [maps[slot[c]] for c in pn_cols],
+                    score_of[column[_squash(prompt)]],
+                    size,
+                    a_bound=self.a_bound,
+                    beta=self.beta,
+                    adjective_margin=self.adjective_margin,
+                    emphasis_weight=self.emphasis_weight,
+                    note=notes[prompt],
+                )
+                details: dict[str, Any] = {
+                    "report": decision.report,
+                    "parser": tree.parser,
+                    "defect_area": float(decision.defect_map.mean()),
+                    "grid": grid,
+                    "backbone": backbone.name,
+                    "templates": len(self.template_list),
+                }
+                if self.keep_maps:
+                    details["noun_maps"] = np.stack([maps[slot[c]] for c in pn_cols]) if phrases else maps
+                    details["phrase_maps"] = np.stack([maps[slot[c]] for c in ph_cols]) if phrases else maps
+                results[i] = QualityMap(
+                    map=decision.map, score=decision.score, indicator=self.name, details=details
+                )
+        return [r for r in results if r is not None]
