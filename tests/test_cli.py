@@ -51,7 +51,7 @@ threshold = 0.4
                                                              "(did you mean 'pq-map'?)"),
         (GOOD.replace("threshold = 0.4", 'threshold = "high"'), "threshold"),
         (GOOD.replace("threshold = 0.4", "threshold = 7.0"), "threshold"),
-        (GOOD + "\nsed = 3\n", "sed: unknown key (did you mean 'seed'?)"),
+        ("sed = 3\n" + GOOD, "sed: unknown key (did you mean 'seed'?)"),
         (GOOD.replace("[indicators.perceptual]", "[indicators.perceptive]"), "did you mean 'perceptual'"),
         ("name = 'x'\n[combiner\n", "not valid TOML"),
         ("name = 'x'\n[stage1]\npart = 'inpaint'\n", "combiner: required"),
