@@ -28,12 +28,27 @@ _LAZY = {
     "get_registry": "grefine_kit.registry",
 }
 
-__all__ = ["__version__", "hookimpl", *sorted(_LAZY)]
+__all__ = [
+    "AlignmentReport",
+    "Mask",
+    "PromptTree",
+    "QualityMap",
+    "Recipe",
+    "RefineResult",
+    "Refiner",
+    "__version__",
+    "create_part",
+    "get_registry",
+    "hookimpl",
+    "load_image",
+    "refine",
+    "score",
+]
 
 if TYPE_CHECKING:
     from grefine_kit.api import refine, score
     from grefine_kit.images import load_image
-    from grefine_kit.pipeline import RefineResult, Refiner
+    from grefine_kit.pipeline import Refiner, RefineResult
     from grefine_kit.recipe import Recipe
     from grefine_kit.registry import create_part, get_registry
     from grefine_kit.types import AlignmentReport, Mask, PromptTree, QualityMap

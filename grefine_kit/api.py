@@ -70,7 +70,8 @@ def score(
     from grefine_kit.images import load_image
 
     part = build_indicator(indicator, recipe=recipe, **options)
-    return part.score([load_image(image)], [prompt] if prompt is not None else None)[0]  # type: ignore[no-any-return]
+    result: QualityMap = part.score([load_image(image)], [prompt] if prompt is not None else None)[0]
+    return result
 
 
 def refine(

@@ -31,7 +31,9 @@ def register_indicators(register: Register) -> None:
 
 @hookimpl
 def register_parsers(register: Register) -> None:
-    register("spacy", "grefine_kit.parsers.spacy_parser:SpacyParser", summary="spaCy dependency parse (default)")
+    register(
+        "spacy", "grefine_kit.parsers.spacy_parser:SpacyParser", summary="spaCy dependency parse (default)"
+    )
     register("nltk", "grefine_kit.parsers.nltk_parser:NltkParser", summary="NLTK tagger + chunk grammar")
     register("stanza", "grefine_kit.parsers.stanza_parser:StanzaParser", summary="Stanza dependency parse")
     register(
@@ -43,7 +45,11 @@ def register_parsers(register: Register) -> None:
 
 @hookimpl
 def register_combiners(register: Register) -> None:
-    register("g-refine", "grefine_kit.combiners:GRefineCombiner", summary="(1 - P) + A_def, binarised, grown, feathered")
+    register(
+        "g-refine",
+        "grefine_kit.combiners:GRefineCombiner",
+        summary="(1 - P) + A_def, binarised, grown, feathered",
+    )
     register("perceptual", "grefine_kit.combiners:PerceptualCombiner", summary="perceptual map only (1 - P)")
     register("alignment", "grefine_kit.combiners:AlignmentCombiner", summary="alignment defects only (A_def)")
     register("soft", "grefine_kit.combiners:SoftCombiner", summary="soft deficiency, no binarisation")
@@ -51,8 +57,16 @@ def register_combiners(register: Register) -> None:
 
 @hookimpl
 def register_stages(register: Register) -> None:
-    register("inpaint", "grefine_kit.stages.diffusion:InpaintStage", summary="masked diffusers inpainting (stage 1)")
-    register("img2img", "grefine_kit.stages.diffusion:Img2ImgStage", summary="mild global diffusers img2img (stage 2)")
+    register(
+        "inpaint",
+        "grefine_kit.stages.diffusion:InpaintStage",
+        summary="masked diffusers inpainting (stage 1)",
+    )
+    register(
+        "img2img",
+        "grefine_kit.stages.diffusion:Img2ImgStage",
+        summary="mild global diffusers img2img (stage 2)",
+    )
 
 
 @hookimpl

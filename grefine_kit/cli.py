@@ -63,7 +63,9 @@ def _warn_plugin_failures() -> None:
     from grefine_kit.registry import get_registry
 
     for failure in get_registry().failures:
-        click.echo(f"grefine: warning: plugin {failure.plugin} ({failure.distribution}): {failure.message}", err=True)
+        click.echo(
+            f"grefine: warning: plugin {failure.plugin} ({failure.distribution}): {failure.message}", err=True
+        )
 
 
 # -- registry ---------------------------------------------------------------------------
@@ -90,7 +92,9 @@ def plugins_command() -> None:
 
 @cli.command("list")
 @click.argument("kind", required=False)
-@click.option("-f", "--filter", "pattern", default="*", show_default=True, help="glob on part names, e.g. 'g-refine*'")
+@click.option(
+    "-f", "--filter", "pattern", default="*", show_default=True, help="glob on part names, e.g. 'g-refine*'"
+)
 @user_errors
 def list_command(kind: str | None, pattern: str) -> None:
     """List registered parts, optionally of one KIND (indicator, parser, combiner, stage, metric, recipe)."""
@@ -141,20 +145,36 @@ def recipe_validate(name_or_path: str) -> None:
 
 # -- scoring ----------------------------------------------------------------------------
 
-_device_option = click.option("--device", default=None, help="torch device for every part (default: each part's own, 'auto')")
+_device_option = click.option(
+    "--device", default=None, help="torch device for every part (default: each part's own, 'auto')"
+)
 _dtype_option = click.option(
-    "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None, help="model dtype for every part"
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default=None,
+    help="model dtype for every part",
 )
 
 
 @cli.command("score")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name")
+@click.option(
+    "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
+)
 @click.option("--prompt", default=None, help="prompt for every image (needed by aq-map and clip-surgery)")
-@click.option("--prompts", "prompts_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV with columns image,prompt")
-@click.option("--recipe", "recipe_name", default=None,
-              help="take the indicator's options from this recipe (e.g. 'tiny' for offline random models)")
+@click.option(
+    "--prompts",
+    "prompts_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV with columns image,prompt",
+)
+@click.option(
+    "--recipe",
+    "recipe_name",
+    default=None,
+    help="take the indicator's options from this recipe (e.g. 'tiny' for offline random models)",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
@@ -189,9 +209,18 @@ def score_command(
     prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
     _warn_plugin_failures()
-    summary = score_files(files, indicator, Path(out_dir), prompts=prompts, fmt=fmt,  # type: ignore[arg-type]
-                          batch_size=batch_size, save_maps=not no_maps)
-    click.echo(f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True)
+    summary = score_files(
+        files,
+        indicator,
+        Path(out_dir),
+        prompts=prompts,
+        fmt=fmt,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        save_maps=not no_maps,
+    )
+    click.echo(
+        f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True
+    )
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
 
@@ -201,9 +230,16 @@ def score_command(
 @cli.command("refine")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--prompt", default=None, help="prompt for every image")
-@click.option("--prompts", "prompts_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV with columns image,prompt")
-@click.option("--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path")
+@click.option(
+    "--prompts",
+    "prompts_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV with columns image,prompt",
+)
+@click.option(
+    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="override the recipe's seed")
 @click.option("--save-maps", is_flag=True, help="also write the mask, heatmap overlays and raw maps")
@@ -236,8 +272,9 @@ def refine_command(
     files = expand_inputs(paths)
     prompts: Mapping[str, str] | str = read_prompts_csv(Path(prompts_csv)) if prompts_csv else str(prompt)
     refiner = _build_refiner(recipe_name, seed=seed, device=device, dtype=dtype)
-    summary = refine_files(files, refiner, Path(out_dir), prompts=prompts, save_maps=save_maps,
-                           resume=not no_resume)
+    summary = refine_files(
+        files, refiner, Path(out_dir), prompts=prompts, save_maps=save_maps, resume=not no_resume
+    )
     click.echo(
         f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done "
         f"-> {summary.out_dir} (reports: {summary.reports_path.name})",
@@ -273,7 +310,9 @@ def demo_command(out_dir: str) -> None:
     started = time.perf_counter()
     example = Path(str(resources.files("grefine_kit") / "data" / "example.png"))
     refiner = _build_refiner("tiny", seed=None, device="cpu", dtype=None)
-    summary = refine_files([example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False)
+    summary = refine_files(
+        [example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False
+    )
     seconds = time.perf_counter() - started
     out = Path(out_dir).resolve()
     click.echo(f"grefine demo: refined {example.name} with the 'tiny' recipe in {seconds:.1f} s")
@@ -282,12 +321,16 @@ def demo_command(out_dir: str) -> None:
     for name in sorted(p.name for p in out.iterdir()):
         click.echo(f"    {name}")
     click.echo("The tiny recipe uses random-weight models: it shows the flow offline, not real quality.")
-    click.echo("Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR")
+    click.echo(
+        "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"
+    )
     sys.exit(summary.exit_code)
 
 
 @cli.command("fetch-weights")
-@click.option("--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path")
+@click.option(
+    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+)
 @user_errors
 def fetch_weights_command(recipe_name: str) -> None:
     """Download everything a recipe needs, so that later runs work offline (HF_HUB_OFFLINE=1)."""

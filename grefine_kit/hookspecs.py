@@ -59,4 +59,7 @@ def register_metrics(register: Register) -> None:
 
 @hookspec
 def register_recipes(register: Register) -> None:
-    """Register recipe files: ``register(name, path_to_toml)`` (a path or ``importlib.resources`` traversable)."""
+    """Register recipe files: ``register(name, path_to_toml)``.
+
+    The path may be a ``pathlib.Path`` or an ``importlib.resources`` traversable.
+    """

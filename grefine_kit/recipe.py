@@ -109,8 +109,14 @@ class Recipe:
                 )
             entry = registry.get("recipe", name)
             target = entry.load()
-            text = target.read_text("utf-8") if isinstance(target, (Path, Traversable)) else Path(target).read_text()
-            source = f"builtin:{name}" if entry.distribution == "grefine-kit" else f"{entry.distribution}:{name}"
+            text = (
+                target.read_text("utf-8")
+                if isinstance(target, (Path, Traversable))
+                else Path(target).read_text()
+            )
+            source = (
+                f"builtin:{name}" if entry.distribution == "grefine-kit" else f"{entry.distribution}:{name}"
+            )
         return cls.loads(text, source=source, registry=registry)
 
     @classmethod
@@ -133,7 +139,9 @@ class Recipe:
 
         for key in data:
             if key not in TOP_LEVEL_KEYS:
-                raise fail(key, f"unknown key{suggest(key, TOP_LEVEL_KEYS)}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+                raise fail(
+                    key, f"unknown key{suggest(key, TOP_LEVEL_KEYS)}; allowed: {', '.join(TOP_LEVEL_KEYS)}"
+                )
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise fail("name", "required, a non-empty string")
@@ -149,11 +157,16 @@ class Recipe:
                 raise fail(key, f"must be a table with a 'part' key, not {_type_name(table)}")
             part = table.get("part")
             if not isinstance(part, str):
-                raise fail(f"{key}.part", f"required: the registry name of a {kind}; known: "
-                           f"{', '.join(registry.names(kind))}")
+                raise fail(
+                    f"{key}.part",
+                    f"required: the registry name of a {kind}; known: {', '.join(registry.names(kind))}",
+                )
             if part not in registry.entries[kind]:
-                raise fail(f"{key}.part", f"unknown {kind} {part!r}{suggest(part, registry.entries[kind])}; "
-                           f"known: {', '.join(registry.names(kind))}")
+                raise fail(
+                    f"{key}.part",
+                    f"unknown {kind} {part!r}{suggest(part, registry.entries[kind])}; "
+                    f"known: {', '.join(registry.names(kind))}",
+                )
             options = {k: v for k, v in table.items() if k != "part"}
             try:
                 check_options(registry.get(kind, part).load(), options, what=f"{kind} {part!r}")
@@ -166,8 +179,10 @@ class Recipe:
             raise fail("indicators", f"must be a table, not {_type_name(indicators)}")
         for role in indicators:
             if role not in INDICATOR_ROLES:
-                raise fail(f"indicators.{role}", f"unknown role{suggest(role, INDICATOR_ROLES)}; "
-                           f"allowed: {', '.join(INDICATOR_ROLES)}")
+                raise fail(
+                    f"indicators.{role}",
+                    f"unknown role{suggest(role, INDICATOR_ROLES)}; allowed: {', '.join(INDICATOR_ROLES)}",
+                )
         specs = {
             role: part_spec(f"indicators.{role}", "indicator", indicators[role])
             for role in INDICATOR_ROLES
@@ -175,8 +190,10 @@ class Recipe:
         }
         combiner = part_spec("combiner", "combiner", data["combiner"]) if "combiner" in data else None
         if combiner is None and "stage1" in data:
-            raise fail("combiner", "required with a stage1: a table naming a combiner, e.g. "
-                       "[combiner] part = \"g-refine\"")
+            raise fail(
+                "combiner",
+                'required with a stage1: a table naming a combiner, e.g. [combiner] part = "g-refine"',
+            )
         stages = {key: part_spec(key, "stage", data[key]) for key in ("stage1", "stage2") if key in data}
         refiner = data.get("refiner", {})
         if not isinstance(refiner, Mapping):
@@ -306,17 +323,35 @@ def _check_refiner_options(refiner: Mapping[str, Any], fail: Any) -> None:
     accepted = [
         f.alias or f.name
         for f in attrs.fields(Refiner)
-        if f.init and f.name not in {"perceptual", "alignment", "combiner", "stage1", "stage2",
-                                     "seed", "recipe_name", "recipe_hash"}
+        if f.init
+        and f.name
+        not in {
+            "perceptual",
+            "alignment",
+            "combiner",
+            "stage1",
+            "stage2",
+            "seed",
+            "recipe_name",
+            "recipe_hash",
+        }
     ]
     for key in refiner:
         if key not in accepted:
-            raise fail(f"refiner.{key}", f"unknown option{suggest(key, accepted)}; options: {', '.join(accepted)}")
+            raise fail(
+                f"refiner.{key}", f"unknown option{suggest(key, accepted)}; options: {', '.join(accepted)}"
+            )
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a table", list: "an array", str: "a string", int: "an integer", float: "a float",
-            bool: "a boolean"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        int: "an integer",
+        float: "a float",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)
 
 
 # -- a small TOML writer for recipe values (str, int, float, bool, arrays, tables) ----------
@@ -341,7 +376,10 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         escaped = (
-            value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+            value.replace("\\", "\\\\")
+            .replace('"', '\\"')
+            .replace("\n", "\\n")
+            .replace("\t", "\\t")
             .replace("\r", "\\r")
         )
         return f'"{escaped}"'

@@ -203,7 +203,9 @@ class Registry:
                     impl.function(register=register)
                 except Exception as exc:
                     self.failures.append(
-                        PluginFailure(plugin_name, distribution, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                        PluginFailure(
+                            plugin_name, distribution, f"{hook_name} raised {type(exc).__name__}: {exc}"
+                        )
                     )
 
     def _register_function(self, kind: str, plugin: str, distribution: str) -> Callable[..., None]:
@@ -211,7 +213,9 @@ class Registry:
             if not isinstance(name, str) or not name.strip():
                 raise PluginError(f"{kind} names must be non-empty strings; got {name!r}")
             if isinstance(factory, str) and kind != "recipe" and ":" not in factory:
-                raise PluginError(f"{kind} {name!r}: a string factory must look like 'module:attr'; got {factory!r}")
+                raise PluginError(
+                    f"{kind} {name!r}: a string factory must look like 'module:attr'; got {factory!r}"
+                )
             existing = self.entries[kind].get(name)
             if existing is not None:
                 self.failures.append(
@@ -288,9 +292,8 @@ def check_options(factory: Any, options: Mapping[str, Any], *, what: str) -> Non
         return
     for key in options:
         if key not in accepted:
-            raise UserError(
-                f"{what} has no option {key!r}{suggest(key, accepted)}; options: {', '.join(accepted) or 'none'}"
-            )
+            valid = ", ".join(accepted) or "none"
+            raise UserError(f"{what} has no option {key!r}{suggest(key, accepted)}; options: {valid}")
 
 
 _lock = threading.Lock()

@@ -9,7 +9,7 @@ higher is better.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -155,6 +155,14 @@ class Token:
     lemma: str = ""
 
 
+def _tokens(value: Iterable[Token]) -> tuple[Token, ...]:
+    return tuple(value)
+
+
+def _indices(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(i) for i in value)
+
+
 @attrs.frozen
 class PromptTree:
     """A prompt parsed into one dependency tree.
@@ -164,7 +172,7 @@ class PromptTree:
     """
 
     text: str
-    tokens: tuple[Token, ...] = attrs.field(converter=tuple)
+    tokens: tuple[Token, ...] = attrs.field(converter=_tokens)
     parser: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -208,7 +216,7 @@ class Phrase:
     text: str
     noun: int
     noun_text: str
-    tokens: tuple[int, ...] = attrs.field(converter=tuple)
+    tokens: tuple[int, ...] = attrs.field(converter=_indices)
     ancestor: int = 0
 
 
@@ -228,6 +236,14 @@ class PhraseReport:
     defect: str | None = None
 
 
+def _phrase_reports(value: Iterable[PhraseReport]) -> tuple[PhraseReport, ...]:
+    return tuple(value)
+
+
+def _weighted(value: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    return tuple((str(text), float(weight)) for text, weight in value)
+
+
 @attrs.frozen
 class AlignmentReport:
     """Per-phrase alignment findings for one image and prompt.
@@ -238,8 +254,8 @@ class AlignmentReport:
 
     prompt: str
     prompt_score: float
-    phrases: tuple[PhraseReport, ...] = attrs.field(converter=tuple)
-    emphasis: tuple[tuple[str, float], ...] = attrs.field(converter=tuple, factory=tuple)
+    phrases: tuple[PhraseReport, ...] = attrs.field(converter=_phrase_reports)
+    emphasis: tuple[tuple[str, float], ...] = attrs.field(converter=_weighted, factory=tuple)
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:

@@ -22,8 +22,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder where the test plugin distributions are really installed (pip, dist-info, entry points)."""
     target = tmp_path_factory.mktemp("plugin-site")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-           "--no-index", "--disable-pip-version-check", "--target", str(target)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+    ]
     cmd += [str(TESTS / "plugins" / name) for name in PLUGIN_PACKAGES]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return target

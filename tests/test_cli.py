@@ -46,9 +46,14 @@ threshold = 0.4
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (GOOD.replace("[combiner]", "[combiner]\ntreshold = 0.1"), "no option 'treshold' (did you mean 'threshold'?)"),
-        (GOOD.replace('part = "pq-map"', 'part = "pq-mpa"'), "indicators.perceptual.part: unknown indicator 'pq-mpa' "
-                                                             "(did you mean 'pq-map'?)"),
+        (
+            GOOD.replace("[combiner]", "[combiner]\ntreshold = 0.1"),
+            "no option 'treshold' (did you mean 'threshold'?)",
+        ),
+        (
+            GOOD.replace('part = "pq-map"', 'part = "pq-mpa"'),
+            "indicators.perceptual.part: unknown indicator 'pq-mpa' (did you mean 'pq-map'?)",
+        ),
         (GOOD.replace("threshold = 0.4", 'threshold = "high"'), "threshold"),
         (GOOD.replace("threshold = 0.4", "threshold = 7.0"), "threshold"),
         ("sed = 3\n" + GOOD, "sed: unknown key (did you mean 'seed'?)"),
@@ -57,8 +62,17 @@ threshold = 0.4
         ("name = 'x'\n[stage1]\npart = 'inpaint'\n", "combiner: required"),
         (GOOD.replace('name = "mine"', "name = 3"), "name: required, a non-empty string"),
     ],
-    ids=["misspelled-option", "unknown-part", "wrong-type", "out-of-range", "misspelled-top-key",
-         "unknown-role", "bad-toml", "missing-combiner", "name-type"],
+    ids=[
+        "misspelled-option",
+        "unknown-part",
+        "wrong-type",
+        "out-of-range",
+        "misspelled-top-key",
+        "unknown-role",
+        "bad-toml",
+        "missing-combiner",
+        "name-type",
+    ],
 )
 def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: str):
     path = tmp_path / "recipe.toml"

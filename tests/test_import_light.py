@@ -28,7 +28,10 @@ print("HEAVY:" + ",".join(heavy))
 )
 def test_no_heavy_imports(code):
     result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(code=code, heavy=HEAVY)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE.format(code=code, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     marker = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")]
     assert marker, result.stdout + result.stderr

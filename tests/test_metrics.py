@@ -12,7 +12,9 @@ def test_indicator_metric_wraps_a_plugin_indicator(with_plugins):
     from grefine_kit.registry import get_registry
     from grefine_kit.testing import sample_images
 
-    metric = get_registry().create("metric", "indicator-score", {"indicator": "brightness", "options": {"gamma": 1.0}})
+    metric = get_registry().create(
+        "metric", "indicator-score", {"indicator": "brightness", "options": {"gamma": 1.0}}
+    )
     assert isinstance(metric, Metric) and metric.higher_is_better and not metric.needs_prompt
     dark, bright = sample_images([(8, 8)])[0].point(lambda v: v // 4), sample_images([(8, 8)])[0]
     low, high = metric.compute([dark, bright])

@@ -132,7 +132,9 @@ def test_env_switches(with_plugins, monkeypatch):
 
 def _grefine(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "grefine_kit.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "grefine_kit.cli", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_cli_plugins_lists_installed_and_broken(plugin_site: Path):

@@ -9,12 +9,16 @@ from grefine_kit.types import AlignmentReport, Mask, PhraseReport, PromptTree, Q
 
 
 def test_quality_map_validates_and_is_read_only():
-    qmap = QualityMap(map=np.full((3, 5), 0.25), score=0.7, indicator="x", details={"factors": {"a": np.float32(0.5)}})
+    qmap = QualityMap(
+        map=np.full((3, 5), 0.25), score=0.7, indicator="x", details={"factors": {"a": np.float32(0.5)}}
+    )
     assert qmap.map.dtype == np.float32 and qmap.size == (5, 3)
     with pytest.raises(ValueError):
         qmap.map[0, 0] = 1.0
     assert json.loads(json.dumps(qmap.to_json())) == {
-        "indicator": "x", "score": 0.7, "details": {"factors": {"a": 0.5}}
+        "indicator": "x",
+        "score": 0.7,
+        "details": {"factors": {"a": 0.5}},
     }
 
 

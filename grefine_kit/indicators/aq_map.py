@@ -20,7 +20,7 @@ be tested and reused without a model: ``classify_defects``, ``defect_map``, ``ca
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import numpy as np
@@ -195,8 +195,8 @@ def decide_alignment(
     report = AlignmentReport(
         prompt=prompt,
         prompt_score=float(prompt_score),
-        phrases=cast(Any, reports),
-        emphasis=cast(Any, emphasis),
+        phrases=reports,
+        emphasis=emphasis,
         note=note,
     )
     return AlignmentDecision(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import unicodedata
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
 
 from grefine_kit.parsers.stopwords import STOPWORDS, is_stopword
 from grefine_kit.types import Phrase, PromptTree, Token
@@ -101,7 +100,7 @@ def build_tree(text: str, tokens: Sequence[Token], parser: str = "") -> PromptTr
             )
         )
     # cast: mypy's attrs plugin cannot type the tuple converter of PromptTree.tokens
-    return PromptTree(text=text, tokens=cast(Any, out), parser=parser)
+    return PromptTree(text=text, tokens=out, parser=parser)
 
 
 def _base_dep(dep: str) -> str:
@@ -257,7 +256,7 @@ def extract_phrases(tree: PromptTree, stopwords: frozenset[str] = STOPWORDS) -> 
                 text=text,
                 noun=c,
                 noun_text=toks[c].text,
-                tokens=cast(Any, members[k]),
+                tokens=members[k],
                 ancestor=k if anc is None else anc,
             )
         )

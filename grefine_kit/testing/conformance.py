@@ -11,7 +11,7 @@ Each check raises ``AssertionError`` with a message saying which rule was broken
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,9 @@ def check_indicator(indicator: Any, *, prompt: str = "a red square on a blue bac
     images = sample_images()
     prompts = [prompt] * len(images) if indicator.needs_prompt else None
     first = indicator.score(images, prompts)
-    assert isinstance(first, list) and len(first) == len(images), "score() must return one QualityMap per image"
+    assert isinstance(first, list) and len(first) == len(images), (
+        "score() must return one QualityMap per image"
+    )
     for image, qmap in zip(images, first, strict=True):
         assert isinstance(qmap, QualityMap), f"score() returned {type(qmap).__name__}, not QualityMap"
         assert qmap.map.shape == (image.height, image.width), (
@@ -83,7 +85,9 @@ def check_parser(parser: Any, prompts: Sequence[str] = ODD_PROMPTS) -> list[Prom
         assert isinstance(tree, PromptTree), f"parse({prompt!r}) returned {type(tree).__name__}"
         assert tree.text == prompt, "PromptTree.text must be the prompt as given"
         for token in tree.tokens:
-            assert 0 <= token.start <= token.end <= len(prompt), f"token {token.text!r} has a span outside the text"
+            assert 0 <= token.start <= token.end <= len(prompt), (
+                f"token {token.text!r} has a span outside the text"
+            )
         if prompt.strip() and any(c.isalnum() for c in prompt):
             assert tree.tokens, f"parse({prompt!r}) found no tokens"
         trees.append(tree)
@@ -108,7 +112,9 @@ def check_combiner(combiner: Any, size: tuple[int, int] = (40, 24)) -> None:
     assert set(np.unique(mask.binary)).issubset({0.0, 1.0}), "binary mask must hold only 0 and 1"
     good = combiner.combine(_qmap(1.0, size), _qmap(1.0, size), size)
     bad = combiner.combine(_qmap(0.0, size), _qmap(0.0, size), size)
-    assert good.soft.sum() <= bad.soft.sum() + 1e-6, "perfect maps must not ask for more repainting than bad ones"
+    assert good.soft.sum() <= bad.soft.sum() + 1e-6, (
+        "perfect maps must not ask for more repainting than bad ones"
+    )
 
 
 def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "a red square") -> Any:
@@ -120,7 +126,13 @@ def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "
     binary = np.zeros((h, w), np.float32)
     binary[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
     request = StageRequest(
-        image=image, mask=Mask(binary=binary, soft=binary), prompt=prompt, emphasis=(), strength=0.5, steps=4, seed=0
+        image=image,
+        mask=Mask(binary=binary, soft=binary),
+        prompt=prompt,
+        emphasis=(),
+        strength=0.5,
+        steps=4,
+        seed=0,
     )
     result = stage.run(request)
     assert isinstance(result, StageResult), f"run() returned {type(result).__name__}, not StageResult"
@@ -135,7 +147,12 @@ def check_part(kind: str, name: str, **options: Any) -> Any:
     from grefine_kit.registry import get_registry
 
     part = get_registry().create(kind, name, options)
-    checks = {"indicator": check_indicator, "parser": check_parser, "combiner": check_combiner, "stage": check_stage}
+    checks: dict[str, Callable[[Any], Any]] = {
+        "indicator": check_indicator,
+        "parser": check_parser,
+        "combiner": check_combiner,
+        "stage": check_stage,
+    }
     if kind not in checks:
         raise ValueError(f"no conformance check for kind {kind!r}")
     return checks[kind](part)

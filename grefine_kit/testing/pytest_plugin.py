@@ -32,8 +32,11 @@ def register_plugin() -> Iterator[Callable[..., registry_module.Registry]]:
     previous = registry_module._registry
     extra: list[tuple[Any, str, str]] = []
 
-    def register(plugin: Any, name: str | None = None, distribution: str = "test-plugin") -> registry_module.Registry:
-        extra.append((plugin, name or getattr(plugin, "__name__", repr(plugin)), distribution))
+    def register(
+        plugin: Any, name: str | None = None, distribution: str = "test-plugin"
+    ) -> registry_module.Registry:
+        plugin_name = name or str(getattr(plugin, "__name__", repr(plugin)))
+        extra.append((plugin, plugin_name, distribution))
         fresh = registry_module.Registry.from_plugins(extra)
         registry_module.reset_registry(fresh)
         return fresh
