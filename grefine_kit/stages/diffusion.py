@@ -7,9 +7,11 @@ Both take any RGB image size and return exactly that size: the pipeline runs at 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -182,9 +184,28 @@ class _DiffusersStage:
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
-        out = pipe(**kwargs).images[0]
+        with _quiet_upcast_warning():
+            out = pipe(**kwargs).images[0]
         result = back(out.convert("RGB"))
         return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+
+
+class _DropUpcastWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_upcast_warning() -> Iterator[None]:
+    """SDXL pipelines upcast the VAE around every encode/decode, and diffusers logs a warning
+    for each cast; it says nothing actionable to our users, so drop just that message."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    drop = _DropUpcastWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _is_local(text: str) -> bool:

@@ -40,7 +40,10 @@ def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
             comps = tiny_components(arch, seed=TINY_SEED)
             for value in comps.values():
                 if hasattr(value, "to") and hasattr(value, "parameters"):
-                    value.to(device=device, dtype=dtype)
+                    first = next(iter(value.parameters()), None)
+                    # diffusers warns on every dtype cast, even a no-op one: cast only when needed
+                    if first is not None and (first.dtype != dtype or str(first.device) != str(device)):
+                        value.to(device=device, dtype=dtype)
             _components[key] = comps
     return tiny_pipeline(task, arch, seed=TINY_SEED, components=comps)
 

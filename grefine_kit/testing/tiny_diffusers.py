@@ -96,6 +96,8 @@ def tiny_vae(seed: int = 0) -> Any:
             down_block_types=["DownEncoderBlock2D"] * 2,
             up_block_types=["UpDecoderBlock2D"] * 2,
             sample_size=64,
+            # float32 weights need no fp16 overflow guard; it would also log a warning per call
+            force_upcast=False,
         ).eval()
 
 

@@ -1,0 +1,121 @@
+"""End-to-end runs of the CLI on the offline `tiny` recipe (tiny random-weight models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from grefine_kit.cli import cli
+from grefine_kit.recipe import Recipe
+from grefine_kit.registry import get_registry
+
+BUILTIN_RECIPES = ("g-refine", "g-refine-perceptual", "g-refine-alignment", "g-refine-stage1", "img2img-baseline", "tiny")
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.mark.parametrize("name", BUILTIN_RECIPES)
+def test_every_shipped_recipe_validates_and_round_trips(name: str):
+    assert name in get_registry().names("recipe")
+    recipe = Recipe.load(name)
+    recipe.validate()  # builds every part: no weights load
+    assert Recipe.loads(recipe.dump()).to_dict() == recipe.to_dict()
+
+
+def _gradient(w: int, h: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full((h, w), 90)], -1).astype(np.uint8)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    deep = (_gradient(40, 30)[..., 0].astype(np.uint16) * 257)
+    Image.fromarray(deep).save(folder / "deep16.png")
+    assert Image.open(folder / "deep16.png").mode.startswith("I")
+    rgba = np.dstack([_gradient(48, 32), np.full((32, 48), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray(_gradient(17, 9)).save(folder / "small.png")
+    Image.fromarray(_gradient(4000, 3000)).save(folder / "large.jpg", quality=60)
+    return folder
+
+
+def test_score_folder_with_tiny_recipe(mixed_folder: Path, tmp_path: Path):
+    out = tmp_path / "scores"
+    result = run("score", str(mixed_folder), "--recipe", "tiny", "--out", str(out))
+    assert result.exit_code == 1, result.output  # one image failed, the others were scored
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(p.name for p in mixed_folder.iterdir())
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert by_name["corrupt.png"]["status"] == "error" and by_name["corrupt.png"]["error"]
+    for name, (w, h) in {"deep16.png": (40, 30), "alpha.png": (48, 32), "small.png": (17, 9),
+                         "large.jpg": (4000, 3000)}.items():
+        row = by_name[name]
+        assert row["status"] == "ok", row
+        assert 0.0 <= float(row["score"]) <= 1.0
+        stem = Path(name).stem
+        overlay = Image.open(out / f"{stem}.heatmap.png")
+        assert overlay.size == (w, h)
+        assert np.load(out / f"{stem}.map.npy").shape == (h, w)
+    assert not (out / "corrupt.heatmap.png").exists()
+
+
+def test_score_aq_map_json_has_the_alignment_report(tmp_path: Path):
+    image = tmp_path / "house.png"
+    Image.fromarray(_gradient(64, 48)).save(image)
+    out = tmp_path / "aq"
+    result = run("score", str(image), "--indicator", "aq-map", "--recipe", "tiny", "--prompt",
+                 "a red house with a blue door", "--format", "json", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    report = record["details"]["report"]
+    assert [p["noun"] for p in report["phrases"]] == ["house", "door"]
+    assert all(0.0 <= p["phrase_score"] <= 1.0 for p in report["phrases"])
+
+
+def test_refine_batch_keeps_going_and_resumes(mixed_folder: Path, tmp_path: Path):
+    (mixed_folder / "large.jpg").unlink()  # keep the run short
+    out = tmp_path / "refined"
+    result = run("refine", str(mixed_folder), "--recipe", "tiny", "--prompt", "a gradient", "--out", str(out),
+                 "--save-maps")
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in (out / "reports.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    status = {Path(r["file"]).name: r["status"] for r in lines}
+    assert status == {"corrupt.png": "error", "deep16.png": "ok", "alpha.png": "ok", "small.png": "ok"}
+    assert Image.open(out / "small.png").size == (17, 9)
+    report = json.loads((out / "alpha.report.json").read_text())
+    assert report["recipe"]["name"] == "tiny" and report["status"] == "ok"
+    assert (out / "alpha.mask.png").exists() and (out / "alpha.pq.png").exists()
+    # a second run skips what is done and retries only the failure
+    again = run("refine", str(mixed_folder), "--recipe", "tiny", "--prompt", "a gradient", "--out", str(out))
+    assert again.exit_code == 1
+    assert "3 already done" in again.stderr
+    assert len((out / "reports.jsonl").read_text().splitlines()) == 5
+
+
+def test_demo_runs_offline(tmp_path: Path):
+    out = tmp_path / "demo"
+    result = run("demo", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert str(out.resolve()) in result.stdout
+    refined = Image.open(out / "example.png")
+    assert refined.size == Image.open(Path(__file__).parents[1] / "grefine_kit" / "data" / "example.png").size
+    report = json.loads((out / "example.report.json").read_text())
+    assert report["status"] == "ok"
+
+
+def test_fetch_weights_for_tiny_needs_nothing():
+    result = run("fetch-weights", "--recipe", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "can now run offline" in result.stdout
