@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 from tqdm.auto import tqdm
 
-from grefine_kit.errors import UserError
+from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.images import load_image, overlay_heatmap, save_map_npy
 from grefine_kit.inputs import PromptIndex
 from grefine_kit.scoring import output_stems
@@ -115,7 +115,9 @@ def refine_files(
                         _save_maps(result, image, out_dir, stem)
                     record.update(status="ok", **dict(result.report))
                     n_ok += 1
-                except (KeyboardInterrupt, SystemExit):
+                except (KeyboardInterrupt, SystemExit, MissingDependencyError):
+                    # missing weights or libraries would fail every image the same way: stop now
+                    # (the images already done keep their outputs and report lines)
                     raise
                 except Exception as exc:  # one bad image must not sink the batch
                     record.update(status="error", error=_error_message(exc))

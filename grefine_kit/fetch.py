@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from grefine_kit.errors import UserError
 from grefine_kit.recipe import Recipe
 
 
@@ -31,6 +32,12 @@ def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
         if not callable(fetch):
             yield f"{label}: no weights to fetch"
             continue
-        for line in fetch():
+        try:
+            lines = list(fetch())
+        except UserError:
+            raise
+        except Exception as exc:  # a download failure is the user's environment, not a bug
+            raise UserError(f"{label}: download failed: {type(exc).__name__}: {exc}") from exc
+        for line in lines:
             yield f"{label}: {line}"
     yield f"done: recipe {recipe.name!r} can now run offline (HF_HUB_OFFLINE=1)"

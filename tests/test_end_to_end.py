@@ -15,7 +15,14 @@ from grefine_kit.cli import cli
 from grefine_kit.recipe import Recipe
 from grefine_kit.registry import get_registry
 
-BUILTIN_RECIPES = ("g-refine", "g-refine-perceptual", "g-refine-alignment", "g-refine-stage1", "img2img-baseline", "tiny")
+BUILTIN_RECIPES = (
+    "g-refine",
+    "g-refine-perceptual",
+    "g-refine-alignment",
+    "g-refine-stage1",
+    "img2img-baseline",
+    "tiny",
+)
 
 
 def run(*args: str):
@@ -32,7 +39,9 @@ def test_every_shipped_recipe_validates_and_round_trips(name: str):
 
 def _gradient(w: int, h: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full((h, w), 90)], -1).astype(np.uint8)
+    return np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full((h, w), 90)], -1).astype(
+        np.uint8
+    )
 
 
 @pytest.fixture
@@ -40,7 +49,7 @@ def mixed_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    deep = (_gradient(40, 30)[..., 0].astype(np.uint16) * 257)
+    deep = _gradient(40, 30)[..., 0].astype(np.uint16) * 257
     Image.fromarray(deep).save(folder / "deep16.png")
     assert Image.open(folder / "deep16.png").mode.startswith("I")
     rgba = np.dstack([_gradient(48, 32), np.full((32, 48), 128, np.uint8)])
@@ -58,8 +67,12 @@ def test_score_folder_with_tiny_recipe(mixed_folder: Path, tmp_path: Path):
     assert sorted(Path(r["file"]).name for r in rows) == sorted(p.name for p in mixed_folder.iterdir())
     by_name = {Path(r["file"]).name: r for r in rows}
     assert by_name["corrupt.png"]["status"] == "error" and by_name["corrupt.png"]["error"]
-    for name, (w, h) in {"deep16.png": (40, 30), "alpha.png": (48, 32), "small.png": (17, 9),
-                         "large.jpg": (4000, 3000)}.items():
+    for name, (w, h) in {
+        "deep16.png": (40, 30),
+        "alpha.png": (48, 32),
+        "small.png": (17, 9),
+        "large.jpg": (4000, 3000),
+    }.items():
         row = by_name[name]
         assert row["status"] == "ok", row
         assert 0.0 <= float(row["score"]) <= 1.0
@@ -74,8 +87,20 @@ def test_score_aq_map_json_has_the_alignment_report(tmp_path: Path):
     image = tmp_path / "house.png"
     Image.fromarray(_gradient(64, 48)).save(image)
     out = tmp_path / "aq"
-    result = run("score", str(image), "--indicator", "aq-map", "--recipe", "tiny", "--prompt",
-                 "a red house with a blue door", "--format", "json", "--out", str(out))
+    result = run(
+        "score",
+        str(image),
+        "--indicator",
+        "aq-map",
+        "--recipe",
+        "tiny",
+        "--prompt",
+        "a red house with a blue door",
+        "--format",
+        "json",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     report = record["details"]["report"]
@@ -86,8 +111,17 @@ def test_score_aq_map_json_has_the_alignment_report(tmp_path: Path):
 def test_refine_batch_keeps_going_and_resumes(mixed_folder: Path, tmp_path: Path):
     (mixed_folder / "large.jpg").unlink()  # keep the run short
     out = tmp_path / "refined"
-    result = run("refine", str(mixed_folder), "--recipe", "tiny", "--prompt", "a gradient", "--out", str(out),
-                 "--save-maps")
+    result = run(
+        "refine",
+        str(mixed_folder),
+        "--recipe",
+        "tiny",
+        "--prompt",
+        "a gradient",
+        "--out",
+        str(out),
+        "--save-maps",
+    )
     assert result.exit_code == 1, result.output
     lines = [json.loads(line) for line in (out / "reports.jsonl").read_text().splitlines()]
     assert len(lines) == 4
