@@ -1,0 +1,128 @@
+"""Shared helpers of the CLIP-based indicators: backbone options, image grouping, score mapping.
+
+Light at import time: torch and the model code are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from grefine_kit.models.surgery import SurgeryCLIP
+
+__all__ = [
+    "IMAGENET_TEMPLATES",
+    "backbone_for",
+    "check_device",
+    "check_interpolation",
+    "check_surgery_depth",
+    "cosine_to_score",
+    "encode_in_groups",
+    "fetch_backbone_weights",
+]
+
+# OpenAI CLIP's 80 ImageNet prompt templates (the prompt-engineering notebook of openai/CLIP, MIT).
+# The CLIP Surgery reference adds a few scene templates on top (85 in all); these 80 are the core.
+IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.",
+    "a bad photo of the {}.", "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.",
+    "a photo of a hard to see {}.", "a bright photo of a {}.", "a photo of a clean {}.",
+    "a photo of a dirty {}.", "a dark photo of the {}.", "a drawing of a {}.", "a photo of my {}.",
+    "the plastic {}.", "a photo of the cool {}.", "a close-up photo of a {}.",
+    "a black and white photo of the {}.", "a painting of the {}.", "a painting of a {}.",
+    "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.", "a blurry photo of the {}.", "a photo of the {}.",
+    "a good photo of the {}.", "a rendering of the {}.", "a {} in a video game.", "a photo of one {}.",
+    "a doodle of a {}.", "a close-up photo of the {}.", "a photo of a {}.", "the origami {}.",
+    "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.", "a origami {}.",
+    "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.", "a photo of the clean {}.",
+    "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.", "a photo of a weird {}.",
+    "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.", "a embroidered {}.",
+    "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.",
+    "a dark photo of a {}.", "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.",
+    "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
+)  # fmt: skip
+
+INTERPOLATIONS = ("bicubic", "bilinear")
+
+
+def check_interpolation(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in INTERPOLATIONS:
+        raise ValueError(f"{attribute.name} must be one of {INTERPOLATIONS}; got {value!r}")
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
+
+
+def check_device(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not _DEVICE.match(value):
+        raise ValueError(
+            f"{attribute.name} must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu[:N]'; got {value!r}"
+        )
+
+
+def check_surgery_depth(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 1 <= value <= 64:
+        raise ValueError(f"{attribute.name} must be in [1, 64]; got {value}")
+
+
+def backbone_for(part: Any) -> SurgeryCLIP:
+    """The shared backbone named by a part's ``model``/``weights``/``device``/``dtype`` options."""
+    from grefine_kit.models.loading import BackboneSpec, get_backbone
+
+    return get_backbone(
+        BackboneSpec(model=part.model, weights=part.weights, device=part.device, dtype=part.dtype)
+    )
+
+
+def fetch_backbone_weights(part: Any) -> list[str]:
+    """``fetch_weights`` of the CLIP indicators: download the backbone into the local caches."""
+    from grefine_kit.models.loading import BackboneSpec, fetch_weights
+
+    spec = BackboneSpec(model=part.model, weights=part.weights, device="cpu", dtype=part.dtype)
+    return [f"CLIP {spec.model} / {spec.weights}: {fetch_weights(spec)}"]
+
+
+def encode_in_groups(
+    backbone: SurgeryCLIP,
+    images: Sequence[Image.Image],
+    *,
+    native_size: bool,
+    surgery_depth: int,
+    batch_size: int,
+) -> list[tuple[list[int], torch.Tensor, tuple[int, int]]]:
+    """Surgery tokens for images grouped by input size (one group in the default resize mode).
+
+    Returns ``(indices into images, tokens [len(indices), 1+h*w, D], (h, w))`` per group/chunk.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(backbone.pixel_size_for(image, native_size), []).append(i)
+    out = []
+    for indices in groups.values():
+        grid = backbone.grid_for(images[indices[0]], native_size)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            tokens = backbone.encode_image_tokens(
+                [images[i] for i in chunk], native_size=native_size, surgery_depth=surgery_depth
+            )
+            out.append((chunk, tokens, grid))
+    return out
+
+
+def cosine_to_score(cos: float, slope: float = 10.0) -> float:
+    """The reference mapping of a cosine to [0, 1]: ``sigmoid(slope * cos)``."""
+    return 1.0 / (1.0 + math.exp(-slope * cos))
