@@ -29,6 +29,7 @@ import attrs
 import torch
 
 from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.surgery import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model
 
@@ -224,12 +225,18 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
         if not model_name.startswith("hf-hub:"):
             _check_known(model_name, weights)
     require = bool(weights) or model_name.startswith(_SCHEMAS)
-    attempts = [True] if model_name.startswith("local-dir:") or _offline_requested() else [True, False]
+    local = model_name.startswith("local-dir:")
+    attempts = [True] if local or _offline_requested() else [True, False]
+    error: BaseException | None = None
     for cache_only in attempts:
+        if not cache_only and not hub_reachable():
+            # huggingface_hub would retry a dead connection for ~45 s: fail now instead
+            error = error or OSError("the Hugging Face hub is not reachable")
+            break
         try:
             # First from the local cache only (instant); then, unless offline is requested, from the
-            # network, where huggingface_hub retries for ~45 s before giving up on a dead connection.
-            with _hf_cache_only(cache_only):
+            # network.
+            with _hf_cache_only(cache_only), quiet_hub_logs():
                 model = open_clip.create_model(model_name, pretrained=weights, require_pretrained=require)
                 tokenizer = open_clip.get_tokenizer(model_name)
             return model, tokenizer
@@ -242,8 +249,7 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
 
 
 def _offline_requested() -> bool:
-    flags = (os.environ.get(k, "") for k in ("GREFINE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+    return offline_requested()
 
 
 @contextlib.contextmanager
@@ -337,4 +343,10 @@ def fetch_weights(spec: BackboneSpec) -> str:
     _check_known(spec.model, spec.weights)
     from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-    return str(download_pretrained(get_pretrained_cfg(spec.model, spec.weights)))
+    if not hub_reachable():
+        raise _missing(spec, "the Hugging Face hub is not reachable from here")
+    try:
+        with quiet_hub_logs():
+            return str(download_pretrained(get_pretrained_cfg(spec.model, spec.weights)))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise _missing(spec, f"{type(exc).__name__}: {str(exc)[:200]}") from exc

@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.hub import hub_reachable, quiet_hub_logs
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
 
 __all__ = [
@@ -132,7 +133,17 @@ def _hub_folder(repo_id: str, variant: str, revision: str) -> str:
     from diffusers import DiffusionPipeline
 
     try:
-        folder = DiffusionPipeline.download(repo_id, variant=variant or None, revision=revision or None)
+        with quiet_hub_logs():
+            try:  # the local cache first: instant, and works offline
+                folder = DiffusionPipeline.download(
+                    repo_id, variant=variant or None, revision=revision or None, local_files_only=True
+                )
+            except Exception:
+                if not hub_reachable():
+                    raise OSError("not in the local cache, and the hub is not reachable") from None
+                folder = DiffusionPipeline.download(
+                    repo_id, variant=variant or None, revision=revision or None
+                )
     except Exception as exc:  # the hub client raises many types (offline, 404, gated, auth)
         raise MissingDependencyError(
             f"could not get diffusers weights {repo_id!r} ({type(exc).__name__}: {exc}). "
