@@ -237,23 +237,23 @@ def test_scores_match_an_independent_computation() -> None:
         json.dumps(qmap.to_json())
 
 
-def test_one_text_forward_and_one_image_forward_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_text_forward_and_one_image_forward_per_call() -> None:
     from grefine_kit.models import BackboneSpec, get_backbone
 
     backbone = get_backbone(BackboneSpec(**TINY))
     backbone.clear_caches()
     calls: list[int] = []
-    original = backbone.model.encode_text
-
-    def counting(tokens: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(int(tokens.shape[0]))
-        return original(tokens, *args, **kwargs)
-
-    monkeypatch.setattr(backbone.model, "encode_text", counting)
+    # every text forward starts at the token-embedding layer: count its batches
+    hook = backbone._text.token_embedding.register_forward_hook(
+        lambda _module, inputs, _output: calls.append(int(inputs[0].shape[0]))
+    )
     images = sample_images([(40, 30), (40, 30), (24, 50)])
     prompts = ["red cat on blue mat", "a red cat on the blue mat", "red cat on blue mat"]
     before = backbone.image_forward_calls
-    AQMap(templates="short", parser_instance=FixedParser(), **TINY).score(images, prompts)
+    try:
+        AQMap(templates="short", parser_instance=FixedParser(), **TINY).score(images, prompts)
+    finally:
+        hook.remove()
     # distinct texts: "", 2 prompts, "red cat", "cat", "blue mat", "mat" = 7 texts x 7 templates, once
     assert calls == [7 * 7]
     assert backbone.image_forward_calls == before + 1

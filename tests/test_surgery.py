@@ -270,3 +270,12 @@ def test_clip_surgery_query_option_and_errors():
         ClipSurgeryQuery(interpolation="nearest")
     with pytest.raises(ValueError):
         ClipSurgeryQuery(surgery_depth=0)
+
+
+def test_truncated_text_forward_equals_the_full_77_token_forward(wrapper):
+    texts = ["dog", "a small red house with a blue door under a yellow sun", "word " * 200, ""]
+    tokens = wrapper.tokenize(texts)
+    with torch.no_grad():
+        full = wrapper.model.encode_text(tokens)  # open_clip runs all 77 positions
+    wrapper.clear_caches()
+    torch.testing.assert_close(wrapper.encode_text(texts, normalize=False), full, atol=1e-5, rtol=1e-5)

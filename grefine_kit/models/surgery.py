@@ -355,8 +355,15 @@ class SurgeryCLIP:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         if missing:
+            tokens = self.tokenize(missing)
             with torch.no_grad():
-                feats = self.model.encode_text(self.tokenize(missing))
+                if getattr(self._text, "text_pool_type", "argmax") == "argmax":
+                    # CLIP pools the EOT token, the highest id in each row
+                    feats = self.encode_text_embeddings(
+                        self.embed_tokens(tokens), tokens.argmax(dim=-1), normalize=False
+                    )
+                else:
+                    feats = self.model.encode_text(tokens)
             feats = feats.float()
             with self._lock:
                 for t, f in zip(missing, feats, strict=True):
@@ -409,11 +416,17 @@ class SurgeryCLIP:
             ``[N, D]`` float32. Gradients flow to ``embeddings`` (the model itself is frozen).
         """
         text = self._text
-        x = embeddings.to(self.dtype) + text.positional_embedding.to(self.dtype)
+        idx = torch.as_tensor(eot_positions, device=embeddings.device, dtype=torch.long)
         mask = getattr(text, "attn_mask", None)
+        length = embeddings.shape[1]
+        if mask is not None and idx.numel():
+            # The mask is causal: positions after the pooled one never influence it, so the tower
+            # only needs to run up to the longest EOT (about 10x less work for short phrases).
+            length = min(length, int(idx.max()) + 1)
+            mask = mask[:length, :length]
+        x = embeddings[:, :length].to(self.dtype) + text.positional_embedding[:length].to(self.dtype)
         x = text.transformer(x, attn_mask=mask)
         x = text.ln_final(x)
-        idx = torch.as_tensor(eot_positions, device=x.device, dtype=torch.long)
         pooled = x[torch.arange(x.shape[0], device=x.device), idx]
         proj = text.text_projection
         if proj is not None:
