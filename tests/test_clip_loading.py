@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.loading import BackboneSpec, clear_backbone_cache, get_backbone, load_backbone
-from grefine_kit.models.surgery import SurgeryCLIP
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.testing.tiny_clip import (
     build_tiny_clip,

@@ -12,8 +12,8 @@ from PIL import Image
 
 from grefine_kit.errors import UserError
 from grefine_kit.indicators.clip_query import ClipSurgeryQuery
+from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.surgery import (
-    SurgeryCLIP,
     clip_surgery_tokens,
     feature_surgery,
     similarity_maps,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from grefine_kit.models.surgery import SurgeryCLIP
+    from grefine_kit.models.backbone import SurgeryCLIP
 
 __all__ = [
     "IMAGENET_TEMPLATES",

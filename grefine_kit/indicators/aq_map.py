@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from grefine_kit.models.surgery import SurgeryCLIP
+    from grefine_kit.models.backbone import SurgeryCLIP
     from grefine_kit.types import PromptTree
 
 __all__ = [

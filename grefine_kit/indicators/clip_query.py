@@ -32,7 +32,7 @@ from grefine_kit.types import QualityMap
 if TYPE_CHECKING:
     from PIL import Image
 
-    from grefine_kit.models.surgery import SurgeryCLIP
+    from grefine_kit.models.backbone import SurgeryCLIP
 
 __all__ = ["ClipSurgeryQuery"]
 

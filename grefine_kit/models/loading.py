@@ -30,7 +30,7 @@ import torch
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
-from grefine_kit.models.surgery import SurgeryCLIP
+from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model
 
 __all__ = [
