@@ -153,3 +153,16 @@ def test_fetch_weights_for_tiny_needs_nothing():
     result = run("fetch-weights", "--recipe", "tiny")
     assert result.exit_code == 0, result.output
     assert "can now run offline" in result.stdout
+
+
+def test_refiner_encodes_each_image_once_for_both_indicators():
+    from grefine_kit.models import BackboneSpec, get_backbone
+    from grefine_kit.testing import sample_images
+
+    refiner = Recipe.load("tiny").build()
+    backbone = get_backbone(BackboneSpec(model="grefine-tiny", weights="random", device="cpu"))
+    backbone.clear_caches()
+    before = backbone.image_forward_calls
+    result = refiner.refine(sample_images([(40, 28)])[0], "a red cube on a table", image_id="x")
+    assert result.perceptual is not None and result.alignment is not None
+    assert backbone.image_forward_calls == before + 1
