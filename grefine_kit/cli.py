@@ -320,7 +320,10 @@ def demo_command(out_dir: str) -> None:
     click.echo(f"  outputs: {out}/")
     for name in sorted(p.name for p in out.iterdir()):
         click.echo(f"    {name}")
-    click.echo("The tiny recipe uses random-weight models: it shows the flow offline, not real quality.")
+    click.echo(
+        "The tiny recipe uses random-weight models: it shows the flow offline (maps, mask, stages, report),"
+        " not real quality; its refined image is noise by design."
+    )
     click.echo(
         "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"
     )
