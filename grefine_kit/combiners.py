@@ -107,8 +107,13 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
+def _not_bool(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool):  # bool is an int subclass: ``threshold = true`` must not read as 1.0
+        raise TypeError(f"{attribute.name} must be a number, not a boolean ({value!r})")
+
+
 def _unit(lo: float, hi: float) -> Any:
-    return [v.instance_of((int, float)), v.ge(lo), v.le(hi)]
+    return [v.instance_of((int, float)), _not_bool, v.ge(lo), v.le(hi)]
 
 
 # --- combiners ------------------------------------------------------------------------------

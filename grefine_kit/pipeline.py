@@ -50,8 +50,14 @@ class RefineResult:
 
 
 def _unit(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
+    # bool is an int subclass: ``delta = true`` in a recipe must not read as 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
         raise ValueError(f"{attribute.name} must be a number in [0, 1]; got {value!r}")
+
+
+def _not_bool(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be an integer, not a boolean ({value!r})")
 
 
 @attrs.define(kw_only=True)
@@ -75,7 +81,7 @@ class Refiner:
         only_masked: inpaint a padded crop around the mask's bounding box (run at the model's
             resolution, so small defects get more pixels) instead of the whole image.
         padding: the crop's margin, as a fraction of the image's shorter side.
-        batch_size: images per indicator batch in ``refine_many``.
+        batch_size: images per indicator batch in ``refine_many`` (1..1024).
         seed / recipe_name / recipe_hash: provenance; per-image seeds derive from ``seed``.
     """
 
@@ -84,7 +90,7 @@ class Refiner:
     combiner: Combiner | None = attrs.field(factory=GRefineCombiner)
     stage1: Any = None
     stage2: Any = None
-    iterations: int = attrs.field(default=20, validator=[v.instance_of(int), v.ge(0), v.le(1000)])
+    iterations: int = attrs.field(default=20, validator=[v.instance_of(int), _not_bool, v.ge(0), v.le(1000)])
     split: float = attrs.field(default=0.5, validator=_unit)
     strength_rule: str = attrs.field(default="falling", validator=v.in_(STRENGTH_RULES))
     strength_min: float = attrs.field(default=0.3, validator=_unit)
@@ -93,8 +99,8 @@ class Refiner:
     mask_min_area: float = attrs.field(default=0.0, validator=_unit)
     only_masked: bool = attrs.field(default=False, validator=v.instance_of(bool))
     padding: float = attrs.field(default=0.0625, validator=_unit)
-    batch_size: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
-    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    batch_size: int = attrs.field(default=4, validator=[v.instance_of(int), _not_bool, v.ge(1), v.le(1024)])
+    seed: int = attrs.field(default=0, validator=[v.instance_of(int), _not_bool])
     recipe_name: str = attrs.field(default="", validator=v.instance_of(str))
     recipe_hash: str = attrs.field(default="", validator=v.instance_of(str))
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from grefine_kit.errors import RecipeError, UserError
-from grefine_kit.registry import Registry, check_options, get_registry, suggest
+from grefine_kit.registry import Registry, check_options, error_text, get_registry, suggest
 
 if TYPE_CHECKING:
     from grefine_kit.pipeline import Refiner
@@ -81,7 +81,8 @@ class Recipe:
     stage1: PartSpec | None = None
     stage2: PartSpec | None = None
     refiner: Mapping[str, Any] = attrs.field(factory=dict)
-    source: str = "<memory>"
+    #: provenance only: two recipes with the same content are equal wherever they came from
+    source: str = attrs.field(default="<memory>", eq=False)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -308,7 +309,7 @@ class Recipe:
                 **dict(self.refiner),
             )
         except (TypeError, ValueError) as exc:
-            raise RecipeError(f"{self.source}: refiner: {exc}") from exc
+            raise RecipeError(f"{self.source}: refiner: {error_text(exc)}") from exc
 
     def validate(self, registry: Registry | None = None) -> None:
         """Construct every part (cheap: no weights load) so that option values are checked too."""
@@ -341,6 +342,10 @@ def _check_refiner_options(refiner: Mapping[str, Any], fail: Any) -> None:
             raise fail(
                 f"refiner.{key}", f"unknown option{suggest(key, accepted)}; options: {', '.join(accepted)}"
             )
+    try:
+        check_options(Refiner, refiner, what="")
+    except UserError as exc:
+        raise fail("refiner", str(exc)) from exc
 
 
 def _type_name(value: Any) -> str:

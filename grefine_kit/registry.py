@@ -35,6 +35,7 @@ __all__ = [
     "PluginFailure",
     "Registry",
     "create_part",
+    "error_text",
     "get_registry",
     "reset_registry",
     "suggest",
@@ -261,7 +262,7 @@ class Registry:
         try:
             return factory(**options)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"{kind} {name!r}: {exc}") from exc
+            raise UserError(f"{kind} {name!r}: {error_text(exc)}") from exc
 
     def option_names(self, kind: str, name: str) -> list[str] | None:
         """The option names a part accepts, or None when it takes ``**kwargs``."""
@@ -285,8 +286,30 @@ def accepted_options(factory: Any) -> list[str] | None:
     return names
 
 
+def error_text(exc: BaseException) -> str:
+    """The message of ``exc`` as one line. attrs' type validators raise
+    ``TypeError(message, attribute, type, value)``, whose ``str`` is a tuple with the whole
+    ``Attribute`` repr; keep just the message."""
+    attrs_style = len(exc.args) > 1 and isinstance(exc.args[0], str)
+    text = exc.args[0] if attrs_style else str(exc)
+    return " ".join(text.split())
+
+
+#: annotations (as strings, under ``from __future__ import annotations``) of numeric options
+_NUMBER_TYPES = frozenset(
+    {"int", "float", "int|None", "float|None", "None|int", "None|float", "Optional[int]", "Optional[float]"}
+)
+
+
+def _is_number_field(field: attrs.Attribute[Any]) -> bool:
+    t = field.type
+    return t in (int, float) or (isinstance(t, str) and t.replace(" ", "") in _NUMBER_TYPES)
+
+
 def check_options(factory: Any, options: Mapping[str, Any], *, what: str) -> None:
-    """Raise ``UserError`` for an option key ``factory`` does not accept, with a suggestion."""
+    """Raise ``UserError`` for an option key ``factory`` does not accept (with a suggestion),
+    and for a boolean given to a numeric attrs field (``True`` is an ``int`` in Python, so
+    ``instance_of(int)`` alone would take ``iterations = true`` as 1)."""
     accepted = accepted_options(factory)
     if accepted is None:
         return
@@ -294,6 +317,12 @@ def check_options(factory: Any, options: Mapping[str, Any], *, what: str) -> Non
         if key not in accepted:
             valid = ", ".join(accepted) or "none"
             raise UserError(f"{what} has no option {key!r}{suggest(key, accepted)}; options: {valid}")
+    if isinstance(factory, type) and attrs.has(factory):
+        for field in attrs.fields(factory):
+            key = field.alias or field.name
+            if isinstance(options.get(key), bool) and _is_number_field(field):
+                prefix = f"{what}: " if what else ""
+                raise UserError(f"{prefix}{key!r} must be a number, not a boolean ({options[key]!r})")
 
 
 _lock = threading.Lock()

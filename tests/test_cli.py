@@ -61,6 +61,14 @@ threshold = 0.4
         ("name = 'x'\n[combiner\n", "not valid TOML"),
         ("name = 'x'\n[stage1]\npart = 'inpaint'\n", "combiner: required"),
         (GOOD.replace('name = "mine"', "name = 3"), "name: required, a non-empty string"),
+        (GOOD.replace("threshold = 0.4", "threshold = true"), "'threshold' must be a number, not a boolean"),
+        (GOOD + "[refiner]\ndelta = true\n", "refiner: 'delta' must be a number, not a boolean"),
+        (GOOD + "[refiner]\niterations = true\n", "refiner: 'iterations' must be a number, not a boolean"),
+        (GOOD + '[refiner]\niterations = "20"\n', "refiner: 'iterations' must be <class 'int'>"),
+        (GOOD + "[refiner]\nbatch_size = 9223372036854775807\n", "'batch_size' must be <= 1024"),
+        (GOOD + "[stage1]\npart = 'inpaint'\nresolution = 1000000000\n", "'resolution' must be <= 8192"),
+        (GOOD + "[stage1]\npart = 'inpaint'\nguidance_scale = inf\n", "must be a finite number"),
+        (GOOD + "[stage2]\npart = 'img2img'\nresolution = false\n", "'resolution' must be a number"),
     ],
     ids=[
         "misspelled-option",
@@ -72,6 +80,14 @@ threshold = 0.4
         "bad-toml",
         "missing-combiner",
         "name-type",
+        "bool-for-float",
+        "bool-refiner-float",
+        "bool-refiner-int",
+        "string-for-int",
+        "huge-batch",
+        "huge-resolution",
+        "inf-guidance",
+        "bool-stage-int",
     ],
 )
 def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: str):
@@ -82,6 +98,7 @@ def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: s
     assert expected in err
     assert str(path) in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "Attribute(" not in err  # attrs' TypeError args are a tuple: only the message is shown
 
 
 def test_good_recipe_validates_and_round_trips(tmp_path: Path):
@@ -95,6 +112,7 @@ def test_good_recipe_validates_and_round_trips(tmp_path: Path):
     recipe = Recipe.load(path)
     again = Recipe.loads(recipe.dump())
     assert again.to_dict() == recipe.to_dict()
+    assert again == recipe  # the source (a path vs "<string>") is provenance, not content
     assert again.hash == recipe.hash
 
 

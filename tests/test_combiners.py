@@ -142,9 +142,19 @@ def test_soft_combiner_follows_the_deficiency_linearly() -> None:
         SoftCombiner(low=0.6, high=0.4)
 
 
-@pytest.mark.parametrize("kwargs", [{"threshold": -0.1}, {"grow": 0.9}, {"feather": -1}, {"min_area": 2}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"threshold": -0.1},
+        {"grow": 0.9},
+        {"feather": -1},
+        {"min_area": 2},
+        {"threshold": True},
+        {"grow": False},
+    ],
+)
 def test_options_are_range_checked(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError)):  # booleans are ints in Python: refused all the same
         GRefineCombiner(**kwargs)
 
 

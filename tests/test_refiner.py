@@ -247,6 +247,11 @@ def test_configuration_is_validated() -> None:
         Refiner(strength_rule="random")
     with pytest.raises(ValueError):
         Refiner(strength_min=0.9, strength_max=0.2)
+    for bad in ({"delta": True}, {"padding": False}, {"batch_size": True}, {"iterations": True}):
+        with pytest.raises(ValueError, match=r"boolean|number"):  # True is an int in Python
+            Refiner(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Refiner(batch_size=10**6)
     baseline = Refiner(stage2=Img2ImgStage(model="tiny"), split=0.0, delta=0.5)  # an img2img baseline
     assert baseline.refine(image(), PROMPT, "b").report["stage2"]["steps_run"] == 10
 

@@ -272,3 +272,6 @@ def test_construction_is_cheap_and_validated() -> None:
         InpaintStage(dtype="float8")
     with pytest.raises(ValueError):
         Img2ImgStage(resize="crop")
+    for bad in ({"resolution": True}, {"resolution": 10**9}, {"guidance_scale": float("inf")}):
+        with pytest.raises(ValueError):
+            InpaintStage(**bad)  # type: ignore[arg-type]

@@ -76,6 +76,16 @@ def _choice(options: tuple[str, ...]) -> Any:
     return [v.instance_of(str), v.in_(options)]
 
 
+def _number(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # bool is an int subclass (``resolution = true`` would read as 1); inf passes ``ge`` checks
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number; got {value!r}")
+
+
+#: the largest working-area side accepted (SDXL's native one is 1024; beyond this a typo, not a plan)
+MAX_RESOLUTION = 8192
+
+
 @attrs.define(kw_only=True)
 class _DiffusersStage:
     """Options shared by the diffusers stages.
@@ -87,9 +97,10 @@ class _DiffusersStage:
     cpu_offload: accelerate's model CPU offload (CUDA only; saves GPU memory, slower).
     variant / revision: hub file variant (e.g. ``fp16``) and git revision.
     config / arch: for single files: the diffusers config (folder or hub id) and ``sdxl``/``sd``.
-    guidance_scale: classifier-free guidance; <= 1 turns it off.
+    guidance_scale: classifier-free guidance, a finite number >= 0; <= 1 turns it off.
     negative_prompt: text the pipeline steers away from.
-    resolution: working-area side in px; 0 = the model's native one (UNet sample size × VAE factor).
+    resolution: working-area side in px, at most 8192; 0 = the model's native one (UNet sample
+        size × VAE factor).
     resize: ``model`` (resample to ~resolution² area) or ``input`` (pad to a multiple of 8).
     use_emphasis: add the emphasised phrases to the conditioning (paper eq. 7).
     """
@@ -105,9 +116,11 @@ class _DiffusersStage:
     revision: str = attrs.field(default="", validator=v.instance_of(str))
     config: str = attrs.field(default="", validator=v.instance_of(str))
     arch: str = attrs.field(default="auto", validator=_choice(("auto", "sdxl", "sd")))
-    guidance_scale: float = attrs.field(default=7.5, validator=[v.instance_of((int, float)), v.ge(0)])
+    guidance_scale: float = attrs.field(default=7.5, validator=[_number, v.ge(0)])
     negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
-    resolution: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    resolution: int = attrs.field(
+        default=0, validator=[v.instance_of(int), _number, v.ge(0), v.le(MAX_RESOLUTION)]
+    )
     resize: str = attrs.field(default="model", validator=_choice(RESIZE_MODES))
     use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
@@ -234,4 +247,4 @@ class Img2ImgStage(_DiffusersStage):
     role: ClassVar[str] = "global"
 
     model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))
-    guidance_scale: float = attrs.field(default=5.0, validator=[v.instance_of((int, float)), v.ge(0)])
+    guidance_scale: float = attrs.field(default=5.0, validator=[_number, v.ge(0)])
