@@ -136,7 +136,14 @@ def test_options_are_validated_and_cheap() -> None:
     assert aq.parser == "spacy" and aq.needs_prompt is True
     assert AQMap(templates=["a photo of {}.", "{}"]).template_list == ("a photo of {}.", "{}")
     bad: dict[str, Any]
-    for bad in ({"beta": 0.0}, {"beta": 1.5}, {"a_bound": -0.1}, {"templates": "bogus"}, {"templates": []}):
+    for bad in (
+        {"beta": 0.0},
+        {"beta": 1.5},
+        {"a_bound": -0.1},
+        {"templates": "bogus"},
+        {"templates": []},
+        {"device": "toaster"},  # caught when the recipe is checked, like pq-map's, not at first score
+    ):
         with pytest.raises(ValueError):
             AQMap(**bad)
     for bad_tpl in (["no placeholder"], ["a {} and {}"], ["{0} {1}"], ["{name}"]):
@@ -310,3 +317,5 @@ def test_bad_calls() -> None:
         aq.score(sample_images(), None)
     with pytest.raises(UserError, match="one prompt per image"):
         aq.score(sample_images(), ["just one"])
+    with pytest.raises(UserError, match="not one string"):
+        aq.score(sample_images()[:1], "a")  # a bare string would be read one character per image

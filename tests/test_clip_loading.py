@@ -135,9 +135,35 @@ def test_missing_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
     for spec in (
         BackboneSpec("ViT-B-16-quickgelu", "openai", device="cpu"),
         BackboneSpec("hf-hub:someone/no-such-clip", device="cpu"),
+        BackboneSpec("ViT-B/16", "openai", device="cpu"),  # OpenAI CLIP's spelling, not a file path
     ):
         with pytest.raises(MissingDependencyError) as info:
             load_backbone(spec)
         message = str(info.value)
         assert spec.model in message and "grefine fetch-weights" in message and "local-dir:" in message
     assert flag_before == constants.HF_HUB_OFFLINE  # the cache-only switch is restored
+
+
+def test_openai_style_name_is_fetched_not_taken_for_a_file(monkeypatch):
+    from grefine_kit.models.loading import fetch_weights
+
+    monkeypatch.setenv("GREFINE_OFFLINE", "1")  # never touch the network in tests
+    with pytest.raises(MissingDependencyError, match="not reachable"):
+        fetch_weights(BackboneSpec("ViT-B/16", "openai", device="cpu"))
+
+
+def test_openai_tags_get_quickgelu_whatever_the_name(monkeypatch, original):
+    import open_clip
+
+    monkeypatch.setenv("GREFINE_OFFLINE", "1")
+    asked: list[dict] = []
+
+    def fake_create_model(name, pretrained=None, **kwargs):  # stands in for the download only
+        asked.append({"name": name, "pretrained": pretrained, **kwargs})
+        return original
+
+    monkeypatch.setattr(open_clip, "create_model", fake_create_model)
+    load_backbone(BackboneSpec("ViT-B-16", "openai", device="cpu"))  # OpenAI weights were QuickGELU
+    load_backbone(BackboneSpec("ViT-B-16", "laion2b_s34b_b88k", device="cpu"))  # trained with GELU
+    assert asked[0]["force_quick_gelu"] is True
+    assert not asked[1].get("force_quick_gelu", False)

@@ -169,6 +169,14 @@ def test_pq_map_from_prompt_checkpoints(tmp_path, backbone):
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(UserError, match="not a CLIP-IQA"):
         PQMap(**TINY, prompt_checkpoints=[str(tmp_path / "bad.pth")] * 4).score(sample_images())
+    good = torch.load(paths[0], weights_only=True)["params"]
+    for key, value in (
+        ("prompt_learner.ctx", good["prompt_learner.ctx"][:1]),  # one text's context for a pair
+        ("prompt_learner.token_suffix", [0.0]),  # not a tensor
+    ):
+        torch.save({"params": {**good, key: value}}, tmp_path / "odd.pth")
+        with pytest.raises(UserError, match=r"odd\.pth"):
+            load_prompt_features(backbone, tmp_path / "odd.pth")
 
 
 def test_pq_map_and_clip_surgery_share_one_image_forward(backbone):

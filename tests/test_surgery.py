@@ -264,6 +264,8 @@ def test_clip_surgery_query_option_and_errors():
         plain.score(images)
     with pytest.raises(UserError):
         plain.score(images, ["", "a dog"])
+    with pytest.raises(UserError, match="not one string"):
+        plain.score(images, "ab")  # a bare string would be read one character per image
     differ = plain.score(images, ["a dog", "a red car"])
     assert differ[0].details["query"] == "a dog" and differ[1].details["query"] == "a red car"
     with pytest.raises(ValueError):
@@ -279,3 +281,47 @@ def test_truncated_text_forward_equals_the_full_77_token_forward(wrapper):
         full = wrapper.model.encode_text(tokens)  # open_clip runs all 77 positions
     wrapper.clear_caches()
     torch.testing.assert_close(wrapper.encode_text(texts, normalize=False), full, atol=1e-5, rtol=1e-5)
+
+
+def test_text_cache_smaller_than_one_call(model):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    small = SurgeryCLIP(model, SimpleTokenizer(), name="tiny-small-cache", text_cache_size=2)
+    texts = ["a dog", "a cat", "a red car", "a bird", "a dog"]
+    got = small.encode_text(texts)  # more distinct texts than the cache holds: rows must not be evicted
+    assert got.shape == (5, small.embed_dim) and len(small._text_cache) == 2
+    with torch.no_grad():
+        direct = F.normalize(model.encode_text(small.tokenize(texts)), dim=-1)
+    torch.testing.assert_close(got, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_custom_text_tower_pool_type_is_respected():
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+
+    torch.manual_seed(0)
+    custom = open_clip.CustomTextCLIP(
+        embed_dim=32,
+        vision_cfg={"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+        text_cfg={
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 2,
+            "layers": 1,
+            "pool_type": "last",
+        },
+    ).eval()
+    wrapped = SurgeryCLIP(custom, SimpleTokenizer(), name="custom-last-pool")
+    texts = ["a dog", "two birds on a wire"]
+    with torch.no_grad():
+        direct = custom.encode_text(wrapped.tokenize(texts))
+    torch.testing.assert_close(wrapped.encode_text(texts, normalize=False), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_native_size_token_cap_holds_for_extreme_strips(wrapper):
+    from grefine_kit.models.surgery import MAX_NATIVE_TOKENS
+
+    for size in ((100_000, 1), (1, 100_000), (9_000, 9_000), (1, 1)):
+        h, w = wrapper.grid_for(Image.new("L", size), native_size=True)
+        assert min(h, w) >= 1 and h * w <= MAX_NATIVE_TOKENS, (size, h, w)

@@ -29,6 +29,7 @@ from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import (
     IMAGENET_TEMPLATES,
     backbone_for,
+    check_device,
     check_interpolation,
     check_surgery_depth,
     cosine_to_score,
@@ -150,11 +151,13 @@ class AQMap:
 
     model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
     weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=attrs.validators.instance_of(str))
+    device: str = attrs.field(default="auto", validator=check_device)
     dtype: str = attrs.field(
         default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
     )
-    parser: str = attrs.field(default="spacy", validator=attrs.validators.min_len(1))
+    parser: str = attrs.field(
+        default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]
+    )
     parser_options: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_to_options, validator=attrs.validators.instance_of(dict)
     )
@@ -243,6 +246,8 @@ class AQMap:
 
         if not images:
             return []
+        if isinstance(prompts, str):
+            raise UserError("aq-map: prompts must be a list of strings, one per image (not one string)")
         if prompts is None or len(prompts) != len(images):
             raise UserError(
                 f"aq-map needs one prompt per image; got {0 if prompts is None else len(prompts)} "
@@ -286,7 +291,7 @@ class AQMap:
                     maps = np.zeros((0, *size), np.float32)
                 slot = {c: k for k, c in enumerate(maps_needed)}
 
-                score_of = [cosine_to_score(float(c), self.score_slope) for c in cos[j]]
+                score_of = [cosine_to_score(c, self.score_slope) for c in cos[j].tolist()]
                 decision = decide_alignment(
                     prompt,
                     phrases,

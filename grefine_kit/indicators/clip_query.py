@@ -82,6 +82,8 @@ class ClipSurgeryQuery:
     def _queries(self, n: int, prompts: Sequence[str] | None) -> list[str]:
         if self.query.strip():
             return [self.query] * n
+        if isinstance(prompts, str):
+            raise UserError("clip-surgery: prompts must be a list of strings, one per image (not one string)")
         if prompts is None or len(prompts) != n:
             raise UserError(
                 f"clip-surgery needs one query per image (a prompt, or the `query` option); got {prompts!r}"

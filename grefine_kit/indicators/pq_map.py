@@ -152,15 +152,18 @@ def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tupl
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
         params = ckpt["params"]
         ctx, prefix, suffix = (params[f"prompt_learner.{k}"] for k in ("ctx", "token_prefix", "token_suffix"))
+        if ctx.ndim == 2:  # one context shared by both texts
+            ctx = ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)
+        if ctx.ndim != 3 or prefix.ndim != 3 or suffix.ndim != 3:
+            raise ValueError("ctx, token_prefix and token_suffix must be [texts, tokens, width] tensors")
     except Exception as exc:
         raise UserError(f"{path}: not a CLIP-IQA+ prompt checkpoint ({type(exc).__name__}: {exc})") from exc
-    if ctx.ndim == 2:  # one context shared by both texts
-        ctx = ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)
     n_ctx, width = ctx.shape[1], ctx.shape[2]
     length = 1 + n_ctx + suffix.shape[1]
-    if width != backbone.text_width or length != backbone.context_length or prefix.shape[0] != 2:
+    texts = {ctx.shape[0], prefix.shape[0], suffix.shape[0]}
+    if width != backbone.text_width or length != backbone.context_length or texts != {2}:
         raise UserError(
-            f"{path}: prompt of {prefix.shape[0]} texts, width {width}, length {length} does not fit "
+            f"{path}: prompt of {sorted(texts)} texts, width {width}, length {length} does not fit "
             f"{backbone.name} (2 texts, width {backbone.text_width}, length {backbone.context_length})"
         )
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None

@@ -75,6 +75,10 @@ class SurgeryCLIP:
         self._text_cache_size = text_cache_size
         self._lock = threading.RLock()
         self._text = model.text if hasattr(model, "text") else model
+        # CLIP keeps the pool type as ``text_pool_type``, a CustomTextCLIP's text tower as ``pool_type``;
+        # the EOT fast path in encode_text is only valid for argmax pooling without a CLS embedding.
+        pool = getattr(model, "text_pool_type", None) or getattr(self._text, "pool_type", "argmax")
+        self._pool_type = pool if getattr(self._text, "cls_emb", None) is None else "cls"
         for attr in ("token_embedding", "positional_embedding", "transformer", "ln_final"):
             if not hasattr(self._text, attr):
                 raise UserError(
@@ -94,6 +98,11 @@ class SurgeryCLIP:
         if gh * gw > MAX_NATIVE_TOKENS:
             f = (MAX_NATIVE_TOKENS / (gh * gw)) ** 0.5
             gh, gw = max(1, int(gh * f)), max(1, int(gw * f))
+            # a side clamped up to 1 (a 1-pixel-high strip) would break the cap: trim the other side
+            if gw >= gh:
+                gw = min(gw, MAX_NATIVE_TOKENS // gh)
+            else:
+                gh = min(gh, MAX_NATIVE_TOKENS // gw)
         return gh * ph, gw * pw
 
     def grid_for(self, image: Image.Image, native_size: bool = False) -> tuple[int, int]:
@@ -180,12 +189,19 @@ class SurgeryCLIP:
         Each distinct uncached text is encoded once, all in one batched forward; features are
         cached across calls."""
         texts = list(texts)
+        # Rows are read from this local dict, never back from the LRU: a call with more distinct
+        # texts than the cache holds, or another thread's inserts, may evict them in between.
+        found: dict[str, torch.Tensor] = {}
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+            for t in dict.fromkeys(texts):
+                if t in self._text_cache:
+                    self._text_cache.move_to_end(t)
+                    found[t] = self._text_cache[t]
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             tokens = self.tokenize(missing)
             with torch.no_grad():
-                if getattr(self._text, "text_pool_type", "argmax") == "argmax":
+                if self._pool_type == "argmax":
                     # CLIP pools the EOT token, the highest id in each row
                     feats = self.encode_text_embeddings(
                         self.embed_tokens(tokens), tokens.argmax(dim=-1), normalize=False
@@ -195,17 +211,13 @@ class SurgeryCLIP:
             feats = feats.float()
             with self._lock:
                 for t, f in zip(missing, feats, strict=True):
+                    found[t] = f
                     self._text_cache[t] = f
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
-        with self._lock:
-            rows = []
-            for t in texts:
-                self._text_cache.move_to_end(t)
-                rows.append(self._text_cache[t])
-        if not rows:
+        if not texts:
             return torch.empty(0, self.embed_dim, device=self.device)
-        out = torch.stack(rows)
+        out = torch.stack([found[t] for t in texts])
         return F.normalize(out, dim=-1) if normalize else out
 
     @property

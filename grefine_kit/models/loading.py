@@ -114,6 +114,21 @@ def _looks_like_file(value: str) -> bool:
     return os.path.isfile(value) or value.lower().endswith(_CKPT_SUFFIXES) or os.sep in value
 
 
+def _canonical_name(model_name: str) -> str:
+    """OpenAI CLIP's spelling ``ViT-B/16`` -> open_clip's ``ViT-B-16`` (else it reads as a file path)."""
+    if (
+        "/" not in model_name
+        or model_name.startswith(_SCHEMAS)
+        or os.path.exists(model_name)
+        or model_name.lower().endswith(_CKPT_SUFFIXES)
+    ):
+        return model_name
+    import open_clip
+
+    dashed = model_name.replace("/", "-")
+    return dashed if dashed in open_clip.list_models() else model_name
+
+
 def load_backbone(spec: BackboneSpec) -> SurgeryCLIP:
     """Load (uncached) and wrap the backbone named by ``spec``.
 
@@ -130,7 +145,7 @@ def load_backbone(spec: BackboneSpec) -> SurgeryCLIP:
 
 
 def _load_model(spec: BackboneSpec) -> tuple[Any, Any]:
-    model_name, weights = spec.model, spec.weights
+    model_name, weights = _canonical_name(spec.model), spec.weights
     if model_name == TINY_MODEL_NAME:
         return _tiny(weights)
     if weights == "random" or weights.startswith("random:"):
@@ -225,6 +240,14 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
         if not model_name.startswith("hf-hub:"):
             _check_known(model_name, weights)
     require = bool(weights) or model_name.startswith(_SCHEMAS)
+    extra: dict[str, Any] = {}
+    if weights and not model_name.startswith(_SCHEMAS):
+        from open_clip.pretrained import get_pretrained_cfg
+
+        # OpenAI's tags were trained with QuickGELU; open_clip builds e.g. "ViT-B-16" + "openai" with
+        # plain GELU and only warns, which silently shifts every feature. Follow the tag.
+        if get_pretrained_cfg(model_name, weights).get("quick_gelu", False):
+            extra["force_quick_gelu"] = True
     local = model_name.startswith("local-dir:")
     attempts = [True] if local or _offline_requested() else [True, False]
     error: BaseException | None = None
@@ -237,7 +260,9 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
             # First from the local cache only (instant); then, unless offline is requested, from the
             # network.
             with _hf_cache_only(cache_only), quiet_hub_logs():
-                model = open_clip.create_model(model_name, pretrained=weights, require_pretrained=require)
+                model = open_clip.create_model(
+                    model_name, pretrained=weights, require_pretrained=require, **extra
+                )
                 tokenizer = open_clip.get_tokenizer(model_name)
             return model, tokenizer
         except (OSError, RuntimeError, ValueError) as exc:
@@ -333,6 +358,7 @@ def fetch_weights(spec: BackboneSpec) -> str:
     """Download the weights named by ``spec`` into the local cache (needs network); returns where they are."""
     import open_clip
 
+    spec = attrs.evolve(spec, model=_canonical_name(spec.model))
     if spec.model == TINY_MODEL_NAME or spec.weights == "random" or spec.weights.startswith("random:"):
         return "built in process (random weights): nothing to fetch"
     if spec.model.startswith("hf-hub:"):
