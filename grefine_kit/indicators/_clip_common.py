@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGENET_TEMPLATES",
+    "ClipIndicator",
     "backbone_for",
     "check_device",
     "check_interpolation",
@@ -126,3 +127,56 @@ def encode_in_groups(
 def cosine_to_score(cos: float, slope: float = 10.0) -> float:
     """The reference mapping of a cosine to [0, 1]: ``sigmoid(slope * cos)``."""
     return 1.0 / (1.0 + math.exp(-slope * cos))
+
+
+_positive_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+
+
+@attrs.define(kw_only=True)
+class ClipIndicator:
+    """Options and plumbing shared by the CLIP indicators (``pq-map``, ``aq-map``, ``clip-surgery``).
+
+    Options: ``model``, ``weights``, ``device``, ``dtype`` name the CLIP backbone (indicators
+    naming the same one share a single loaded copy and its image-token cache); ``interpolation``
+    (``bicubic`` as the paper, or ``bilinear`` as the reference code) upsamples the token-grid
+    maps; ``native_size`` encodes at the image's own size (rounded to the patch grid) instead of
+    resizing to the model's; ``surgery_depth`` is the number of final blocks with the v-v path;
+    ``batch_size`` the images per image-encoder forward.
+    """
+
+    model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
+    weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
+    device: str = attrs.field(default="auto", validator=check_device)
+    dtype: str = attrs.field(
+        default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
+    )
+    interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
+    native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    surgery_depth: int = attrs.field(
+        default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
+    )
+    batch_size: int = attrs.field(default=16, validator=_positive_int)
+
+    _backbone: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    def backbone(self) -> SurgeryCLIP:
+        """The shared backbone (loaded on first use through the process-wide cache)."""
+        if self._backbone is None:
+            self._backbone = backbone_for(self)
+        return self._backbone
+
+    def fetch_weights(self) -> list[str]:
+        """Download the CLIP backbone into the local caches (for ``grefine fetch-weights``)."""
+        return fetch_backbone_weights(self)
+
+    def encode_groups(
+        self, backbone: SurgeryCLIP, images: Sequence[Image.Image]
+    ) -> list[tuple[list[int], torch.Tensor, tuple[int, int]]]:
+        """Surgery tokens for ``images`` with this indicator's options (see ``encode_in_groups``)."""
+        return encode_in_groups(
+            backbone,
+            images,
+            native_size=self.native_size,
+            surgery_depth=self.surgery_depth,
+            batch_size=self.batch_size,
+        )

@@ -28,12 +28,8 @@ import numpy as np
 from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import (
     IMAGENET_TEMPLATES,
-    backbone_for,
-    check_device,
-    check_interpolation,
-    check_surgery_depth,
+    ClipIndicator,
     cosine_to_score,
-    encode_in_groups,
 )
 from grefine_kit.indicators.alignment_rules import (
     DEFAULT_A_BOUND,
@@ -130,11 +126,8 @@ def _check_parser_instance(_inst: Any, attribute: attrs.Attribute[Any], value: A
         )
 
 
-_pos = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
-
-
 @attrs.define(kw_only=True)
-class AQMap:
+class AQMap(ClipIndicator):
     """Alignment quality indicator (``aq-map``): map and score in [0, 1], 1 = well aligned.
 
     Options (recipe keys): ``model``, ``weights``, ``device``, ``dtype`` (the CLIP backbone);
@@ -149,12 +142,6 @@ class AQMap:
     needs_prompt: ClassVar[bool] = True
     name: ClassVar[str] = "aq-map"
 
-    model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
-    weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=check_device)
-    dtype: str = attrs.field(
-        default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
-    )
     parser: str = attrs.field(
         default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]
     )
@@ -169,16 +156,9 @@ class AQMap:
     adjective_margin: float = attrs.field(default=0.0, converter=float, validator=_unit)
     emphasis_weight: float = attrs.field(default=DEFAULT_EMPHASIS, converter=float, validator=_unit)
     score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
-    interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
-    native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    surgery_depth: int = attrs.field(
-        default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
-    )
-    batch_size: int = attrs.field(default=16, validator=_pos)
     keep_maps: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
 
-    _backbone: Any = attrs.field(default=None, init=False, repr=False, eq=False)
     _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     @property
@@ -199,9 +179,7 @@ class AQMap:
     def load(self) -> SurgeryCLIP:
         """Build the parser and load the backbone (shared cache); called on first ``score``."""
         self.get_parser()
-        if self._backbone is None:
-            self._backbone = backbone_for(self)
-        return self._backbone
+        return self.backbone()
 
     def analyse(self, prompt: str) -> tuple[PromptTree, list[Phrase]]:
         """Parse ``prompt`` and group it into phrases with ancestors (no model needed)."""
@@ -268,13 +246,7 @@ class AQMap:
         direction = F.normalize(feats - redundant.reshape(1, -1), dim=-1)  # zero row for "" itself
 
         results: list[QualityMap | None] = [None] * len(images)
-        groups = encode_in_groups(
-            backbone,
-            images,
-            native_size=self.native_size,
-            surgery_depth=self.surgery_depth,
-            batch_size=self.batch_size,
-        )
+        groups = self.encode_groups(backbone, images)
         for indices, tokens, grid in groups:
             cos = F.normalize(tokens[:, 0], dim=-1) @ direction.T  # [b, T]
             for j, i in enumerate(indices):

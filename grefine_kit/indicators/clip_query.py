@@ -12,20 +12,15 @@ score for "is it there at all".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import (
     IMAGENET_TEMPLATES,
-    backbone_for,
-    check_device,
-    check_interpolation,
-    check_surgery_depth,
+    ClipIndicator,
     cosine_to_score,
-    encode_in_groups,
-    fetch_backbone_weights,
 )
 from grefine_kit.types import QualityMap
 
@@ -36,11 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ClipSurgeryQuery"]
 
-_pos = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
-
 
 @attrs.define(kw_only=True)
-class ClipSurgeryQuery:
+class ClipSurgeryQuery(ClipIndicator):
     """Text-query indicator (``clip-surgery``): map of where the query text is, 1 = most of it.
 
     Options: ``model``, ``weights``, ``device``, ``dtype`` (the CLIP backbone); ``query`` (overrides
@@ -52,32 +45,13 @@ class ClipSurgeryQuery:
     needs_prompt: ClassVar[bool] = True
     name: ClassVar[str] = "clip-surgery"
 
-    model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
-    weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=check_device)
-    dtype: str = attrs.field(
-        default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
-    )
     query: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
     ensemble: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
-    interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
-    native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    surgery_depth: int = attrs.field(
-        default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
-    )
-    batch_size: int = attrs.field(default=16, validator=_pos)
-
-    _backbone: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def load(self) -> SurgeryCLIP:
-        if self._backbone is None:
-            self._backbone = backbone_for(self)
-        return self._backbone
-
-    def fetch_weights(self) -> list[str]:
-        """Download the CLIP backbone into the local caches (for ``grefine fetch-weights``)."""
-        return fetch_backbone_weights(self)
+        """Load the backbone (shared cache); called on first ``score``."""
+        return self.backbone()
 
     def _queries(self, n: int, prompts: Sequence[str] | None) -> list[str]:
         if self.query.strip():
@@ -110,13 +84,7 @@ class ClipSurgeryQuery:
         text, redundant = feats[:-1], feats[-1]
         column = {q: k for k, q in enumerate(unique)}
         results: list[QualityMap | None] = [None] * len(images)
-        groups = encode_in_groups(
-            backbone,
-            images,
-            native_size=self.native_size,
-            surgery_depth=self.surgery_depth,
-            batch_size=self.batch_size,
-        )
+        groups = self.encode_groups(backbone, images)
         for indices, tokens, grid in groups:
             cols = [column[queries[i]] for i in indices]
             sim = feature_surgery(tokens, text, redundant)  # [b, 1+h*w, Q]

@@ -20,12 +20,7 @@ import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import (
-    backbone_for,
-    check_device,
-    check_interpolation,
-    check_surgery_depth,
-    encode_in_groups,
-    fetch_backbone_weights,
+    ClipIndicator,
 )
 from grefine_kit.types import QualityMap
 
@@ -240,7 +235,7 @@ _pos_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
 @attrs.define(kw_only=True)
-class PQMap:
+class PQMap(ClipIndicator):
     """Perceptual quality indicator (``pq-map``). Map and score in [0, 1], 1 = good.
 
     Options (recipe keys): ``model``, ``weights``, ``device``, ``dtype`` (the CLIP backbone);
@@ -253,12 +248,6 @@ class PQMap:
     needs_prompt: ClassVar[bool] = False
     name: ClassVar[str] = "pq-map"
 
-    model: str = attrs.field(default="ViT-B-16-quickgelu", validator=attrs.validators.instance_of(str))
-    weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=check_device)
-    dtype: str = attrs.field(
-        default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
-    )
     prompt_pairs: tuple[tuple[str, str], ...] = attrs.field(
         default=DEFAULT_PAIRS, converter=_to_pairs, validator=_check_pairs
     )
@@ -271,28 +260,20 @@ class PQMap:
     )
     reference_alpha_bug: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     reference_compat: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
-    native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    surgery_depth: int = attrs.field(
-        default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
-    )
-    batch_size: int = attrs.field(default=16, validator=_pos_int)
     factor_maps: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
-    _backbone: Any = attrs.field(default=None, init=False, repr=False, eq=False)
     _table: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def load(self) -> SurgeryCLIP:
         """Load the backbone (shared cache) and the 4x2 text table; called on first ``score``."""
-        if self._backbone is None:
-            self._backbone = backbone_for(self)
+        backbone = self.backbone()
         if self._table is None:
-            self._table = self.text_table(self._backbone)
-        return self._backbone
+            self._table = self.text_table(backbone)
+        return backbone
 
     def fetch_weights(self) -> list[str]:
         """Download the CLIP backbone into the local caches (for ``grefine fetch-weights``)."""
-        lines = fetch_backbone_weights(self)
+        lines = super().fetch_weights()
         lines += [f"prompt checkpoint {p}: local file, nothing to fetch" for p in self.prompt_checkpoints]
         return lines
 
@@ -322,13 +303,7 @@ class PQMap:
         # cosines stays near 0.5. The reference code uses raw learned features and no scale.
         scale = 1.0 if self.reference_compat else backbone.logit_scale
         results: list[QualityMap | None] = [None] * len(images)
-        groups = encode_in_groups(
-            backbone,
-            images,
-            native_size=self.native_size,
-            surgery_depth=self.surgery_depth,
-            batch_size=self.batch_size,
-        )
+        groups = self.encode_groups(backbone, images)
         for indices, tokens, grid in groups:
             raw = pair_probabilities(tokens, table, scale)  # [b, 1+h*w, 4]
             per = cask_effect(raw, self.alpha, self.reference_alpha_bug)  # [b, 1+h*w]
