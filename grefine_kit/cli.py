@@ -145,6 +145,13 @@ def recipe_validate(name_or_path: str) -> None:
 
 # -- scoring ----------------------------------------------------------------------------
 
+_prompts_csv_option = click.option(
+    "--prompts",
+    "prompts_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV with columns image,prompt (one prompt per image file)",
+)
 _device_option = click.option(
     "--device", default=None, help="torch device for every part (default: each part's own, 'auto')"
 )
@@ -162,13 +169,7 @@ _dtype_option = click.option(
     "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
 )
 @click.option("--prompt", default=None, help="prompt for every image (needed by aq-map and clip-surgery)")
-@click.option(
-    "--prompts",
-    "prompts_csv",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV with columns image,prompt",
-)
+@_prompts_csv_option
 @click.option(
     "--recipe",
     "recipe_name",
@@ -230,13 +231,7 @@ def score_command(
 @cli.command("refine")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--prompt", default=None, help="prompt for every image")
-@click.option(
-    "--prompts",
-    "prompts_csv",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV with columns image,prompt",
-)
+@_prompts_csv_option
 @click.option(
     "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
 )
