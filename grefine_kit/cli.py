@@ -225,6 +225,52 @@ def score_command(
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
 
+@cli.command("evaluate")
+@click.argument("mos_csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
+)
+@click.option(
+    "--root", type=click.Path(file_okay=False), default=None, help="image folder (default: the CSV's)"
+)
+@click.option("--recipe", "recipe_name", default=None, help="take the indicator's options from this recipe")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--save-maps", is_flag=True, help="also write heatmap overlays and .npy maps")
+@_device_option
+@_dtype_option
+@user_errors
+def evaluate_command(
+    mos_csv: str,
+    indicator_name: str,
+    root: str | None,
+    recipe_name: str | None,
+    out_dir: str,
+    batch_size: int,
+    save_maps: bool,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Use an indicator as an IQA model: SRCC / PLCC / KRCC of its scores against MOS.
+
+    MOS_CSV has an image column (image/name/file/filename/path), a MOS column
+    (mos/mos_quality/score/quality) and, for aq-map, a prompt column.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.evaluation import evaluate, read_mos_csv
+
+    rows = read_mos_csv(mos_csv, root)
+    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    _warn_plugin_failures()
+    result = evaluate(rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=save_maps)
+    logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    click.echo(
+        f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
+        f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
+    )
+    sys.exit(EXIT_FAILURES if result.n_failed else EXIT_OK)
+
+
 # -- refining ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,93 @@
+"""``grefine evaluate``: score a rated database with an indicator and correlate with its MOS."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.evaluation.correlation import krcc, plcc, srcc
+from grefine_kit.evaluation.mos import MosRow
+from grefine_kit.scoring import score_files
+
+__all__ = ["Evaluation", "evaluate"]
+
+
+@attrs.frozen
+class Evaluation:
+    """Correlations of one indicator with MOS over the images it could score (``nan`` when undefined)."""
+
+    indicator: str
+    n_rated: int
+    n_scored: int
+    srcc: float
+    plcc: float
+    plcc_logistic: float | None
+    krcc: float
+    results_path: Path
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_rated - self.n_scored
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["results_path"] = str(self.results_path)
+        data["n_failed"] = self.n_failed
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+
+
+def evaluate(
+    rows: Sequence[MosRow],
+    indicator: Any,
+    out_dir: Path,
+    *,
+    batch_size: int = 8,
+    save_maps: bool = False,
+    progress: bool = True,
+) -> Evaluation:
+    """Score every rated image (``results.csv`` in ``out_dir``, as ``grefine score`` writes it), then
+    write ``evaluation.json`` with SRCC, PLCC (raw and, with SciPy, after the logistic fit) and KRCC
+    over the images that scored. Images that fail are left out of the correlations and counted."""
+    if not rows:
+        raise UserError("no rated images to evaluate")
+    paths = [row.image.resolve() for row in rows]
+    prompts = {str(p): row.prompt for p, row in zip(paths, rows, strict=True) if row.prompt}
+    summary = score_files(
+        paths,
+        indicator,
+        Path(out_dir),
+        prompts=prompts or None,
+        fmt="csv",
+        batch_size=batch_size,
+        save_maps=save_maps,
+        progress=progress,
+    )
+    with summary.results_path.open(newline="", encoding="utf-8") as f:
+        scored = [(r["file"], float(r["score"])) for r in csv.DictReader(f) if r["status"] == "ok"]
+    mos_of = {str(p): row.mos for p, row in zip(paths, rows, strict=True)}
+    pred = [s for file, s in scored]
+    mos = [mos_of[file] for file, _ in scored]
+    try:
+        logistic: float | None = plcc(pred, mos, fit="logistic")
+    except MissingDependencyError:
+        logistic = None
+    name = str(getattr(indicator, "name", None) or type(indicator).__name__)
+    result = Evaluation(
+        indicator=name,
+        n_rated=len(rows),
+        n_scored=len(scored),
+        srcc=srcc(pred, mos),
+        plcc=plcc(pred, mos),
+        plcc_logistic=logistic,
+        krcc=krcc(pred, mos),
+        results_path=summary.results_path,
+    )
+    (Path(out_dir) / "evaluation.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", "utf-8")
+    return result
