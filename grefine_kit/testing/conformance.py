@@ -142,16 +142,47 @@ def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "
     return result
 
 
+def check_metric(metric: Any, *, prompt: str = "a red square on a blue background") -> list[float]:
+    """A metric returns one finite float per image, deterministically, and says its direction."""
+    from grefine_kit.metrics import Metric
+
+    assert isinstance(metric, Metric), f"{metric!r} does not follow the Metric protocol"
+    assert isinstance(metric.higher_is_better, bool), "higher_is_better must be a bool"
+    images = sample_images()
+    prompts = [prompt] * len(images) if metric.needs_prompt else None
+    values = metric.compute(images, prompts)
+    assert len(values) == len(images), "compute() must return one value per image"
+    assert all(isinstance(v, float) and np.isfinite(v) for v in values), (
+        f"values must be finite floats: {values}"
+    )
+    assert np.allclose(values, metric.compute(images, prompts)), "metric values must be deterministic"
+    return list(values)
+
+
+def check_recipe(name_or_path: str) -> Any:
+    """A recipe loads, builds every part (no weights load), and survives a dump/load round trip."""
+    from grefine_kit.recipe import Recipe
+
+    recipe = Recipe.load(name_or_path)
+    recipe.validate()
+    again = Recipe.loads(recipe.dump())
+    assert again == recipe, "Recipe.loads(recipe.dump()) must give an equal recipe"
+    return recipe
+
+
 def check_part(kind: str, name: str, **options: Any) -> Any:
     """Build a registered part by name and run its kind's conformance check."""
     from grefine_kit.registry import get_registry
 
+    if kind == "recipe":
+        return check_recipe(name)
     part = get_registry().create(kind, name, options)
     checks: dict[str, Callable[[Any], Any]] = {
         "indicator": check_indicator,
         "parser": check_parser,
         "combiner": check_combiner,
         "stage": check_stage,
+        "metric": check_metric,
     }
     if kind not in checks:
         raise ValueError(f"no conformance check for kind {kind!r}")
