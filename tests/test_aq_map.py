@@ -319,3 +319,18 @@ def test_bad_calls() -> None:
         aq.score(sample_images(), ["just one"])
     with pytest.raises(UserError, match="not one string"):
         aq.score(sample_images()[:1], "a")  # a bare string would be read one character per image
+
+
+def test_fetch_weights_checks_the_parser_model() -> None:
+    from grefine_kit.errors import MissingDependencyError
+
+    class Missing:
+        def parse(self, prompt: str) -> Any:
+            raise MissingDependencyError(
+                "the spaCy model is not installed: python -m spacy download en_core_web_sm"
+            )
+
+    lines = AQMap(parser="rules", **TINY).fetch_weights()
+    assert lines[-1] == "parser rules: ready" and "nothing to fetch" in lines[0]
+    with pytest.raises(MissingDependencyError, match="spacy download"):
+        AQMap(parser_instance=Missing(), **TINY).fetch_weights()

@@ -176,6 +176,13 @@ class AQMap(ClipIndicator):
             self._parser_obj = create_part("parser", self.parser, **self.parser_options)
         return self._parser_obj
 
+    def fetch_weights(self) -> list[str]:
+        """Download the CLIP backbone, then check that the parser's model is installed: NLP
+        models are not on the Hugging Face hub, so a missing one raises with its install hint."""
+        lines = super().fetch_weights()
+        self.get_parser().parse("a red cube on a table")
+        return [*lines, f"parser {self.parser}: ready"]
+
     def load(self) -> SurgeryCLIP:
         """Build the parser and load the backbone (shared cache); called on first ``score``."""
         self.get_parser()
