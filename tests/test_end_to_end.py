@@ -153,6 +153,8 @@ def test_fetch_weights_for_tiny_needs_nothing():
     result = run("fetch-weights", "--recipe", "tiny")
     assert result.exit_code == 0, result.output
     assert "can now run offline" in result.stdout
+    assert "stage1 (inpaint): tiny: local or built in process, nothing to fetch" in result.stdout
+    assert "indicators.alignment (aq-map): parser rules: ready" in result.stdout
 
 
 def test_refiner_encodes_each_image_once_for_both_indicators():

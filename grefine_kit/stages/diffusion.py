@@ -159,10 +159,14 @@ class _DiffusersStage:
 
     def fetch_weights(self) -> list[str]:
         """Download what :meth:`required_weights` lists into the hub cache; returns the folders."""
-        folders = [
-            download_weights(m, variant=self.variant, revision=self.revision) for m in self.required_weights()
-        ]
-        return [f for f in folders if f]
+        needed = self.required_weights()
+        if not needed:
+            return [f"{self.model}: local or built in process, nothing to fetch"]
+        lines = []
+        for model in needed:
+            folder = download_weights(model, variant=self.variant, revision=self.revision)
+            lines.append(f"{model} -> {folder}")
+        return lines
 
     def run(self, request: StageRequest) -> StageResult:
         started = time.perf_counter()
