@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.images import load_image, overlay_heatmap, save_map_npy
-from grefine_kit.inputs import PromptIndex
+from grefine_kit.inputs import PromptIndex, make_output_dir
 from grefine_kit.scoring import output_stems
 
 __all__ = ["BatchSummary", "refine_files"]
@@ -84,11 +84,7 @@ def refine_files(
     """
     if not paths:
         raise UserError("no images to refine")
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
+    out_dir = make_output_dir(out_dir)
     index = PromptIndex(prompts) if isinstance(prompts, Mapping) else None
     reports_path = out_dir / "reports.jsonl"
     n_ok = n_failed = n_skipped = 0

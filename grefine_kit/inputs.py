@@ -205,3 +205,13 @@ class PromptIndex:
             if prompt is not None:
                 return prompt
         return self._by_stem.get(Path(path).stem)
+
+
+def make_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder (and parents); a failure is a one-line UserError."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from exc
+    return out

@@ -34,7 +34,7 @@ from grefine_kit.images import (
     save_map_npy,
 )
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.inputs import PromptIndex
+from grefine_kit.inputs import PromptIndex, make_output_dir
 from grefine_kit.types import QualityMap
 
 __all__ = ["HEAD_COLUMNS", "TAIL_COLUMNS", "ScoreSummary", "flatten_details", "output_stems", "score_files"]
@@ -271,11 +271,7 @@ def score_files(
         raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
     if not paths:
         raise UserError("no images to score")
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
+    out_dir = make_output_dir(out_dir)
     run = _Run(
         indicator=indicator,
         out_dir=out_dir,

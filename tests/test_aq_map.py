@@ -22,10 +22,11 @@ from grefine_kit.indicators.aq_map import (
 )
 from grefine_kit.parsers.tree import build_tree, extract_phrases
 from grefine_kit.testing import check_indicator, sample_images
+from grefine_kit.testing.conformance import ODD_PROMPTS
 from grefine_kit.types import AlignmentReport, Phrase, PromptTree, Token
 
 FIG5 = "Mr. Beans wearing sun glasses with blue doctor suit and stripe tie"
-LONG = " ".join(["a small red fox jumping over the lazy brown dog near a river under a cloudy sky ."] * 8)
+LONG = ODD_PROMPTS[-1]
 TINY: dict[str, Any] = {"model": "grefine-tiny", "weights": "random", "device": "cpu"}
 
 needs_spacy_model = pytest.mark.skipif(
@@ -276,19 +277,7 @@ def test_conformance_with_the_default_parser() -> None:
 @needs_spacy_model
 @pytest.mark.parametrize(
     "prompt",
-    [
-        "",
-        "   ",
-        "!!!",
-        "beautiful",
-        "a cat. a dog.",
-        "dog's bone",
-        "state-of-the-art robot",
-        "the cat and the cat",
-        LONG,
-        "Café crème brûlée 🍮",
-        "running quickly and happily",
-    ],
+    ODD_PROMPTS,
     ids=lambda p: repr(p[:20]),
 )
 def test_odd_prompts_give_a_sensible_report(prompt: str) -> None:

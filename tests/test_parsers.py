@@ -20,25 +20,12 @@ from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers import NltkParser, SpacyParser, StanzaParser, extract_phrases
 from grefine_kit.parsers.nltk_parser import penn_to_upos, split_sentences
 from grefine_kit.testing import check_parser
+from grefine_kit.testing.conformance import ODD_PROMPTS
 from grefine_kit.types import PromptTree
 
 FIG5 = "Mr. Beans wearing sun glasses with blue doctor suit and stripe tie"
-LONG = " ".join(["a small red fox jumping over the lazy brown dog near a river under a cloudy sky ."] * 8)
-ODD = [
-    "",
-    "   ",
-    "!!!",
-    "beautiful",
-    "a cat. a dog.",
-    "dog's bone",
-    "state-of-the-art robot",
-    "the cat and the cat",
-    LONG,
-    "Café crème brûlée 🍮",
-    "running quickly and happily",
-    "\"quoted\" ``x'' (brackets) [a] {b} <c>",
-    "\n\t\n",
-]
+LONG = ODD_PROMPTS[-1]
+ODD = list(ODD_PROMPTS)  # the prompts DESIGN.md 6.3 says no parser may crash on, and more
 assert len(LONG.split()) >= 120
 
 needs_spacy_model = pytest.mark.skipif(

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from grefine_kit.combiners import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
@@ -22,15 +20,6 @@ from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import AlignmentReport, QualityMap
 
 PROMPT = "a red house next to a green tree"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @attrs.define

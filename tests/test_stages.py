@@ -28,15 +28,6 @@ from grefine_kit.types import Mask
 PROMPT = "Mr. Beans wearing sun glasses with blue doctor suit and stripe tie"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription (4x faster)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def count_unet(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[tuple[int, ...]]]:
     """Wrap a pipeline's UNet forward; the returned list collects each call's sample shape."""

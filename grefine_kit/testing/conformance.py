@@ -30,8 +30,10 @@ ODD_PROMPTS: tuple[str, ...] = (
     "state-of-the-art robot",
     "the cat and the cat",
     "Café crème brûlée 🍮",
-    "run quickly and happily",
-    " ".join(["a small red house near a green tree under a blue sky"] * 11),
+    "running quickly and happily",
+    "\"quoted\" ``x'' (brackets) [a] {b} <c>",
+    "\n\t\n",
+    " ".join(["a small red fox jumping over the lazy brown dog near a river under a cloudy sky ."] * 8),
 )
 
 
