@@ -31,7 +31,7 @@ import torch
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
-from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model
+from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
 
 __all__ = [
     "DTYPES",
@@ -322,24 +322,13 @@ def _from_checkpoint(path: Path, model_name: str | None) -> tuple[Any, Any]:
     )
     if openai_layout:
         import open_clip
-        from open_clip.model import build_model_from_openai_state_dict, set_model_preprocess_cfg
+        from open_clip.model import build_model_from_openai_state_dict
 
         # The builder casts to fp16 before loading; reload the original tensors at full precision after.
         model = build_model_from_openai_state_dict(dict(state), quick_gelu=True, cast_dtype=None).float()
         extra = {"input_resolution", "context_length", "vocab_size"}
         model.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
-        set_model_preprocess_cfg(
-            model,
-            {
-                "size": model.visual.image_size,
-                "mode": "RGB",
-                "mean": open_clip.OPENAI_DATASET_MEAN,
-                "std": open_clip.OPENAI_DATASET_STD,
-                "interpolation": "bicubic",
-                "resize_mode": "shortest",
-                "fill_color": 0,
-            },
-        )
+        set_openai_preprocess(model, model.visual.image_size)
         return model, _simple_tokenizer(int(model.context_length))
     if model_name is None:
         raise UserError(f"{path}: not an OpenAI-layout CLIP state dict; name the architecture in `model`")

@@ -37,7 +37,6 @@ def tiny_clip_config(image_size: int = 224) -> dict[str, Any]:
 def build_tiny_clip_model(seed: int = 0, image_size: int = 224) -> Any:
     """A real ``open_clip.CLIP`` with random weights from ``seed`` (same seed, same weights), eval mode."""
     import open_clip  # heavy: imported on use
-    from open_clip.model import set_model_preprocess_cfg
 
     gen_state = torch.random.get_rng_state()
     try:
@@ -45,6 +44,15 @@ def build_tiny_clip_model(seed: int = 0, image_size: int = 224) -> Any:
         model = open_clip.CLIP(**tiny_clip_config(image_size))
     finally:
         torch.random.set_rng_state(gen_state)  # do not disturb the caller's RNG stream
+    set_openai_preprocess(model, image_size)
+    return model.eval()
+
+
+def set_openai_preprocess(model: Any, image_size: int) -> None:
+    """Attach OpenAI CLIP's preprocessing config (mean/std, bicubic) to a model built without one."""
+    import open_clip
+    from open_clip.model import set_model_preprocess_cfg
+
     set_model_preprocess_cfg(
         model,
         {
@@ -57,4 +65,3 @@ def build_tiny_clip_model(seed: int = 0, image_size: int = 224) -> Any:
             "fill_color": 0,
         },
     )
-    return model.eval()
