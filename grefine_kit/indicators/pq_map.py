@@ -112,27 +112,61 @@ def save_prompt_checkpoint(
     """
     import torch
 
-    tokens = backbone.tokenize([" ".join(["X"] * n_ctx) + " " + t for t in texts])
-    with torch.no_grad():
-        emb = backbone.embed_tokens(tokens).float().cpu()
-    eot_pos = tokens.argmax(dim=-1).cpu()  # the EOT id is the largest id
-    name_lens = [int(p) - 1 - n_ctx for p in eot_pos]
+    init_ctx, prefix, suffix, name_lens = prompt_parts(backbone, texts, n_ctx)
     if ctx is None:
-        ctx = emb[:, 1 : 1 + n_ctx].clone()
-    if tuple(ctx.shape[-2:]) != (n_ctx, emb.shape[-1]):
+        ctx = init_ctx
+    if tuple(ctx.shape[-2:]) != (n_ctx, prefix.shape[-1]):
         raise ValueError(
-            f"ctx must be [2, {n_ctx}, {emb.shape[-1]}] or [{n_ctx}, {emb.shape[-1]}]; got {tuple(ctx.shape)}"
+            f"ctx must be [2, {n_ctx}, {prefix.shape[-1]}] or [{n_ctx}, {prefix.shape[-1]}]; "
+            f"got {tuple(ctx.shape)}"
         )
     params = {
         "prompt_learner.ctx": ctx.detach().float().cpu().contiguous(),
-        "prompt_learner.token_prefix": emb[:, :1].contiguous(),
-        "prompt_learner.token_suffix": emb[:, 1 + n_ctx :].contiguous(),
+        "prompt_learner.token_prefix": prefix,
+        "prompt_learner.token_suffix": suffix,
     }
     meta = {"format": "pyiqa-clipiqa+", "texts": list(texts), "name_lens": name_lens, "eot_index": name_lens}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params": params, "meta": meta}, str(path))
     return path
+
+
+def prompt_parts(
+    backbone: SurgeryCLIP, texts: tuple[str, str], n_ctx: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """The pieces of a learned prompt pair, as pyiqa's CLIP-IQA+ prompt learner builds them from
+    ``"X X ... X <text>"``: ``(ctx [2, n_ctx, W]`` initialised to the "X" embeddings, ``prefix
+    [2, 1, W]`` (SOS), ``suffix [2, L-1-n_ctx, W]`` (class words, EOT, padding), class-word counts)."""
+    import torch
+
+    tokens = backbone.tokenize([" ".join(["X"] * n_ctx) + " " + t for t in texts])
+    with torch.no_grad():
+        emb = backbone.embed_tokens(tokens).float().cpu()
+    eot_pos = tokens.argmax(dim=-1).cpu()  # the EOT id is the largest id
+    name_lens = [int(p) - 1 - n_ctx for p in eot_pos]
+    return (
+        emb[:, 1 : 1 + n_ctx].clone(),
+        emb[:, :1].contiguous(),
+        emb[:, 1 + n_ctx :].contiguous(),
+        name_lens,
+    )
+
+
+def assemble_prompts(
+    prefix: torch.Tensor, ctx: torch.Tensor, suffix: torch.Tensor, name_lens: Sequence[int]
+) -> tuple[torch.Tensor, list[int]]:
+    """``[SOS | ctx[:n/2] | class words | ctx[n/2:] | EOT ...]`` per text (pyiqa's "middle" class
+    position) and the EOT positions. Differentiable in ``ctx`` (used by training)."""
+    import torch
+
+    n_ctx, half = ctx.shape[1], ctx.shape[1] // 2
+    rows, eot_positions = [], []
+    for i, n_words in enumerate(name_lens):
+        parts = [prefix[i], ctx[i, :half], suffix[i, :n_words], ctx[i, half:], suffix[i, n_words:]]
+        rows.append(torch.cat([p.float() for p in parts], dim=0))
+        eot_positions.append(1 + n_ctx + int(n_words))
+    return torch.stack(rows), eot_positions
 
 
 def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tuple[torch.Tensor, list[int]]:
@@ -169,8 +203,7 @@ def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tupl
             .float()
             .cpu()
         )
-    rows, eot_positions = [], []
-    half = n_ctx // 2
+    n_words_per_text, eot_indices = [], []
     for i in range(2):
         if meta_lens is not None:
             eot_index = int(meta_lens[i])
@@ -179,11 +212,10 @@ def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tupl
                 j for j in range(suffix.shape[1]) if torch.allclose(suffix[i, j].float(), eot_row, atol=1e-6)
             ]
             eot_index = hits[0] if hits else name_len
-        n_words = eot_index if meta_lens is not None else name_len
-        parts = [prefix[i], ctx[i, :half], suffix[i, :n_words], ctx[i, half:], suffix[i, n_words:]]
-        rows.append(torch.cat([p.float() for p in parts], dim=0))
-        eot_positions.append(1 + n_ctx + eot_index)
-    return torch.stack(rows).to(backbone.device), eot_positions
+        n_words_per_text.append(eot_index if meta_lens is not None else name_len)
+        eot_indices.append(eot_index)
+    emb, _ = assemble_prompts(prefix, ctx, suffix, n_words_per_text)
+    return emb.to(backbone.device), [1 + n_ctx + e for e in eot_indices]
 
 
 def load_prompt_features(
