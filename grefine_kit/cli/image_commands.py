@@ -1,0 +1,197 @@
+"""Commands on images: ``score``, ``refine``, ``demo``, ``fetch-weights``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grefine_kit.cli.app import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    cli,
+    device_option,
+    dtype_option,
+    prompts_csv_option,
+    user_errors,
+    warn_plugin_failures,
+)
+from grefine_kit.errors import UserError
+
+
+@cli.command("score")
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
+)
+@click.option("--prompt", default=None, help="prompt for every image (needed by aq-map and clip-surgery)")
+@prompts_csv_option
+@click.option(
+    "--recipe",
+    "recipe_name",
+    default=None,
+    help="take the indicator's options from this recipe (e.g. 'tiny' for offline random models)",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--no-maps", is_flag=True, help="do not write heatmap overlays and .npy maps")
+@device_option
+@dtype_option
+@user_errors
+def score_command(
+    paths: tuple[str, ...],
+    indicator_name: str,
+    prompt: str | None,
+    prompts_csv: str | None,
+    recipe_name: str | None,
+    out_dir: str,
+    fmt: str,
+    batch_size: int,
+    no_maps: bool,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
+
+    PATHS are files, folders or globs.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.scoring import score_files
+
+    if prompt is not None and prompts_csv is not None:
+        raise UserError("give --prompt or --prompts, not both")
+    files = expand_inputs(paths)
+    prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
+    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    warn_plugin_failures()
+    summary = score_files(
+        files,
+        indicator,
+        Path(out_dir),
+        prompts=prompts,
+        fmt=fmt,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        save_maps=not no_maps,
+    )
+    click.echo(
+        f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True
+    )
+    sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+@cli.command("refine")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--prompt", default=None, help="prompt for every image")
+@prompts_csv_option
+@click.option(
+    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="override the recipe's seed")
+@click.option("--save-maps", is_flag=True, help="also write the mask, heatmap overlays and raw maps")
+@click.option("--no-resume", is_flag=True, help="redo images whose outputs already exist")
+@device_option
+@dtype_option
+@user_errors
+def refine_command(
+    paths: tuple[str, ...],
+    prompt: str | None,
+    prompts_csv: str | None,
+    recipe_name: str,
+    out_dir: str,
+    seed: int | None,
+    save_maps: bool,
+    no_resume: bool,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
+
+    PATHS are files, folders or globs. Each image gets <stem>.png and <stem>.report.json
+    in --out; reports.jsonl collects every report. Interrupted runs resume.
+    """
+    from grefine_kit.batch import refine_files
+    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+
+    if (prompt is None) == (prompts_csv is None):
+        raise UserError("give exactly one of --prompt TEXT or --prompts CSV")
+    files = expand_inputs(paths)
+    prompts: Mapping[str, str] | str = read_prompts_csv(Path(prompts_csv)) if prompts_csv else str(prompt)
+    refiner = _build_refiner(recipe_name, seed=seed, device=device, dtype=dtype)
+    summary = refine_files(
+        files, refiner, Path(out_dir), prompts=prompts, save_maps=save_maps, resume=not no_resume
+    )
+    click.echo(
+        f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done "
+        f"-> {summary.out_dir} (reports: {summary.reports_path.name})",
+        err=True,
+    )
+    sys.exit(summary.exit_code)
+
+
+def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
+    import attrs
+
+    from grefine_kit.recipe import Recipe
+
+    recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
+    if seed is not None:
+        recipe = attrs.evolve(recipe, seed=seed)
+    warn_plugin_failures()
+    return recipe.build()
+
+
+DEMO_PROMPT = "a red house with a blue door under a yellow sun"
+
+
+@cli.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="grefine-demo", show_default=True)
+@user_errors
+def demo_command(out_dir: str) -> None:
+    """Run the offline `tiny` recipe on a bundled image (random tiny models: shows the flow, not quality)."""
+    from importlib import resources
+
+    from grefine_kit.batch import refine_files
+
+    started = time.perf_counter()
+    example = Path(str(resources.files("grefine_kit") / "data" / "example.png"))
+    refiner = _build_refiner("tiny", seed=None, device="cpu", dtype=None)
+    summary = refine_files(
+        [example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False
+    )
+    seconds = time.perf_counter() - started
+    out = Path(out_dir).resolve()
+    click.echo(f"grefine demo: refined {example.name} with the 'tiny' recipe in {seconds:.1f} s")
+    click.echo(f"  prompt:  {DEMO_PROMPT!r}")
+    click.echo(f"  outputs: {out}/")
+    for name in sorted(p.name for p in out.iterdir()):
+        click.echo(f"    {name}")
+    click.echo(
+        "The tiny recipe uses random-weight models: it shows the flow offline (maps, mask, stages, report),"
+        " not real quality; its refined image is noise by design."
+    )
+    click.echo(
+        "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"
+    )
+    sys.exit(summary.exit_code)
+
+
+@cli.command("fetch-weights")
+@click.option(
+    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+)
+@user_errors
+def fetch_weights_command(recipe_name: str) -> None:
+    """Download everything a recipe needs, so that later runs work offline (HF_HUB_OFFLINE=1)."""
+    from grefine_kit.fetch import fetch_recipe_weights
+    from grefine_kit.recipe import Recipe
+
+    recipe = Recipe.load(recipe_name)
+    for line in fetch_recipe_weights(recipe):
+        click.echo(line)

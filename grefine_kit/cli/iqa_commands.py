@@ -1,0 +1,130 @@
+"""Commands that treat indicators as IQA models: ``evaluate`` and ``train-pq``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from grefine_kit.cli.app import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    cli,
+    device_option,
+    dtype_option,
+    user_errors,
+    warn_plugin_failures,
+)
+
+
+@cli.command("evaluate")
+@click.argument("mos_csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
+)
+@click.option(
+    "--root", type=click.Path(file_okay=False), default=None, help="image folder (default: the CSV's)"
+)
+@click.option("--recipe", "recipe_name", default=None, help="take the indicator's options from this recipe")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--save-maps", is_flag=True, help="also write heatmap overlays and .npy maps")
+@device_option
+@dtype_option
+@user_errors
+def evaluate_command(
+    mos_csv: str,
+    indicator_name: str,
+    root: str | None,
+    recipe_name: str | None,
+    out_dir: str,
+    batch_size: int,
+    save_maps: bool,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Use an indicator as an IQA model: SRCC / PLCC / KRCC of its scores against MOS.
+
+    MOS_CSV has an image column (image/name/file/filename/path), a MOS column
+    (mos/mos_quality/score/quality) and, for aq-map, a prompt column.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.evaluation import evaluate, read_mos_csv
+
+    rows = read_mos_csv(mos_csv, root)
+    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    warn_plugin_failures()
+    result = evaluate(rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=save_maps)
+    logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    click.echo(
+        f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
+        f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
+    )
+    sys.exit(EXIT_FAILURES if result.n_failed else EXIT_OK)
+
+
+@cli.command("train-pq")
+@click.argument("mos_csv", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="checkpoint folder")
+@click.option(
+    "--root", type=click.Path(file_okay=False), default=None, help="image folder (default: the CSV's)"
+)
+@click.option(
+    "--recipe", "recipe_name", default=None, help="take PQ-Map's backbone and class words from a recipe"
+)
+@click.option("--epochs", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(0, 10, min_open=True))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 65_536))
+@click.option(
+    "--n-ctx", default=16, show_default=True, type=click.IntRange(2, 64), help="context tokens per text"
+)
+@click.option("--val-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@device_option
+@dtype_option
+@user_errors
+def train_pq_command(
+    mos_csv: str,
+    out_dir: str,
+    root: str | None,
+    recipe_name: str | None,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    n_ctx: int,
+    val_fraction: float,
+    seed: int,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Learn PQ-Map's quality prompts from MOS (frozen image encoder, Adam), as the paper does.
+
+    Writes four CLIP-IQA+ prompt checkpoints and training.json; use them with
+    prompt_checkpoints in a recipe's [indicators.perceptual] table.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.evaluation import read_mos_csv
+    from grefine_kit.training import train_pq_prompts
+
+    rows = read_mos_csv(mos_csv, root)
+    pq = build_indicator("pq-map", recipe=recipe_name, device=device, dtype=dtype)
+    report = train_pq_prompts(
+        rows,
+        pq,
+        Path(out_dir),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        n_ctx=n_ctx,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    val = f", held-out SRCC {report.val_srcc:.4f}" if report.val_srcc is not None else ""
+    click.echo(
+        f"trained on {report.n_train} images: loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}, "
+        f"train SRCC {report.train_srcc:.4f}{val}"
+    )
+    paths = ", ".join(f'"{p}"' for p in report.checkpoints)
+    click.echo(f"use in a recipe's [indicators.perceptual] table:\nprompt_checkpoints = [{paths}]")
+    sys.exit(EXIT_FAILURES if report.n_failed else EXIT_OK)
