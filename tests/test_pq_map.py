@@ -57,7 +57,8 @@ def test_pair_probabilities_by_hand():
 
 
 def test_pq_map_conformance_and_details(backbone):
-    pq = PQMap(**TINY)
+    check_indicator(PQMap(**TINY))  # the class default: zero-shot, min-max calibrated
+    pq = PQMap(**TINY, zero_shot_calibration="none")  # the raw cask product, as for learned prompts
     assert pq._backbone is None and pq.needs_prompt is False  # construction is cheap
     results = check_indicator(pq)
     images = sample_images()
@@ -78,12 +79,34 @@ def test_pq_map_conformance_and_details(backbone):
         assert "factors" in r.to_json()["details"]
 
 
+def test_zero_shot_minmax_calibration(backbone):
+    """Zero-shot: score = the overall pair's probability (CLIP-IQA), map = the per-image min-max of
+    the cask product over the patch tokens, so the mask 1 - P > tau can never be the whole image."""
+    images = sample_images()
+    pq = PQMap(**TINY)
+    assert pq.zero_shot and pq.mode == "zero-shot"
+    results = pq.score(images)
+    tokens = backbone.encode_image_tokens(images)
+    raw = pair_probabilities(tokens, pq.text_table(backbone), backbone.logit_scale)
+    per = cask_effect(raw, DEFAULT_ALPHA)[:, 1:]
+    for j, (image, r) in enumerate(zip(images, results, strict=True)):
+        assert r.score == pytest.approx(float(raw[j, 0, 0]), abs=1e-6)
+        assert r.details["mode"] == "zero-shot" and r.details["prompts"] == "zero-shot"
+        values = per[j]
+        norm = (values - values.min()) / (values.max() - values.min())
+        expected = upsample_patch_values(norm[None], (14, 14), (image.height, image.width))[0]
+        np.testing.assert_allclose(r.map, expected, atol=1e-5)
+        assert r.map.max() > 0.95 and r.map.min() < 0.05  # spans [0, 1]: never all "bad"
+        assert float((1.0 - r.map > 0.5).mean()) < 1.0
+
+
 def test_pq_map_options_change_results():
     images = sample_images()
     base = PQMap(**TINY).score(images)
     compat = PQMap(**TINY, reference_compat=True).score(images)
     assert any(abs(a.score - b.score) > 1e-4 for a, b in zip(base, compat, strict=True))
-    low = PQMap(**TINY, alpha=(0.1, 0.1, 0.1)).score(images)  # no factor falls under 0.1: score = overall
+    # no factor falls under 0.1: score = overall
+    low = PQMap(**TINY, alpha=(0.1, 0.1, 0.1), zero_shot_calibration="none").score(images)
     for r in low:
         assert r.score == pytest.approx(r.details["factors"]["overall"], abs=1e-6)
     bilinear = PQMap(**TINY, interpolation="bilinear", factor_maps=False).score(images)
@@ -99,6 +122,10 @@ def test_pq_map_validation():
         {"alpha": (0.5, 0.5)},
         {"alpha": (0.0, 0.5, 0.5)},
         {"prompt_checkpoints": ("a.pth",) * 3},
+        {"prompt_checkpoints": "no-such-set"},
+        {"prompt_checkpoints": "/some/path.pth"},
+        {"zero_shot_calibration": "zscore"},
+        {"pos_embed_interpolation": "nearest"},
         {"prompt_pairs": (("a", "b"),) * 3},
         {"prompt_pairs": (("a", ""),) * 4},
         {"interpolation": "nearest"},
@@ -110,6 +137,14 @@ def test_pq_map_validation():
         with pytest.raises((ValueError, TypeError)):
             PQMap(**bad)
     assert PQMap(prompt_pairs=[["good", "bad"]] * 4).prompt_pairs == (("good", "bad"),) * 4
+    for value, canonical in (
+        ("g-refine", "g-refine"),
+        ("builtin:g-refine", "g-refine"),
+        ("zero-shot", "zero-shot"),
+        ([], "zero-shot"),
+        (["a", "b", "c", "d"], ("a", "b", "c", "d")),
+    ):
+        assert PQMap(prompt_checkpoints=value).prompt_checkpoints == canonical
 
 
 def test_prompt_checkpoint_format_and_middle_order(tmp_path, backbone):

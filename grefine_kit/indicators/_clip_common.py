@@ -104,6 +104,7 @@ def encode_in_groups(
     native_size: bool,
     surgery_depth: int,
     batch_size: int,
+    pos_interpolation: str = "bilinear",
 ) -> list[tuple[list[int], torch.Tensor, tuple[int, int]]]:
     """Surgery tokens for images grouped by input size (one group in the default resize mode).
 
@@ -118,7 +119,10 @@ def encode_in_groups(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             tokens = backbone.encode_image_tokens(
-                [images[i] for i in chunk], native_size=native_size, surgery_depth=surgery_depth
+                [images[i] for i in chunk],
+                native_size=native_size,
+                surgery_depth=surgery_depth,
+                pos_interpolation=pos_interpolation,
             )
             out.append((chunk, tokens, grid))
     return out
@@ -139,7 +143,9 @@ class ClipIndicator:
     Options: ``model``, ``weights``, ``device``, ``dtype`` name the CLIP backbone (indicators
     naming the same one share a single loaded copy and its image-token cache); ``interpolation``
     (``bicubic`` as the paper, or ``bilinear`` as the reference code) upsamples the token-grid
-    maps; ``native_size`` encodes at the image's own size (rounded to the patch grid) instead of
+    maps; ``pos_embed_interpolation`` (``bilinear`` as the reference code, or ``bicubic``) resizes
+    the ViT positional embedding when an image is not encoded at the model's size;
+    ``native_size`` encodes at the image's own size (rounded to the patch grid) instead of
     resizing to the model's; ``surgery_depth`` is the number of final blocks with the v-v path;
     ``batch_size`` the images per image-encoder forward.
     """
@@ -151,6 +157,7 @@ class ClipIndicator:
         default="float32", validator=attrs.validators.in_(("float32", "float16", "bfloat16"))
     )
     interpolation: str = attrs.field(default="bicubic", validator=check_interpolation)
+    pos_embed_interpolation: str = attrs.field(default="bilinear", validator=check_interpolation)
     native_size: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     surgery_depth: int = attrs.field(
         default=6, validator=[attrs.validators.instance_of(int), check_surgery_depth]
@@ -179,4 +186,5 @@ class ClipIndicator:
             native_size=self.native_size,
             surgery_depth=self.surgery_depth,
             batch_size=self.batch_size,
+            pos_interpolation=self.pos_embed_interpolation,
         )

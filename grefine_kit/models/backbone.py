@@ -22,6 +22,7 @@ from PIL import Image
 
 from grefine_kit.errors import UserError
 from grefine_kit.models.surgery import (
+    DEFAULT_POS_INTERPOLATION,
     DEFAULT_SURGERY_DEPTH,
     MAX_NATIVE_TOKENS,
     _check_vit,
@@ -31,9 +32,9 @@ from grefine_kit.models.surgery import (
 __all__ = ["SurgeryCLIP"]
 
 
-def _pixel_key(pixels: torch.Tensor, depth: int) -> tuple[str, tuple[int, ...], int]:
+def _pixel_key(pixels: torch.Tensor, depth: int, pos_mode: str) -> tuple[str, tuple[int, ...], int, str]:
     digest = hashlib.blake2b(pixels.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
-    return digest, tuple(pixels.shape), depth
+    return digest, tuple(pixels.shape), depth, pos_mode
 
 
 class SurgeryCLIP:
@@ -133,14 +134,18 @@ class SurgeryCLIP:
         images: Sequence[Image.Image],
         native_size: bool = False,
         surgery_depth: int = DEFAULT_SURGERY_DEPTH,
+        pos_interpolation: str = DEFAULT_POS_INTERPOLATION,
     ) -> torch.Tensor:
         """CLIP Surgery tokens ``[B, 1+h*w, D]`` (projected, float32, not normalised).
+
+        ``pos_interpolation`` resizes the positional embedding when the input is not the model's
+        size (``"bilinear"``, the reference's, or ``"bicubic"``; see ``clip_surgery_tokens``).
 
         Cached per preprocessed image (LRU): PQ-Map and AQ-Map scoring the same image on the
         same backbone run the image encoder once; only cache misses go through one batched forward.
         """
         pixels = self.preprocess(images, native_size)
-        keys = [_pixel_key(p, surgery_depth) for p in pixels]
+        keys = [_pixel_key(p, surgery_depth, pos_interpolation) for p in pixels]
         with self._lock:
             found = {k: self._image_cache[k] for k in keys if k in self._image_cache}
             for k in found:
@@ -151,7 +156,9 @@ class SurgeryCLIP:
             unique = list(dict.fromkeys(keys[i] for i in missing))
             first = [keys.index(k) for k in unique]
             with torch.no_grad():
-                out = clip_surgery_tokens(self.model, pixels[first].to(self.dtype), surgery_depth).float()
+                out = clip_surgery_tokens(
+                    self.model, pixels[first].to(self.dtype), surgery_depth, pos_interpolation
+                ).float()
             with self._lock:
                 self.image_forward_calls += 1
                 for k, t in zip(unique, out, strict=True):

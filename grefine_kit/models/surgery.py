@@ -3,9 +3,9 @@
 Written from the description in DESIGN.md 6.1 (no upstream code). Public API, relied on by
 PQ-Map, AQ-Map and the ``clip-surgery`` indicator:
 
-- ``clip_surgery_tokens(model, pixels, surgery_depth=6) -> Tensor[B, 1+h*w, D]``: projected
-  tokens; row 0 is the ordinary CLS embedding (== ``model.encode_image``), rows 1.. the v-v
-  path's patch tokens in row-major ``(h, w)`` order.
+- ``clip_surgery_tokens(model, pixels, surgery_depth=6, pos_interpolation="bilinear")
+  -> Tensor[B, 1+h*w, D]``: projected tokens; row 0 is the ordinary CLS embedding
+  (== ``model.encode_image``), rows 1.. the v-v path's patch tokens in row-major ``(h, w)`` order.
 - ``feature_surgery(image_tokens, text_feats, redundant) -> Tensor[B, N, T]``: normalised image
   tokens dotted with ``t - r``.
 - ``similarity_maps(similarity, grid, sizes, interpolation) -> list[ndarray[T, H, W]]``: min-max per
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from grefine_kit.errors import UserError
 
 __all__ = [
+    "DEFAULT_POS_INTERPOLATION",
     "DEFAULT_SURGERY_DEPTH",
     "clip_surgery_tokens",
     "feature_surgery",
@@ -38,6 +39,8 @@ __all__ = [
 
 DEFAULT_SURGERY_DEPTH = 6
 INTERPOLATIONS = ("bicubic", "bilinear")
+#: the reference code resizes the positional embedding bilinearly (ours was bicubic before)
+DEFAULT_POS_INTERPOLATION = "bilinear"
 # Above this many patch tokens native-size encoding is scaled down: attention is O(tokens^2).
 MAX_NATIVE_TOKENS = 4096
 
@@ -59,14 +62,21 @@ def _check_vit(model: Any) -> Any:
 
 
 def interpolate_pos_embed(
-    pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
+    pos: torch.Tensor,
+    old_grid: tuple[int, int],
+    new_grid: tuple[int, int],
+    mode: str = DEFAULT_POS_INTERPOLATION,
 ) -> torch.Tensor:
-    """Positional embedding ``[1+h0*w0, W]`` resized (bicubic) to ``[1+h*w, W]``; returns a new tensor."""
+    """Positional embedding ``[1+h0*w0, W]`` resized to ``[1+h*w, W]`` (the CLS row kept);
+    returns a new tensor. ``mode``: ``"bilinear"`` (the reference code) or ``"bicubic"``;
+    ``align_corners=False`` either way."""
+    if mode not in INTERPOLATIONS:
+        raise ValueError(f"positional-embedding interpolation must be one of {INTERPOLATIONS}; got {mode!r}")
     if tuple(old_grid) == tuple(new_grid):
         return pos
     cls, patches = pos[:1], pos[1:]
     grid = patches.reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid, size=new_grid, mode=mode, align_corners=False)
     patches = grid.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1).to(pos.dtype)
     return torch.cat([cls, patches], dim=0)
 
@@ -86,7 +96,10 @@ def _vv_attention(attn: torch.nn.MultiheadAttention, h: torch.Tensor) -> torch.T
 
 
 def clip_surgery_tokens(
-    model: Any, pixels: torch.Tensor, surgery_depth: int = DEFAULT_SURGERY_DEPTH
+    model: Any,
+    pixels: torch.Tensor,
+    surgery_depth: int = DEFAULT_SURGERY_DEPTH,
+    pos_interpolation: str = DEFAULT_POS_INTERPOLATION,
 ) -> torch.Tensor:
     """CLIP Surgery forward of an open_clip CLIP ViT.
 
@@ -95,6 +108,8 @@ def clip_surgery_tokens(
         pixels: ``[B, 3, H, W]`` normalised images; H and W multiples of the patch size (any size:
             the positional embedding is interpolated on a copy, the model is never modified).
         surgery_depth: how many of the last blocks get the v-v path (all if the model has fewer).
+        pos_interpolation: how the positional embedding is resized for a non-native grid
+            (``"bilinear"`` as the reference code, or ``"bicubic"``); unused at the model's size.
 
     Returns:
         ``[B, 1 + h*w, D]`` projected tokens (not normalised): row 0 the original path's CLS
@@ -113,7 +128,7 @@ def clip_surgery_tokens(
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
     cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
     x = torch.cat([cls, x], dim=1)
-    pos = interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), grid)
+    pos = interpolate_pos_embed(visual.positional_embedding, tuple(visual.grid_size), grid, pos_interpolation)
     x = x + pos.to(x.dtype)
     # Patch dropout is the identity in eval mode and would break the token grid otherwise: skipped.
     x = visual.ln_pre(x)
