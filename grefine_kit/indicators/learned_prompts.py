@@ -220,7 +220,9 @@ def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tupl
     if width != backbone.text_width or length != backbone.context_length or texts != {2}:
         raise UserError(
             f"{path}: prompt of {sorted(texts)} texts, width {width}, length {length} does not fit "
-            f"{backbone.name} (2 texts, width {backbone.text_width}, length {backbone.context_length})"
+            f"{backbone.name} (2 texts, width {backbone.text_width}, length {backbone.context_length}); "
+            "learned prompts fit only the text tower they were trained on (the bundled 'g-refine' set: "
+            'OpenAI CLIP ViT-B/16): use prompt_checkpoints = "zero-shot" with other backbones'
         )
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     meta_lens = meta.get("name_lens") if isinstance(meta, dict) else None
