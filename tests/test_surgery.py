@@ -66,7 +66,7 @@ def _manual_vv(blk, h):
     return attn.out_proj(a.transpose(1, 2).reshape(*h.shape))
 
 
-def _manual_surgery(model, pixels, depth):
+def _manual_surgery(model, pixels, depth, pos_mode="bilinear"):
     vis = model.visual
     x = F.conv2d(pixels, vis.conv1.weight, stride=vis.patch_size)
     gh, gw = x.shape[-2:]
@@ -75,7 +75,7 @@ def _manual_surgery(model, pixels, depth):
     pos = vis.positional_embedding
     g0 = vis.grid_size
     patch_pos = pos[1:].reshape(1, g0[0], g0[1], -1).permute(0, 3, 1, 2)
-    patch_pos = F.interpolate(patch_pos, size=(gh, gw), mode="bicubic", align_corners=False)
+    patch_pos = F.interpolate(patch_pos, size=(gh, gw), mode=pos_mode, align_corners=False)
     x = x + torch.cat([pos[:1], patch_pos.permute(0, 2, 3, 1).reshape(gh * gw, -1)])
     x = F.layer_norm(x, x.shape[-1:], vis.ln_pre.weight, vis.ln_pre.bias, vis.ln_pre.eps)
     blocks = list(vis.transformer.resblocks)
@@ -108,6 +108,40 @@ def test_surgery_matches_step_by_step(model, size, depth):
     got = clip_surgery_tokens(model, pixels, surgery_depth=depth)
     torch.testing.assert_close(got, _manual_surgery(model, pixels, depth), atol=1e-4, rtol=1e-4)
     assert got.shape[1] == 1 + (size[0] // 16) * (size[1] // 16)
+
+
+@torch.no_grad()
+def test_positional_embedding_resize_mode(model, wrapper):
+    """Bilinear (the reference code's) by default, bicubic on request; equal at the model's size."""
+    pixels = torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(6))
+    for mode in ("bilinear", "bicubic"):
+        got = clip_surgery_tokens(model, pixels, pos_interpolation=mode)
+        torch.testing.assert_close(got, _manual_surgery(model, pixels, 6, mode), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        clip_surgery_tokens(model, pixels), _manual_surgery(model, pixels, 6, "bilinear")
+    )
+    assert not torch.allclose(
+        clip_surgery_tokens(model, pixels, pos_interpolation="bicubic"), clip_surgery_tokens(model, pixels)
+    )
+    native = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(
+        clip_surgery_tokens(model, native, pos_interpolation="bicubic"), clip_surgery_tokens(model, native)
+    )
+    with pytest.raises(ValueError, match="positional-embedding interpolation"):
+        clip_surgery_tokens(model, pixels, pos_interpolation="nearest")
+    # the wrapper caches per mode: asking for the other mode is a different entry
+    image = Image.fromarray(np.full((48, 80, 3), 90, np.uint8))
+    a = wrapper.encode_image_tokens([image], native_size=True)
+    b = wrapper.encode_image_tokens([image], native_size=True, pos_interpolation="bicubic")
+    assert not torch.allclose(a, b)
+    # ... and the indicators' option reaches it
+    images = sample_images()
+    query = ClipSurgeryQuery(**TINY, native_size=True, query="a cat")
+    one = query.score(images)
+    two = ClipSurgeryQuery(**TINY, native_size=True, query="a cat", pos_embed_interpolation="bicubic").score(
+        images
+    )
+    assert any(not np.allclose(x.map, y.map) for x, y in zip(one, two, strict=True))
 
 
 @torch.no_grad()
