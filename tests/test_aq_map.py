@@ -240,6 +240,37 @@ def test_scores_match_an_independent_computation() -> None:
         json.dumps(qmap.to_json())
 
 
+@pytest.mark.parametrize("scale", ["reference", "raw"])
+def test_score_scale_options(scale: str) -> None:
+    """``reference``: token-axis-normalised image tokens . unnormalised (t - r), as the released
+    reference code; ``raw``: projected CLS . (t - r). Maps are not affected."""
+    import torch
+
+    from grefine_kit.models import BackboneSpec, get_backbone
+
+    images = sample_images()[:1]
+    prompt = "red cat on blue mat"
+    base = AQMap(templates="short", parser_instance=FixedParser(), **TINY).score(images, [prompt])[0]
+    aq = AQMap(templates="short", parser_instance=FixedParser(), score_scale=scale, **TINY)
+    qmap = aq.score(images, [prompt])[0]
+    backbone = get_backbone(BackboneSpec(**TINY))
+    feats = backbone.encode_text_ensemble(["", "red cat", "cat", "blue mat", "mat", prompt], aq.template_list)
+    tokens = backbone.encode_image_tokens(images)
+    if scale == "reference":
+        tokens = tokens / tokens.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        sims = tokens[0, 0] @ (feats[1:] - feats[0]).T
+    expect = [1 / (1 + math.exp(-10 * float(c))) for c in sims]
+    rep = qmap.details["report"]
+    got = [rep.phrases[0].phrase_score, rep.phrases[0].noun_score, rep.phrases[1].phrase_score]
+    got += [rep.phrases[1].noun_score, rep.prompt_score]
+    np.testing.assert_allclose(got, expect, rtol=1e-5)
+    assert qmap.details["score_scale"] == scale and base.details["score_scale"] == "cosine"
+    assert not np.allclose(got[-1], base.details["report"].prompt_score)
+    with pytest.raises(ValueError):
+        AQMap(score_scale="logit")
+
+
 def test_one_text_forward_and_one_image_forward_per_call() -> None:
     from grefine_kit.models import BackboneSpec, get_backbone
 

@@ -4,8 +4,9 @@
    (``grefine_kit.parsers.tree.extract_phrases``, Algorithm 1).
 2. Every distinct text (the prompt, each phrase, each noun, and the redundant ``""``) is encoded
    once with a prompt ensemble, all in one batched text forward; the image once, with CLIP Surgery.
-3. Per text: score ``sigmoid(slope * cos(CLS, t - r))`` (``r`` = the ensemble of ``""``) and map
-   = min-max of the surgery patch similarities, upsampled to the image (1 = where the text is).
+3. Per text: score ``sigmoid(slope * cos(CLS, t - r))`` (``r`` = the ensemble of ``""``; other
+   score scales under ``score_scale``) and map = min-max of the surgery patch similarities,
+   upsampled to the image (1 = where the text is).
 4. Defects: noun unmatched (``a_pn[j] < a_bound``) -> region = the ancestor phrase's noun map;
    adjective unmatched (``a_ph[j] < a_pn[j] - adjective_margin``) -> region = the noun's own map.
    ``A_def`` is the pixel-wise max of the defect regions (0 where nothing is wrong); the returned
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_A_BOUND",
     "DEFAULT_BETA",
+    "SCORE_SCALES",
     "TEMPLATE_SETS",
     "AQMap",
     "AlignmentDecision",
@@ -73,6 +75,9 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     ),
     "none": ("{}",),
 }  # fmt: skip
+
+#: how the CLS-to-text similarity fed to ``sigmoid(slope * .)`` is scaled (docs/indicators/aq-map.md)
+SCORE_SCALES = ("cosine", "reference", "raw")
 
 # One text forward holds at most this many sequences (texts x templates); more go in chunks.
 _MAX_TEXT_ROWS = 4096
@@ -133,14 +138,16 @@ class AQMap(ClipIndicator):
     Options (recipe keys): ``model``, ``weights``, ``device``, ``dtype`` (the CLIP backbone);
     ``parser`` (registry name) and ``parser_options``; ``templates`` (``"imagenet"``, ``"short"``,
     ``"none"`` or a list of templates with one ``{}``); ``a_bound``, ``beta``,
-    ``adjective_margin``, ``emphasis_weight``, ``score_slope``; ``interpolation``,
-    ``native_size``, ``surgery_depth``, ``batch_size``; ``keep_maps`` (put the per-phrase and
-    per-noun maps in ``details``). ``parser_instance`` (Python only) injects a parser object.
-    See docs/indicators/aq-map.md.
+    ``adjective_margin``, ``emphasis_weight``, ``score_slope``, ``score_scale``;
+    ``interpolation``, ``pos_embed_interpolation``, ``native_size``, ``surgery_depth``,
+    ``batch_size``; ``keep_maps`` (put the per-phrase and per-noun maps in ``details``).
+    ``parser_instance`` (Python only) injects a parser object. See docs/indicators/aq-map.md.
     """
 
     needs_prompt: ClassVar[bool] = True
     name: ClassVar[str] = "aq-map"
+    #: what ``grefine evaluate`` correlates it with (the alignment MOS)
+    quality_kind: ClassVar[str] = "alignment"
 
     parser: str = attrs.field(
         default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]
@@ -156,6 +163,7 @@ class AQMap(ClipIndicator):
     adjective_margin: float = attrs.field(default=0.0, converter=float, validator=_unit)
     emphasis_weight: float = attrs.field(default=DEFAULT_EMPHASIS, converter=float, validator=_unit)
     score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
+    score_scale: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCORE_SCALES))
     keep_maps: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
 
@@ -223,10 +231,25 @@ class AQMap(ClipIndicator):
                 )
         return "; ".join(notes)
 
-    def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:
-        """One QualityMap per image and prompt; ``details["report"]`` is the ``AlignmentReport``."""
+    def _cls_similarity(self, tokens: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """``[b, T]`` CLS-row similarity with each ``t - r`` (``direction [T, D]``), per ``score_scale``:
+
+        - ``"cosine"``: ``cos(CLS, t - r)`` (our reading of the paper; scale-free);
+        - ``"reference"``: the image tokens divided by their norm over the *token* axis (as the
+          released reference code, Q-Refine ``PQ-Map.py`` and CLIP Surgery's demo, normalise them),
+          dotted with the unnormalised ``t - r`` (CLIP Surgery's ``clip_feature_surgery``);
+        - ``"raw"``: the projected CLS token dotted with the unnormalised ``t - r``.
+        """
         import torch.nn.functional as F
 
+        if self.score_scale == "cosine":
+            return F.normalize(tokens[:, 0], dim=-1) @ F.normalize(direction, dim=-1).T
+        if self.score_scale == "reference":
+            return (tokens / tokens.norm(dim=1, keepdim=True))[:, 0] @ direction.T
+        return tokens[:, 0] @ direction.T
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:
+        """One QualityMap per image and prompt; ``details["report"]`` is the ``AlignmentReport``."""
         from grefine_kit.models.surgery import feature_surgery, similarity_maps
 
         if not images:
@@ -250,12 +273,12 @@ class AQMap(ClipIndicator):
         feats = self.encode_texts(backbone, texts)
         redundant = feats[column[""]]
         notes = {p: self._note(backbone, p, phrases) for p, (_tree, phrases) in parsed.items()}
-        direction = F.normalize(feats - redundant.reshape(1, -1), dim=-1)  # zero row for "" itself
+        direction = feats - redundant.reshape(1, -1)  # a zero row for "" itself
 
         results: list[QualityMap | None] = [None] * len(images)
         groups = self.encode_groups(backbone, images)
         for indices, tokens, grid in groups:
-            cos = F.normalize(tokens[:, 0], dim=-1) @ direction.T  # [b, T]
+            sim_cls = self._cls_similarity(tokens, direction)  # [b, T]
             for j, i in enumerate(indices):
                 prompt = prompts[i]
                 tree, phrases = parsed[prompt]
@@ -270,7 +293,7 @@ class AQMap(ClipIndicator):
                     maps = np.zeros((0, *size), np.float32)
                 slot = {c: k for k, c in enumerate(maps_needed)}
 
-                score_of = [cosine_to_score(c, self.score_slope) for c in cos[j].tolist()]
+                score_of = [cosine_to_score(c, self.score_slope) for c in sim_cls[j].tolist()]
                 decision = decide_alignment(
                     prompt,
                     phrases,
@@ -292,6 +315,7 @@ class AQMap(ClipIndicator):
                     "grid": grid,
                     "backbone": backbone.name,
                     "templates": len(self.template_list),
+                    "score_scale": self.score_scale,
                 }
                 if self.keep_maps:
                     details["noun_maps"] = np.stack([maps[slot[c]] for c in pn_cols]) if phrases else maps
