@@ -15,6 +15,7 @@ from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
 from grefine_kit.evaluation import evaluate, krcc, plcc, read_mos_csv, srcc
 from grefine_kit.evaluation.correlation import rankdata
+from grefine_kit.evaluation.mos import choose_mos_column, indicator_kind
 
 
 def test_rankdata_averages_ties():
@@ -76,8 +77,87 @@ def test_read_mos_csv_aliases_root_and_errors(tmp_path: Path):
     with pytest.raises(UserError, match="line 2: MOS 'good' is not a number"):
         read_mos_csv(path)
     path.write_text("image,rating\na.png,1\n")
+    with pytest.raises(UserError, match="needs a MOS column"):
+        read_mos_csv(path)
+    path.write_text("picture,mos\na.png,1\n")
     with pytest.raises(UserError, match="needs an image column"):
         read_mos_csv(path)
+
+
+def test_mos_column_choice_by_kind_and_explicit():
+    agiqa = ["name", "prompt", "adj1", "style", "mos_quality", "std_quality", "mos_align", "std_align"]
+    assert choose_mos_column(agiqa, kind="perceptual") == "mos_quality"
+    assert choose_mos_column(agiqa, kind="alignment") == "mos_align"
+    assert choose_mos_column(agiqa, "MOS_ALIGN", kind="perceptual") == "mos_align"  # explicit wins
+    with pytest.raises(UserError, match=r"several MOS columns \(mos_quality, mos_align\)"):
+        choose_mos_column(agiqa)
+    with pytest.raises(UserError, match="no column 'mos_overall'; MOS-like columns: mos_quality, mos_align"):
+        choose_mos_column(agiqa, "mos_overall")
+    assert choose_mos_column(["name", "mos"], kind="alignment") == "mos"  # generic: either kind
+    assert choose_mos_column(["name", "mos"]) == "mos"
+    with pytest.raises(UserError, match="do not rate perceptual quality; pass --mos-column mos_align"):
+        choose_mos_column(["name", "mos_align"], kind="perceptual")
+
+
+def test_indicator_kind():
+    from grefine_kit.indicators.aq_map import AQMap
+    from grefine_kit.indicators.clip_query import ClipSurgeryQuery
+    from grefine_kit.indicators.pq_map import PQMap
+
+    assert indicator_kind(PQMap()) == "perceptual" and indicator_kind(AQMap()) == "alignment"
+    assert indicator_kind(ClipSurgeryQuery()) == "alignment"  # needs a prompt: text-image agreement
+
+    class Plain:
+        needs_prompt = False
+
+    assert indicator_kind(Plain()) == "perceptual"
+
+
+def _two_mos_folder(tmp_path: Path) -> Path:
+    """An AGIQA-3K-shaped CSV: the two MOS columns rank the images in opposite orders."""
+    rows = ["name,prompt,mos_quality,std_quality,mos_align,std_align"]
+    for i, level in enumerate((30, 90, 150, 210)):
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(tmp_path / f"img{i}.png")
+        rows.append(f"img{i}.png,a red cube on a table,{1 + i * 0.5},0.1,{3 - i * 0.5},0.1")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "data.csv"
+
+
+@pytest.mark.parametrize(("indicator", "column"), [("aq-map", "mos_align"), ("pq-map", "mos_quality")])
+def test_cli_evaluate_picks_the_mos_column_by_kind(tmp_path: Path, indicator: str, column: str):
+    import csv
+
+    csv_path = _two_mos_folder(tmp_path)
+    out = tmp_path / "o"
+    args = ["evaluate", str(csv_path), "--recipe", "tiny", "--indicator", indicator, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"MOS column: {column} (for a" in result.stdout
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["mos_column"] == column and saved["indicator"] == indicator
+    with (out / "results.csv").open() as f:
+        scores = {Path(r["file"]).name: float(r["score"]) for r in csv.DictReader(f)}
+    with csv_path.open() as f:
+        truth = {r["name"]: float(r[column]) for r in csv.DictReader(f)}
+    names = sorted(scores)
+    expected = srcc([scores[n] for n in names], [truth[n] for n in names])
+    assert saved["srcc"] == pytest.approx(expected, abs=1e-12) or (
+        math.isnan(expected) and saved["srcc"] is None
+    )
+    # explicit choice, and a clear refusal of a column that is not there
+    forced = CliRunner().invoke(cli, [*args, "--mos-column", "mos_quality"])
+    assert forced.exit_code == 0 and "MOS column: mos_quality (as given)" in forced.stdout
+    bad = CliRunner().invoke(cli, [*args, "--mos-column", "mos_overall"])
+    assert bad.exit_code == 2 and "no column 'mos_overall'" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_evaluate_refuses_the_wrong_kind_of_mos(tmp_path: Path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "db.csv").write_text("name,prompt,mos_align\na.png,a cat,3\n")
+    result = CliRunner().invoke(
+        cli, ["evaluate", str(tmp_path / "db.csv"), "--recipe", "tiny", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "do not rate perceptual quality" in result.output
 
 
 def _rated_folder(tmp_path: Path) -> Path:

@@ -30,6 +30,12 @@ from grefine_kit.cli.app import (
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--save-maps", is_flag=True, help="also write heatmap overlays and .npy maps")
+@click.option(
+    "--mos-column",
+    default=None,
+    help="the CSV column holding the MOS (default: chosen by the indicator's kind, e.g. "
+    "mos_quality for pq-map, mos_align for aq-map)",
+)
 @device_option
 @dtype_option
 @user_errors
@@ -41,21 +47,28 @@ def evaluate_command(
     out_dir: str,
     batch_size: int,
     save_maps: bool,
+    mos_column: str | None,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Use an indicator as an IQA model: SRCC / PLCC / KRCC of its scores against MOS.
 
-    MOS_CSV has an image column (image/name/file/filename/path), a MOS column
-    (mos/mos_quality/score/quality) and, for aq-map, a prompt column.
+    MOS_CSV has an image column (image/name/file/filename/path), a MOS column and, for aq-map, a
+    prompt column. The MOS column is --mos-column, else the one matching the indicator's kind
+    (perceptual: mos_quality/mos/..., alignment: mos_align/mos/...); an ambiguous file is refused.
     """
     from grefine_kit.api import build_indicator
-    from grefine_kit.evaluation import evaluate, read_mos_csv
+    from grefine_kit.evaluation import evaluate, indicator_kind, read_mos_table
 
-    rows = read_mos_csv(mos_csv, root)
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    kind = indicator_kind(indicator)
+    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
+    how = "as given" if mos_column else f"for a {kind} indicator"
+    click.echo(f"MOS column: {column} ({how})")
     warn_plugin_failures()
-    result = evaluate(rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=save_maps)
+    result = evaluate(
+        rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=save_maps, mos_column=column
+    )
     logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
     click.echo(
         f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"

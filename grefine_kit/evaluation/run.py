@@ -31,6 +31,8 @@ class Evaluation:
     plcc_logistic: float | None
     krcc: float
     results_path: Path
+    #: the CSV column the MOS came from (``None`` when the rows were given without one)
+    mos_column: str | None = None
 
     @property
     def n_failed(self) -> int:
@@ -51,10 +53,12 @@ def evaluate(
     batch_size: int = 8,
     save_maps: bool = False,
     progress: bool = True,
+    mos_column: str | None = None,
 ) -> Evaluation:
     """Score every rated image (``results.csv`` in ``out_dir``, as ``grefine score`` writes it), then
     write ``evaluation.json`` with SRCC, PLCC (raw and, with SciPy, after the logistic fit) and KRCC
-    over the images that scored. Images that fail are left out of the correlations and counted."""
+    over the images that scored. Images that fail are left out of the correlations and counted.
+    ``mos_column`` (which column ``rows`` were read from) is recorded in ``evaluation.json``."""
     if not rows:
         raise UserError("no rated images to evaluate")
     paths = [row.image.resolve() for row in rows]
@@ -88,6 +92,7 @@ def evaluate(
         plcc_logistic=logistic,
         krcc=krcc(pred, mos),
         results_path=summary.results_path,
+        mos_column=mos_column,
     )
     (Path(out_dir) / "evaluation.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", "utf-8")
     return result
