@@ -17,7 +17,7 @@ import torch
 from grefine_kit.errors import UserError
 from grefine_kit.stages import required_weights
 from grefine_kit.stages.base import StageRequest, derive_seed
-from grefine_kit.stages.conditioning import encode_conditioning
+from grefine_kit.stages.conditioning import content_mask, encode_conditioning
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage, working_size
 from grefine_kit.stages.loading import cache_info, load_pipeline, parse_model
 from grefine_kit.strength import steps_that_run
@@ -169,7 +169,10 @@ def test_emphasis_adds_exactly_weight_times_phrase_embeddings(model: str) -> Non
     assert set(plain) == set(emph)
     for key in keys:
         diff = emph[key] - plain[key]
-        torch.testing.assert_close(diff, 0.1 * phrase1[key] + 0.1 * phrase2[key], rtol=0, atol=1e-6)
+        m1 = m2 = 1.0  # the pooled term is added whole; sequence terms at content positions only
+        if key == "prompt_embeds":
+            m1, m2 = (content_mask(pipe, p, diff.shape) for p in ("sun glasses", "stripe tie"))
+        torch.testing.assert_close(diff, 0.1 * phrase1[key] * m1 + 0.1 * phrase2[key] * m2, rtol=0, atol=1e-6)
         assert diff.abs().max() > 1e-4, "the phrase terms are not negligible"
     for key in plain:
         if key.startswith("negative"):
@@ -228,7 +231,8 @@ def test_refiner_shaped_model_runs_as_the_global_stage(tmp_path: Path) -> None:
     emph = encode_conditioning(pipe, PROMPT, [("stripe tie", 0.1)])
     phrase = encode_conditioning(pipe, "stripe tie", guidance=False)
     for key in ("prompt_embeds", "pooled_prompt_embeds"):
-        torch.testing.assert_close(emph[key] - plain[key], 0.1 * phrase[key], rtol=0, atol=1e-6)
+        mask = content_mask(pipe, "stripe tie", phrase[key].shape) if key == "prompt_embeds" else 1.0
+        torch.testing.assert_close(emph[key] - plain[key], 0.1 * phrase[key] * mask, rtol=0, atol=1e-6)
     result = stage.run(request((90, 70), masked=False, emphasis=(("stripe tie", 0.1),)))
     assert result.steps_run == 2 and result.image.size == (90, 70)
 

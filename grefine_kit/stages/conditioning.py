@@ -5,6 +5,12 @@ embedding of each defective phrase, for the per-token sequence embeddings and, f
 pipelines, the pooled embedding too. Embeddings come from the pipeline's own ``encode_prompt``,
 so the result is exactly what the pipeline would have computed for the plain prompt, plus the
 weighted phrase terms. The negative side is left as the pipeline computes it.
+
+The phrase terms are added at the phrase's *content* positions only: for each text encoder,
+sequence positions ``1 .. n`` where ``n`` is the number of tokens the encoder's tokenizer gives
+the phrase without its BOS/EOS (capped at the sequence length minus 2). Position 0 (BOS: the
+same for every text, an attention sink) and the phrase's EOS and padding positions are left as
+the prompt has them; otherwise BOS would be scaled by ``1 + 0.1·k`` for ``k`` phrases.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["encode_conditioning", "is_sdxl_family"]
+__all__ = ["content_mask", "encode_conditioning", "is_sdxl_family"]
 
 
 def is_sdxl_family(pipe: Any) -> bool:
@@ -36,6 +42,44 @@ def _encode(pipe: Any, text: str, device: Any, guidance: bool, negative: str) ->
     return embeds, negative_embeds, None, None
 
 
+def _encoders(pipe: Any) -> list[tuple[Any, int]]:
+    """``(tokenizer, feature width)`` per text encoder, in the order ``encode_prompt`` concatenates them."""
+    out = []
+    for tok_name, enc_name in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
+        tokenizer, encoder = getattr(pipe, tok_name, None), getattr(pipe, enc_name, None)
+        if tokenizer is not None and encoder is not None:
+            out.append((tokenizer, int(encoder.config.hidden_size)))
+    return out
+
+
+def _content_tokens(tokenizer: Any, text: str, length: int) -> int:
+    ids = tokenizer(text, truncation=True, max_length=length).input_ids
+    return max(0, min(len(ids) - 2, length - 2))  # without BOS and EOS
+
+
+def content_mask(pipe: Any, phrase: str, shape: Sequence[int]) -> Any:
+    """``[1, L, D]`` float mask, 1 at ``phrase``'s content positions (see the module docstring).
+
+    ``D`` is split between the text encoders as ``encode_prompt`` concatenates them; if the widths
+    do not add up to ``D`` (an unusual pipeline), the longest content length is used for all of it."""
+    import torch
+
+    length, width = int(shape[-2]), int(shape[-1])
+    mask = torch.zeros(1, length, width)
+    encoders = _encoders(pipe)
+    if encoders and sum(w for _, w in encoders) == width:
+        start = 0
+        for tokenizer, w in encoders:
+            n = _content_tokens(tokenizer, phrase, length)
+            mask[:, 1 : 1 + n, start : start + w] = 1.0
+            start += w
+    else:
+        tokenizers = [t for t, _ in encoders] or [pipe.tokenizer]
+        n = max(_content_tokens(t, phrase, length) for t in tokenizers)
+        mask[:, 1 : 1 + n] = 1.0
+    return mask
+
+
 def encode_conditioning(
     pipe: Any,
     prompt: str,
@@ -46,8 +90,9 @@ def encode_conditioning(
     device: Any = None,
 ) -> dict[str, Any]:
     """Keyword arguments for the pipeline call: ``prompt_embeds`` (+ ``pooled_prompt_embeds`` for
-    SDXL) = embedding(prompt) + Σ weight · embedding(phrase), and with ``guidance`` the
-    negative embeddings. Phrases that are empty after stripping are ignored.
+    SDXL) = embedding(prompt) + Σ weight · embedding(phrase), the sequence terms at the phrase's
+    content positions only (``content_mask``), and with ``guidance`` the negative embeddings.
+    Phrases that are empty after stripping are ignored.
 
     Shapes: ``prompt_embeds`` ``[1, 77, D]``; ``pooled_prompt_embeds`` ``[1, D_pooled]``.
     """
@@ -61,7 +106,8 @@ def encode_conditioning(
             if not phrase.strip() or weight == 0:
                 continue
             p_embeds, _, p_pooled, _ = _encode(pipe, phrase, device, False, "")
-            embeds = embeds + float(weight) * p_embeds
+            mask = content_mask(pipe, phrase, p_embeds.shape).to(p_embeds.device, p_embeds.dtype)
+            embeds = embeds + float(weight) * p_embeds * mask
             if pooled is not None:
                 pooled = pooled + float(weight) * p_pooled
     out: dict[str, Any] = {"prompt_embeds": embeds}
