@@ -14,10 +14,13 @@ and minimal installs; less accurate than spaCy. docs/parsers.md lists the rules 
   pronouns ``poss``; a pronoun is a chunk of its own. Root: the opening verb, else the first chunk
   head that is no prepositional object or possessor. A chunk head is the ``pobj`` of a preposition
   right before it, the ``poss`` of the next chunk in "X 's Y", the ``conj`` of the first conjunct
-  after "and"/"or"/"," (the conjunction its ``cc``), the ``dobj`` of a verb before it, else a ``dep``
-  of the root. A verb is a ``conj`` of the previous verb after a conjunction, else the ``acl`` of the
-  previous chunk head. A preposition is the ``prep`` of the previous noun or verb, or of the verb
-  whose object that noun is (not "of"), as spaCy mostly does ("wearing glasses with a suit").
+  after "and"/"or"/"," (the conjunction its ``cc``) -- except after the object of a preposition
+  attached to a verb that already has an object, where it is that verb's next ``dobj`` (the
+  conjunction the ``cc`` of the previous conjunct; spaCy's reading of Figure 5) --, the ``dobj`` of
+  a verb before it, else a ``dep`` of the root. A verb is a ``conj`` of the previous verb after a
+  conjunction, else the ``acl`` of the previous chunk head. A preposition is the ``prep`` of the
+  previous noun or verb, or of the verb whose object that noun is (not "of"), as spaCy mostly does
+  ("wearing glasses with a suit").
   Auxiliaries/"to" are ``aux`` of the next verb, adverbs ``advmod`` of the next adjective/verb, stray
   adjectives ``amod`` of the previous chunk head, punctuation ``punct`` of the root. Sentence roots
   are joined under the first (``parataxis``) by ``build_tree``.
@@ -183,6 +186,22 @@ def tag_words(words: list[str], lexicon: Mapping[str, str] | None = None) -> lis
     return tags
 
 
+def _verb_above_pobj(
+    noun: int, out: list[tuple[int, str]], tags: list[str], obj_of: Mapping[int, int]
+) -> int | None:
+    """The verb when ``noun`` is the object of a preposition attached to a verb that already has a
+    direct object, else None. A conjunct after such a PP is read as the verb's next object, as
+    spaCy parses the paper's Figure 5 ("wearing sun glasses with blue doctor suit and stripe tie":
+    tie -> dobj -> wearing)."""
+    prep, dep = out[noun]
+    if dep != "pobj" or prep < 0:
+        return None
+    verb, prep_dep = out[prep]
+    if prep_dep != "prep" or verb < 0 or tags[verb] != "VERB" or verb not in obj_of.values():
+        return None
+    return verb
+
+
 def _heads(words: list[str], tags: list[str]) -> list[tuple[int, str]]:
     """``(head, dep)`` per word of one sentence; head ``-1`` for the sentence root."""
     n = len(tags)
@@ -246,8 +265,16 @@ def _heads(words: list[str], tags: list[str]) -> list[tuple[int, str]]:
             elif k in possessor:
                 attach(k, possessor[k], "poss")
             elif before in ("and", "or", ",", "&") and last_noun is not None:
-                first_conj[k] = first_conj.get(last_noun, last_noun)
-                attach(k, first_conj[k], "conj")
+                first = first_conj.get(last_noun, last_noun)
+                verb = _verb_above_pobj(first, out, tags, obj_of)
+                if verb is not None:  # "wearing glasses with a suit and a tie": a second object
+                    attach(k, verb, "dobj")
+                    obj_of[k] = verb
+                    if tags[s - 1] == "CCONJ":
+                        out[s - 1] = (last_noun, "cc")
+                else:
+                    first_conj[k] = first
+                    attach(k, first, "conj")
             elif last_anchor is not None and last_anchor == last_verb:
                 attach(k, last_verb, "dobj")
                 obj_of[k] = last_verb
