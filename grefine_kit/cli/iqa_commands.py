@@ -63,7 +63,7 @@ def evaluate_command(
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
     kind = indicator_kind(indicator)
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
-    how = "as given" if mos_column else f"for a {kind} indicator"
+    how = "as given" if mos_column else f"for {'an' if kind[0] in 'aeiou' else 'a'} {kind} indicator"
     click.echo(f"MOS column: {column} ({how})")
     warn_plugin_failures()
     result = evaluate(
