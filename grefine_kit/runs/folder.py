@@ -119,7 +119,7 @@ class RunFolder:
             if fault_armed("mid-log-line"):
                 os.write(self._log_fd, line[: len(line) // 2])  # what a kill mid-write leaves
                 os.fsync(self._log_fd)
-                fault_point("mid-log-line")
+            fault_point("mid-log-line")  # counts every pass; kills only when armed
             n = os.write(self._log_fd, line)
             if n != len(line):  # only on a full disk; never leave half a line behind
                 raise OSError(errno.ENOSPC, "short write (disk full?)")
