@@ -71,6 +71,8 @@ def evaluate_command(
         rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=maps, mos_column=column
     )
     logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(
         f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
         f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
