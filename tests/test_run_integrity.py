@@ -443,7 +443,8 @@ def test_14_a_refused_checkpoint_is_one_short_setup_error(tmp_path: Path) -> Non
     recipe = tmp_path / "r.toml"
     recipe.write_text(
         'name = "broken"\n[indicators.perceptual]\npart = "pq-map"\nmodel = "grefine-tiny"\n'
-        f'weights = "random"\ndevice = "cpu"\nprompt_checkpoints = [{paths}]\n[combiner]\npart = "perceptual"\n'
+        f'weights = "random"\ndevice = "cpu"\nprompt_checkpoints = [{paths}]\n'
+        '[combiner]\npart = "perceptual"\n'
     )
     folder = tmp_path / "in"
     for i in range(3):
