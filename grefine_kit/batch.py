@@ -136,5 +136,5 @@ def _save_maps(result: Any, image: Any, out_dir: Path, stem: str) -> None:
         Image.fromarray((result.mask.binary * 255).astype("uint8"), "L").save(out_dir / f"{stem}.mask.png")
     for tag, qmap in (("pq", result.perceptual), ("aq", result.alignment)):
         if qmap is not None:
-            overlay_heatmap(image, qmap.map).save(out_dir / f"{stem}.{tag}.png")
+            overlay_heatmap(image, qmap.map, legend=True).save(out_dir / f"{stem}.{tag}.png")
             save_map_npy(out_dir / f"{stem}.{tag}.npy", qmap.map)

@@ -131,9 +131,7 @@ def _noise_criterion(blocks: np.ndarray, variance: np.ndarray) -> np.ndarray:
     return np.asarray(sigma > 2.0 * beta)
 
 
-def piqe(
-    grey: np.ndarray, *, activity_threshold: float = 0.1, segment_threshold: float = 0.1
-) -> PiqeResult:
+def piqe(grey: np.ndarray, *, activity_threshold: float = 0.1, segment_threshold: float = 0.1) -> PiqeResult:
     """PIQE of a float ``(H, W)`` grey image in 0..255 (H, W >= 16). See the module docstring."""
     grey = np.asarray(grey, dtype=np.float32)
     if grey.ndim != 2:
