@@ -231,7 +231,7 @@ def _write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_
         for role, qmap in (("pq", result.perceptual), ("aq", result.alignment)):
             if qmap is not None:
                 atomic.write_png(
-                    out / names.heatmap(role), overlay_heatmap(image, qmap.map), compress_level=3
+                    out / names.heatmap(role), overlay_heatmap(image, qmap.map, legend=True), compress_level=3
                 )
                 atomic.write_npy(out / names.raw_map(role), np.asarray(qmap.map, dtype=np.float32))
                 written += [names.heatmap(role), names.raw_map(role)]

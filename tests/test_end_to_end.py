@@ -16,6 +16,7 @@ from grefine_kit.recipe import Recipe
 from grefine_kit.registry import get_registry
 
 BUILTIN_RECIPES = (
+    "demo",
     "g-refine",
     "g-refine-perceptual",
     "g-refine-alignment",
@@ -147,6 +148,14 @@ def test_demo_runs_offline(tmp_path: Path):
     assert refined.size == Image.open(Path(__file__).parents[1] / "grefine_kit" / "data" / "example.png").size
     report = json.loads((out / "example.report.json").read_text())
     assert report["status"] == "ok"
+    # the weight-free piqe-map puts the mask on the planted defect and little else
+    from grefine_kit.demo import mask_summary
+
+    summary = mask_summary(np.asarray(Image.open(out / "example.mask.png").convert("L")) > 127)
+    assert summary.defect_covered >= 0.6 and summary.outside < 0.05, summary
+    assert report["mask_area"] == pytest.approx(summary.area, abs=1e-6)
+    assert f"mask:    {summary.area:.1%} of the image" in result.stdout
+    assert report["stage1"]["steps_run"] > 0  # the mask was repainted
 
 
 def test_fetch_weights_for_tiny_needs_nothing():

@@ -168,34 +168,47 @@ def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dt
     return recipe.build()
 
 
-DEMO_PROMPT = "a red house with a blue door under a yellow sun"
-
-
 @cli.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="grefine-demo", show_default=True)
+@click.option(
+    "--recipe", "recipe_name", default="demo", show_default=True, help="recipe to run ('tiny': all CLIP maps)"
+)
 @user_errors
-def demo_command(out_dir: str) -> None:
-    """Run the offline `tiny` recipe on a bundled image (random tiny models: shows the flow, not quality)."""
-    from importlib import resources
+def demo_command(out_dir: str, recipe_name: str) -> None:
+    """Refine a bundled AI-generated image with a planted defect, offline (no download).
+
+    The `demo` recipe finds the defect with the weight-free piqe-map and repaints it with tiny
+    random pipelines (the repainted pixels are noise by design: the point is where they go).
+    """
+    import numpy as np
+    from PIL import Image
 
     from grefine_kit.batch import refine_files
+    from grefine_kit.demo import DEMO_PROMPT, example_path, mask_summary
 
     started = time.perf_counter()
-    example = Path(str(resources.files("grefine_kit") / "data" / "example.png"))
-    refiner = _build_refiner("tiny", seed=None, device="cpu", dtype=None)
+    example = example_path()
+    refiner = _build_refiner(recipe_name, seed=None, device="cpu", dtype=None)
     summary = refine_files(
         [example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False
     )
     seconds = time.perf_counter() - started
     out = Path(out_dir).resolve()
-    click.echo(f"grefine demo: refined {example.name} with the 'tiny' recipe in {seconds:.1f} s")
+    click.echo(f"grefine demo: refined {example.name} with the {recipe_name!r} recipe in {seconds:.1f} s")
     click.echo(f"  prompt:  {DEMO_PROMPT!r}")
+    mask_file = out / f"{example.stem}.mask.png"
+    if mask_file.is_file():
+        with Image.open(mask_file) as im:
+            for line in mask_summary(np.asarray(im.convert("L")) > 127).lines():
+                click.echo(line)
     click.echo(f"  outputs: {out}/")
     for name in sorted(p.name for p in out.iterdir() if not p.name.startswith(".")):
         click.echo(f"    {name}")
     click.echo(
-        "The tiny recipe uses random-weight models: it shows the flow offline (maps, mask, stages, report),"
-        " not real quality; its refined image is noise by design."
+        "The mask comes from piqe-map, a real (weight-free) quality map; the stages are tiny random-weight"
+        " pipelines, so the repainted pixels are noise by design: the demo shows where G-Refine repaints."
+        if recipe_name == "demo"
+        else "This recipe uses random-weight models: it shows the flow offline, not real quality."
     )
     click.echo(
         "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"
