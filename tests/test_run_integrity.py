@@ -422,6 +422,36 @@ def test_13_non_finite_outputs_fail_their_item(tmp_path: Path) -> None:
     assert scored.n_failed == 2 and "finite" in log_records(tmp_path / "s")[0]["error"]
 
 
+class NaNPipe:
+    """Stands in for a diffusers pipeline whose numbers overflowed (guidance_scale = 1e308, fp16):
+    every output value is NaN. Like diffusers, ``output_type="pil"`` casts to uint8 (NaN -> 0,
+    a black picture that looks fine to a PIL check), ``"np"`` returns the floats."""
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        w, h = kwargs["image"].size
+        values = np.full((1, h, w, 3), np.nan, np.float32)
+        if kwargs["output_type"] == "pil":
+            with np.errstate(invalid="ignore"):
+                return SimpleNamespace(images=[Image.fromarray((values[0] * 255).astype(np.uint8))])
+        return SimpleNamespace(images=values)
+
+
+def test_13_nan_out_of_a_diffusion_stage_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    import grefine_kit.stages.diffusion as diffusion
+    from grefine_kit.stages.base import StageRequest
+
+    stage = diffusion.Img2ImgStage(model="tiny", resolution=32, guidance_scale=1e308)
+    monkeypatch.setattr(diffusion.Img2ImgStage, "pipeline", lambda self: NaNPipe())
+    monkeypatch.setattr(diffusion, "encode_conditioning", lambda *a, **k: {})
+    request = StageRequest(
+        image=Image.new("RGB", (32, 32)), mask=None, prompt="p", emphasis=(), strength=0.5, steps=4, seed=1
+    )
+    with pytest.raises(NonFiniteError, match="non-finite output: global stage image"):
+        stage.run(request)
+
+
 # --- 14. broken checkpoints and devices are setup errors ------------------------------------------
 
 
