@@ -332,6 +332,21 @@ def test_8_an_unwritable_folder_is_one_exit_2_line(tmp_path: Path, monkeypatch: 
     assert "Read-only file system" in err
 
 
+def test_8_a_short_log_write_on_a_full_disk_leaves_no_half_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grefine_kit.errors import OutputWriteError
+
+    with RunFolder.open(tmp_path / "out") as folder:
+        folder.append({"id": "a", "status": "ok"})
+        real = os.write
+        monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data)[:5]))  # disk fills up
+        with pytest.raises(OutputWriteError, match="disk full"):
+            folder.append({"id": "b", "status": "ok"})
+        monkeypatch.undo()
+    assert (tmp_path / "out" / "reports.jsonl").read_text() == '{"id": "a", "status": "ok"}\n'
+
+
 # --- 9. non-UTF-8 file names -----------------------------------------------------------------
 
 
