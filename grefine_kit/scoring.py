@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from grefine_kit.errors import ImageError, NonFiniteError, UserError
+from grefine_kit.errors import ImageError, NonFiniteError, SetupError, UserError
 from grefine_kit.images import (
     FROM_ENV,
     MaxPixels,
@@ -244,6 +244,10 @@ def score_files(
         raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
     if not paths:
         raise UserError("no images to score")
+    if getattr(indicator, "needs_prompt", False) and prompts is None:
+        # every image would fail the same way: one setup error instead of N error rows
+        name = getattr(indicator, "name", None) or type(indicator).__name__
+        raise SetupError(f"indicator {name!r} needs a prompt: give --prompt TEXT or --prompts CSV")
     return score_items(
         make_items(list(paths), prompts),
         indicator,
