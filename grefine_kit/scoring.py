@@ -345,8 +345,8 @@ def _resume_check(
             options={"maps": bool(save_maps)},
             known=old.get("fingerprint") if isinstance(old, dict) else None,
         )
-    except OSError:
-        return None, None, False  # the loader reports it as the item's error
+    except OSError as exc:  # unreadable or not a regular file: an error row, never opened again
+        return None, f"cannot read: {exc.strerror or exc}", False
     done, why = folder.resume_state(item.id, fp, [])
     if resume and done:
         return fp, None, True
@@ -371,10 +371,13 @@ class _Run:
         """Log records for ``todo`` (item, output stem, fingerprint, why redone), in order."""
         records: list[dict[str, Any]] = []
         ready: list[_Ready] = []
-        for i, (item, stem, _, _) in enumerate(todo):
+        for i, (item, stem, fp, why) in enumerate(todo):
             prompt = item.prompt
             rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
             records.append(rec)
+            if fp is None:
+                rec["error"] = f"{display_path(item.image)}: {why}"
+                continue
             if self.indicator.needs_prompt and not prompt:
                 how = (
                     f"no row for {display_path(item.image.name)} in the prompts CSV"
@@ -415,7 +418,7 @@ class _Run:
                 logged["fingerprint"] = fp
             if ok and rec.get("heatmap"):
                 logged["outputs"] = [rec["heatmap"], rec["map"]]
-            if why:
+            if why and fp is not None:
                 logged["redone"] = why
             out.append(logged)
         return out

@@ -527,6 +527,13 @@ def test_odd_inputs_have_clear_messages(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(UserError, match="FIFO"):
         expand_inputs([str(fifo)])
+    # given straight to the runners (as a manifest could): an error record, never a hang
+    good = png(tmp_path / "good.png")
+    scored = score_files([good, fifo], Brightness(), tmp_path / "s", progress=False)
+    assert (scored.n_ok, scored.n_failed) == (1, 1)
+    assert "not a regular file" in log_records(tmp_path / "s")[1]["error"]
+    refined = refine_files([good, fifo], Inverter(), tmp_path / "r", prompts="p", progress=False)
+    assert (refined.n_ok, refined.n_failed) == (1, 1)
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
     with pytest.raises(UserError, match="symbolic link loop"):
