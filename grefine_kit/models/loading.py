@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import torch
 
-from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.errors import MissingDependencyError, SetupError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
@@ -36,6 +36,7 @@ from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_
 __all__ = [
     "DTYPES",
     "BackboneSpec",
+    "checkpoint_problem",
     "clear_backbone_cache",
     "fetch_weights",
     "get_backbone",
@@ -87,7 +88,9 @@ class BackboneSpec:
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    from grefine_kit.devices import check_device
+
+    return check_device(device)
 
 
 _CACHE: dict[BackboneSpec, SurgeryCLIP] = {}
@@ -289,6 +292,16 @@ def _hf_cache_only(enabled: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
+def checkpoint_problem(exc: BaseException) -> str:
+    """A short reason for a checkpoint that did not load (torch's refusal text is six lines
+    and advises ``weights_only=False``, which would execute the file's code: we never do)."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "Unpickling" in text:
+        return "refused: it holds pickled Python objects, not only tensors (never executed for safety)"
+    first = " ".join(text.split())[:160]
+    return f"not a readable checkpoint ({type(exc).__name__}: {first})"
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file (safetensors, or torch with ``weights_only=True``: never plain pickle)."""
     if not path.is_file():
@@ -301,7 +314,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, JIT archive, pickled objects refused by weights_only
-        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise SetupError(f"cannot read checkpoint {path}: {checkpoint_problem(exc)}") from None
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

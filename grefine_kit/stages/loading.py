@@ -99,7 +99,9 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device != "auto":
-        return device
+        from grefine_kit.devices import check_device
+
+        return check_device(device)
     if torch.cuda.is_available():
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
