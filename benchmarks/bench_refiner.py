@@ -29,6 +29,7 @@ from PIL import Image
 
 from grefine_kit.combiners import GRefineCombiner
 from grefine_kit.pipeline import Refiner
+from grefine_kit.regions import ComponentRegions
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import QualityMap
@@ -83,8 +84,9 @@ def run(
     started = time.perf_counter()
     for image, prompt, image_id in items:
         before = {k: c.snapshot() for k, c in counters.items()}
-        if isinstance(refiner.perceptual, ControlledIndicator):
-            refiner.perceptual.current[:] = [image_id]
+        indicator = refiner.part("perceptual")
+        if isinstance(indicator, ControlledIndicator):
+            indicator.current[:] = [image_id]
         result = refiner.refine(image, prompt, image_id)
         delta = {
             k: [a - b for a, b in zip(c.snapshot(), before[k], strict=True)] for k, c in counters.items()
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stage2=img2img,
         iterations=args.iterations,
         delta=args.delta,
-        only_masked=True,
+        regions=ComponentRegions(merge="single", padding=round(0.0625 * min(w, h)), max_upscale=0),
     )
     results: dict[str, Any] = {"settings": vars(args), "g-refine": run(grefine, items, counters)}
     g = results["g-refine"]

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.images import load_image, overlay_heatmap, save_map_npy
 from grefine_kit.inputs import PromptIndex, make_output_dir
+from grefine_kit.roles import ROLES
 from grefine_kit.scoring import output_stems
 
 __all__ = ["BatchSummary", "refine_files"]
@@ -134,7 +135,8 @@ def _save_maps(result: Any, image: Any, out_dir: Path, stem: str) -> None:
 
     if result.mask is not None:
         Image.fromarray((result.mask.binary * 255).astype("uint8"), "L").save(out_dir / f"{stem}.mask.png")
-    for tag, qmap in (("pq", result.perceptual), ("aq", result.alignment)):
-        if qmap is not None:
-            overlay_heatmap(image, qmap.map).save(out_dir / f"{stem}.{tag}.png")
-            save_map_npy(out_dir / f"{stem}.{tag}.npy", qmap.map)
+    for slot in ROLES:
+        qmap = result.maps.get(slot.name)
+        if qmap is not None and slot.tag:
+            overlay_heatmap(image, qmap.map).save(out_dir / f"{stem}.{slot.tag}.png")
+            save_map_npy(out_dir / f"{stem}.{slot.tag}.npy", qmap.map)
