@@ -164,7 +164,8 @@ def two_corners(scale: int, iterations: int) -> dict[str, Any]:
     for label in ("each", "each-uncapped", "single"):
         r = out[label]
         print(
-            f"  {label}: {len(r['crops'])} crop(s) {r['crops']}, {r['calls']} UNet calls, {r['pixels']} latent px"
+            f"  {label}: {len(r['crops'])} crop(s) {r['crops']}, "
+            f"{r['calls']} UNet calls, {r['pixels']} latent px"
         )
     print(
         f"  each / single = {out['ratio']:.3f} (target <= 0.5; max_upscale 2); "
