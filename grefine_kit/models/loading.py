@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import torch
 
+from grefine_kit.devices import DTYPE_NAMES, check_device, resolve_device, resolve_dtype, resolve_dtype_name
 from grefine_kit.errors import MissingDependencyError, SetupError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
@@ -45,11 +46,8 @@ __all__ = [
     "resolve_device",
 ]
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
+#: dtype names a backbone accepts (``auto``: the rule of ``grefine_kit.devices``)
+DTYPES = DTYPE_NAMES
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _CKPT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -59,38 +57,22 @@ def _nonempty(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         raise ValueError(f"{attribute.name} must not be empty")
 
 
-def _valid_device(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
-    if value != "auto":
-        try:
-            torch.device(value)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"device must be 'auto' or a torch device like 'cpu', 'cuda:0'; got {value!r}"
-            ) from exc
-
-
 @attrs.frozen
 class BackboneSpec:
-    """Which CLIP to load. ``device="auto"`` means cuda when available, else cpu."""
+    """Which CLIP to load. ``device``/``dtype`` ``"auto"`` follow ``grefine_kit.devices``
+    (the same rule as the stages: cuda, then mps, then cpu; float16 on a GPU, else float32)."""
 
     model: str = attrs.field(
         default="ViT-B-16-quickgelu", validator=[attrs.validators.instance_of(str), _nonempty]
     )
     weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=[attrs.validators.instance_of(str), _valid_device])
+    device: str = attrs.field(default="auto", validator=[attrs.validators.instance_of(str), check_device])
     dtype: str = attrs.field(default="float32", validator=attrs.validators.in_(tuple(DTYPES)))
 
     def resolved(self) -> BackboneSpec:
-        """The same spec with ``device`` resolved (the cache key)."""
-        return attrs.evolve(self, device=resolve_device(self.device))
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    from grefine_kit.devices import check_device
-
-    return check_device(device)
+        """The same spec with ``device`` and ``dtype`` resolved (the cache key)."""
+        device = resolve_device(self.device)
+        return attrs.evolve(self, device=device, dtype=resolve_dtype_name(self.dtype, device))
 
 
 _CACHE: dict[BackboneSpec, SurgeryCLIP] = {}
@@ -140,7 +122,7 @@ def load_backbone(spec: BackboneSpec) -> SurgeryCLIP:
         UserError: an unknown model name or tag, a missing file, a layout we cannot read.
     """
     device = resolve_device(spec.device)
-    dtype = DTYPES[spec.dtype]
+    dtype = resolve_dtype(spec.dtype, device)
     model, tokenizer = _load_model(spec)
     model = model.to(device=device, dtype=dtype).eval()
     label = spec.model if spec.model.startswith(_SCHEMAS) else f"{spec.model}/{spec.weights}"
