@@ -246,3 +246,39 @@ def test_pickscore_bad_folder_is_a_user_error(tmp_path):
     metric = PickScore(model=str(tmp_path / "empty"), processor=str(tmp_path / "empty"), device="cpu")
     with pytest.raises(UserError, match="cannot load the PickScore"):
         metric.score(sample_images([(8, 8)]), ["x"])
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def test_list_metric_shows_direction_range_and_prompt():
+    from click.testing import CliRunner
+
+    from grefine_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "metric"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("metric")}
+    assert {"pq-map", "aq-map", "clipscore", "pickscore", "hpsv2"} <= set(lines)
+    assert "↑ [0, 2.5] prompt" in lines["clipscore"] and "↑ [0, 1] " in lines["pq-map"]
+
+
+def test_plugins_shows_a_declared_licence(register_plugin):
+    from click.testing import CliRunner
+
+    from grefine_kit import hookimpl
+    from grefine_kit.cli import cli
+
+    class Plugin:
+        @hookimpl
+        def register_metrics(self, register):
+            register(
+                "nc-metric", "x.y:Z", lower_better=True, score_range=(0, 100), licence="non-commercial only"
+            )
+
+    register_plugin(Plugin(), name="nc-plugin", distribution="grefine-nc")
+    result = CliRunner().invoke(cli, ["plugins"])
+    block = result.output.split("grefine-nc (nc-plugin)")[1]
+    assert block.splitlines()[1:3] == ["  licence: non-commercial only", "  metric:nc-metric"]
+    listed = CliRunner().invoke(cli, ["list", "metric", "-f", "nc-*"]).output
+    assert "↓ [0, 100]" in listed
