@@ -64,7 +64,7 @@ def load_dataset(
 ) -> Dataset:
     """The dataset named by exactly one of: ``manifest``; or ``inputs`` with ``prompts_csv`` or ``prompt``."""
     from grefine_kit.inputs import PromptIndex, expand_inputs, read_prompts_csv
-    from grefine_kit.scoring import output_stems
+    from grefine_kit.runs.layout import output_stems
 
     if manifest is not None:
         if inputs or prompts_csv is not None or prompt is not None:

@@ -176,7 +176,7 @@ def run_benchmark(
     )
     outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
     counts: dict[str, dict[str, int]] = {}
-    from grefine_kit.scoring import output_stems
+    from grefine_kit.runs.layout import output_stems
 
     stems = output_stems(dataset.paths)
     for row, folder in zip(rows, folders, strict=True):
