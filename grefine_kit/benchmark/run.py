@@ -67,12 +67,14 @@ class RecipeRow:
 
     @property
     def indicators(self) -> str:
-        used = [tag for tag, spec in (("PQ", self.recipe.part("perceptual")), ("AQ", self.recipe.part("alignment"))) if spec]
+        roles = (("PQ", "perceptual"), ("AQ", "alignment"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
         return "+".join(used) or "none"
 
     @property
     def stages(self) -> str:
-        used = [tag for tag, spec in (("1", self.recipe.part("stage1")), ("2", self.recipe.part("stage2"))) if spec]
+        roles = (("1", "stage1"), ("2", "stage2"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
         return ",".join(used) or "none"
 
 
