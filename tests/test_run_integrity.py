@@ -74,7 +74,7 @@ class Inverter:
         return RefineResult(
             image=Image.fromarray(255 - np.asarray(image)),
             mask=Mask(binary=binary, soft=binary),
-            perceptual=qmap,
+            maps={"perceptual": qmap},
             report={"prompt_seen": prompt, "seed_seen": self.seed},
         )
 
