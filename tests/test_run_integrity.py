@@ -567,7 +567,7 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch: pytes
         cli_package.main(["--help"])
     assert info.value.code == 130
     monkeypatch.undo()
-    # a real process interrupted while it imports torch and builds models
+    # a real process interrupted while it imports torch
     a = png(tmp_path / "a.png")
     child = subprocess.Popen(
         [
@@ -584,7 +584,11 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch: pytes
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    # interrupt once torch is loading (inside the command), however slow this machine is
+    deadline = time.monotonic() + 60
+    while "libtorch" not in Path(f"/proc/{child.pid}/maps").read_text() and time.monotonic() < deadline:
+        assert child.poll() is None, "the command ended before torch was imported"
+        time.sleep(0.02)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
