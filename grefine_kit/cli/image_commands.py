@@ -20,6 +20,7 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
+from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
 from grefine_kit.errors import UserError
 
 
@@ -69,6 +70,7 @@ def score_command(
     files = expand_inputs(paths)
     prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts=prompts)
     warn_plugin_failures()
     summary = score_files(
         files,
@@ -143,6 +145,7 @@ def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dt
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
         recipe = attrs.evolve(recipe, seed=seed)
+    check_recipe_ready(recipe, recipe_name)
     warn_plugin_failures()
     return recipe.build()
 
@@ -184,14 +187,36 @@ def demo_command(out_dir: str) -> None:
 
 @cli.command("fetch-weights")
 @click.option(
-    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+    "--recipe",
+    "recipe_name",
+    default=None,
+    help="recipe name or .toml path [default: g-refine; with --indicator: the indicator's defaults]",
+)
+@click.option(
+    "--indicator",
+    "indicator_name",
+    default=None,
+    help="fetch only this indicator's weights (what `grefine score --indicator NAME` needs)",
 )
 @user_errors
-def fetch_weights_command(recipe_name: str) -> None:
+def fetch_weights_command(recipe_name: str | None, indicator_name: str | None) -> None:
     """Download everything a recipe needs, so that later runs work offline (HF_HUB_OFFLINE=1)."""
-    from grefine_kit.fetch import fetch_recipe_weights
+    from grefine_kit.fetch import check_can_fetch, fetch_parts_weights, fetch_recipe_weights
+    from grefine_kit.preflight import recipe_parts
     from grefine_kit.recipe import Recipe
 
-    recipe = Recipe.load(recipe_name)
+    if indicator_name is not None:
+        from grefine_kit.api import build_indicator
+
+        indicator = build_indicator(indicator_name, recipe=recipe_name)
+        check_can_fetch({indicator_name: indicator})
+        for line in fetch_parts_weights([(indicator_name, indicator)]):
+            click.echo(line)
+        click.echo(
+            f"done: `grefine score --indicator {indicator_name}` can now run offline (HF_HUB_OFFLINE=1)"
+        )
+        return
+    recipe = Recipe.load(recipe_name or "g-refine")
+    check_can_fetch(recipe_parts(recipe))
     for line in fetch_recipe_weights(recipe):
         click.echo(line)

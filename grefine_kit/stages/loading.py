@@ -149,7 +149,7 @@ def _hub_folder(repo_id: str, variant: str, revision: str) -> str:
             f"could not get diffusers weights {repo_id!r} ({type(exc).__name__}: {exc}). "
             f"Run `grefine fetch-weights` where the Hugging Face hub is reachable, or point the "
             f"stage's model option at a local diffusers folder."
-        ) from exc
+        ) from None
     return str(folder)
 
 
