@@ -82,7 +82,7 @@ class Refiner:
             resolution, so small defects get more pixels) instead of the whole image.
         padding: the crop's margin, as a fraction of the image's shorter side.
         batch_size: images per indicator batch in ``refine_many`` (1..1024).
-        seed / recipe_name / recipe_hash: provenance; per-image seeds derive from ``seed``.
+        seed / recipe_name / recipe_hash / recipe_overrides: provenance (seeds derive from ``seed``).
     """
 
     perceptual: Any = None
@@ -103,6 +103,7 @@ class Refiner:
     seed: int = attrs.field(default=0, validator=[v.instance_of(int), _not_bool])
     recipe_name: str = attrs.field(default="", validator=v.instance_of(str))
     recipe_hash: str = attrs.field(default="", validator=v.instance_of(str))
+    recipe_overrides: dict[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if self.strength_min > self.strength_max:
@@ -198,6 +199,8 @@ class Refiner:
             "emphasis": [list(e) for e in emphasis],
             "recipe": {"name": self.recipe_name, "hash": self.recipe_hash, "seed": self.seed},
         }
+        if self.recipe_overrides:  # --set values from the command line (grefine_kit.overrides)
+            report["recipe"]["overrides"] = dict(self.recipe_overrides)
         current = image
         if self.stage1 is not None:
             strength = stage1_strength(p, a, self.strength_rule, self.strength_min, self.strength_max)

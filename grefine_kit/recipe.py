@@ -83,6 +83,8 @@ class Recipe:
     refiner: Mapping[str, Any] = attrs.field(factory=dict)
     #: provenance only: two recipes with the same content are equal wherever they came from
     source: str = attrs.field(default="<memory>", eq=False)
+    #: command-line ``--set`` values already applied (grefine_kit.overrides); reports record them
+    overrides: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -306,6 +308,7 @@ class Recipe:
                 seed=self.seed,
                 recipe_name=self.name,
                 recipe_hash=self.hash,
+                recipe_overrides=dict(self.overrides),
                 **dict(self.refiner),
             )
         except (TypeError, ValueError) as exc:
@@ -335,6 +338,7 @@ def _check_refiner_options(refiner: Mapping[str, Any], fail: Any) -> None:
             "seed",
             "recipe_name",
             "recipe_hash",
+            "recipe_overrides",
         }
     ]
     for key in refiner:

@@ -20,7 +20,14 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
+from grefine_kit.cli.override_options import (
+    build_indicator_with_overrides,
+    cli_overrides,
+    refine_shortcuts,
+    set_options,
+)
 from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
+from grefine_kit.cli.score_table import print_score_table
 from grefine_kit.errors import UserError
 
 
@@ -43,6 +50,7 @@ from grefine_kit.errors import UserError
 @click.option("--no-maps", is_flag=True, help="do not write heatmap overlays and .npy maps")
 @device_option
 @dtype_option
+@set_options
 @user_errors
 def score_command(
     paths: tuple[str, ...],
@@ -61,7 +69,6 @@ def score_command(
 
     PATHS are files, folders or globs.
     """
-    from grefine_kit.api import build_indicator
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
     from grefine_kit.scoring import score_files
 
@@ -69,7 +76,7 @@ def score_command(
         raise UserError("give --prompt or --prompts, not both")
     files = expand_inputs(paths)
     prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
-    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    indicator = build_indicator_with_overrides(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
     check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts=prompts)
     warn_plugin_failures()
     summary = score_files(
@@ -84,6 +91,7 @@ def score_command(
     click.echo(
         f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True
     )
+    print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
 
@@ -100,6 +108,8 @@ def score_command(
 @click.option("--no-resume", is_flag=True, help="redo images whose outputs already exist")
 @device_option
 @dtype_option
+@set_options
+@refine_shortcuts
 @user_errors
 def refine_command(
     paths: tuple[str, ...],
@@ -140,11 +150,13 @@ def refine_command(
 def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
     import attrs
 
+    from grefine_kit.overrides import apply_overrides
     from grefine_kit.recipe import Recipe
 
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
         recipe = attrs.evolve(recipe, seed=seed)
+    recipe = apply_overrides(recipe, cli_overrides(recipe))
     check_recipe_ready(recipe, recipe_name)
     warn_plugin_failures()
     return recipe.build()
