@@ -102,6 +102,9 @@ class Recipe:
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecipeError(f"{path}: cannot read: {exc}") from exc
             source = str(path)
+            from grefine_kit.recipe_paths import resolve_recipe_paths  # paths are relative to the file
+
+            return resolve_recipe_paths(cls.loads(text, source=source, registry=registry), path.parent)
         else:
             name = str(path_or_name)
             if name not in registry.entries["recipe"]:
