@@ -1,4 +1,4 @@
-"""The Refiner: indicators -> combiner -> stage 1 (masked) -> stage 2 (global) (DESIGN.md 2, 6.4-6.5).
+"""The Refiner: indicators -> combiner -> stage 1 (masked) -> stage 2 (global) (docs/design.md 2, 6.4-6.5).
 
 Per image: the indicators run once; the combiner turns their maps into a repaint mask; stage 1
 inpaints inside it with a strength that falls as quality rises and with the AQ report's
