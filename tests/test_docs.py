@@ -91,7 +91,8 @@ def run_console(block):
         else:
             proc = subprocess.run(command, shell=True, capture_output=True, text=True)
             if proc.returncode != 0:
-                raise RuntimeError(f"`{command}` exited {proc.returncode}: {(proc.stdout + proc.stderr)[-800:]}")
+                tail = (proc.stdout + proc.stderr)[-800:]
+                raise RuntimeError(f"`{command}` exited {proc.returncode}: {tail}")
 
 for block in jobs:
     work = os.path.join(sys.argv[4], block["file"].replace("/", "_"))
