@@ -183,7 +183,7 @@ def _refine_one(
         if resume and done:
             return None
         if why is not None or (not resume and old is not None):
-            record["redone"] = why or "--no-resume"
+            record["redone"] = why or "resume off (--no-resume)"
         record["fingerprint"] = fingerprint
         try:
             if not isinstance(item.prompt, str):

@@ -272,7 +272,7 @@ def _resume_check(
     if resume and done:
         return fp, None, True
     if why is None and not resume and old is not None:
-        why = "--no-resume"
+        why = "resume off (--no-resume)"
     return fp, why, False
 
 
