@@ -553,7 +553,7 @@ def test_failures_are_summarised_by_reason(tmp_path: Path) -> None:
     code, err = cli("score", str(folder), "--recipe", "tiny", "--out", str(tmp_path / "o"))
     assert code == 1, err
     assert "failed: 2 item(s), by reason:" in err
-    assert "  2 x " in err and "(e.g. " in err
+    assert "  2 x <file>: " in err and "(e.g. " in err
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

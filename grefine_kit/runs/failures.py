@@ -52,10 +52,12 @@ class FailureSummary:
     def lines(self, limit: int = 10) -> list[str]:
         """``failed: N x REASON (e.g. FILE: MESSAGE)`` lines, most frequent first."""
         ordered = sorted(self.groups.values(), key=lambda g: -g[0])
-        out = [
-            f"  {count} x {message}" + (f"  (e.g. {example})" if count > 1 else "")
-            for count, example, message in ordered[:limit]
-        ]
+        out = []
+        for count, example, message in ordered[:limit]:
+            if count == 1:
+                out.append(f"  1 x {message}")
+            else:  # the message names the first file: say <file> and give it as the example
+                out.append(f"  {count} x {message.replace(example, '<file>')}  (e.g. {example})")
         if len(ordered) > limit:
             rest = sum(c for c, _, _ in ordered[limit:])
             out.append(f"  ... and {rest} more failure(s) of {len(ordered) - limit} other kinds")
