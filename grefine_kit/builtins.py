@@ -27,6 +27,11 @@ def register_indicators(register: Register) -> None:
         "grefine_kit.indicators.clip_query:ClipSurgeryQuery",
         summary="text-query map: where is the prompt's text in the image (higher = more of it)",
     )
+    register(
+        "piqe-map",
+        "grefine_kit.indicators.piqe_map:PiqeMap",
+        summary="weight-free local quality map: PIQE blocks + loss of detail (numpy, no download)",
+    )
 
 
 @hookimpl

@@ -17,6 +17,7 @@ CASES = [
     ("indicator", "pq-map", TINY_BACKBONE),
     ("indicator", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("indicator", "clip-surgery", {**TINY_BACKBONE, "ensemble": False}),
+    ("indicator", "piqe-map", {}),
     ("parser", "rules", {}),
     pytest.param(
         "parser", "spacy", {}, marks=pytest.mark.skipif(not HAS_SPACY_MODEL, reason="no spaCy English model")
@@ -39,6 +40,7 @@ CASES = [
             "g-refine-stage1",
             "g-refine-regions",
             "img2img-baseline",
+            "demo",
             "tiny",
         )
     ],

@@ -13,6 +13,7 @@ from grefine_kit.cli.app import (
     cli,
     device_option,
     dtype_option,
+    maps_option,
     user_errors,
     warn_plugin_failures,
 )
@@ -29,7 +30,7 @@ from grefine_kit.cli.app import (
 @click.option("--recipe", "recipe_name", default=None, help="take the indicator's options from this recipe")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--save-maps", is_flag=True, help="also write heatmap overlays and .npy maps")
+@maps_option(default=False)
 @click.option(
     "--mos-column",
     default=None,
@@ -46,7 +47,7 @@ def evaluate_command(
     recipe_name: str | None,
     out_dir: str,
     batch_size: int,
-    save_maps: bool,
+    maps: bool,
     mos_column: str | None,
     device: str | None,
     dtype: str | None,
@@ -67,7 +68,7 @@ def evaluate_command(
     click.echo(f"MOS column: {column} ({how})")
     warn_plugin_failures()
     result = evaluate(
-        rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=save_maps, mos_column=column
+        rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=maps, mos_column=column
     )
     logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
     click.echo(
