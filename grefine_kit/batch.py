@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from grefine_kit.errors import ImageError, UserError
+from grefine_kit.errors import ImageError, UserError, error_message
 from grefine_kit.images import load_image, overlay_heatmap
 from grefine_kit.roles import ROLES
 from grefine_kit.runs import atomic
@@ -61,11 +61,6 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         return 1 if self.n_failed else 0
-
-
-def _error_message(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def refine_files(
@@ -205,9 +200,9 @@ def _refine_one(
                 # missing weights, a broken checkpoint, a full disk: every item would fail the
                 # same way, so stop now (finished items keep their outputs and records)
                 raise
-            record.update(status="error", error=_error_message(exc))
+            record.update(status="error", error=error_message(exc))
         except Exception as exc:  # one bad image must not sink the batch
-            record.update(status="error", error=_error_message(exc))
+            record.update(status="error", error=error_message(exc))
     record["seconds_total"] = round(time.perf_counter() - started, 3)
     atomic.write_json(folder.path / names.report, record)
     fault_point("between-record-and-log")

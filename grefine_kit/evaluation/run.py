@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import attrs
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.evaluation.correlation import krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
+from grefine_kit.runs import atomic
 from grefine_kit.scoring import score_files
 
 __all__ = ["Evaluation", "evaluate"]
@@ -94,5 +94,5 @@ def evaluate(
         results_path=summary.results_path,
         mos_column=mos_column,
     )
-    (Path(out_dir) / "evaluation.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", "utf-8")
+    atomic.write_json(Path(out_dir) / "evaluation.json", result.to_json())
     return result

@@ -13,7 +13,6 @@ loads (``grefine train-pq`` prints the recipe lines).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from grefine_kit.indicators.pq_map import (
     save_prompt_checkpoint,
 )
 from grefine_kit.inputs import make_output_dir
+from grefine_kit.runs import atomic
 
 if TYPE_CHECKING:
     import torch
@@ -207,7 +207,5 @@ def train_pq_prompts(
         "prompt_pairs": [list(p) for p in pq.prompt_pairs],
         "alpha": list(pq.alpha),
     }
-    (out / "training.json").write_text(
-        json.dumps({**report.to_json(), "settings": settings}, indent=2) + "\n"
-    )
+    atomic.write_json(out / "training.json", {**report.to_json(), "settings": settings})
     return report
