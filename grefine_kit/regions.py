@@ -206,7 +206,7 @@ class ComponentRegions(PartBase):
         keep = [k + 1 for k in range(n) if self.min_area <= counts[k] / (h * w) <= self.max_area]
         if self.k_largest:
             keep = sorted(keep, key=lambda k: (-counts[k - 1], k))[: self.k_largest]
-        keep.sort()  # raster order: region indices (and their seeds) do not depend on the filters
+        keep.sort()  # raster order, not size order: the numbering (and so the seeds) is positional
         if not keep:
             return []
         evidence = _evidence(maps, report, (w, h))
