@@ -184,12 +184,11 @@ def _refine_one(
             if not isinstance(item.prompt, str):
                 raise ImageError(f"{display_path(item.image)}: no prompt for this image in the prompts CSV")
             image = load_image(item.image)
-            worker = refiner
-            if item.seed is not None and attrs.has(type(refiner)):
-                worker = attrs.evolve(refiner, seed=item.seed)
-            result = worker.refine(image, item.prompt, image_id=item.id)
-            for role_name, qmap in result.maps.items():
-                check_quality_map(qmap, role_name)
+            # an item's own seed replaces the recipe seed: derive_seed(item seed, item id)
+            extra = {"seed": item.seed} if item.seed is not None else {}
+            result = refiner.refine(image, item.prompt, image_id=item.id, **extra)
+            for role, qmap in result.maps.items():
+                check_quality_map(qmap, role)
             written = _write_outputs(folder.path, names, result, image, save_maps)
             record.update(status="ok", **dict(result.report))
             record["outputs"] = [names.image, names.report, *written]
@@ -225,12 +224,11 @@ def _write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_
             atomic.write_png(out / names.mask, mask)
             written.append(names.mask)
         for slot in ROLES:
-            qmap, role = result.maps.get(slot.name), slot.tag
-            if qmap is not None and role:
-                atomic.write_png(
-                    out / names.heatmap(role), overlay_heatmap(image, qmap.map, legend=True), compress_level=3
-                )
-                atomic.write_npy(out / names.raw_map(role), np.asarray(qmap.map, dtype=np.float32))
-                written += [names.heatmap(role), names.raw_map(role)]
+            qmap = result.maps.get(slot.name)
+            if qmap is not None and slot.tag:
+                heatmap = overlay_heatmap(image, qmap.map, legend=True)
+                atomic.write_png(out / names.heatmap(slot.tag), heatmap, compress_level=3)
+                atomic.write_npy(out / names.raw_map(slot.tag), np.asarray(qmap.map, dtype=np.float32))
+                written += [names.heatmap(slot.tag), names.raw_map(slot.tag)]
     fault_point("after-output-write")
     return written

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from grefine_kit.errors import UserError
+from grefine_kit.errors import SetupError, UserError
 
-__all__ = ["DTYPE_NAMES", "check_device", "resolve_device", "resolve_dtype", "resolve_dtype_name"]
+__all__ = [
+    "DTYPE_NAMES",
+    "check_device",
+    "require_device",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_dtype_name",
+]
 
 #: the dtype names every part accepts
 DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other values as given."""
+    """``"auto"`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other values as given,
+    once :func:`require_device` has checked that this machine has them."""
     if device != "auto":
-        return device
+        return require_device(device)
     import torch
 
     if torch.cuda.is_available():
@@ -62,3 +70,30 @@ def check_device(_inst: Any, _attribute: Any, value: str) -> None:
         raise ValueError(
             f"device must be 'auto' or a torch device like 'cpu', 'cuda:0'; got {value!r}"
         ) from exc
+
+
+def require_device(device: str) -> str:
+    """Return ``device`` when torch can use it; raise SetupError (exit 2) when it names no
+    device (``--device gpu``) or one this machine lacks (``cuda`` without CUDA, ``cuda:3`` on
+    a one-GPU machine, ``mps`` off Apple silicon)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SetupError(
+            f"--device {device!r}: not a torch device (use auto, cpu, cuda, cuda:N or mps)"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SetupError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise SetupError(
+                f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
+    elif parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SetupError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return device

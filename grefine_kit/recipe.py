@@ -153,7 +153,12 @@ class Recipe:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"{source}: not valid TOML: {exc}") from exc
-        return cls.from_dict(data, source=source, registry=registry)
+        except RecursionError:  # tomllib recurses per nesting level
+            raise RecipeError(f"{source}: not a usable recipe: arrays or tables nested too deeply") from None
+        try:
+            return cls.from_dict(data, source=source, registry=registry)
+        except RecursionError:
+            raise RecipeError(f"{source}: not a usable recipe: values nested too deeply") from None
 
     @classmethod
     def from_dict(

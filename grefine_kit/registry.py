@@ -84,6 +84,11 @@ class PartEntry:
     def summary(self) -> str:
         return str(self.metadata.get("summary", ""))
 
+    @property
+    def licence(self) -> str:
+        """A licence note for parts under terms other than the toolkit's (``""`` when none)."""
+        return str(self.metadata.get("licence", "") or "")
+
     def load(self) -> Any:
         """Import and return the factory (or the recipe path for kind ``recipe``)."""
         if not isinstance(self.factory, str) or self.kind == "recipe":

@@ -196,14 +196,30 @@ class _DiffusersStage(PartBase):
             num_inference_steps=request.steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
-            output_type="pil",
+            # numbers, not PIL: a NaN (fp16 overflow, an extreme guidance) would silently become
+            # black pixels in diffusers' uint8 cast; we fail the item instead
+            output_type="np",
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
         with _quiet_upcast_warning():
-            out = pipe(**kwargs).images[0]
+            array = pipe(**kwargs).images[0]
+        out = _to_pil(array, f"{self.role} stage")
         result = back(out.convert("RGB"))
         return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+
+
+def _to_pil(array: Any, what: str) -> Any:
+    """diffusers' own ``numpy_to_pil`` rule, ``(x * 255).round()`` to uint8, after checking that
+    ``array`` ((H, W, 3) floats in [0, 1]) is finite."""
+    import numpy as np
+    from PIL import Image
+
+    from grefine_kit.runs.numeric import check_finite
+
+    values = np.asarray(array)
+    check_finite(values, f"{what} image")
+    return Image.fromarray((values * 255).round().astype("uint8"))
 
 
 class _DropUpcastWarning(logging.Filter):
