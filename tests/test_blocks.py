@@ -90,6 +90,22 @@ def test_quality_map_details_cannot_be_changed_after_the_fact() -> None:
         qmap.details["a"] = 2  # type: ignore[index]
     source["a"] = 3
     assert qmap.details["a"] == 1
+    for mutate in (
+        lambda d: d.update(a=2),
+        lambda d: d.pop("a"),
+        lambda d: d.clear(),
+        lambda d: d.setdefault("b", 1),
+    ):
+        with pytest.raises(TypeError):
+            mutate(qmap.details)
+    # still picklable (results cross process boundaries) and JSON-able
+    import json
+    import pickle
+
+    again = pickle.loads(pickle.dumps(qmap))
+    assert dict(again.details) == {"a": 1} and json.loads(json.dumps(again.details)) == {"a": 1}
+    with pytest.raises(TypeError):
+        again.details["a"] = 2  # type: ignore[index]
 
 
 def test_one_table_of_roles() -> None:
