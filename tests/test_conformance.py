@@ -43,6 +43,7 @@ CASES = [
             "g-refine-stage1",
             "g-refine-regions",
             "img2img-baseline",
+            "demo",
             "tiny",
             "demo",
         )
