@@ -74,7 +74,7 @@ def to_markdown(summary: Summary) -> str:
     for row in _ordered(summary):
         cells = [format_value(c.mean) if row.is_original else _md_cell(c) for c in row.cells]
         lines.append("| " + " | ".join([*_lead(summary, row), *cells, *_tail(row)]) + " |")
-    lines += ["", LEGEND, f"{summary.n_images} images; ties within {summary.tolerance:g} (see docs).", ""]
+    lines += ["", LEGEND, f"{summary.n_images} image(s); ties within {summary.tolerance:g} (see docs).", ""]
     lines += ["Per-image win rate against the original images (wins / images scored in both):", ""]
     lines.append("| Recipe | " + " | ".join(m.name for m in summary.metrics) + " |")
     lines.append("|" + "---|" * (len(summary.metrics) + 1))
@@ -108,7 +108,7 @@ def to_html(summary: Summary) -> str:
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>grefine benchmark</title>"
         f"<style>{_CSS}</style></head><body>\n<table><thead><tr>{head}</tr></thead><tbody>\n"
         + "\n".join(body)
-        + f"\n</tbody></table>\n<p>{esc(LEGEND)} {summary.n_images} images; ties within "
+        + f"\n</tbody></table>\n<p>{esc(LEGEND)} {summary.n_images} image(s); ties within "
         f"{summary.tolerance:g}.</p>\n</body></html>\n"
     )
 
