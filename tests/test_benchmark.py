@@ -251,6 +251,16 @@ def test_benchmark_tiny_end_to_end_then_resume_with_controlled_metrics(plugin, d
     html = (out / "summary.html").read_text()
     assert '<td class="second negative">0.4000 ▼</td>' in html
 
+    # a third run reuses every cached score: the lookup table is gone, yet nothing changes
+    # (only the failed image, never cached, is tried again and fails again)
+    before = {r["name"]: r["cells"] for r in summary["rows"]}
+    Lookup.TABLE.clear()
+    third = _invoke("benchmark", *common, "--metric-options", str(options))
+    assert third.exit_code == 1, third.output
+    again = _json(out)
+    assert again["config"]["scores_reused"] == 3 * 3 * 4 - 1
+    assert {r["name"]: r["cells"] for r in again["rows"]} == before
+
 
 def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     out = tmp_path / "ablation"
@@ -371,3 +381,25 @@ def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, m
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o" / "img2img-baseline").exists()  # nothing refined before the error
+
+
+def test_score_cache_keys_on_file_metric_and_options(tmp_path):
+    import os
+
+    from grefine_kit.benchmark.cache import ScoreCache, metric_key
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"one")
+    cache = ScoreCache(tmp_path / "c.jsonl")
+    key = metric_key("m", {"x": 1})
+    assert key != metric_key("m", {"x": 2}) and key == metric_key("m", {"x": 1})
+    cache.put_many([(key, "row", "a", image, 0.25), (key, "row", "b", image, NAN)])
+    with (tmp_path / "c.jsonl").open("a") as f:
+        f.write('{"metric": "m#torn", "row"')  # a crash mid-write
+    fresh = ScoreCache(tmp_path / "c.jsonl")
+    assert fresh.get(key, "row", "a", image) == 0.25
+    assert fresh.get(key, "row", "b", image) is None  # NaN is never cached
+    assert fresh.get(key, "other-row", "a", image) is None
+    assert ScoreCache(tmp_path / "c.jsonl", enabled=False).get(key, "row", "a", image) is None
+    os.utime(image, ns=(0, 10**9))  # the image was refined again
+    assert fresh.get(key, "row", "a", image) is None

@@ -4,6 +4,8 @@ Layout of ``out_dir``:
 
 - ``<recipe>/``: what ``grefine refine`` writes (``<stem>.png``, reports), reused on a rerun:
   images already refined are skipped (resumable), so only the scoring runs again;
+- ``score-cache.jsonl``: every score computed, so a rerun scores only new or changed images and
+  metrics (``benchmark.cache``; ``resume=False`` ignores it);
 - ``scores.csv``: one line per image and row (``original`` and every recipe), one column per metric;
 - ``summary.json`` / ``summary.md`` / ``summary.html``: the table (see ``table`` and ``render``);
 - ``chart.png``: each recipe's change per metric against the original images.
@@ -26,6 +28,7 @@ from typing import Any
 import attrs
 from tqdm.auto import tqdm
 
+from grefine_kit.benchmark.cache import CACHE_NAME, ScoreCache, metric_key
 from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricInfo, describe
@@ -89,6 +92,8 @@ class BenchmarkResult:
     refine_counts: Mapping[str, Mapping[str, int]]
     out_dir: Path
     tolerance: float = DEFAULT_TOLERANCE
+    #: scores reused from ``score-cache.jsonl`` (not recomputed)
+    n_cached: int = 0
 
     @property
     def n_missing(self) -> int:
@@ -194,8 +199,14 @@ def run_benchmark(
     scores: dict[str, dict[str, list[float]]] = {}
     errors: dict[str, list[str]] = {}
     prompts = [item.prompt for item in dataset.items]
+    ids = [item.id for item in dataset.items]
+    cache = ScoreCache(out / CACHE_NAME, enabled=resume)
+    reused = 0
     for row_name, files in outputs.items():
-        scores[row_name], errors[row_name] = _score_row(row_name, files, prompts, built, progress)
+        scores[row_name], errors[row_name], n = _score_row(
+            row_name, files, ids, prompts, built, cache, progress
+        )
+        reused += n
     result = BenchmarkResult(
         dataset=dataset,
         rows=rows,
@@ -205,6 +216,7 @@ def run_benchmark(
         refine_counts=counts,
         out_dir=out,
         tolerance=tolerance,
+        n_cached=reused,
     )
     write_scores_csv(result, out / "scores.csv")
     return result
@@ -213,33 +225,51 @@ def run_benchmark(
 def _score_row(
     row: str,
     files: Sequence[Path],
+    ids: Sequence[str],
     prompts: Sequence[str],
     built: Sequence[tuple[MetricSpec, Any]],
+    cache: ScoreCache,
     progress: bool,
-) -> tuple[dict[str, list[float]], list[str]]:
+) -> tuple[dict[str, list[float]], list[str], int]:
+    """``({label: scores}, errors, number of scores reused from the cache)`` for one row."""
     from grefine_kit.images import load_image
 
     values: dict[str, list[float]] = {m.label: [] for m, _ in built}
+    keys = {m.label: metric_key(m.name, m.options) for m, _ in built}
     errors: list[str] = []
+    reused = 0
     bar = tqdm(
         total=len(files), unit="img", desc=f"scoring {row}", disable=not progress or not sys.stderr.isatty()
     )
     try:
         for start in range(0, len(files), _CHUNK):
             chunk = list(range(start, min(start + _CHUNK, len(files))))
+            cached = {
+                m.label: {
+                    i: v for i in chunk if (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
+                }
+                for m, _ in built
+            }
+            needed = {i for m, _ in built for i in chunk if i not in cached[m.label]}
             images: dict[int, Any] = {}
-            for i in chunk:
+            for i in sorted(needed):  # load only what some metric still has to score
                 try:
                     images[i] = load_image(files[i])
                 except UserError as exc:  # a recipe that failed on this image wrote no output
                     errors.append(f"{files[i].name}: {exc}")
+            new: list[tuple[str, str, str, Path, float]] = []
             for spec, metric in built:
-                scored = _score_chunk(spec, metric, images, prompts, errors)
+                todo = {i: im for i, im in images.items() if i not in cached[spec.label]}
+                scored = _score_chunk(spec, metric, todo, prompts, errors)
+                new += [(keys[spec.label], row, ids[i], files[i], v) for i, v in scored.items()]
+                scored.update(cached[spec.label])
+                reused += len(cached[spec.label])
                 values[spec.label].extend(scored.get(i, math.nan) for i in chunk)
+            cache.put_many(new)
             bar.update(len(chunk))
     finally:
         bar.close()
-    return values, errors
+    return values, errors, reused
 
 
 def _score_chunk(
