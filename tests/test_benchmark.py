@@ -374,6 +374,8 @@ def test_manifest_dataset(tmp_path, dataset_dir):
             ["--prompt", "x", "--metric", "test-bright", "--recipe", "img2img-baseline", "--ablation"],
             "both indicators",
         ),
+        (["--manifest", "nope.csv", "--metric", "test-bright"], "give a manifest, or images"),
+        (["--prompt", "x", "--metric-options", "missing.toml"], "metric options file not found"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, message):
@@ -381,6 +383,21 @@ def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, m
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o" / "img2img-baseline").exists()  # nothing refined before the error
+
+
+def test_out_inside_the_image_folder_is_refused(plugin, dataset_dir):
+    args = [
+        "benchmark",
+        str(dataset_dir),
+        "--prompt",
+        "x",
+        "--metric",
+        "test-bright",
+        "--out",
+        str(dataset_dir),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "holds the benchmark's input images" in result.output
 
 
 def test_score_cache_keys_on_file_metric_and_options(tmp_path):

@@ -163,7 +163,9 @@ def chart_png(summary: Summary, path: Path, width: int = 900) -> Path:
             y += bar + gap
         draw.line((zero_x, y - len(recipes) * (bar + gap) - 2, zero_x, y), fill="black")
         y += 10
-    image.save(path)
+    from grefine_kit.runs.atomic import write_png
+
+    write_png(path, image)
     return path
 
 
@@ -175,8 +177,11 @@ def write_all(summary: Summary, out_dir: Path, extra: dict[str, Any] | None = No
         "json": out_dir / "summary.json",
         "chart": out_dir / "chart.png",
     }
-    paths["markdown"].write_text(to_markdown(summary), "utf-8")
-    paths["html"].write_text(to_html(summary), "utf-8")
-    paths["json"].write_text(to_json(summary, extra), "utf-8")
+    from grefine_kit.runs.atomic import write_text
+
+    # temp file + rename: an interrupted run never leaves half a table next to the old one
+    write_text(paths["markdown"], to_markdown(summary))
+    write_text(paths["html"], to_html(summary))
+    write_text(paths["json"], to_json(summary, extra))
     chart_png(summary, paths["chart"])
     return paths

@@ -128,6 +128,16 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     ]
 
 
+def _with_runtime(spec: MetricSpec, registry: Any, **runtime: str | None) -> MetricSpec:
+    accepted = registry.option_names("metric", spec.name)
+    extra = {
+        k: v
+        for k, v in runtime.items()
+        if v is not None and k not in spec.options and accepted is not None and k in accepted
+    }
+    return attrs.evolve(spec, options={**spec.options, **extra}) if extra else spec
+
+
 def _folder_name(name: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "recipe"
     if safe == ORIGINAL:
@@ -172,8 +182,14 @@ def run_benchmark(
     labels = [m.label for m in metrics]
     if len(set(labels)) != len(labels):
         raise UserError(f"two metric columns share a name: {', '.join(labels)}")
+    target = Path(out_dir).resolve()
+    if any(p.resolve().parent == target for p in dataset.paths):
+        # chart.png and the summaries would be read back as input images on the next run
+        raise UserError(f"--out {out_dir} holds the benchmark's input images: choose another folder")
     out = make_output_dir(out_dir)
     registry = get_registry()
+    # --device/--dtype reach the metrics that take them, unless their own options say otherwise
+    metrics = [_with_runtime(m, registry, device=device, dtype=dtype) for m in metrics]
     # build every metric first: a bad name or option fails before any refining starts
     built = [(m, registry.create("metric", m.name, m.options)) for m in metrics]
     infos = tuple(
@@ -306,13 +322,16 @@ def _score_chunk(
 
 def write_scores_csv(result: BenchmarkResult, path: Path) -> None:
     """``id,image,prompt,row,<metric>...`` for every image and row (empty cell = no score)."""
+    import io
+
+    from grefine_kit.runs.atomic import write_text
+
     labels = [m.name for m in result.metrics]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "image", "prompt", "row", *labels])
-        for row_name, per in result.scores.items():
-            for i, item in enumerate(result.dataset.items):
-                cells = ["" if math.isnan(per[m][i]) else repr(per[m][i]) for m in labels]
-                writer.writerow([item.id, str(item.path), item.prompt, row_name, *cells])
-    tmp.replace(path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "image", "prompt", "row", *labels])
+    for row_name, per in result.scores.items():
+        for i, item in enumerate(result.dataset.items):
+            cells = ["" if math.isnan(per[m][i]) else repr(per[m][i]) for m in labels]
+            writer.writerow([item.id, str(item.path), item.prompt, row_name, *cells])
+    write_text(path, buffer.getvalue())
