@@ -165,6 +165,7 @@ def run_benchmark(
     from grefine_kit.batch import refine_files
     from grefine_kit.inputs import make_output_dir
     from grefine_kit.registry import get_registry
+    from grefine_kit.runs.layout import output_stems
 
     if not recipes:
         raise UserError("no recipes to benchmark")
@@ -195,13 +196,12 @@ def run_benchmark(
     infos = tuple(
         describe(part, name=m.label, licence=registry.get("metric", m.name).licence) for m, part in built
     )
+    # and every refiner (cheap, no weights load): a bad recipe fails before any work too
+    refiners = [row.recipe.with_runtime(device=device, dtype=dtype).build() for row in rows]
     outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
     counts: dict[str, dict[str, int]] = {}
-    from grefine_kit.runs.layout import output_stems
-
     stems = output_stems(dataset.paths)
-    for row, folder in zip(rows, folders, strict=True):
-        refiner = row.recipe.with_runtime(device=device, dtype=dtype).build()
+    for row, folder, refiner in zip(rows, folders, refiners, strict=True):
         summary = refine_files(
             dataset.paths,
             refiner,

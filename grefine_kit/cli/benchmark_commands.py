@@ -22,7 +22,7 @@ DEFAULT_RECIPES = (
     "img2img-baseline",
 )
 #: independent judges first (they are not what the refiner optimises), then the refiner's own maps
-DEFAULT_METRICS = ("clipscore", "pickscore", "hpsv2", "pq-map", "aq-map")
+DEFAULT_METRICS = ("piqe", "clipscore", "pickscore", "hpsv2", "pq-map", "aq-map")
 
 
 def read_metric_options(path: str | None) -> dict[str, dict[str, Any]]:
@@ -81,7 +81,7 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
     "--metric",
     "metrics",
     multiple=True,
-    help="metric column (repeat; default: clipscore pickscore hpsv2 pq-map aq-map)",
+    help="metric column (repeat; default: piqe clipscore pickscore hpsv2 pq-map aq-map)",
 )
 @click.option(
     "--metric-options",
