@@ -29,6 +29,7 @@ import attrs
 
 from grefine_kit.errors import ImageError, UserError
 from grefine_kit.images import load_image, overlay_heatmap
+from grefine_kit.roles import ROLES
 from grefine_kit.runs import atomic
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
@@ -192,8 +193,8 @@ def _refine_one(
             if item.seed is not None and attrs.has(type(refiner)):
                 worker = attrs.evolve(refiner, seed=item.seed)
             result = worker.refine(image, item.prompt, image_id=item.id)
-            check_quality_map(result.perceptual, "perceptual")
-            check_quality_map(result.alignment, "alignment")
+            for role, qmap in result.maps.items():
+                check_quality_map(qmap, role)
             written = _write_outputs(folder.path, names, result, image, save_maps)
             record.update(status="ok", **dict(result.report))
             record["outputs"] = [names.image, names.report, *written]
@@ -228,12 +229,12 @@ def _write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_
             mask = Image.fromarray((result.mask.binary * 255).astype("uint8"), "L")
             atomic.write_png(out / names.mask, mask)
             written.append(names.mask)
-        for role, qmap in (("pq", result.perceptual), ("aq", result.alignment)):
-            if qmap is not None:
-                atomic.write_png(
-                    out / names.heatmap(role), overlay_heatmap(image, qmap.map, legend=True), compress_level=3
-                )
-                atomic.write_npy(out / names.raw_map(role), np.asarray(qmap.map, dtype=np.float32))
-                written += [names.heatmap(role), names.raw_map(role)]
+        for slot in ROLES:
+            qmap = result.maps.get(slot.name)
+            if qmap is not None and slot.tag:
+                heatmap = overlay_heatmap(image, qmap.map, legend=True)
+                atomic.write_png(out / names.heatmap(slot.tag), heatmap, compress_level=3)
+                atomic.write_npy(out / names.raw_map(slot.tag), np.asarray(qmap.map, dtype=np.float32))
+                written += [names.heatmap(slot.tag), names.raw_map(slot.tag)]
     fault_point("after-output-write")
     return written

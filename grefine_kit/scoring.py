@@ -37,7 +37,7 @@ from grefine_kit.indicators.base import Indicator
 from grefine_kit.runs import atomic
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
-from grefine_kit.runs.fingerprint import config_hash, item_fingerprint
+from grefine_kit.runs.fingerprint import config_hash, indicator_config, item_fingerprint
 from grefine_kit.runs.folder import RunFolder
 from grefine_kit.runs.items import Item, display_path, make_items, safe_text
 from grefine_kit.runs.layout import OutputNames, output_stems
@@ -235,7 +235,7 @@ def score_files(
     ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy``
     (float32 (H, W), 1 = good) per scored image. ``max_pixels``: as in ``load_image``.
     ``resume``: skip items whose record in ``reports.jsonl`` is ``ok`` with a matching
-    fingerprint (``config``: what identifies the indicator's setup, default its name).
+    fingerprint (the indicator's name and options, plus ``config``: e.g. the recipe's hash).
     Raises UserError for bad arguments and setup problems; per-image problems become error rows.
     """
     if fmt not in RESULTS_NAMES:
@@ -277,7 +277,7 @@ def score_items(
     # a bad GREFINE_MAX_PIXELS fails once, here, not once per image
     limit = resolve_max_pixels(max_pixels)
     run = _Run(indicator=indicator, save_maps=save_maps, limit=limit, prompts_given=prompts_given)
-    cfg = config_hash(dict(config) if config is not None else {"indicator": run.name})
+    cfg = config_hash({**indicator_config(indicator), **(dict(config) if config is not None else {})})
     stems = output_stems([it.image for it in items])
     n_ok = n_failed = n_skipped = 0
     redone: Counter[str] = Counter()

@@ -21,6 +21,7 @@ BUILTIN_RECIPES = (
     "g-refine-perceptual",
     "g-refine-alignment",
     "g-refine-stage1",
+    "g-refine-regions",
     "img2img-baseline",
     "tiny",
 )

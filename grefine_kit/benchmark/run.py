@@ -70,12 +70,14 @@ class RecipeRow:
 
     @property
     def indicators(self) -> str:
-        used = [tag for tag, spec in (("PQ", self.recipe.perceptual), ("AQ", self.recipe.alignment)) if spec]
+        roles = (("PQ", "perceptual"), ("AQ", "alignment"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
         return "+".join(used) or "none"
 
     @property
     def stages(self) -> str:
-        used = [tag for tag, spec in (("1", self.recipe.stage1), ("2", self.recipe.stage2)) if spec]
+        roles = (("1", "stage1"), ("2", "stage2"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
         return ",".join(used) or "none"
 
 
@@ -105,26 +107,23 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     """Table 8's rows from a full recipe: PQ+AQ/1,2 (itself), AQ/1,2, PQ/1,2, PQ+AQ/1.
 
     The one-map variants take the matching single-map combiner with its default options."""
-    if not (base.perceptual and base.alignment and base.stage1 and base.stage2):
+    if not all(base.part(role) for role in ("perceptual", "alignment", "stage1", "stage2")):
         raise UserError(
             f"--ablation needs a recipe with both indicators and both stages; {base.name!r} has "
             f"indicators {RecipeRow(base).indicators}, stages {RecipeRow(base).stages}"
         )
+
+    def variant(suffix: str, drop: str, combiner: str | None = None) -> Recipe:
+        parts = {role: spec for role, spec in base.parts.items() if role != drop}
+        if combiner is not None:
+            parts["combiner"] = PartSpec("combiner", combiner)
+        return attrs.evolve(base, name=f"{base.name}-{suffix}", parts=parts)
+
     return [
         base,
-        attrs.evolve(
-            base,
-            name=f"{base.name}-alignment",
-            perceptual=None,
-            combiner=PartSpec("combiner", "alignment"),
-        ),
-        attrs.evolve(
-            base,
-            name=f"{base.name}-perceptual",
-            alignment=None,
-            combiner=PartSpec("combiner", "perceptual"),
-        ),
-        attrs.evolve(base, name=f"{base.name}-stage1", stage2=None),
+        variant("alignment", drop="perceptual", combiner="alignment"),
+        variant("perceptual", drop="alignment", combiner="perceptual"),
+        variant("stage1", drop="stage2"),
     ]
 
 

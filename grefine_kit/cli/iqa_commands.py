@@ -59,6 +59,7 @@ def evaluate_command(
     (perceptual: mos_quality/mos/..., alignment: mos_align/mos/...); an ambiguous file is refused.
     """
     from grefine_kit.api import build_indicator
+    from grefine_kit.cli.image_commands import _score_config
     from grefine_kit.evaluation import evaluate, indicator_kind, read_mos_table
 
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
@@ -68,9 +69,17 @@ def evaluate_command(
     click.echo(f"MOS column: {column} ({how})")
     warn_plugin_failures()
     result = evaluate(
-        rows, indicator, Path(out_dir), batch_size=batch_size, save_maps=maps, mos_column=column
+        rows,
+        indicator,
+        Path(out_dir),
+        batch_size=batch_size,
+        save_maps=maps,
+        mos_column=column,
+        config=_score_config(indicator_name, recipe_name, dtype),
     )
     logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(
         f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
         f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"

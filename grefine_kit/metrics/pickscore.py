@@ -86,7 +86,7 @@ class PickScore:
         """``(CLIPModel, processor)``, shared per (model, processor, device, dtype) in this process."""
         import torch
 
-        from grefine_kit.models.loading import DTYPES, resolve_device
+        from grefine_kit.devices import resolve_device, resolve_dtype
 
         device = resolve_device(self.device)
         key = (self.model, self.processor, device, self.dtype)
@@ -96,7 +96,8 @@ class PickScore:
 
                 processor = _from_pretrained(AutoProcessor, self.processor, "PickScore processor")
                 model = _from_pretrained(CLIPModel, self.model, "PickScore model")
-                model = model.to(device=device, dtype=DTYPES[self.dtype]).eval().requires_grad_(False)
+                dtype = resolve_dtype(self.dtype, device)
+                model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
                 _CACHE[key] = (model, processor)
             model, processor = _CACHE[key]
         assert isinstance(model, torch.nn.Module)

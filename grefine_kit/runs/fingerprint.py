@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["config_hash", "file_fingerprint", "item_fingerprint", "stale_reason"]
+__all__ = ["config_hash", "file_fingerprint", "indicator_config", "item_fingerprint", "stale_reason"]
 
 _CHUNK = 1 << 20
 
@@ -26,6 +26,28 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """A short stable hash of a JSON-able configuration."""
     text = json.dumps(config, sort_keys=True, default=str, ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+def indicator_config(indicator: Any) -> dict[str, Any]:
+    """What identifies an indicator's setup: its name and, for an attrs class, its init options
+    (scalars, strings and sequences of them; model objects and devices are left out)."""
+    import attrs
+
+    config: dict[str, Any] = {
+        "indicator": str(getattr(indicator, "name", None) or type(indicator).__qualname__),
+        "class": f"{type(indicator).__module__}.{type(indicator).__qualname__}",
+    }
+    if attrs.has(type(indicator)):
+        for field in attrs.fields(type(indicator)):
+            if not field.init or field.name in ("device", "batch_size"):  # no effect on results
+                continue
+            value = getattr(indicator, field.name, None)
+            if isinstance(value, (str, int, float, bool, type(None))) or (
+                isinstance(value, (tuple, list))
+                and all(isinstance(v, (str, int, float, bool, tuple, list)) for v in value)
+            ):
+                config[field.name] = value
+    return config
 
 
 def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
