@@ -325,7 +325,9 @@ def test_summary_marks_direction_ties_and_nan():
     assert by["a"].win_rate == 0.5  # 2 wins (q) + 2 losses (brisque)
     assert math.isclose(by["b"].cells[1].change, 50.0)  # 20 -> 10 on lower-better: +50 %
     md = to_markdown(summary)
-    assert "| c | n/a | <u>20.000</u> | 0 |" in md
+    assert "| c | n/a | <u>20.000</u> | 0 |" in md and "Licence" not in md
+    licensed = [MetricInfo("q"), MetricInfo("brisque", lower_better=True, licence="non-commercial only")]
+    assert "Licence: non-commercial only." in to_markdown(summarise(_result(scores, licensed)))
     assert "<td>n/a</td>" in to_html(summary)
 
 

@@ -75,6 +75,9 @@ def to_markdown(summary: Summary) -> str:
         cells = [format_value(c.mean) if row.is_original else _md_cell(c) for c in row.cells]
         lines.append("| " + " | ".join([*_lead(summary, row), *cells, *_tail(row)]) + " |")
     lines += ["", LEGEND, f"{summary.n_images} image(s); ties within {summary.tolerance:g} (see docs).", ""]
+    notes = sorted({m.licence for m in summary.metrics if m.licence})
+    if notes:  # e.g. pyiqa's non-commercial terms travel with the numbers they produced
+        lines += [f"Licence: {note}." for note in notes] + [""]
     lines += ["Per-image win rate against the original images (wins / images scored in both):", ""]
     lines.append("| Recipe | " + " | ".join(m.name for m in summary.metrics) + " |")
     lines.append("|" + "---|" * (len(summary.metrics) + 1))

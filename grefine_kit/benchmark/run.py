@@ -200,7 +200,9 @@ def run_benchmark(
     outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
     counts: dict[str, dict[str, int]] = {}
     stems = output_stems(dataset.paths)
-    for row, folder, refiner in zip(rows, folders, refiners, strict=True):
+    for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
+        if progress:
+            print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
         summary = refine_files(
             dataset.paths,
             refiner,
