@@ -284,6 +284,42 @@ def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     # stage 1 darkens (-20 in the mask), stage 2 brightens (+10 everywhere): stage-1-only is darkest
     means = {r["name"]: r["cells"]["test-bright"]["mean"] for r in summary["rows"]}
     assert means["test-full-stage1"] < means["test-full"]
+    # --no-resume refines and scores everything again
+    again = _invoke(
+        "benchmark", str(dataset_dir), "--prompt", "a red square", "--recipe", "test-full", "--ablation",
+        "--metric", "test-bright", "--out", str(out), "--no-resume",
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    config = _json(out)["config"]
+    assert config["scores_reused"] == 0
+    assert config["refined"]["test-full-stage1"] == {"ok": 4, "failed": 0, "skipped": 0}
+
+
+def test_manifest_through_the_cli(plugin, dataset_dir, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,image,prompt\nfirst,images/im2.png,a cat\nsecond,images/im0.png,a dog\n")
+    out = tmp_path / "m"
+    args = [
+        "--manifest",
+        str(manifest),
+        "--recipe",
+        "test-shift",
+        "--metric",
+        "test-bright",
+        "--out",
+        str(out),
+    ]
+    result = _invoke("benchmark", *args)
+    assert result.exit_code == 0, result.output
+    with (out / "scores.csv").open() as f:
+        rows = [(r["id"], r["row"]) for r in csv.DictReader(f)]
+    assert rows == [
+        ("first", ORIGINAL),
+        ("second", ORIGINAL),
+        ("first", "test-shift"),
+        ("second", "test-shift"),
+    ]
+    assert sorted(p.name for p in (out / "test-shift").glob("*.png")) == ["im0.png", "im2.png"]
 
 
 def test_ablation_needs_a_full_recipe():
