@@ -22,7 +22,7 @@ from grefine_kit.benchmark import ORIGINAL, BenchmarkResult, Dataset, Item, load
 from grefine_kit.benchmark.render import chart_png, format_value, to_html, to_markdown
 from grefine_kit.benchmark.run import RecipeRow, ablation_variants
 from grefine_kit.cli import cli
-from grefine_kit.errors import UserError
+from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricInfo
 from grefine_kit.recipe import Recipe
 from grefine_kit.stages.base import StageResult
@@ -68,6 +68,13 @@ class Lookup:
 
     def score(self, images, prompts=None):
         return [self.TABLE[self.table][pixel_key(im)] for im in images]
+
+
+class MissingWeights(Brightness):
+    """A metric whose weights are not on this machine."""
+
+    def score(self, images, prompts=None):
+        raise MissingDependencyError("weights for test-missing are not here")
 
 
 @attrs.define
@@ -136,6 +143,7 @@ def plugin(register_plugin, tmp_path):
         def register_metrics(self, register):
             register("test-bright", Brightness, lower_better=False, score_range=(0.0, 1.0))
             register("test-lookup", Lookup, summary="known numbers")
+            register("test-missing", MissingWeights)
 
         @hookimpl
         def register_stages(self, register):
@@ -414,13 +422,14 @@ def test_manifest_dataset(tmp_path, dataset_dir):
         ),
         (["--manifest", "nope.csv", "--metric", "test-bright"], "give a manifest, or images"),
         (["--prompt", "x", "--metric-options", "missing.toml"], "metric options file not found"),
+        (["--prompt", "x", "--metric", "test-missing", "--recipe", "test-shift"], "weights for test-missing"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, message):
     result = CliRunner().invoke(cli, ["benchmark", str(dataset_dir), *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "o" / "img2img-baseline").exists()  # nothing refined before the error
+    assert not list(tmp_path.glob("o/*/*.png"))  # nothing refined before the error
 
 
 def test_out_inside_the_image_folder_is_refused(plugin, dataset_dir):

@@ -10,9 +10,11 @@ Layout of ``out_dir``:
 - ``summary.json`` / ``summary.md`` / ``summary.html``: the table (see ``table`` and ``render``);
 - ``chart.png``: each recipe's change per metric against the original images.
 
-A metric that fails on an image gives NaN there (``n/a`` in the tables), as does an image a
-recipe failed to refine; missing weights or libraries stop the run with one clear error (the
-refined images stay on disk).
+The original images are scored first, so missing metric weights stop the run before any
+refining; each recipe's outputs are scored right after it refines them. A metric that fails on
+an image gives NaN there (``n/a`` in the tables), as does an image a recipe failed to refine;
+missing weights or libraries stop the run with one clear error (refined images and computed
+scores stay on disk).
 """
 
 from __future__ import annotations
@@ -197,7 +199,16 @@ def run_benchmark(
     )
     # and every refiner (cheap, no weights load): a bad recipe fails before any work too
     refiners = [row.recipe.with_runtime(device=device, dtype=dtype).build() for row in rows]
-    outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
+    scores: dict[str, dict[str, list[float]]] = {}
+    errors: dict[str, list[str]] = {}
+    prompts = [item.prompt for item in dataset.items]
+    ids = [item.id for item in dataset.items]
+    cache = ScoreCache(out / CACHE_NAME, enabled=resume)
+    # the originals first: every metric loads its weights now, so a missing one stops the run
+    # before hours of refining rather than after
+    scores[ORIGINAL], errors[ORIGINAL], reused = _score_row(
+        ORIGINAL, dataset.paths, ids, prompts, built, cache, progress
+    )
     counts: dict[str, dict[str, int]] = {}
     stems = output_stems(dataset.paths)
     for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
@@ -212,16 +223,9 @@ def run_benchmark(
             progress=progress,
         )
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
-        outputs[row.name] = [out / folder / f"{stem}.png" for stem in stems]
-    scores: dict[str, dict[str, list[float]]] = {}
-    errors: dict[str, list[str]] = {}
-    prompts = [item.prompt for item in dataset.items]
-    ids = [item.id for item in dataset.items]
-    cache = ScoreCache(out / CACHE_NAME, enabled=resume)
-    reused = 0
-    for row_name, files in outputs.items():
-        scores[row_name], errors[row_name], n = _score_row(
-            row_name, files, ids, prompts, built, cache, progress
+        files = [out / folder / f"{stem}.png" for stem in stems]
+        scores[row.name], errors[row.name], n = _score_row(
+            row.name, files, ids, prompts, built, cache, progress
         )
         reused += n
     result = BenchmarkResult(
