@@ -6,6 +6,7 @@ from grefine_kit.cli import (  # noqa: F401  (registers)
     image_commands,
     iqa_commands,
     registry_commands,
+    report_commands,
 )
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USER_ERROR, cli, main, user_errors
 
