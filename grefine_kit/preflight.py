@@ -38,6 +38,7 @@ __all__ = [
     "format_missing",
     "hf_cache_dir",
     "parser_status",
+    "recipe_argument",
     "recipe_parts",
 ]
 
@@ -325,6 +326,17 @@ def fetch_command(*, recipe: str | None = None, indicator: str | None = None) ->
     if recipe is not None:
         words.append(f"--recipe {recipe}")
     return " ".join(words)
+
+
+def recipe_argument(recipe: Any) -> str | None:
+    """How a user names ``recipe`` on the command line: its name for built-in/plugin recipes,
+    its file path otherwise (``None`` for no recipe)."""
+    if recipe is None or isinstance(recipe, str):
+        return recipe
+    source = str(getattr(recipe, "source", ""))
+    if ":" in source and not source.endswith(".toml") and not source.startswith("<"):
+        return str(recipe.name)  # builtin:NAME or DIST:NAME
+    return source if source.endswith(".toml") else str(recipe.name)
 
 
 def check_parts(parts: Mapping[str, Any]) -> list[Missing]:

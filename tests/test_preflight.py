@@ -199,3 +199,23 @@ def test_recipe_validate_and_doctor_report_what_is_missing(monkeypatch: pytest.M
     assert "parser rules: ready" in result.stdout
     result = CliRunner().invoke(cli, ["doctor", "--recipe", "tiny"])
     assert result.exit_code == 0 and "recipe tiny: ready" in result.stdout
+
+
+def test_fix_commands_name_the_recipe_as_a_user_would(tmp_path: Path):
+    assert preflight.recipe_argument(Recipe.load("g-refine")) == "g-refine"
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n[stage2]\npart = "img2img"\n')
+    assert preflight.recipe_argument(Recipe.load(str(path))) == str(path)
+    assert preflight.recipe_argument(None) is None and preflight.recipe_argument("tiny") == "tiny"
+
+
+def test_doctor_imports_no_model_library(tmp_path: Path):
+    code = (
+        "import sys\nfrom grefine_kit.cli import main\n"
+        "try:\n    main(['doctor', '--recipe', 'g-refine'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'diffusers', 'transformers', 'spacy')"
+        " if m in sys.modules]\n"
+        "print('RESULT', code, heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(tmp_path))
+    assert "RESULT 1 []" in proc.stdout, proc.stdout + proc.stderr
