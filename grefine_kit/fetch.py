@@ -1,8 +1,9 @@
 """``grefine fetch-weights``: download what a recipe (or one indicator) needs ahead of time.
 
-Each part that loads weights implements ``fetch_weights() -> list[str]``: it downloads into
-the usual caches (Hugging Face hub cache, open_clip's cache) and returns one line per item.
-Parts without weights are skipped. After fetching, runs work with ``HF_HUB_OFFLINE=1``.
+A part that loads weights overrides ``PartBase.fetch_weights() -> list[str]``
+(:mod:`grefine_kit.parts`): it downloads into the usual caches (Hugging Face hub cache,
+open_clip's cache) and returns one line per item. Other parts are skipped. After fetching,
+runs work with ``HF_HUB_OFFLINE=1``.
 
 Before anything is imported, ``check_can_fetch`` answers in a second when a download cannot
 work here (offline mode, no network), naming what is missing and what to do instead.
@@ -10,24 +11,15 @@ work here (offline mode, no network), naming what is missing and what to do inst
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested
-from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir, recipe_parts
+from grefine_kit.parts import capabilities
+from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
 from grefine_kit.recipe import Recipe
-
-
-def _parts(recipe: Recipe) -> Iterator[tuple[str, Any]]:
-    for role, part in recipe_parts(recipe).items():
-        spec = {
-            "indicators.perceptual": recipe.perceptual,
-            "indicators.alignment": recipe.alignment,
-            "stage1": recipe.stage1,
-            "stage2": recipe.stage2,
-        }[role]
-        yield f"{role} ({spec.part if spec else '?'})", part
+from grefine_kit.roles import ROLES
 
 
 def check_can_fetch(parts: Mapping[str, Any]) -> None:
@@ -57,17 +49,16 @@ def check_can_fetch(parts: Mapping[str, Any]) -> None:
         )
 
 
-def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]) -> Iterator[str]:
+def fetch_parts_weights(parts: Iterable[tuple[str, Any]]) -> Iterator[str]:
     """Download every weight file the labelled parts need; yields progress lines."""
     for label, part in parts:
-        fetch = getattr(part, "fetch_weights", None)
-        if not callable(fetch):
+        if not capabilities(part).fetches_weights:
             yield f"{label}: no weights to fetch"
             continue
         try:
-            lines = list(fetch())
-        except UserError as exc:
-            raise type(exc)(f"{label}: {exc}") from None
+            lines = list(part.fetch_weights())
+        except UserError:
+            raise
         except Exception as exc:  # a download failure is the user's environment, not a bug
             raise UserError(f"{label}: download failed: {type(exc).__name__}: {str(exc)[:200]}") from None
         for line in lines:
@@ -76,5 +67,10 @@ def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]
 
 def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
     """Download every weight file the recipe's parts need; yields progress lines."""
-    yield from fetch_parts_weights(list(_parts(recipe)))
+    labelled = [
+        (f"{slot.table} ({spec.part})", recipe.build_part(spec))
+        for slot in ROLES
+        if (spec := recipe.part(slot.name)) is not None
+    ]
+    yield from fetch_parts_weights(labelled)
     yield f"done: recipe {recipe.name!r} can now run offline (HF_HUB_OFFLINE=1)"

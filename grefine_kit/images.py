@@ -40,6 +40,7 @@ __all__ = [
     "ImageSource",
     "MaxPixels",
     "colorize_map",
+    "legend_height",
     "load_image",
     "max_pixels_from_env",
     "overlay_heatmap",
@@ -376,13 +377,15 @@ def colorize_map(qmap: Any, colormap: str = "turbo") -> np.ndarray:
 
 
 def overlay_heatmap(
-    image: Image.Image, qmap: Any, alpha: float = 0.5, colormap: str = "turbo"
+    image: Image.Image, qmap: Any, alpha: float = 0.5, colormap: str = "turbo", *, legend: bool = False
 ) -> Image.Image:
-    """Blend a coloured quality map over ``image``; returns a new RGB image of ``image.size``.
+    """Blend a coloured quality map over ``image``; returns a new RGB image.
 
     ``qmap``: ``(H, W)`` in ``[0, 1]``, 1 = good; resized (bilinear) when its shape differs
     from the image's. ``alpha`` in ``[0, 1]`` is the weight of the colours (0 = image only).
     With the default ``"turbo"`` colormap red/orange marks bad regions and blue good ones.
+    The result has ``image.size``; with ``legend`` a colour bar (quality 0 = bad on the left,
+    1 = good on the right) is appended below, so the image itself is never covered.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
@@ -390,7 +393,42 @@ def overlay_heatmap(
     colours = colorize_map(resize_map(qmap, base.size), colormap)
     a = np.asarray(base, dtype=np.float32)
     out = a * (1.0 - alpha) + colours.astype(np.float32) * alpha
-    return Image.fromarray((out + 0.5).astype(np.uint8), "RGB")
+    blended = Image.fromarray((out + 0.5).astype(np.uint8), "RGB")
+    return _with_legend(blended, colormap) if legend else blended
+
+
+def legend_height(width: int) -> int:
+    """Height in px of the legend strip ``overlay_heatmap(..., legend=True)`` adds to a
+    ``width``-px image (grows with the image so that the labels stay legible)."""
+    return max(18, min(48, width // 16))
+
+
+def _with_legend(image: Image.Image, colormap: str) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    w, h = image.size
+    strip_h = legend_height(w)
+    canvas = Image.new("RGB", (w, h + strip_h), (255, 255, 255))
+    canvas.paste(image, (0, 0))
+    font_size = max(8, strip_h // 2)
+    try:
+        font: Any = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(canvas)
+    labels = ("0 bad", "1 good")
+    widths = [draw.textlength(t, font=font) for t in labels]
+    pad = 4
+    bar_x0, bar_x1 = int(widths[0]) + 2 * pad, w - int(widths[1]) - 2 * pad
+    bar_y0, bar_y1 = h + strip_h // 4, h + strip_h - strip_h // 4
+    if bar_x1 - bar_x0 >= 8:  # room for a bar: ramp of the colormap from bad to good
+        ramp = np.linspace(0.0, 1.0, bar_x1 - bar_x0, dtype=np.float32)[None, :]
+        bar = colorize_map(np.repeat(ramp, bar_y1 - bar_y0, axis=0), colormap)
+        canvas.paste(Image.fromarray(bar, "RGB"), (bar_x0, bar_y0))
+        text_y = h + (strip_h - font_size) // 2
+        draw.text((pad, text_y), labels[0], fill=(0, 0, 0), font=font)
+        draw.text((bar_x1 + pad, text_y), labels[1], fill=(0, 0, 0), font=font)
+    return canvas
 
 
 def save_map_npy(path: str | os.PathLike[str], qmap: Any) -> Path:

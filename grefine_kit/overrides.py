@@ -21,8 +21,11 @@ from grefine_kit.errors import UserError
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
-#: recipe tables whose keys are part options (the table must exist in the recipe)
-_PART_TABLES = ("stage1", "stage2", "combiner", "indicators.perceptual", "indicators.alignment")
+def _part_tables() -> tuple[str, ...]:
+    """Recipe tables whose keys are part options (the table must exist in the recipe)."""
+    from grefine_kit.roles import ROLES
+
+    return tuple(slot.table for slot in ROLES)
 
 
 def parse_value(text: str) -> Any:
@@ -75,7 +78,7 @@ def shortcut_overrides(
 
 def _set(data: dict[str, Any], key: str, value: Any, recipe_name: str) -> None:
     parts = key.split(".")
-    table_key = next((t for t in _PART_TABLES if key.startswith(t + ".")), None)
+    table_key = next((t for t in _part_tables() if key.startswith(t + ".")), None)
     if table_key is not None:
         head = table_key.split(".")
         node: Any = data
@@ -132,15 +135,11 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _spec_for(recipe: Any, key: str) -> Any:
-    for table, attr in (
-        ("stage1", "stage1"),
-        ("stage2", "stage2"),
-        ("combiner", "combiner"),
-        ("indicators.perceptual", "perceptual"),
-        ("indicators.alignment", "alignment"),
-    ):
-        if key.startswith(table + "."):
-            return getattr(recipe, attr)
+    from grefine_kit.roles import ROLES
+
+    for slot in ROLES:
+        if key.startswith(slot.table + "."):
+            return recipe.part(slot.name)
     return None
 
 

@@ -367,13 +367,11 @@ def check_parts(parts: Mapping[str, Any]) -> list[Missing]:
 
 def recipe_parts(recipe: Any) -> dict[str, Any]:
     """The recipe's parts by role, built (cheap: nothing loads)."""
-    roles = (
-        ("indicators.perceptual", recipe.perceptual),
-        ("indicators.alignment", recipe.alignment),
-        ("stage1", recipe.stage1),
-        ("stage2", recipe.stage2),
-    )
-    return {role: recipe.build_part(spec) for role, spec in roles if spec is not None}
+    from grefine_kit.roles import ROLES
+
+    return {
+        slot.table: recipe.build_part(spec) for slot in ROLES if (spec := recipe.part(slot.name)) is not None
+    }
 
 
 def _merge(found: list[Missing]) -> list[tuple[str, list[str], Missing]]:

@@ -70,11 +70,4 @@ def resolve_recipe_paths(recipe: Any, base: Path) -> Any:
         options = _resolve_options(spec.options, base)
         return spec if options == dict(spec.options) else attrs.evolve(spec, options=options)
 
-    return attrs.evolve(
-        recipe,
-        perceptual=fix(recipe.perceptual),
-        alignment=fix(recipe.alignment),
-        combiner=fix(recipe.combiner),
-        stage1=fix(recipe.stage1),
-        stage2=fix(recipe.stage2),
-    )
+    return attrs.evolve(recipe, parts={role: fix(spec) for role, spec in recipe.parts.items()})

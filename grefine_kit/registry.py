@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {
     "indicator": "register_indicators",
     "parser": "register_parsers",
     "combiner": "register_combiners",
+    "regions": "register_regions",
     "stage": "register_stages",
     "metric": "register_metrics",
     "recipe": "register_recipes",
@@ -82,6 +83,11 @@ class PartEntry:
     @property
     def summary(self) -> str:
         return str(self.metadata.get("summary", ""))
+
+    @property
+    def licence(self) -> str:
+        """A licence note for parts under terms other than the toolkit's (``""`` when none)."""
+        return str(self.metadata.get("licence", "") or "")
 
     def load(self) -> Any:
         """Import and return the factory (or the recipe path for kind ``recipe``)."""

@@ -17,6 +17,7 @@ CASES = [
     ("indicator", "pq-map", TINY_BACKBONE),
     ("indicator", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("indicator", "clip-surgery", {**TINY_BACKBONE, "ensemble": False}),
+    ("indicator", "piqe-map", {}),
     ("parser", "rules", {}),
     pytest.param(
         "parser", "spacy", {}, marks=pytest.mark.skipif(not HAS_SPACY_MODEL, reason="no spaCy English model")
@@ -25,9 +26,14 @@ CASES = [
     ("combiner", "perceptual", {}),
     ("combiner", "alignment", {}),
     ("combiner", "soft", {}),
+    ("regions", "components", {}),
+    ("regions", "components", {"merge": "single", "dilate": 2, "blur": 3}),
     ("stage", "inpaint", TINY_STAGE),
     ("stage", "img2img", TINY_STAGE),
     ("metric", "indicator-score", {"options": TINY_BACKBONE}),
+    ("metric", "pq-map", TINY_BACKBONE),
+    ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
+    ("metric", "clipscore", TINY_BACKBONE),
     *[
         ("recipe", name, {})
         for name in (
@@ -35,13 +41,17 @@ CASES = [
             "g-refine-perceptual",
             "g-refine-alignment",
             "g-refine-stage1",
+            "g-refine-regions",
             "img2img-baseline",
             "tiny",
+            "demo",
         )
     ],
 ]
 #: need downloaded models (NLTK tagger data, Stanza models): their own tests cover them with stand-ins
-SKIPPED = {("parser", "nltk"), ("parser", "stanza")}
+#: pickscore / hpsv2 default to real hub weights: tests/test_metrics.py runs check_metric on tiny
+#: models of the same libraries loaded back through the same loaders
+SKIPPED = {("parser", "nltk"), ("parser", "stanza"), ("metric", "pickscore"), ("metric", "hpsv2")}
 
 
 @pytest.mark.parametrize(("kind", "name", "options"), CASES)

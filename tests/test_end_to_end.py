@@ -16,10 +16,12 @@ from grefine_kit.recipe import Recipe
 from grefine_kit.registry import get_registry
 
 BUILTIN_RECIPES = (
+    "demo",
     "g-refine",
     "g-refine-perceptual",
     "g-refine-alignment",
     "g-refine-stage1",
+    "g-refine-regions",
     "img2img-baseline",
     "tiny",
 )
@@ -130,7 +132,7 @@ def test_refine_batch_keeps_going_and_resumes(mixed_folder: Path, tmp_path: Path
     assert Image.open(out / "small.png").size == (17, 9)
     report = json.loads((out / "alpha.report.json").read_text())
     assert report["recipe"]["name"] == "tiny" and report["status"] == "ok"
-    assert (out / "alpha.mask.png").exists() and (out / "alpha.pq.png").exists()
+    assert (out / "alpha.mask.png").exists() and (out / "alpha.pq.heatmap.png").exists()
     # a second run skips what is done and retries only the failure
     again = run("refine", str(mixed_folder), "--recipe", "tiny", "--prompt", "a gradient", "--out", str(out))
     assert again.exit_code == 1
@@ -147,6 +149,14 @@ def test_demo_runs_offline(tmp_path: Path):
     assert refined.size == Image.open(Path(__file__).parents[1] / "grefine_kit" / "data" / "example.png").size
     report = json.loads((out / "example.report.json").read_text())
     assert report["status"] == "ok"
+    # the weight-free piqe-map puts the mask on the planted defect and little else
+    from grefine_kit.demo import mask_summary
+
+    summary = mask_summary(np.asarray(Image.open(out / "example.mask.png").convert("L")) > 127)
+    assert summary.defect_covered >= 0.6 and summary.outside < 0.05, summary
+    assert report["mask_area"] == pytest.approx(summary.area, abs=1e-6)
+    assert f"mask:    {summary.area:.1%} of the image" in result.stdout
+    assert report["stage1"]["steps_run"] > 0  # the mask was repainted
 
 
 def test_fetch_weights_for_tiny_needs_nothing():

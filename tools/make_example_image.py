@@ -1,9 +1,12 @@
-"""Generate grefine_kit/data/example.png: a small procedural scene with one "defect" region.
+"""Generate grefine_kit/data/example.png: a real AI-generated image with one planted defect.
 
-The scene (320x240 RGB): a sky gradient, a sun, green ground with a little texture, a house
-(walls, roof, door, window) and a patch of strong colour noise on the right of the ground
-that stands in for a generation defect. Everything comes from numpy with a fixed seed, so
-running this script again writes the same file byte for byte (for a given Pillow version).
+The source is the example AIGI of the public G-Refine code (Q-Future/Q-Refine, Apache-2.0; a
+cheetah cub, 1024x1024), kept unchanged in tests/data/perceptual-example.jpg. This script
+downscales it to 384x384 (Lanczos) and adds Gaussian noise (sigma = 25 grey levels, fixed seed)
+to a 96x96 patch (1/16 of the area) over the eyes and forehead: ``DEFECT_BOX``. ``grefine demo``
+refines this image offline, and its mask should cover the patch and little else (tested).
+Running the script again writes the same file byte for byte (for a given Pillow version).
+Attribution: grefine_kit/data/NOTICE.
 
     python tools/make_example_image.py [OUTPUT]
 """
@@ -16,52 +19,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-WIDTH, HEIGHT = 320, 240
-HORIZON = 160
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "tests" / "data" / "perceptual-example.jpg"
+SIZE = 384
 SEED = 20261126
-DEFECT_BOX = (232, 176, 296, 228)  # x0, y0, x1, y1 of the noisy patch
+NOISE_SIGMA = 25.0  # grey levels, i.e. 25/255
+DEFECT_BOX = (149, 111, 245, 207)  # x0, y0, x1, y1 of the noisy patch (96x96)
 
 
-def make_example_image() -> Image.Image:
-    rng = np.random.default_rng(SEED)
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    img = np.zeros((HEIGHT, WIDTH, 3), np.float32)
-
-    # sky: deep blue at the top to pale blue at the horizon
-    t = (y / HORIZON)[..., None]
-    img[:] = (1 - t) * np.array([40, 90, 190]) + t * np.array([170, 210, 245])
-
-    # sun: a disc with a soft glow
-    d = np.hypot(x - 260, y - 45)
-    glow = np.clip(1 - (d - 18) / 30, 0, 1)[..., None] * 0.5
-    img = img * (1 - glow) + np.array([255, 240, 170]) * glow
-    img[d <= 18] = (255, 225, 80)
-
-    # ground: green, darker towards the bottom, with mild grass texture
-    ground = y >= HORIZON
-    shade = ((y - HORIZON) / (HEIGHT - HORIZON))[..., None]
-    grass = (1 - shade) * np.array([90, 160, 70]) + shade * np.array([50, 110, 40])
-    grass = grass + rng.normal(0, 6, (HEIGHT, WIDTH, 1))
-    img = np.where(ground[..., None], grass, img)
-
-    # house: walls, a triangular roof, a door and a window
-    wx0, wx1, wy0, wy1 = 70, 170, 110, 185
-    img[wy0:wy1, wx0:wx1] = (225, 205, 170)
-    roof = (y >= 70) & (y < wy0) & (np.abs(x - (wx0 + wx1) / 2) <= (y - 70) * 1.5 + 4)
-    img[roof] = (160, 60, 50)
-    img[145:185, 108:130] = (110, 70, 40)  # door
-    img[125:147, 140:162] = (120, 170, 220)  # window
-    img[135:137, 140:162] = img[125:147, 150:152] = (250, 250, 250)  # window bars
-
-    # the "defect": strong colour noise in a patch of ground
+def make_example_image(source: Path = SOURCE) -> Image.Image:
+    with Image.open(source) as im:
+        small = im.convert("RGB").resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    arr = np.asarray(small, np.float64).copy()
     x0, y0, x1, y1 = DEFECT_BOX
-    img[y0:y1, x0:x1] = rng.uniform(0, 255, (y1 - y0, x1 - x0, 3))
-
-    return Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
+    rng = np.random.default_rng(SEED)
+    arr[y0:y1, x0:x1] += rng.normal(0.0, NOISE_SIGMA, (y1 - y0, x1 - x0, 3))
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
 def main(argv: list[str]) -> None:
-    default = Path(__file__).resolve().parents[1] / "grefine_kit" / "data" / "example.png"
+    default = ROOT / "grefine_kit" / "data" / "example.png"
     out = Path(argv[0]) if argv else default
     out.parent.mkdir(parents=True, exist_ok=True)
     make_example_image().save(out, optimize=True)

@@ -16,6 +16,8 @@ from grefine_kit.cli.app import (
     cli,
     device_option,
     dtype_option,
+    echo_run_summary,
+    maps_option,
     prompts_csv_option,
     user_errors,
     warn_plugin_failures,
@@ -47,7 +49,8 @@ from grefine_kit.errors import UserError
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--no-maps", is_flag=True, help="do not write heatmap overlays and .npy maps")
+@maps_option(default=True)
+@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
 @set_options
@@ -61,13 +64,15 @@ def score_command(
     out_dir: str,
     fmt: str,
     batch_size: int,
-    no_maps: bool,
+    maps: bool,
+    no_resume: bool,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
 
-    PATHS are files, folders or globs.
+    PATHS are files, folders or globs. Reruns into the same --out redo only what is missing,
+    failed or stale (docs/cli.md).
     """
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
     from grefine_kit.scoring import score_files
@@ -86,13 +91,33 @@ def score_command(
         prompts=prompts,
         fmt=fmt,  # type: ignore[arg-type]
         batch_size=batch_size,
-        save_maps=not no_maps,
+        save_maps=maps,
+        resume=not no_resume,
+        # --set values change the results: part of the fingerprint, so a rerun with others redoes
+        config=_score_config(indicator_name, recipe_name, dtype) | _set_config(),
     )
+    echo_run_summary(summary)
+    done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
     click.echo(
-        f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True
+        f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done} -> {summary.results_path}", err=True
     )
     print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _set_config() -> dict[str, Any]:
+    pairs = dict(cli_overrides())
+    return {"set": pairs} if pairs else {}
+
+
+def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | None) -> dict[str, Any]:
+    """What identifies a scoring setup in the fingerprints (the device does not change results)."""
+    recipe_hash = None
+    if recipe_name is not None:
+        from grefine_kit.recipe import Recipe
+
+        recipe_hash = Recipe.load(recipe_name).hash
+    return {"indicator": indicator_name, "recipe": recipe_hash, "dtype": dtype}
 
 
 @cli.command("refine")
@@ -104,8 +129,8 @@ def score_command(
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="override the recipe's seed")
-@click.option("--save-maps", is_flag=True, help="also write the mask, heatmap overlays and raw maps")
-@click.option("--no-resume", is_flag=True, help="redo images whose outputs already exist")
+@maps_option(default=False)
+@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
 @set_options
@@ -118,7 +143,7 @@ def refine_command(
     recipe_name: str,
     out_dir: str,
     seed: int | None,
-    save_maps: bool,
+    maps: bool,
     no_resume: bool,
     device: str | None,
     dtype: str | None,
@@ -126,7 +151,8 @@ def refine_command(
     """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
 
     PATHS are files, folders or globs. Each image gets <stem>.png and <stem>.report.json
-    in --out; reports.jsonl collects every report. Interrupted runs resume.
+    in --out; reports.jsonl collects every report. Interrupted runs resume; stale results
+    (another input, prompt, seed, recipe or --maps) are redone.
     """
     from grefine_kit.batch import refine_files
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
@@ -137,8 +163,9 @@ def refine_command(
     prompts: Mapping[str, str] | str = read_prompts_csv(Path(prompts_csv)) if prompts_csv else str(prompt)
     refiner = _build_refiner(recipe_name, seed=seed, device=device, dtype=dtype)
     summary = refine_files(
-        files, refiner, Path(out_dir), prompts=prompts, save_maps=save_maps, resume=not no_resume
+        files, refiner, Path(out_dir), prompts=prompts, save_maps=maps, resume=not no_resume
     )
+    echo_run_summary(summary)
     click.echo(
         f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done "
         f"-> {summary.out_dir} (reports: {summary.reports_path.name})",
@@ -162,34 +189,47 @@ def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dt
     return recipe.build()
 
 
-DEMO_PROMPT = "a red house with a blue door under a yellow sun"
-
-
 @cli.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="grefine-demo", show_default=True)
+@click.option(
+    "--recipe", "recipe_name", default="demo", show_default=True, help="recipe to run ('tiny': all CLIP maps)"
+)
 @user_errors
-def demo_command(out_dir: str) -> None:
-    """Run the offline `tiny` recipe on a bundled image (random tiny models: shows the flow, not quality)."""
-    from importlib import resources
+def demo_command(out_dir: str, recipe_name: str) -> None:
+    """Refine a bundled AI-generated image with a planted defect, offline (no download).
+
+    The `demo` recipe finds the defect with the weight-free piqe-map and repaints it with tiny
+    random pipelines (the repainted pixels are noise by design: the point is where they go).
+    """
+    import numpy as np
+    from PIL import Image
 
     from grefine_kit.batch import refine_files
+    from grefine_kit.demo import DEMO_PROMPT, example_path, mask_summary
 
     started = time.perf_counter()
-    example = Path(str(resources.files("grefine_kit") / "data" / "example.png"))
-    refiner = _build_refiner("tiny", seed=None, device="cpu", dtype=None)
+    example = example_path()
+    refiner = _build_refiner(recipe_name, seed=None, device="cpu", dtype=None)
     summary = refine_files(
         [example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False
     )
     seconds = time.perf_counter() - started
     out = Path(out_dir).resolve()
-    click.echo(f"grefine demo: refined {example.name} with the 'tiny' recipe in {seconds:.1f} s")
+    click.echo(f"grefine demo: refined {example.name} with the {recipe_name!r} recipe in {seconds:.1f} s")
     click.echo(f"  prompt:  {DEMO_PROMPT!r}")
+    mask_file = out / f"{example.stem}.mask.png"
+    if mask_file.is_file():
+        with Image.open(mask_file) as im:
+            for line in mask_summary(np.asarray(im.convert("L")) > 127).lines():
+                click.echo(line)
     click.echo(f"  outputs: {out}/")
-    for name in sorted(p.name for p in out.iterdir()):
+    for name in sorted(p.name for p in out.iterdir() if not p.name.startswith(".")):
         click.echo(f"    {name}")
     click.echo(
-        "The tiny recipe uses random-weight models: it shows the flow offline (maps, mask, stages, report),"
-        " not real quality; its refined image is noise by design."
+        "The mask comes from piqe-map, a real (weight-free) quality map; the stages are tiny random-weight"
+        " pipelines, so the repainted pixels are noise by design: the demo shows where G-Refine repaints."
+        if recipe_name == "demo"
+        else "This recipe uses random-weight models: it shows the flow offline, not real quality."
     )
     click.echo(
         "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -21,8 +23,15 @@ def plugins_command() -> None:
     for kind, entries in registry.entries.items():
         for entry in entries.values():
             by_plugin.setdefault((entry.distribution, entry.plugin), []).append(f"{kind}:{entry.name}")
+    licences: dict[tuple[str, str], set[str]] = {}
+    for entries in registry.entries.values():
+        for entry in entries.values():
+            if entry.licence:
+                licences.setdefault((entry.distribution, entry.plugin), set()).add(entry.licence)
     for (distribution, plugin), parts in sorted(by_plugin.items()):
         click.echo(f"{distribution} ({plugin})")
+        for note in sorted(licences.get((distribution, plugin), ())):
+            click.echo(f"  licence: {note}")
         for part in sorted(parts):
             click.echo(f"  {part}")
     for failure in registry.failures:
@@ -46,8 +55,25 @@ def list_command(kind: str | None, pattern: str) -> None:
         for name in names:
             entry = registry.get(k, name)
             summary = f"  {entry.summary}" if entry.summary else ""
+            if k == "metric":
+                summary = f"  {_metric_facts(entry.metadata):<19}{summary}"
             click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
     warn_plugin_failures()
+
+
+def _metric_facts(metadata: Mapping[str, Any]) -> str:
+    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none)."""
+    from grefine_kit.metrics.base import format_range
+
+    lower = metadata.get("lower_better")
+    arrow = "?" if lower is None else ("↓" if lower else "↑")
+    rng = metadata.get("score_range")
+    try:
+        shown = format_range(rng) if rng is not None else "[?]"
+    except (TypeError, ValueError):
+        shown = "[?]"
+    prompt = " prompt" if metadata.get("needs_prompt") else ""
+    return f"{arrow} {shown}{prompt}"
 
 
 # -- recipes ----------------------------------------------------------------------------

@@ -16,10 +16,17 @@ from grefine_kit.report.html import render
 __all__ = ["ReportItem", "build_report", "collect", "render"]
 
 
-def build_report(folder: str | Path, out: str | Path | None = None, *, max_size: int = 320) -> Path:
-    """Write the report of ``folder`` to ``out`` (default ``folder/report.html``); returns its path."""
+def build_report(
+    folder: str | Path,
+    out: str | Path | None = None,
+    *,
+    inputs: str | Path | None = None,
+    max_size: int = 320,
+) -> Path:
+    """Write the report of ``folder`` to ``out`` (default ``folder/report.html``); returns its path.
+    ``inputs``: the folder the run's input images are under (see ``collect``)."""
     folder = Path(folder)
-    kind, items = collect(folder)
+    kind, items = collect(folder, Path(inputs) if inputs is not None else None)
     target = Path(out) if out is not None else folder / "report.html"
     title = f"grefine report: {folder.resolve().name}"
     target.write_text(render(kind, items, title=title, max_size=max_size), encoding="utf-8")

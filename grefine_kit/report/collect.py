@@ -4,8 +4,8 @@ Refine folders hold ``reports.jsonl`` (one JSON report per image, possibly repea
 resumed: the last line per image wins) or ``<stem>.report.json`` files; with ``--save-maps``
 also ``<stem>.mask.png`` and the heatmap overlays. Score folders hold ``results.jsonl`` or
 ``results.csv`` and a heatmap overlay per image. Overlay names are matched by tag
-(``<stem>.<tag>.png`` with tag ``pq``/``perceptual``, ``aq``/``alignment``, ``heatmap``), so
-older and newer naming schemes both work.
+(``<stem>.<tag>.png`` with tag ``pq.heatmap``/``aq.heatmap``, the older ``pq``/``aq``, or
+``heatmap``), so folders of this and earlier versions both work.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from grefine_kit.errors import UserError
 __all__ = ["ReportItem", "collect"]
 
 _TAGS = {
+    "pq.heatmap": "PQ-Map",
+    "aq.heatmap": "AQ-Map",
     "pq": "PQ-Map",
     "perceptual": "PQ-Map",
     "aq": "AQ-Map",
@@ -63,11 +65,15 @@ def _existing(path: Path | None) -> Path | None:
     return path.resolve() if path is not None and path.is_file() else None
 
 
-def _input_path(value: Any, folder: Path) -> Path | None:
+def _input_path(value: Any, folder: Path, inputs: Path | None = None) -> Path | None:
+    """Where the input ``value`` (a record's ``file``: an absolute path, or the item id, which is
+    relative to the inputs' common folder) is: under ``inputs`` when given, else the working
+    folder, the run folder or its parent."""
     if not value:
         return None
     path = Path(str(value)).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, folder / path, folder.parent / path]
+    roots = [inputs] if inputs is not None else [Path.cwd(), folder, folder.parent]
+    candidates = [path] if path.is_absolute() else [root / path for root in roots]
     return next((p.resolve() for p in candidates if p.is_file()), None)
 
 
@@ -93,7 +99,7 @@ def _phrases(details: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(r for r in rows if isinstance(r, Mapping)) if isinstance(rows, list) else ()
 
 
-def _refine_item(rec: Mapping[str, Any], folder: Path) -> ReportItem:
+def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     output = str(rec.get("output") or rec.get("image_id") or rec.get("file") or "?")
     stem = Path(output).stem
     heatmaps, mask = _overlays(folder, stem)
@@ -106,7 +112,7 @@ def _refine_item(rec: Mapping[str, Any], folder: Path) -> ReportItem:
         status=str(rec.get("status", "ok")),
         error=str(rec.get("error") or ""),
         prompt=str(rec.get("prompt") or ""),
-        input_path=_input_path(rec.get("file"), folder),
+        input_path=_input_path(rec.get("file"), folder, inputs),
         output_path=_existing(folder / output) if rec.get("status", "ok") == "ok" else None,
         heatmaps=heatmaps,
         mask_path=mask,
@@ -117,7 +123,7 @@ def _refine_item(rec: Mapping[str, Any], folder: Path) -> ReportItem:
     )
 
 
-def _score_item(rec: Mapping[str, Any], folder: Path) -> ReportItem:
+def _score_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     file = str(rec.get("file") or "?")
     heatmaps: dict[str, Path] = {}
     if rec.get("heatmap"):
@@ -133,7 +139,7 @@ def _score_item(rec: Mapping[str, Any], folder: Path) -> ReportItem:
         status=str(rec.get("status", "ok")),
         error=str(rec.get("error") or ""),
         prompt=str(rec.get("prompt") or ""),
-        input_path=_input_path(file, folder),
+        input_path=_input_path(file, folder, inputs),
         heatmaps=heatmaps,
         scores={str(rec.get("indicator") or "score"): score},
         phrases=_phrases(rec.get("details")),
@@ -154,25 +160,28 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def collect(folder: Path) -> tuple[str, list[ReportItem]]:
-    """The run kind (``"refine"`` or ``"score"``) and its items, in run order."""
+def collect(folder: Path, inputs: Path | None = None) -> tuple[str, list[ReportItem]]:
+    """The run kind (``"refine"`` or ``"score"``) and its items, in run order. ``inputs``: the
+    folder the run's inputs were under (default: look in the working folder, ``folder`` and its
+    parent), for the input pictures."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder (give the --out folder of grefine refine or score)")
+    # a score folder has its results file (and a record log); a refine folder only the log
+    if (folder / "results.jsonl").is_file():
+        return "score", [_score_item(rec, folder, inputs) for rec in _jsonl(folder / "results.jsonl")]
+    if (folder / "results.csv").is_file():
+        with (folder / "results.csv").open(encoding="utf-8", newline="") as fh:
+            return "score", [_score_item(rec, folder, inputs) for rec in csv.DictReader(fh)]
     if (folder / "reports.jsonl").is_file() or list(folder.glob("*.report.json")):
         if (folder / "reports.jsonl").is_file():
             records = _jsonl(folder / "reports.jsonl")
         else:
             records = [json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("*.report.json"))]
         latest: dict[str, dict[str, Any]] = {}
-        for rec in records:  # a resumed run appends: the last report of an image wins
-            latest[str(rec.get("output") or rec.get("file"))] = rec
-        return "refine", [_refine_item(rec, folder) for rec in latest.values()]
-    if (folder / "results.jsonl").is_file():
-        return "score", [_score_item(rec, folder) for rec in _jsonl(folder / "results.jsonl")]
-    if (folder / "results.csv").is_file():
-        with (folder / "results.csv").open(encoding="utf-8", newline="") as fh:
-            return "score", [_score_item(rec, folder) for rec in csv.DictReader(fh)]
+        for rec in records:  # a rerun appends: the last record of an item wins
+            latest[str(rec.get("id") or rec.get("output") or rec.get("file"))] = rec
+        return "refine", [_refine_item(rec, folder, inputs) for rec in latest.values()]
     raise UserError(
         f"{folder}: no reports.jsonl, *.report.json, results.jsonl or results.csv here "
         "(give the --out folder of grefine refine or grefine score)"

@@ -127,7 +127,7 @@ def _maps_cell(item: ReportItem, max_size: int) -> str:
     if not parts and item.status != "ok":
         return "&ndash;"
     if not parts:
-        return '<span class="meta">no maps saved (refine with --save-maps)</span>'
+        return '<span class="meta">no maps saved (refine with --maps)</span>'
     return f'<div class="maps">{"".join(parts)}</div>'
 
 
