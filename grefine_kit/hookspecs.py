@@ -3,7 +3,8 @@
 Each hook receives ``register(name, factory, **metadata)``. A factory is a class or other
 callable, or a ``"package.module:attr"`` string that is imported only when the part is built,
 so registering a part costs no heavy import. Useful metadata: ``summary`` (one line shown by
-``grefine list``).
+``grefine list``) and ``licence`` (a short note on terms users must know, e.g. non-commercial
+weights; shown by ``grefine plugins`` and ``grefine list``).
 
 Example plugin module::
 

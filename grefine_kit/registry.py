@@ -83,6 +83,12 @@ class PartEntry:
     def summary(self) -> str:
         return str(self.metadata.get("summary", ""))
 
+    @property
+    def licence(self) -> str:
+        """Optional ``licence`` metadata: a note on terms that differ from the plugin's own (e.g.
+        non-commercial weights); ``""`` when none was given."""
+        return str(self.metadata.get("licence", ""))
+
     def load(self) -> Any:
         """Import and return the factory (or the recipe path for kind ``recipe``)."""
         if not isinstance(self.factory, str) or self.kind == "recipe":

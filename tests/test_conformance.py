@@ -17,6 +17,7 @@ CASES = [
     ("indicator", "pq-map", TINY_BACKBONE),
     ("indicator", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("indicator", "clip-surgery", {**TINY_BACKBONE, "ensemble": False}),
+    ("indicator", "piqe-map", {}),
     ("parser", "rules", {}),
     pytest.param(
         "parser", "spacy", {}, marks=pytest.mark.skipif(not HAS_SPACY_MODEL, reason="no spaCy English model")
@@ -31,6 +32,7 @@ CASES = [
     *[
         ("recipe", name, {})
         for name in (
+            "demo",
             "g-refine",
             "g-refine-perceptual",
             "g-refine-alignment",

@@ -19,7 +19,10 @@ def plugins_command() -> None:
     by_plugin: dict[tuple[str, str], list[str]] = {}
     for kind, entries in registry.entries.items():
         for entry in entries.values():
-            by_plugin.setdefault((entry.distribution, entry.plugin), []).append(f"{kind}:{entry.name}")
+            licence = f"  [licence: {entry.licence}]" if entry.licence else ""
+            by_plugin.setdefault((entry.distribution, entry.plugin), []).append(
+                f"{kind}:{entry.name}{licence}"
+            )
     for (distribution, plugin), parts in sorted(by_plugin.items()):
         click.echo(f"{distribution} ({plugin})")
         for part in sorted(parts):
@@ -45,6 +48,7 @@ def list_command(kind: str | None, pattern: str) -> None:
         for name in names:
             entry = registry.get(k, name)
             summary = f"  {entry.summary}" if entry.summary else ""
+            summary += f" [licence: {entry.licence}]" if entry.licence else ""
             click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
     warn_plugin_failures()
 
