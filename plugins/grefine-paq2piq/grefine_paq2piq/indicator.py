@@ -101,7 +101,7 @@ class PaQ2PiQ:
 
     def fetch_weights(self) -> list[str]:
         """``grefine fetch-weights``: download a hub reference into the Hugging Face cache."""
-        if self.weights.startswith("random"):
+        if self.weights == "random" or self.weights.startswith("random:"):
             return ["random weights: nothing to fetch"]
         if not self.weights.startswith(HUB_PREFIX):
             return [f"local file {self.weights}: nothing to fetch"]

@@ -227,3 +227,9 @@ def test_missing_default_weights_is_one_clear_error(tmp_path: Path, monkeypatch:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "fetch-weights" in result.stderr and "Traceback" not in result.output
+
+
+def test_fetch_weights_lines(tmp_path: Path) -> None:
+    assert PaQ2PiQ(weights="random:2").fetch_weights() == ["random weights: nothing to fetch"]
+    local = PaQ2PiQ(weights=str(tmp_path / "random.pth")).fetch_weights()
+    assert local[0].startswith("local file")
