@@ -102,7 +102,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ref = naive_scores(backbone, image, FIG5, phrases, aq.template_list)
         naive.append(time.perf_counter() - t0)
-    rep = qmap.details["report"]
+    rep = qmap.report
     got = [rep.prompt_score] + [s for p in rep.phrases for s in (p.phrase_score, p.noun_score)]
     diff = float(np.max(np.abs(np.asarray(got) - np.asarray(ref))))
     tb, tn = min(batched), min(naive)

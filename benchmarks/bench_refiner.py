@@ -12,6 +12,13 @@ about 1/5 of the image; the maps come from a controlled indicator so the masks a
 The counts depend on step counts, strengths and working sizes only, so the tiny models give
 the same ratios a real SDXL run at the same settings would (its working area is 1024² instead
 of 64²). Run: ``python benchmarks/bench_refiner.py`` (about a minute on 2 CPU cores).
+
+Two corners: one image with two small defects in opposite corners, stage 1 with a regions
+block, ``merge = "each"`` (one crop per region, enlarged at most ``max_upscale``) against
+``merge = "single"`` (one crop around the whole mask: nearly the whole image). The geometry is
+a 1024x768 image at a 1024² working area scaled down by ``--corners-scale`` (the latent-pixel
+ratio depends on the proportions only, up to rounding to multiples of 8). ``--corners-only``
+runs just this case.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from PIL import Image
 
 from grefine_kit.combiners import GRefineCombiner
 from grefine_kit.pipeline import Refiner
+from grefine_kit.regions import ComponentRegions
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import QualityMap
@@ -54,6 +62,25 @@ class ControlledIndicator:
                     round(y0 * im.height) : round(y1 * im.height), round(x0 * im.width) : round(x1 * im.width)
                 ] = 0.1
             out.append(QualityMap(map=m, score=self.scores[image_id], indicator="controlled"))
+        return out
+
+
+@attrs.define
+class TwoBoxIndicator:
+    """Perceptual quality 0.1 in each of ``boxes`` (fractions of the image), 1 elsewhere."""
+
+    boxes: tuple[tuple[float, float, float, float], ...]
+    needs_prompt: bool = False
+
+    def score(self, images: Sequence[Image.Image], prompts: Any = None) -> list[QualityMap]:
+        out = []
+        for im in images:
+            m = np.ones((im.height, im.width), np.float32)
+            for x0, y0, x1, y1 in self.boxes:
+                m[
+                    round(y0 * im.height) : round(y1 * im.height), round(x0 * im.width) : round(x1 * im.width)
+                ] = 0.1
+            out.append(QualityMap(map=m, score=0.45, indicator="two-box"))
         return out
 
 
@@ -83,8 +110,9 @@ def run(
     started = time.perf_counter()
     for image, prompt, image_id in items:
         before = {k: c.snapshot() for k, c in counters.items()}
-        if isinstance(refiner.perceptual, ControlledIndicator):
-            refiner.perceptual.current[:] = [image_id]
+        indicator = refiner.part("perceptual")
+        if isinstance(indicator, ControlledIndicator):
+            indicator.current[:] = [image_id]
         result = refiner.refine(image, prompt, image_id)
         delta = {
             k: [a - b for a, b in zip(c.snapshot(), before[k], strict=True)] for k, c in counters.items()
@@ -94,6 +122,56 @@ def run(
     total_calls = sum(sum(p[k][0] for k in counters) for p in per_image)
     total_pixels = sum(sum(p[k][1] for k in counters) for p in per_image)
     return {"per_image": per_image, "calls": total_calls, "pixels": total_pixels, "seconds": seconds}
+
+
+def two_corners(scale: int, iterations: int) -> dict[str, Any]:
+    """Latent-pixel evaluations of stage 1 on two corner defects: per region vs one crop."""
+    w, h, resolution, padding = 1024 // scale, 768 // scale, 1024 // scale, max(1, 32 // scale)
+    image = sample_images([(w, h)])[0]
+    indicator = TwoBoxIndicator(((0.04, 0.05, 0.16, 0.2), (0.84, 0.8, 0.96, 0.95)))
+    inpaint = InpaintStage(model="tiny", resolution=resolution)
+    counter = Counter(inpaint.pipeline().unet)
+    out: dict[str, Any] = {"size": [w, h], "resolution": resolution, "padding": padding}
+    for label, regions in (
+        ("each", ComponentRegions(merge="each", padding=padding)),
+        ("each-uncapped", ComponentRegions(merge="each", padding=padding, max_upscale=0)),
+        ("single", ComponentRegions(merge="single", padding=padding)),
+    ):
+        refiner = Refiner(
+            perceptual=indicator,
+            combiner=GRefineCombiner(),
+            regions=regions,
+            stage1=inpaint,
+            iterations=iterations,
+        )
+        before = counter.snapshot()
+        started = time.perf_counter()
+        result = refiner.refine(image, "a red house next to a green tree", "corners")
+        calls, pixels = (a - b for a, b in zip(counter.snapshot(), before, strict=True))
+        crops = [r["crop"] for r in result.report["stage1"]["regions"]]
+        out[label] = {
+            "calls": calls,
+            "pixels": pixels,
+            "crops": crops,
+            "seconds": time.perf_counter() - started,
+        }
+    out["ratio"] = out["each"]["pixels"] / out["single"]["pixels"]
+    out["ratio_uncapped"] = out["each-uncapped"]["pixels"] / out["single"]["pixels"]
+    print(
+        f"two corners: {w}x{h} (1024x768 at 1/{scale}), working area {resolution}², padding {padding} px; "
+        f"stage-1 latent-pixel evaluations:"
+    )
+    for label in ("each", "each-uncapped", "single"):
+        r = out[label]
+        print(
+            f"  {label}: {len(r['crops'])} crop(s) {r['crops']}, "
+            f"{r['calls']} UNet calls, {r['pixels']} latent px"
+        )
+    print(
+        f"  each / single = {out['ratio']:.3f} (target <= 0.5; max_upscale 2); "
+        f"without the upscale cap each / single = {out['ratio_uncapped']:.3f}"
+    )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -111,8 +189,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--baseline-strength", type=float, action="append", help="repeatable; default 0.3 0.5 0.75"
     )
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--corners-scale", type=int, default=4, help="two-corner case: 1024x768 divided by this"
+    )
+    parser.add_argument("--corners-only", action="store_true", help="run only the two-corner case")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.corners_only:
+        corners = two_corners(args.corners_scale, args.iterations)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump({"settings": vars(args), "two-corners": corners}, fh, indent=1)
+        return {"two-corners": corners}
     w, h = (int(x) for x in args.size.lower().split("x"))
     side = 0.2**0.5  # a square box covering 1/5 of the image
     boxes: dict[str, tuple[float, float, float, float] | None] = {}
@@ -135,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stage2=img2img,
         iterations=args.iterations,
         delta=args.delta,
-        only_masked=True,
+        regions=ComponentRegions(merge="single", padding=round(0.0625 * min(w, h)), max_upscale=0),
     )
     results: dict[str, Any] = {"settings": vars(args), "g-refine": run(grefine, items, counters)}
     g = results["g-refine"]
@@ -159,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"img2img baseline strength {strength}: {b['calls']} UNet calls, {b['pixels']} latent-pixel "
             f"evaluations, {b['seconds']:.1f} s -> g-refine / baseline = {ratio:.3f}"
         )
+    results["two-corners"] = two_corners(args.corners_scale, args.iterations)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=1)

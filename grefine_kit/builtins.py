@@ -61,6 +61,15 @@ def register_combiners(register: Register) -> None:
 
 
 @hookimpl
+def register_regions(register: Register) -> None:
+    register(
+        "components",
+        "grefine_kit.regions:ComponentRegions",
+        summary="connected components of the mask, tagged with the defect that made each",
+    )
+
+
+@hookimpl
 def register_stages(register: Register) -> None:
     register(
         "inpaint",

@@ -23,6 +23,7 @@ import numpy as np
 from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.parts import PartBase
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = [
@@ -31,9 +32,11 @@ __all__ = [
     "GRefineCombiner",
     "PerceptualCombiner",
     "SoftCombiner",
+    "at_size",
     "box_mean",
     "dilate",
     "empty_mask",
+    "feather",
 ]
 
 
@@ -77,7 +80,7 @@ def box_mean(arr: np.ndarray, radius: int) -> np.ndarray:
     return (_box_sum(padded, radius) / float((2 * radius + 1) ** 2)).astype(np.float32)
 
 
-def _feather(core: np.ndarray, radius: int) -> np.ndarray:
+def feather(core: np.ndarray, radius: int) -> np.ndarray:
     """Two box passes (radii r//2 and r - r//2): a smooth ramp whose support grows by exactly r."""
     r1 = radius // 2
     out = box_mean(box_mean(core, r1), radius - r1)
@@ -85,7 +88,8 @@ def _feather(core: np.ndarray, radius: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _at_size(qmap: QualityMap, size: tuple[int, int]) -> np.ndarray:
+def at_size(qmap: QualityMap, size: tuple[int, int]) -> np.ndarray:
+    """The map resized (bilinear) to ``size = (width, height)``; as is when it already fits."""
     w, h = size
     if qmap.map.shape == (h, w):
         return qmap.map
@@ -120,7 +124,7 @@ def _unit(lo: float, hi: float) -> Any:
 
 
 @attrs.define(kw_only=True)
-class GRefineCombiner:
+class GRefineCombiner(PartBase):
     """The paper's mask: ``D = (1 − P) + (1 − A)``, binarised at ``threshold``, grown, feathered.
 
     Options:
@@ -153,9 +157,9 @@ class GRefineCombiner:
         w, h = size
         d = np.zeros((h, w), np.float32)
         if perceptual is not None:
-            d += 1.0 - _at_size(perceptual, size)
+            d += 1.0 - at_size(perceptual, size)
         if alignment is not None:
-            d += 1.0 - _at_size(alignment, size)
+            d += 1.0 - at_size(alignment, size)
         return d
 
     def _missing(self, perceptual: QualityMap | None, alignment: QualityMap | None) -> None:
@@ -180,7 +184,7 @@ class GRefineCombiner:
         # blurring a region R with a kernel of support k gives 1 on erode(R, k) and 0 beyond
         # dilate(R, k): with R = dilate(grown, k), the ramp runs from grown's edge outwards over 2k
         k = round(self.feather * short) // 2
-        soft = _feather(dilate(grown, k), k)
+        soft = feather(dilate(grown, k), k)
         soft = np.maximum(soft, grown)  # exact 1 on the grown mask despite float round-off
         binary = (soft > 0).astype(np.float32)
         return Mask(binary=binary, soft=soft)
@@ -211,7 +215,7 @@ class AlignmentCombiner(GRefineCombiner):
 
 
 @attrs.define(kw_only=True)
-class SoftCombiner:
+class SoftCombiner(PartBase):
     """Soft deficiency, no binarisation: the blend weight follows ``D`` itself.
 
     ``soft = clip((D − low) / (high − low), 0, 1)``, smoothed over ``feather``; ``binary`` is
@@ -239,5 +243,5 @@ class SoftCombiner:
         weight = np.clip((d - self.low) / (self.high - self.low), 0.0, 1.0).astype(np.float32)
         if (weight > 0).mean() < self.min_area or not weight.any():
             return empty_mask(size)
-        soft = _feather(weight, round(self.feather * min(size)))
+        soft = feather(weight, round(self.feather * min(size)))
         return Mask(binary=(soft > 0).astype(np.float32), soft=soft)

@@ -27,5 +27,23 @@ class MissingDependencyError(UserError):
     """An optional library, model or weight file is not installed; the message says how to get it."""
 
 
+class SetupError(UserError):
+    """A problem every item of a run would hit (output folder unwritable, disk full, a broken
+    model file, a missing device): the run stops at once, keeping what it finished (exit 2)."""
+
+
+class OutputWriteError(SetupError):
+    """An output file could not be written (read-only folder, full disk, permissions)."""
+
+
+class RunLockedError(SetupError):
+    """Another run holds the output folder's lock; the message names it."""
+
+
+class NonFiniteError(GrefineError):
+    """A model produced NaN or infinite values (an overflow, e.g. fp16 or an extreme option):
+    that item fails with reason "non-finite output"; the run goes on."""
+
+
 class PluginError(GrefineError):
     """A plugin is broken (duplicate names, a failing hook)."""

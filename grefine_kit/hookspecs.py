@@ -49,6 +49,11 @@ def register_combiners(register: Register) -> None:
 
 
 @hookspec
+def register_regions(register: Register) -> None:
+    """Register region detectors (mask + maps -> regions refined one crop each)."""
+
+
+@hookspec
 def register_stages(register: Register) -> None:
     """Register refiner stages (image [+ mask] -> image)."""
 

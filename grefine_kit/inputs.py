@@ -15,8 +15,11 @@ Rules (docs/scoring.md):
 from __future__ import annotations
 
 import csv
+import errno
 import glob
+import io
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -34,6 +37,8 @@ IMAGE_EXTENSIONS: Final = frozenset(
 IMAGE_COLUMNS: Final = ("image", "file", "filename", "path")
 """Accepted names of the image column of a prompts CSV (case-insensitive), first match wins."""
 PROMPT_COLUMN: Final = "prompt"
+MAX_PROMPTS_BYTES: Final = 64 * 2**20
+"""The largest prompts CSV read (64 MiB: about a million long prompts)."""
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -54,6 +59,21 @@ def _folder_images(folder: Path, recursive: bool) -> list[Path]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # skip .git, .cache, ...
         found.extend(Path(root, f) for f in files if _is_image(Path(f)))
     return _sorted(p for p in found if p.is_file())
+
+
+def _odd_file(path: Path) -> str | None:
+    """Why ``path`` exists but cannot be an input (a FIFO, a device, a symlink loop), or None."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (a link that leads back to itself)"
+        return None  # missing: reported with the others
+    if stat.S_ISFIFO(st.st_mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        return "a device or socket"
+    return None
 
 
 def expand_inputs(args: Sequence[str | os.PathLike[str]], *, recursive: bool = False) -> list[Path]:
@@ -77,6 +97,9 @@ def expand_inputs(args: Sequence[str | os.PathLike[str]], *, recursive: bool = F
     for arg in args:
         text = os.fspath(arg)
         path = Path(text)
+        odd = _odd_file(path)
+        if odd:
+            raise UserError(f"{text}: {odd}, not an image file")
         if path.is_file():
             add([path])
         elif path.is_dir():
@@ -114,14 +137,23 @@ def read_prompts_csv(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     p = Path(path)
     try:
-        with p.open(newline="", encoding="utf-8-sig") as f:
-            return _parse_prompts(csv.reader(f), p)
+        odd = _odd_file(p)
+        if odd:
+            raise UserError(f"{p}: {odd}, not a prompts CSV")
+        with p.open("rb") as raw:
+            data = raw.read(MAX_PROMPTS_BYTES + 1)  # /dev/zero or a huge file must not eat memory
+        if len(data) > MAX_PROMPTS_BYTES:
+            raise UserError(f"{p}: larger than {MAX_PROMPTS_BYTES // 2**20} MiB; not a prompts CSV")
+        text = data.decode("utf-8-sig")
+        return _parse_prompts(csv.reader(io.StringIO(text, newline="")), p)
     except FileNotFoundError as e:
         raise UserError(f"{p}: prompts CSV not found") from e
     except UnicodeDecodeError as e:
         raise UserError(f"{p}: not UTF-8 text ({e.reason})") from e
     except csv.Error as e:
         raise UserError(f"{p}: not a valid CSV ({e})") from e
+    except IsADirectoryError as e:
+        raise UserError(f"{p}: a folder, not a prompts CSV") from e
     except OSError as e:
         raise UserError(f"{p}: cannot read ({e.strerror or e})") from e
 

@@ -17,8 +17,11 @@ Layout::
     [indicators.alignment]       # optional
     part = "aq-map"
 
-    [combiner]                   # required with stage1
+    [combiner]                   # required with stage1 (it writes the mask stage 1 reads)
     part = "g-refine"
+
+    [regions]                    # optional: refine each defect on its own crop
+    part = "components"
 
     [stage1]                     # optional: masked refinement
     part = "inpaint"
@@ -26,14 +29,16 @@ Layout::
     [stage2]                     # optional: mild global pass
     part = "img2img"
 
-    [refiner]                    # Refiner settings (iterations, strength rule, ...)
+    [refiner]                    # RefinerOptions (iterations, strength rule, ...)
     iterations = 20
+
+The tables and their part kinds come from the role table (``grefine_kit.roles``); the blocks
+they become are checked like the Refiner checks them (every read written earlier).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import tomllib
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
@@ -43,15 +48,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from grefine_kit.errors import RecipeError, UserError
+from grefine_kit.options import RefinerOptions
 from grefine_kit.registry import Registry, check_options, error_text, get_registry, suggest
+from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role
+from grefine_kit.toml_writer import dump_toml
 
 if TYPE_CHECKING:
     from grefine_kit.pipeline import Refiner
 
-__all__ = ["PartSpec", "Recipe"]
+__all__ = ["PartSpec", "Recipe", "dump_toml"]
 
-TOP_LEVEL_KEYS = ("name", "description", "seed", "indicators", "combiner", "stage1", "stage2", "refiner")
-INDICATOR_ROLES = ("perceptual", "alignment")
+#: top-level keys: the scalars, then each role table's first key (``indicators``, ``combiner``, ...)
+TOP_LEVEL_KEYS = ("name", "description", "seed", *dict.fromkeys(r.path[0] for r in ROLES), "refiner")
 #: options the CLI's --device / --dtype override on every part that accepts them
 RUNTIME_OPTIONS = ("device", "dtype")
 
@@ -68,21 +76,39 @@ class PartSpec:
         return {"part": self.part, **self.options}
 
 
+def _parts(value: Mapping[str, PartSpec]) -> dict[str, PartSpec]:
+    known = {r.name for r in ROLES}
+    unknown = set(value) - known
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles: {', '.join(known)}")
+    return {r.name: value[r.name] for r in ROLES if r.name in value}  # role-table order
+
+
 @attrs.frozen
 class Recipe:
-    """A validated recipe. ``source`` says where it came from (a path or ``builtin:NAME``)."""
+    """A validated recipe. ``parts`` maps role names (``grefine_kit.roles``) to PartSpecs;
+    ``refiner`` is the ``[refiner]`` table as written (see :attr:`options`). ``source`` says
+    where it came from (a path or ``builtin:NAME``)."""
 
     name: str
-    combiner: PartSpec | None = None
     description: str = ""
     seed: int = 0
-    perceptual: PartSpec | None = None
-    alignment: PartSpec | None = None
-    stage1: PartSpec | None = None
-    stage2: PartSpec | None = None
+    parts: Mapping[str, PartSpec] = attrs.field(factory=dict, converter=_parts)
     refiner: Mapping[str, Any] = attrs.field(factory=dict)
     #: provenance only: two recipes with the same content are equal wherever they came from
     source: str = attrs.field(default="<memory>", eq=False)
+
+    def part(self, role: str) -> PartSpec | None:
+        """The spec in role ``role`` (``perceptual``, ``stage1``, ...), None when absent."""
+        return self.parts.get(role)
+
+    @property
+    def options(self) -> RefinerOptions:
+        """The ``[refiner]`` table as ``RefinerOptions``."""
+        try:
+            return RefinerOptions.from_table(self.refiner)
+        except UserError as exc:
+            raise RecipeError(f"{self.source}: {exc}") from exc
 
     # -- loading -----------------------------------------------------------------------
 
@@ -127,7 +153,12 @@ class Recipe:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"{source}: not valid TOML: {exc}") from exc
-        return cls.from_dict(data, source=source, registry=registry)
+        except RecursionError:  # tomllib recurses per nesting level
+            raise RecipeError(f"{source}: not a usable recipe: arrays or tables nested too deeply") from None
+        try:
+            return cls.from_dict(data, source=source, registry=registry)
+        except RecursionError:
+            raise RecipeError(f"{source}: not a usable recipe: values nested too deeply") from None
 
     @classmethod
     def from_dict(
@@ -153,7 +184,8 @@ class Recipe:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
             raise fail("seed", f"must be an integer in [0, 2**63); got {seed!r}")
 
-        def part_spec(key: str, kind: str, table: Any) -> PartSpec:
+        def part_spec(slot: Role, table: Any) -> PartSpec:
+            key, kind = slot.table, slot.kind
             if not isinstance(table, Mapping):
                 raise fail(key, f"must be a table with a 'part' key, not {_type_name(table)}")
             part = table.get("part")
@@ -175,42 +207,33 @@ class Recipe:
                 raise fail(key, str(exc)) from exc
             return PartSpec(kind, part, options)
 
-        indicators = data.get("indicators", {})
-        if not isinstance(indicators, Mapping):
-            raise fail("indicators", f"must be a table, not {_type_name(indicators)}")
-        for role in indicators:
-            if role not in INDICATOR_ROLES:
-                raise fail(
-                    f"indicators.{role}",
-                    f"unknown role{suggest(role, INDICATOR_ROLES)}; allowed: {', '.join(INDICATOR_ROLES)}",
-                )
-        specs = {
-            role: part_spec(f"indicators.{role}", "indicator", indicators[role])
-            for role in INDICATOR_ROLES
-            if role in indicators
-        }
-        combiner = part_spec("combiner", "combiner", data["combiner"]) if "combiner" in data else None
-        if combiner is None and "stage1" in data:
-            raise fail(
-                "combiner",
-                'required with a stage1: a table naming a combiner, e.g. [combiner] part = "g-refine"',
-            )
-        stages = {key: part_spec(key, "stage", data[key]) for key in ("stage1", "stage2") if key in data}
+        groups = {r.path[0] for r in ROLES if len(r.path) > 1}
+        for group in sorted(groups):
+            table = data.get(group, {})
+            if not isinstance(table, Mapping):
+                raise fail(group, f"must be a table, not {_type_name(table)}")
+            allowed = [r.path[1] for r in ROLES if r.path[0] == group]
+            for key in table:
+                if key not in allowed:
+                    raise fail(
+                        f"{group}.{key}",
+                        f"unknown role{suggest(key, allowed)}; allowed: {', '.join(allowed)}",
+                    )
+        parts: dict[str, PartSpec] = {}
+        for slot in ROLES:
+            table = _lookup(data, slot.path)
+            if table is not None:
+                parts[slot.name] = part_spec(slot, table)
         refiner = data.get("refiner", {})
         if not isinstance(refiner, Mapping):
             raise fail("refiner", f"must be a table, not {_type_name(refiner)}")
-        _check_refiner_options(refiner, fail)
+        try:
+            RefinerOptions.from_table(refiner)
+        except UserError as exc:
+            raise RecipeError(f"{source}: {exc}") from exc
+        _check_graph(parts, registry, source)
         return cls(
-            name=name,
-            description=description,
-            seed=seed,
-            perceptual=specs.get("perceptual"),
-            alignment=specs.get("alignment"),
-            combiner=combiner,
-            stage1=stages.get("stage1"),
-            stage2=stages.get("stage2"),
-            refiner=dict(refiner),
-            source=source,
+            name=name, description=description, seed=seed, parts=parts, refiner=dict(refiner), source=source
         )
 
     # -- output ------------------------------------------------------------------------
@@ -220,18 +243,14 @@ class Recipe:
         if self.description:
             data["description"] = self.description
         data["seed"] = self.seed
-        indicators = {
-            role: spec.to_table()
-            for role, spec in (("perceptual", self.perceptual), ("alignment", self.alignment))
-            if spec is not None
-        }
-        if indicators:
-            data["indicators"] = indicators
-        if self.combiner is not None:
-            data["combiner"] = self.combiner.to_table()
-        for key, spec in (("stage1", self.stage1), ("stage2", self.stage2)):
+        for slot in ROLES:
+            spec = self.parts.get(slot.name)
             if spec is not None:
-                data[key] = spec.to_table()
+                *groups, last = slot.path
+                target = data
+                for group in groups:
+                    target = target.setdefault(group, {})
+                target[last] = spec.to_table()
         if self.refiner:
             data["refiner"] = dict(self.refiner)
         return data
@@ -257,20 +276,12 @@ class Recipe:
             raise ValueError(f"only {RUNTIME_OPTIONS} can be overridden; got {sorted(unknown)}")
         registry = get_registry()
 
-        def patch(spec: PartSpec | None) -> PartSpec | None:
-            if spec is None:
-                return None
+        def patch(spec: PartSpec) -> PartSpec:
             accepted = registry.option_names(spec.kind, spec.part)
             extra = {k: v for k, v in overrides.items() if accepted is None or k in accepted}
             return attrs.evolve(spec, options={**spec.options, **extra})
 
-        return attrs.evolve(
-            self,
-            perceptual=patch(self.perceptual),
-            alignment=patch(self.alignment),
-            stage1=patch(self.stage1),
-            stage2=patch(self.stage2),
-        )
+        return attrs.evolve(self, parts={role: patch(spec) for role, spec in self.parts.items()})
 
     def build_part(self, spec: PartSpec, registry: Registry | None = None) -> Any:
         registry = registry or get_registry()
@@ -280,11 +291,11 @@ class Recipe:
             raise RecipeError(f"{self.source}: {exc}") from exc
 
     def build_indicators(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The recipe's indicators by role (``perceptual`` / ``alignment``), built lazily-loading."""
+        """The recipe's indicators by role, built (lazily-loading: no weights yet)."""
         return {
-            role: self.build_part(spec, registry)
-            for role, spec in (("perceptual", self.perceptual), ("alignment", self.alignment))
-            if spec is not None
+            role: self.build_part(self.parts[role], registry)
+            for role in INDICATOR_ROLES
+            if role in self.parts
         }
 
     def build(self, registry: Registry | None = None) -> Refiner:
@@ -292,22 +303,18 @@ class Recipe:
         from grefine_kit.pipeline import Refiner
 
         registry = registry or get_registry()
-        indicators = self.build_indicators(registry)
-        parts: dict[str, Any] = {}
-        if self.combiner is not None:
-            parts["combiner"] = self.build_part(self.combiner, registry)
+        parts = {role: self.build_part(spec, registry) for role, spec in self.parts.items()}
         try:
             return Refiner(
-                perceptual=indicators.get("perceptual"),
-                alignment=indicators.get("alignment"),
                 **parts,
-                stage1=self.build_part(self.stage1, registry) if self.stage1 else None,
-                stage2=self.build_part(self.stage2, registry) if self.stage2 else None,
+                options=self.options,
+                part_names={role: spec.part for role, spec in self.parts.items()},
                 seed=self.seed,
                 recipe_name=self.name,
                 recipe_hash=self.hash,
-                **dict(self.refiner),
             )
+        except UserError as exc:
+            raise RecipeError(f"{self.source}: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"{self.source}: refiner: {error_text(exc)}") from exc
 
@@ -316,36 +323,28 @@ class Recipe:
         self.build(registry)
 
 
-def _check_refiner_options(refiner: Mapping[str, Any], fail: Any) -> None:
+def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _check_graph(parts: Mapping[str, PartSpec], registry: Registry, source: str) -> None:
+    """The Refiner's block check on the recipe's part classes (nothing is built)."""
+    from grefine_kit.blocks import check_blocks, declared_io
+    from grefine_kit.roles import role
+
+    io = []
+    for name, spec in parts.items():
+        reads, writes = declared_io(role(name), registry.get(spec.kind, spec.part).load())
+        io.append((f"{name} ({spec.part})", reads, writes))
     try:
-        from grefine_kit.pipeline import Refiner
-    except ImportError:  # pragma: no cover - the pipeline module is part of the package
-        return
-    accepted = [
-        f.alias or f.name
-        for f in attrs.fields(Refiner)
-        if f.init
-        and f.name
-        not in {
-            "perceptual",
-            "alignment",
-            "combiner",
-            "stage1",
-            "stage2",
-            "seed",
-            "recipe_name",
-            "recipe_hash",
-        }
-    ]
-    for key in refiner:
-        if key not in accepted:
-            raise fail(
-                f"refiner.{key}", f"unknown option{suggest(key, accepted)}; options: {', '.join(accepted)}"
-            )
-    try:
-        check_options(Refiner, refiner, what="")
-    except UserError as exc:
-        raise fail("refiner", str(exc)) from exc
+        check_blocks(io)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}") from exc
 
 
 def _type_name(value: Any) -> str:
@@ -357,58 +356,3 @@ def _type_name(value: Any) -> str:
         float: "a float",
         bool: "a boolean",
     }.get(type(value), type(value).__name__)
-
-
-# -- a small TOML writer for recipe values (str, int, float, bool, arrays, tables) ----------
-
-
-def _toml_key(key: str) -> str:
-    if key and all(c.isalnum() or c in "-_" for c in key):
-        return key
-    return _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        escaped = (
-            value.replace("\\", "\\\\")
-            .replace('"', '\\"')
-            .replace("\n", "\\n")
-            .replace("\t", "\\t")
-            .replace("\r", "\\r")
-        )
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def dump_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """Write nested mappings as TOML tables (scalars first, then sub-tables)."""
-    lines: list[str] = []
-    tables: list[tuple[str, Mapping[str, Any]]] = []
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            tables.append((key, value))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    out = "\n".join(lines)
-    for key, table in tables:
-        name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
-        has_scalars = any(not isinstance(v, Mapping) for v in table.values())
-        body = dump_toml(table, name)
-        header = f"[{name}]\n" if has_scalars or not table else ""
-        out += ("\n\n" if out else "") + header + body
-    return out.strip("\n") + ("\n" if prefix == "" else "")

@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {
     "indicator": "register_indicators",
     "parser": "register_parsers",
     "combiner": "register_combiners",
+    "regions": "register_regions",
     "stage": "register_stages",
     "metric": "register_metrics",
     "recipe": "register_recipes",

@@ -12,32 +12,48 @@ that is a setup problem every image would hit.
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import json
-import os
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from grefine_kit.errors import ImageError, UserError
+from grefine_kit.errors import ImageError, NonFiniteError, UserError
 from grefine_kit.images import (
     FROM_ENV,
     MaxPixels,
     load_image,
     overlay_heatmap,
     resolve_max_pixels,
-    save_map_npy,
 )
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.inputs import PromptIndex, make_output_dir
+from grefine_kit.runs import atomic
+from grefine_kit.runs.failures import FailureSummary
+from grefine_kit.runs.faults import fault_point
+from grefine_kit.runs.fingerprint import config_hash, indicator_config, item_fingerprint
+from grefine_kit.runs.folder import RunFolder
+from grefine_kit.runs.items import Item, display_path, make_items, safe_text
+from grefine_kit.runs.layout import OutputNames, output_stems
+from grefine_kit.runs.numeric import check_quality_map
 from grefine_kit.types import QualityMap
 
-__all__ = ["HEAD_COLUMNS", "TAIL_COLUMNS", "ScoreSummary", "flatten_details", "output_stems", "score_files"]
+__all__ = [
+    "HEAD_COLUMNS",
+    "TAIL_COLUMNS",
+    "ScoreSummary",
+    "flatten_details",
+    "output_stems",
+    "score_files",
+    "score_items",
+    "write_results",
+]
 
 Format = Literal["csv", "json"]
 
@@ -57,40 +73,18 @@ class ScoreSummary:
     n_failed: int
     results_path: Path
     out_dir: Path
+    n_skipped: int = 0
+    n_redone: int = 0
+    redo_reasons: Mapping[str, int] = attrs.field(factory=dict)
+    failures: FailureSummary = attrs.field(factory=FailureSummary, eq=False)
 
     @property
     def n_total(self) -> int:
-        return self.n_ok + self.n_failed
+        return self.n_ok + self.n_failed + self.n_skipped
 
     @property
     def exit_code(self) -> int:
         return 1 if self.n_failed else 0
-
-
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """Base names for each file's outputs (``<stem>.heatmap.png``, ``<stem>.map.npy``).
-
-    A stem shared (case-insensitively) by several inputs, e.g. ``a/cat.png`` and
-    ``b/cat.jpg``, gets ``-<8 hex of sha1(path as given)>`` appended for every one of them,
-    so names depend only on the paths, never on their order.
-    """
-    counts: dict[str, int] = {}
-    for p in paths:
-        counts[p.stem.casefold()] = counts.get(p.stem.casefold(), 0) + 1
-    out: list[str] = []
-    taken: set[str] = {p.stem.casefold() for p in paths if counts[p.stem.casefold()] == 1}
-    for p in paths:
-        if counts[p.stem.casefold()] == 1:
-            out.append(p.stem)
-            continue
-        digest = hashlib.sha1(p.as_posix().encode("utf-8")).hexdigest()
-        n = 8
-        while f"{p.stem}-{digest[:n]}".casefold() in taken and n < len(digest):
-            n += 4  # a real stem that looks like our suffix: lengthen until unique
-        name = f"{p.stem}-{digest[:n]}"
-        taken.add(name.casefold())
-        out.append(name)
-    return out
 
 
 def _is_scalar(v: Any) -> bool:
@@ -139,71 +133,45 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-class _CsvWriter:
-    """Streams rows; when a row brings new detail columns the file is rewritten once with the
-    wider header (written to a temporary file and renamed, so it is never half-written)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.details: list[str] = []
-        self.rows: list[dict[str, str]] = []
-        self.f: IO[str] = self._rewrite()
-
-    @property
-    def columns(self) -> list[str]:
-        return [*HEAD_COLUMNS, *self.details, *TAIL_COLUMNS]
-
-    def _rewrite(self) -> IO[str]:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            w.writerows([[r.get(c, "") for c in self.columns] for r in self.rows])
-        os.replace(tmp, self.path)
-        return self.path.open("a", newline="", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
+def _csv_view(records: Sequence[dict[str, Any]]) -> str:
+    """The CSV text of ``records``: fixed head and tail columns, detail columns in first-seen order."""
+    rows: list[dict[str, str]] = []
+    details: list[str] = []
+    for record in records:
         row = {k: _cell(v) for k, v in record.items() if k not in ("details", "result")}
         row.update({k: _cell(v) for k, v in flatten_details(record.get("details") or {}).items()})
-        self.rows.append(row)
-        new = [k for k in row if k not in HEAD_COLUMNS and k not in TAIL_COLUMNS and k not in self.details]
-        if new:
-            self.f.close()
-            self.details.extend(new)
-            self.f = self._rewrite()
-        else:
-            csv.writer(self.f).writerow([row.get(c, "") for c in self.columns])
-            self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
+        rows.append(row)
+        details += [k for k in row if k not in HEAD_COLUMNS and k not in TAIL_COLUMNS and k not in details]
+    columns = [*HEAD_COLUMNS, *details, *TAIL_COLUMNS]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows([[r.get(c, "") for c in columns] for r in rows])
+    return buf.getvalue()
 
 
-class _JsonlWriter:
-    """JSON Lines: one complete JSON object per line, appended and flushed per row."""
+def _jsonl_view(records: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.f: IO[str] = path.open("w", encoding="utf-8")
 
-    def write(self, record: dict[str, Any]) -> None:
-        self.f.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-        self.f.flush()
+_LOG_ONLY = ("id", "fingerprint", "outputs", "redone")
 
-    def close(self) -> None:
-        self.f.close()
+
+def write_results(path: Path, fmt: Format, records: Sequence[dict[str, Any]]) -> None:
+    """(Re)write the results file from ``records`` (log records; log-only keys dropped), atomically."""
+    view = [{k: v for k, v in r.items() if k not in _LOG_ONLY} for r in records]
+    atomic.write_text(path, _csv_view(view) if fmt == "csv" else _jsonl_view(view))
 
 
 # --- the runner ------------------------------------------------------------------------
 
 
 @attrs.frozen
-class _Item:
+class _Ready:
     index: int
-    path: Path
+    item: Item
     stem: str
-    prompt: str | None
-    image: Image.Image | None = None
+    image: Image.Image
 
 
 def _check_result(qm: Any, image: Image.Image) -> QualityMap:
@@ -212,13 +180,14 @@ def _check_result(qm: Any, image: Image.Image) -> QualityMap:
     if qm.size != image.size:
         w, h = image.size
         raise ValueError(f"the indicator returned a {qm.size[0]}x{qm.size[1]} map for a {w}x{h} image")
+    check_quality_map(qm, "the indicator's")
     return qm
 
 
-def _score(indicator: Indicator, items: list[_Item]) -> list[QualityMap | Exception]:
+def _score(indicator: Indicator, items: list[_Ready]) -> list[QualityMap | Exception]:
     """Score ``items`` in one call; on failure, one image at a time."""
-    images = [it.image for it in items if it.image is not None]
-    prompts = [it.prompt or "" for it in items] if indicator.needs_prompt else None
+    images = [it.image for it in items]
+    prompts = [it.item.prompt or "" for it in items] if indicator.needs_prompt else None
     try:
         results = list(indicator.score(images, prompts))
         if len(results) != len(images):
@@ -233,7 +202,7 @@ def _score(indicator: Indicator, items: list[_Item]) -> list[QualityMap | Except
     for qm, image in zip(results, images, strict=True):
         try:
             out.append(_check_result(qm, image))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, NonFiniteError) as e:
             out.append(e)
     return out
 
@@ -241,7 +210,7 @@ def _score(indicator: Indicator, items: list[_Item]) -> list[QualityMap | Except
 def _error_message(e: BaseException) -> str:
     # our own errors carry a complete message; others get their type for context
     text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    return " ".join(text.split())  # one line per row
+    return safe_text(" ".join(text.split()))  # one line per row
 
 
 def score_files(
@@ -255,15 +224,19 @@ def score_files(
     progress: bool = True,
     save_maps: bool = True,
     max_pixels: MaxPixels = FROM_ENV,
+    resume: bool = True,
+    config: Mapping[str, Any] | None = None,
 ) -> ScoreSummary:
-    """Score ``paths`` with ``indicator`` and write results into ``out_dir`` (created).
+    """Score ``paths`` with ``indicator`` and write results into ``out_dir`` (a run folder).
 
     ``prompts``: one prompt for every image, or a mapping read by ``read_prompts_csv``
     (matched with :class:`~grefine_kit.inputs.PromptIndex`). ``fmt``: ``"csv"`` ->
     ``results.csv``, ``"json"`` -> ``results.jsonl``. ``save_maps``: write
     ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy``
     (float32 (H, W), 1 = good) per scored image. ``max_pixels``: as in ``load_image``.
-    Raises UserError for bad arguments; per-image problems become error rows.
+    ``resume``: skip items whose record in ``reports.jsonl`` is ``ok`` with a matching
+    fingerprint (the indicator's name and options, plus ``config``: e.g. the recipe's hash).
+    Raises UserError for bad arguments and setup problems; per-image problems become error rows.
     """
     if fmt not in RESULTS_NAMES:
         raise UserError(f"unknown format {fmt!r}; choose csv or json")
@@ -271,84 +244,177 @@ def score_files(
         raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
     if not paths:
         raise UserError("no images to score")
-    out_dir = make_output_dir(out_dir)
-    run = _Run(
-        indicator=indicator,
-        out_dir=out_dir,
-        prompts=PromptIndex(prompts) if isinstance(prompts, Mapping) else prompts,
+    return score_items(
+        make_items(list(paths), prompts),
+        indicator,
+        out_dir,
+        fmt=fmt,
+        batch_size=batch_size,
+        progress=progress,
         save_maps=save_maps,
-        # a bad GREFINE_MAX_PIXELS fails once, here, not once per image
-        limit=resolve_max_pixels(max_pixels),
+        max_pixels=max_pixels,
+        resume=resume,
+        config=config,
+        prompts_given=prompts is not None and not isinstance(prompts, str),
     )
-    results_path = out_dir / RESULTS_NAMES[fmt]
-    writer = _CsvWriter(results_path) if fmt == "csv" else _JsonlWriter(results_path)
-    stems = output_stems(list(paths))
-    n_ok = n_failed = 0
-    bar = tqdm(total=len(paths), unit="img", disable=not progress or not sys.stderr.isatty(), desc="scoring")
+
+
+def score_items(
+    items: Sequence[Item],
+    indicator: Indicator,
+    out_dir: Path,
+    *,
+    fmt: Format = "csv",
+    batch_size: int = 8,
+    progress: bool = True,
+    save_maps: bool = True,
+    max_pixels: MaxPixels = FROM_ENV,
+    resume: bool = True,
+    config: Mapping[str, Any] | None = None,
+    prompts_given: bool = False,
+) -> ScoreSummary:
+    """:func:`score_files` on ready-made items (ids, prompts)."""
+    # a bad GREFINE_MAX_PIXELS fails once, here, not once per image
+    limit = resolve_max_pixels(max_pixels)
+    run = _Run(indicator=indicator, save_maps=save_maps, limit=limit, prompts_given=prompts_given)
+    cfg = config_hash({**indicator_config(indicator), **(dict(config) if config is not None else {})})
+    stems = output_stems([it.image for it in items])
+    n_ok = n_failed = n_skipped = 0
+    redone: Counter[str] = Counter()
+    failures = FailureSummary()
+    bar = tqdm(total=len(items), unit="img", disable=not progress or not sys.stderr.isatty(), desc="scoring")
+    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder:
+        run.out_dir = folder.path
+        results_path = folder.path / RESULTS_NAMES[fmt]
+        try:
+            todo: list[tuple[Item, str, dict[str, Any] | None, str | None]] = []
+            for item, stem in zip(items, stems, strict=True):
+                fp, why, done = _resume_check(folder, item, cfg, save_maps, resume)
+                if done:
+                    n_skipped += 1
+                    bar.update(1)
+                    continue
+                todo.append((item, stem, fp, why))
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                fault_point("before-item")
+                for record in run.batch(chunk):
+                    fault_point("between-record-and-log")
+                    folder.append(record)
+                    ok = record["status"] == "ok"
+                    n_ok, n_failed = n_ok + ok, n_failed + (not ok)
+                    if not ok:
+                        failures.add(record)
+                    if record.get("redone"):
+                        redone[str(record["redone"])] += 1
+                    bar.update(1)
+                bar.set_postfix(failed=n_failed, refresh=False)
+        finally:
+            bar.close()
+            # the results file is a view of the log, rebuilt whole (never truncated up front)
+            ordered = [folder.records[it.id] for it in items if it.id in folder.records]
+            write_results(results_path, fmt, ordered)
+            fault_point("after-results")
+    return ScoreSummary(
+        n_ok=n_ok,
+        n_failed=n_failed,
+        results_path=results_path,
+        out_dir=folder.path,
+        n_skipped=n_skipped,
+        n_redone=sum(redone.values()),
+        redo_reasons=dict(redone),
+        failures=failures,
+    )
+
+
+def _resume_check(
+    folder: RunFolder, item: Item, cfg: str, save_maps: bool, resume: bool
+) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """``(fingerprint or None when the file cannot be read, why redone, done)``."""
+    old = folder.records.get(item.id)
     try:
-        for start in range(0, len(paths), batch_size):
-            batch = range(start, min(start + batch_size, len(paths)))
-            for record in run.batch([(paths[i], stems[i]) for i in batch]):
-                ok = record["status"] == "ok"
-                n_ok, n_failed = n_ok + ok, n_failed + (not ok)
-                writer.write(record)
-                bar.update(1)
-            bar.set_postfix(failed=n_failed, refresh=False)
-    finally:
-        bar.close()
-        writer.close()
-    return ScoreSummary(n_ok=n_ok, n_failed=n_failed, results_path=results_path, out_dir=out_dir)
+        fp = item_fingerprint(
+            item.image,
+            prompt=item.prompt,
+            seed=item.seed,
+            config=cfg,
+            options={"maps": bool(save_maps)},
+            known=old.get("fingerprint") if isinstance(old, dict) else None,
+        )
+    except OSError:
+        return None, None, False  # the loader reports it as the item's error
+    done, why = folder.resume_state(item.id, fp, [])
+    if resume and done:
+        return fp, None, True
+    if why is None and not resume and old is not None:
+        why = "--no-resume"
+    return fp, why, False
 
 
 @attrs.define
 class _Run:
     indicator: Indicator
-    out_dir: Path
-    prompts: PromptIndex | str | None
     save_maps: bool
     limit: int | None
+    prompts_given: bool = False
+    out_dir: Path = Path(".")
 
     @property
     def name(self) -> str:
         return str(getattr(self.indicator, "name", None) or type(self.indicator).__name__)
 
-    def _prompt(self, path: Path) -> str | None:
-        return self.prompts.get(path) if isinstance(self.prompts, PromptIndex) else self.prompts
-
-    def batch(self, files: list[tuple[Path, str]]) -> list[dict[str, Any]]:
-        """Records for ``files`` (path, output stem), in order."""
+    def batch(self, todo: list[tuple[Item, str, dict[str, Any] | None, str | None]]) -> list[dict[str, Any]]:
+        """Log records for ``todo`` (item, output stem, fingerprint, why redone), in order."""
         records: list[dict[str, Any]] = []
-        ready: list[_Item] = []
-        for i, (path, stem) in enumerate(files):
-            prompt = self._prompt(path)
-            rec: dict[str, Any] = {"file": str(path), "prompt": prompt or ""}
+        ready: list[_Ready] = []
+        for i, (item, stem, _, _) in enumerate(todo):
+            prompt = item.prompt
+            rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
             records.append(rec)
             if self.indicator.needs_prompt and not prompt:
-                how = f"no row for {path.name} in the prompts CSV" if self.prompts else "give --prompt"
+                how = (
+                    f"no row for {display_path(item.image.name)} in the prompts CSV"
+                    if self.prompts_given
+                    else "give --prompt"
+                )
                 rec["error"] = f"indicator {self.name!r} needs a prompt ({how})"
                 continue
             try:
-                image = load_image(path, max_pixels=self.limit)
+                image = load_image(item.image, max_pixels=self.limit)
             except Exception as e:  # one unreadable file never stops the run
                 rec["error"] = _error_message(e)
                 continue
             rec.update(width=image.width, height=image.height)
-            ready.append(_Item(i, path, stem, prompt, image))
+            ready.append(_Ready(i, item, stem, image))
         results = _score(self.indicator, ready) if ready else []
-        for item, result in zip(ready, results, strict=True):
-            rec = records[item.index]
+        for ready_item, result in zip(ready, results, strict=True):
+            rec = records[ready_item.index]
             if isinstance(result, Exception):
                 rec["error"] = _error_message(result)
                 continue
             rec.update(status="ok", **result.to_json())
             rec["indicator"] = result.indicator or self.name
-            if self.save_maps and item.image is not None:
-                heatmap, npy = f"{item.stem}.heatmap.png", f"{item.stem}.map.npy"
+            if self.save_maps:
+                names = OutputNames(ready_item.stem)
+                heatmap, npy = names.heatmap(), names.raw_map()
                 # compress_level 3: much faster than the default on large maps, a little bigger
-                overlay_heatmap(item.image, result.map).save(self.out_dir / heatmap, compress_level=3)
-                save_map_npy(self.out_dir / npy, result.map)
+                overlay = overlay_heatmap(ready_item.image, result.map)
+                atomic.write_png(self.out_dir / heatmap, overlay, compress_level=3)
+                atomic.write_npy(self.out_dir / npy, np.asarray(result.map, dtype=np.float32))
                 rec.update(heatmap=heatmap, map=npy)
-        return [_ordered(rec, rec.get("status") == "ok") for rec in records]
+        fault_point("after-output-write")
+        out = []
+        for (item, _, fp, why), rec in zip(todo, records, strict=True):
+            ok = rec.get("status") == "ok"
+            logged: dict[str, Any] = {"id": item.id, **_ordered(rec, ok)}
+            if fp is not None:
+                logged["fingerprint"] = fp
+            if ok and rec.get("heatmap"):
+                logged["outputs"] = [rec["heatmap"], rec["map"]]
+            if why:
+                logged["redone"] = why
+            out.append(logged)
+        return out
 
 
 def _ordered(rec: dict[str, Any], ok: bool) -> dict[str, Any]:

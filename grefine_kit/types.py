@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -47,7 +48,8 @@ def _check_unit_score(_inst: Any, attribute: attrs.Attribute[Any], value: float)
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value or {})
+    # a read-only view of a private copy: neither the caller nor a reader can change it later
+    return MappingProxyType(dict(value or {}))
 
 
 @attrs.frozen
@@ -58,14 +60,16 @@ class QualityMap:
         map: float32 ``(H, W)`` in ``[0, 1]``, 1 = good, at the input image's size.
         score: the image-level score in ``[0, 1]``, higher is better.
         indicator: the registry name of the indicator that produced it.
-        details: per-part results (e.g. PQ-Map's four factors, AQ-Map's report).
-            Values are plain Python/NumPy objects; ``to_json`` keeps the JSON-able ones.
+        details: per-part extras (e.g. PQ-Map's four factors), a read-only mapping of plain
+            Python/NumPy values; ``to_json`` keeps the JSON-able ones.
+        report: the alignment findings (AQ-Map), typed; None for other indicators.
     """
 
     map: np.ndarray = attrs.field(converter=_as_unit_map, eq=False, repr=False)
     score: float = attrs.field(converter=float, validator=_check_unit_score)
     indicator: str = ""
     details: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+    report: AlignmentReport | None = attrs.field(default=None, eq=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,12 +78,16 @@ class QualityMap:
         return (w, h)
 
     def to_json(self) -> dict[str, Any]:
-        """Score and JSON-able details (maps are left out: save them as ``.npy``)."""
-        return {
+        """Score and JSON-able details, the alignment report under ``details.report`` (maps are
+        left out: save them as ``.npy``)."""
+        out: dict[str, Any] = {
             "indicator": self.indicator,
             "score": self.score,
             "details": _jsonable(self.details),
         }
+        if self.report is not None:  # JSON readers find it where earlier versions put it
+            out["details"]["report"] = self.report.to_json()
+        return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -249,7 +257,9 @@ class AlignmentReport:
     """Per-phrase alignment findings for one image and prompt.
 
     ``emphasis`` lists ``(phrase text, weight)`` pairs that the refiner adds to the prompt
-    conditioning (paper eq. 7: weight 0.1).
+    conditioning (paper eq. 7: weight 0.1). ``defect_maps`` maps each defective phrase to the
+    float32 ``(H, W)`` region in [0, 1] its defect was drawn on (1 = defect there), so a region
+    detector can say which phrase made which part of the mask; it is left out of ``to_json``.
     """
 
     prompt: str
@@ -257,6 +267,9 @@ class AlignmentReport:
     phrases: tuple[PhraseReport, ...] = attrs.field(converter=_phrase_reports)
     emphasis: tuple[tuple[str, float], ...] = attrs.field(converter=_weighted, factory=tuple)
     note: str = ""
+    defect_maps: Mapping[str, np.ndarray] = attrs.field(
+        factory=dict, converter=_frozen_mapping, eq=False, repr=False
+    )
 
     def to_json(self) -> dict[str, Any]:
         return {

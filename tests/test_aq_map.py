@@ -213,7 +213,7 @@ def test_scores_match_an_independent_computation() -> None:
     feats = backbone.encode_text_ensemble(["", "red cat", "cat", "blue mat", "mat", prompt], templates)
     for image, qmap in zip(images, out, strict=True):
         assert qmap.map.shape == (image.height, image.width) and qmap.indicator == "aq-map"
-        rep = qmap.details["report"]
+        rep = qmap.report
         assert isinstance(rep, AlignmentReport) and qmap.details["parser"] == "fixed"
         assert [(p.text, p.noun, p.ancestor) for p in rep.phrases] == [
             ("red cat", "cat", "red cat"),
@@ -261,12 +261,12 @@ def test_score_scale_options(scale: str) -> None:
     with torch.no_grad():
         sims = tokens[0, 0] @ (feats[1:] - feats[0]).T
     expect = [1 / (1 + math.exp(-10 * float(c))) for c in sims]
-    rep = qmap.details["report"]
+    rep = qmap.report
     got = [rep.phrases[0].phrase_score, rep.phrases[0].noun_score, rep.phrases[1].phrase_score]
     got += [rep.phrases[1].noun_score, rep.prompt_score]
     np.testing.assert_allclose(got, expect, rtol=1e-5)
     assert qmap.details["score_scale"] == scale and base.details["score_scale"] == "cosine"
-    assert not np.allclose(got[-1], base.details["report"].prompt_score)
+    assert not np.allclose(got[-1], base.report.prompt_score)
     with pytest.raises(ValueError):
         AQMap(score_scale="logit")
 
@@ -296,7 +296,7 @@ def test_one_text_forward_and_one_image_forward_per_call() -> None:
 @needs_spacy_model
 def test_conformance_with_the_default_parser() -> None:
     results = check_indicator(AQMap(templates="none", **TINY), prompt=FIG5)
-    phrases = [p.text for p in results[0].details["report"].phrases]
+    phrases = [p.text for p in results[0].report.phrases]
     assert phrases == ["Mr. Beans wearing", "sun glasses", "blue doctor suit", "stripe tie"]
 
 
@@ -311,7 +311,7 @@ def test_odd_prompts_give_a_sensible_report(prompt: str) -> None:
 
     image = sample_images([(48, 32)])
     (qmap,) = AQMap(templates="short", **TINY).score(image, [prompt])
-    rep = qmap.details["report"]
+    rep = qmap.report
     assert qmap.map.shape == (32, 48) and 0.0 <= qmap.score <= 1.0
     expected = extract_phrases(SpacyParser().parse(prompt))
     assert [p.text for p in rep.phrases] == [p.text for p in expected]

@@ -59,7 +59,10 @@ threshold = 0.4
         ("sed = 3\n" + GOOD, "sed: unknown key (did you mean 'seed'?)"),
         (GOOD.replace("[indicators.perceptual]", "[indicators.perceptive]"), "did you mean 'perceptual'"),
         ("name = 'x'\n[combiner\n", "not valid TOML"),
-        ("name = 'x'\n[stage1]\npart = 'inpaint'\n", "combiner: required"),
+        (
+            "name = 'x'\n[stage1]\npart = 'inpaint'\n",
+            "stage1 (inpaint) reads 'mask', which no earlier block writes; add a [combiner] table",
+        ),
         (GOOD.replace('name = "mine"', "name = 3"), "name: required, a non-empty string"),
         (GOOD.replace("threshold = 0.4", "threshold = true"), "'threshold' must be a number, not a boolean"),
         (GOOD + "[refiner]\ndelta = true\n", "refiner: 'delta' must be a number, not a boolean"),

@@ -26,6 +26,8 @@ CASES = [
     ("combiner", "perceptual", {}),
     ("combiner", "alignment", {}),
     ("combiner", "soft", {}),
+    ("regions", "components", {}),
+    ("regions", "components", {"merge": "single", "dilate": 2, "blur": 3}),
     ("stage", "inpaint", TINY_STAGE),
     ("stage", "img2img", TINY_STAGE),
     ("metric", "indicator-score", {"options": TINY_BACKBONE}),
@@ -37,6 +39,7 @@ CASES = [
             "g-refine-perceptual",
             "g-refine-alignment",
             "g-refine-stage1",
+            "g-refine-regions",
             "img2img-baseline",
             "tiny",
         )

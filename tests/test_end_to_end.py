@@ -21,6 +21,7 @@ BUILTIN_RECIPES = (
     "g-refine-perceptual",
     "g-refine-alignment",
     "g-refine-stage1",
+    "g-refine-regions",
     "img2img-baseline",
     "tiny",
 )
@@ -131,7 +132,7 @@ def test_refine_batch_keeps_going_and_resumes(mixed_folder: Path, tmp_path: Path
     assert Image.open(out / "small.png").size == (17, 9)
     report = json.loads((out / "alpha.report.json").read_text())
     assert report["recipe"]["name"] == "tiny" and report["status"] == "ok"
-    assert (out / "alpha.mask.png").exists() and (out / "alpha.pq.png").exists()
+    assert (out / "alpha.mask.png").exists() and (out / "alpha.pq.heatmap.png").exists()
     # a second run skips what is done and retries only the failure
     again = run("refine", str(mixed_folder), "--recipe", "tiny", "--prompt", "a gradient", "--out", str(out))
     assert again.exit_code == 1

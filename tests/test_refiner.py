@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 
 from grefine_kit.combiners import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
+from grefine_kit.errors import RecipeError
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.pipeline import Refiner, RefineResult, crop_box, paste_back
+from grefine_kit.pipeline import Refiner, RefineResult, paste_back
+from grefine_kit.regions import ComponentRegions
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.strength import stage1_strength
@@ -44,11 +46,11 @@ class BoxIndicator:
                 x0, y0, x1, y1 = self.box
                 h, w = im.height, im.width
                 m[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = self.low
-            details = {}
+            report = None
             if self.emphasis:
                 pairs: Any = self.emphasis  # AlignmentReport's tuple converter confuses mypy's attrs plugin
-                details["report"] = AlignmentReport(prompt="p", prompt_score=0.5, phrases=(), emphasis=pairs)
-            out.append(QualityMap(map=m, score=self.value, indicator="box", details=details))
+                report = AlignmentReport(prompt="p", prompt_score=0.5, phrases=(), emphasis=pairs)
+            out.append(QualityMap(map=m, score=self.value, indicator="box", report=report))
         return out
 
 
@@ -79,6 +81,7 @@ def image(size: tuple[int, int] = (96, 72)) -> Image.Image:
 
 def stage1_refiner(**kw: Any) -> Refiner:
     kw.setdefault("perceptual", BoxIndicator())
+    kw.setdefault("combiner", GRefineCombiner())
     kw.setdefault("stage1", InpaintStage(model="tiny"))
     return Refiner(**kw)
 
@@ -98,16 +101,18 @@ def test_pixels_outside_the_mask_are_identical_after_stage1() -> None:
     assert res.report["stage1"]["skipped"] is None
 
 
-def test_only_masked_inpaints_a_padded_crop_and_keeps_the_rest() -> None:
+def test_single_region_inpaints_a_padded_crop_and_keeps_the_rest() -> None:
     img = image((120, 80))
     spy = Recording(InpaintStage(model="tiny"))
     small = BoxIndicator(box=(0.1, 0.1, 0.3, 0.35))
-    res = stage1_refiner(perceptual=small, stage1=spy, only_masked=True, padding=0.1).refine(img, PROMPT, "a")
-    left, top, right, bottom = res.report["stage1"]["crop"]
+    regions = ComponentRegions(merge="single", padding=8)
+    res = stage1_refiner(perceptual=small, stage1=spy, regions=regions).refine(img, PROMPT, "a")
+    (region,) = res.report["stage1"]["regions"]
+    left, top, right, bottom = region["crop"]
     ys, xs = np.nonzero(res.mask.binary)
-    pad = round(0.1 * 80)
-    assert (left, top) == (max(0, xs.min() - pad), max(0, ys.min() - pad))
-    assert (right, bottom) == (min(120, xs.max() + 1 + pad), min(80, ys.max() + 1 + pad))
+    assert region["box"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    assert (left, top) == (max(0, xs.min() - 8), max(0, ys.min() - 8))
+    assert (right, bottom) == (min(120, xs.max() + 1 + 8), min(80, ys.max() + 1 + 8))
     assert spy.requests[0].image.size == (right - left, bottom - top)
     assert spy.requests[0].mask is not None and spy.requests[0].mask.binary.shape == (
         bottom - top,
@@ -145,7 +150,9 @@ def test_odd_sized_input_comes_back_at_its_size() -> None:
 def test_empty_mask_skips_stage1_but_not_stage2() -> None:
     spy1 = Recording(InpaintStage(model="tiny"))
     perfect = BoxIndicator(box=None, value=0.9)
-    ref = Refiner(perceptual=perfect, stage1=spy1, stage2=Img2ImgStage(model="tiny"))
+    ref = Refiner(
+        perceptual=perfect, combiner=GRefineCombiner(), stage1=spy1, stage2=Img2ImgStage(model="tiny")
+    )
     res = ref.refine(image(), PROMPT, "clean")
     assert not spy1.requests, "stage 1 is never called for an empty mask"
     assert res.report["stage1"]["steps_run"] == 0
@@ -156,7 +163,7 @@ def test_empty_mask_skips_stage1_but_not_stage2() -> None:
 def test_mask_min_area_skips_small_masks() -> None:
     spy1 = Recording(InpaintStage(model="tiny"))
     small = BoxIndicator(box=(0.0, 0.0, 0.1, 0.1))
-    res = Refiner(perceptual=small, stage1=spy1, mask_min_area=0.5).refine(image(), PROMPT, "x")
+    res = stage1_refiner(perceptual=small, stage1=spy1, mask_min_area=0.5).refine(image(), PROMPT, "x")
     assert not spy1.requests and 0 < res.mask.area <= 0.5
 
 
@@ -208,7 +215,13 @@ def test_report_is_json_and_complete() -> None:
     assert report["recipe"] == {"name": "tiny", "hash": "abc", "seed": 0}
     assert report["scores"] == {"perceptual": 0.5, "alignment": None}
     assert report["mask_area"] == pytest.approx(res.mask.area)
-    assert set(report["timings"]) >= {"perceptual", "combine", "stage1", "stage2", "refine"}
+    assert set(report["timings"]) >= {"perceptual", "combiner", "stage1", "stage2", "refine"}
+    assert report["blocks"] == [
+        "perceptual (BoxIndicator)",
+        "combiner (GRefineCombiner)",
+        "stage1 (InpaintStage)",
+        "stage2 (Img2ImgStage)",
+    ]
     assert {"torch", "diffusers", "grefine-kit"} <= set(report["versions"])
     assert isinstance(res, RefineResult) and res.perceptual is not None and res.alignment is None
 
@@ -224,28 +237,37 @@ def test_refine_many_does_not_depend_on_batching() -> None:
 
 
 def test_configuration_is_validated() -> None:
-    with pytest.raises(ValueError, match="masked"):
-        Refiner(stage1=Img2ImgStage(model="tiny"))
-    with pytest.raises(ValueError, match="global"):
+    with pytest.raises(RecipeError, match="masked"):
+        Refiner(combiner=GRefineCombiner(), stage1=Img2ImgStage(model="tiny"))
+    with pytest.raises(RecipeError, match="global"):
         Refiner(stage2=InpaintStage(model="tiny"))
-    with pytest.raises(ValueError, match="no steps"):
-        Refiner(stage1=InpaintStage(model="tiny"), split=0.0)
-    with pytest.raises(ValueError, match="perceptual"):
-        Refiner(combiner=PerceptualCombiner(), stage1=InpaintStage(model="tiny"))
+    with pytest.raises(RecipeError, match="no steps"):
+        Refiner(combiner=GRefineCombiner(), stage1=InpaintStage(model="tiny"), split=0.0)
     with pytest.raises(ValueError):
         Refiner(strength_rule="random")
     with pytest.raises(ValueError):
         Refiner(strength_min=0.9, strength_max=0.2)
-    for bad in ({"delta": True}, {"padding": False}, {"batch_size": True}, {"iterations": True}):
+    for bad in ({"delta": True}, {"batch_size": True}, {"iterations": True}):
         with pytest.raises(ValueError, match=r"boolean|number"):  # True is an int in Python
-            Refiner(**bad)  # type: ignore[arg-type]
+            Refiner(**bad)
     with pytest.raises(ValueError):
         Refiner(batch_size=10**6)
+    with pytest.raises(TypeError, match=r"\[regions\]"):  # an old option: the migration is named
+        Refiner(only_masked=True)
     baseline = Refiner(stage2=Img2ImgStage(model="tiny"), split=0.0, delta=0.5)  # an img2img baseline
     assert baseline.refine(image(), PROMPT, "b").report["stage2"]["steps_run"] == 10
 
 
-def test_paste_back_and_crop_box() -> None:
+def test_a_block_reading_what_no_earlier_block_writes_is_refused() -> None:
+    with pytest.raises(RecipeError, match=r"block combiner \(PerceptualCombiner\) reads 'maps.perceptual'"):
+        Refiner(combiner=PerceptualCombiner(), stage1=InpaintStage(model="tiny"))
+    with pytest.raises(RecipeError, match=r"block stage1 \(InpaintStage\) reads 'mask'.*\[combiner\]"):
+        Refiner(perceptual=BoxIndicator(), stage1=InpaintStage(model="tiny"))
+    with pytest.raises(RecipeError, match=r"block regions .* reads 'mask'"):
+        Refiner(regions=ComponentRegions())
+
+
+def test_paste_back() -> None:
     a = Image.new("RGB", (4, 2), (10, 20, 30))
     b = Image.new("RGB", (4, 2), (110, 120, 130))
     soft = np.array([[0, 0.5, 1, 0], [0, 0, 0, 1]], np.float32)
@@ -255,9 +277,6 @@ def test_paste_back_and_crop_box() -> None:
         and tuple(out[0, 1]) == (60, 70, 80)
         and tuple(out[0, 2]) == (110, 120, 130)
     )
-    binary = np.zeros((10, 20), np.float32)
-    binary[3:5, 6:9] = 1
-    assert crop_box(binary, 0.2) == (4, 1, 11, 7)
 
 
 def test_end_to_end_with_pq_map_on_the_tiny_backbone() -> None:
@@ -267,8 +286,8 @@ def test_end_to_end_with_pq_map_on_the_tiny_backbone() -> None:
         perceptual=PQMap(model="grefine-tiny", weights="random"),
         combiner=GRefineCombiner(),
         stage1=InpaintStage(model="tiny"),
+        regions=ComponentRegions(merge="single"),
         stage2=Img2ImgStage(model="tiny"),
-        only_masked=True,
     )
     img = image((90, 70))
     res = ref.refine(img, PROMPT, "pq")

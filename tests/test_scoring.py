@@ -277,7 +277,12 @@ def test_stem_clashes_get_stable_distinct_names(tmp_path: Path) -> None:
 def test_no_maps_and_argument_errors(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = score_files([folder / "small.png"], Brightness(), out, save_maps=False, progress=False)
-    assert summary.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["results.csv"]
+    # no map files: only the results view, the record log and the (hidden) lock
+    assert summary.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [
+        ".grefine.lock",
+        "reports.jsonl",
+        "results.csv",
+    ]
     assert read_csv(summary.results_path)[0]["heatmap"] == ""
     for kwargs in ({"fmt": "xml"}, {"batch_size": 0}):
         with pytest.raises(UserError):

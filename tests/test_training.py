@@ -58,7 +58,8 @@ def test_held_out_images_and_bad_settings(rated: list[MosRow], tmp_path: Path):
     with pytest.raises(UserError, match="epochs >= 1"):
         train_pq_prompts(rated, pq, tmp_path / "o", epochs=0, progress=False)
     with pytest.raises(UserError, match="at least 3 readable"):
-        train_pq_prompts([MosRow(tmp_path / "missing.png", 1.0)] * 4, pq, tmp_path / "o", progress=False)
+        missing = [MosRow(tmp_path / "missing.png", float(i)) for i in range(4)]
+        train_pq_prompts(missing, pq, tmp_path / "o", progress=False)
 
 
 def test_cli_train_pq(rated: list[MosRow], tmp_path: Path):

@@ -1,7 +1,35 @@
 """The ``grefine`` command (click). ``app`` holds the group, the shared options and the error
-handling; each ``*_commands`` module adds one family of commands to it."""
+handling; each ``*_commands`` module adds one family of commands to it.
 
-from grefine_kit.cli import image_commands, iqa_commands, registry_commands  # noqa: F401  (registers)
-from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USER_ERROR, cli, main, user_errors
+The command modules are imported on first use (:func:`main`, or an attribute such as ``cli``),
+so a Ctrl-C while they import is caught like any other: exit 130, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
 
 __all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_USER_ERROR", "cli", "main", "user_errors"]
+
+
+def _load() -> Any:
+    from grefine_kit.cli import app, image_commands, iqa_commands, registry_commands  # noqa: F401  (registers)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app = _load()
+    except KeyboardInterrupt:
+        sys.stderr.write("grefine: interrupted\n")
+        raise SystemExit(130) from None
+    app.main(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(_load(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,15 @@
 """The ``grefine`` command.
 
 Exit codes: 0 success; 1 some images failed (the others were processed and saved);
-2 a user error (bad file, recipe, option, unknown part), printed as one line.
+2 a user or setup error (bad file, recipe, option, unknown part, unwritable output folder,
+full disk, a folder locked by another run), printed as one line; 130 interrupted (Ctrl-C).
 Heavy libraries are imported inside the commands that need them, so ``grefine --help``
 and ``grefine list`` stay instant.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -20,7 +22,12 @@ from grefine_kit.errors import GrefineError, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILURES, EXIT_USER_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAILURES, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# errors of the machine, not of one item: the run cannot go on, and says so in one line
+_SETUP_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
+)
 
 
 def _fail(message: str) -> None:
@@ -39,11 +46,46 @@ def user_errors(func: F) -> F:
             _fail(str(exc))
         except GrefineError as exc:  # plugin bugs: still one line, but say whose
             _fail(f"{type(exc).__name__}: {exc}")
+        except OSError as exc:
+            if exc.errno not in _SETUP_ERRNOS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
         except KeyboardInterrupt:
-            click.echo("grefine: interrupted", err=True)
-            sys.exit(130)
+            _interrupted()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupted() -> None:
+    click.echo("grefine: interrupted (finished items are kept; rerun to continue)", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def maps_option(default: bool) -> Callable[[F], F]:
+    """``--maps/--no-maps``: the one maps flag of score, refine and evaluate (``--save-maps``
+    is kept as an alias of ``--maps``)."""
+    return click.option(
+        "--maps/--no-maps",
+        "--save-maps",
+        "maps",
+        default=default,
+        show_default=True,
+        help="write heatmap overlays and raw .npy maps (refine: and the mask); --save-maps = --maps",
+    )
+
+
+def echo_run_summary(summary: Any) -> None:
+    """The closing lines of a run on stderr: why items were redone, failures by reason."""
+    reasons = getattr(summary, "redo_reasons", {}) or {}
+    if reasons:
+        text = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        click.echo(f"redone: {text}", err=True)
+    failures = getattr(summary, "failures", None)
+    if failures is not None and failures.n_failed:
+        click.echo(f"failed: {failures.n_failed} item(s), by reason:", err=True)
+        for line in failures.lines():
+            click.echo(line, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,5 +126,8 @@ dtype_option = click.option(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="grefine")
+    """Console-script entry point (Ctrl-C anywhere, imports included: exit 130, no traceback)."""
+    try:
+        cli.main(args=argv, prog_name="grefine")
+    except KeyboardInterrupt:
+        _interrupted()

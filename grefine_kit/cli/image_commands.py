@@ -16,6 +16,8 @@ from grefine_kit.cli.app import (
     cli,
     device_option,
     dtype_option,
+    echo_run_summary,
+    maps_option,
     prompts_csv_option,
     user_errors,
     warn_plugin_failures,
@@ -39,7 +41,8 @@ from grefine_kit.errors import UserError
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--no-maps", is_flag=True, help="do not write heatmap overlays and .npy maps")
+@maps_option(default=True)
+@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
 @user_errors
@@ -52,13 +55,15 @@ def score_command(
     out_dir: str,
     fmt: str,
     batch_size: int,
-    no_maps: bool,
+    maps: bool,
+    no_resume: bool,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
 
-    PATHS are files, folders or globs.
+    PATHS are files, folders or globs. Reruns into the same --out redo only what is missing,
+    failed or stale (docs/cli.md).
     """
     from grefine_kit.api import build_indicator
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
@@ -77,12 +82,26 @@ def score_command(
         prompts=prompts,
         fmt=fmt,  # type: ignore[arg-type]
         batch_size=batch_size,
-        save_maps=not no_maps,
+        save_maps=maps,
+        resume=not no_resume,
+        config=_score_config(indicator_name, recipe_name, dtype),
     )
+    echo_run_summary(summary)
+    done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
     click.echo(
-        f"scored {summary.n_ok} image(s), {summary.n_failed} failed -> {summary.results_path}", err=True
+        f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done} -> {summary.results_path}", err=True
     )
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | None) -> dict[str, Any]:
+    """What identifies a scoring setup in the fingerprints (the device does not change results)."""
+    recipe_hash = None
+    if recipe_name is not None:
+        from grefine_kit.recipe import Recipe
+
+        recipe_hash = Recipe.load(recipe_name).hash
+    return {"indicator": indicator_name, "recipe": recipe_hash, "dtype": dtype}
 
 
 @cli.command("refine")
@@ -94,8 +113,8 @@ def score_command(
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="override the recipe's seed")
-@click.option("--save-maps", is_flag=True, help="also write the mask, heatmap overlays and raw maps")
-@click.option("--no-resume", is_flag=True, help="redo images whose outputs already exist")
+@maps_option(default=False)
+@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
 @user_errors
@@ -106,7 +125,7 @@ def refine_command(
     recipe_name: str,
     out_dir: str,
     seed: int | None,
-    save_maps: bool,
+    maps: bool,
     no_resume: bool,
     device: str | None,
     dtype: str | None,
@@ -114,7 +133,8 @@ def refine_command(
     """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
 
     PATHS are files, folders or globs. Each image gets <stem>.png and <stem>.report.json
-    in --out; reports.jsonl collects every report. Interrupted runs resume.
+    in --out; reports.jsonl collects every report. Interrupted runs resume; stale results
+    (another input, prompt, seed, recipe or --maps) are redone.
     """
     from grefine_kit.batch import refine_files
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
@@ -125,8 +145,9 @@ def refine_command(
     prompts: Mapping[str, str] | str = read_prompts_csv(Path(prompts_csv)) if prompts_csv else str(prompt)
     refiner = _build_refiner(recipe_name, seed=seed, device=device, dtype=dtype)
     summary = refine_files(
-        files, refiner, Path(out_dir), prompts=prompts, save_maps=save_maps, resume=not no_resume
+        files, refiner, Path(out_dir), prompts=prompts, save_maps=maps, resume=not no_resume
     )
+    echo_run_summary(summary)
     click.echo(
         f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done "
         f"-> {summary.out_dir} (reports: {summary.reports_path.name})",
@@ -181,7 +202,7 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
             for line in mask_summary(np.asarray(im.convert("L")) > 127).lines():
                 click.echo(line)
     click.echo(f"  outputs: {out}/")
-    for name in sorted(p.name for p in out.iterdir()):
+    for name in sorted(p.name for p in out.iterdir() if not p.name.startswith(".")):
         click.echo(f"    {name}")
     click.echo(
         "The mask comes from piqe-map, a real (weight-free) quality map; the stages are tiny random-weight"

@@ -2,7 +2,8 @@
 
 - ``srcc``: Spearman rank-order correlation (monotonicity); ties get average ranks.
 - ``plcc``: Pearson linear correlation (accuracy); ``fit="logistic"`` first maps the predictions
-  through the 4-parameter logistic that IQA papers fit (VQEG practice), which needs SciPy.
+  through the 4-parameter logistic that IQA papers fit (VQEG practice), which needs SciPy and
+  at least ``LOGISTIC_MIN`` (5) points.
 - ``krcc``: Kendall's tau-b rank correlation.
 
 All take two equal-length sequences of finite numbers (at least 3) and return a float in
@@ -18,7 +19,10 @@ import numpy as np
 
 from grefine_kit.errors import MissingDependencyError, UserError
 
-__all__ = ["krcc", "plcc", "rankdata", "srcc"]
+__all__ = ["LOGISTIC_MIN", "krcc", "plcc", "rankdata", "srcc"]
+
+#: the logistic has 4 parameters: with fewer than 5 points it fits anything exactly (or not at all)
+LOGISTIC_MIN = 5
 
 
 def _pair(pred: Sequence[float], mos: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +89,10 @@ def plcc(pred: Sequence[float], mos: Sequence[float], fit: str = "none") -> floa
         from scipy.optimize import curve_fit
     except ImportError as exc:
         raise MissingDependencyError("plcc(fit='logistic') needs SciPy: pip install scipy") from exc
+    if x.size < LOGISTIC_MIN:
+        raise UserError(
+            f"the 4-parameter logistic fit needs at least {LOGISTIC_MIN} scored images; got {x.size}"
+        )
     spread = float(np.std(x)) or 1.0
     start = [float(y.max()), float(y.min()), float(np.mean(x)), spread]
     try:
@@ -92,6 +100,6 @@ def plcc(pred: Sequence[float], mos: Sequence[float], fit: str = "none") -> floa
             # a perfect or degenerate fit has no covariance estimate; we only use the parameters
             warnings.simplefilter("ignore")
             params, _ = curve_fit(_logistic4, x, y, p0=start, maxfev=20000)
-    except (RuntimeError, ValueError):  # no convergence: the linear PLCC is the honest fallback
+    except (RuntimeError, ValueError, TypeError):  # no convergence: the linear PLCC is the honest fallback
         return _pearson(x, y)
     return _pearson(_logistic4(x, *params), y)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.evaluation.correlation import krcc, plcc, srcc
+from grefine_kit.evaluation.correlation import LOGISTIC_MIN, krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
+from grefine_kit.runs.atomic import write_json
 from grefine_kit.scoring import score_files
 
 __all__ = ["Evaluation", "evaluate"]
@@ -33,6 +33,8 @@ class Evaluation:
     results_path: Path
     #: the CSV column the MOS came from (``None`` when the rows were given without one)
     mos_column: str | None = None
+    #: why a figure is missing (e.g. the logistic fit with fewer than 5 images)
+    notes: tuple[str, ...] = ()
 
     @property
     def n_failed(self) -> int:
@@ -41,6 +43,7 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["results_path"] = str(self.results_path)
+        data["notes"] = list(self.notes)
         data["n_failed"] = self.n_failed
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
@@ -54,6 +57,7 @@ def evaluate(
     save_maps: bool = False,
     progress: bool = True,
     mos_column: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Score every rated image (``results.csv`` in ``out_dir``, as ``grefine score`` writes it), then
     write ``evaluation.json`` with SRCC, PLCC (raw and, with SciPy, after the logistic fit) and KRCC
@@ -72,16 +76,24 @@ def evaluate(
         batch_size=batch_size,
         save_maps=save_maps,
         progress=progress,
+        config=config,
     )
     with summary.results_path.open(newline="", encoding="utf-8") as f:
         scored = [(r["file"], float(r["score"])) for r in csv.DictReader(f) if r["status"] == "ok"]
     mos_of = {str(p): row.mos for p, row in zip(paths, rows, strict=True)}
     pred = [s for file, s in scored]
     mos = [mos_of[file] for file, _ in scored]
-    try:
-        logistic: float | None = plcc(pred, mos, fit="logistic")
-    except MissingDependencyError:
-        logistic = None
+    notes: list[str] = []
+    logistic: float | None = None
+    if len(pred) < LOGISTIC_MIN:
+        notes.append(
+            f"no logistic PLCC: the fit needs at least {LOGISTIC_MIN} scored images ({len(pred)} here)"
+        )
+    else:
+        try:
+            logistic = plcc(pred, mos, fit="logistic")
+        except MissingDependencyError:
+            notes.append("no logistic PLCC: it needs SciPy (pip install scipy)")
     name = str(getattr(indicator, "name", None) or type(indicator).__name__)
     result = Evaluation(
         indicator=name,
@@ -93,6 +105,7 @@ def evaluate(
         krcc=krcc(pred, mos),
         results_path=summary.results_path,
         mos_column=mos_column,
+        notes=tuple(notes),
     )
-    (Path(out_dir) / "evaluation.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", "utf-8")
+    write_json(Path(out_dir) / "evaluation.json", result.to_json())
     return result

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from grefine_kit.parts import PartBase
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -137,7 +139,7 @@ _positive_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
 @attrs.define(kw_only=True)
-class ClipIndicator:
+class ClipIndicator(PartBase):
     """Options and plumbing shared by the CLIP indicators (``pq-map``, ``aq-map``, ``clip-surgery``).
 
     Options: ``model``, ``weights``, ``device``, ``dtype`` name the CLIP backbone (indicators

@@ -143,12 +143,18 @@ def decide_alignment(
     emphasis = tuple(
         dict.fromkeys((p.text, float(emphasis_weight)) for p, d in zip(phrases, defects, strict=True) if d)
     )
+    regions: dict[str, np.ndarray] = {}
+    for j, (p, d) in enumerate(zip(phrases, defects, strict=True)):
+        if d:  # where this phrase's defect was drawn (the same rule as ``defect_map``)
+            src = np.asarray(noun_maps[ancestors[j] if d == "noun" else j], np.float32)
+            regions[p.text] = np.maximum(regions[p.text], src) if p.text in regions else src
     report = AlignmentReport(
         prompt=prompt,
         prompt_score=float(prompt_score),
         phrases=reports,
         emphasis=emphasis,
         note=note,
+        defect_maps=regions,
     )
     return AlignmentDecision(
         map=1.0 - a_def, defect_map=a_def, score=score, defects=tuple(defects), report=report

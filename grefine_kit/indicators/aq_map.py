@@ -249,7 +249,7 @@ class AQMap(ClipIndicator):
         return tokens[:, 0] @ direction.T
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:
-        """One QualityMap per image and prompt; ``details["report"]`` is the ``AlignmentReport``."""
+        """One QualityMap per image and prompt; ``report`` is the ``AlignmentReport``."""
         from grefine_kit.models.surgery import feature_surgery, similarity_maps
 
         if not images:
@@ -309,7 +309,6 @@ class AQMap(ClipIndicator):
                     note=notes[prompt],
                 )
                 details: dict[str, Any] = {
-                    "report": decision.report,
                     "parser": tree.parser,
                     "defect_area": float(decision.defect_map.mean()),
                     "grid": grid,
@@ -321,6 +320,10 @@ class AQMap(ClipIndicator):
                     details["noun_maps"] = np.stack([maps[slot[c]] for c in pn_cols]) if phrases else maps
                     details["phrase_maps"] = np.stack([maps[slot[c]] for c in ph_cols]) if phrases else maps
                 results[i] = QualityMap(
-                    map=decision.map, score=decision.score, indicator=self.name, details=details
+                    map=decision.map,
+                    score=decision.score,
+                    indicator=self.name,
+                    details=details,
+                    report=decision.report,
                 )
         return [r for r in results if r is not None]

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grefine_kit.errors import UserError
+from grefine_kit.errors import SetupError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -213,7 +213,9 @@ def _prompt_embeddings(backbone: SurgeryCLIP, path: Path, name_len: int) -> tupl
         if ctx.ndim != 3 or prefix.ndim != 3 or suffix.ndim != 3:
             raise ValueError("ctx, token_prefix and token_suffix must be [texts, tokens, width] tensors")
     except Exception as exc:
-        raise UserError(f"{path}: not a CLIP-IQA+ prompt checkpoint ({type(exc).__name__}: {exc})") from exc
+        from grefine_kit.models.loading import checkpoint_problem
+
+        raise SetupError(f"{path}: not a CLIP-IQA+ prompt checkpoint: {checkpoint_problem(exc)}") from None
     n_ctx, width = ctx.shape[1], ctx.shape[2]
     length = 1 + n_ctx + suffix.shape[1]
     texts = {ctx.shape[0], prefix.shape[0], suffix.shape[0]}

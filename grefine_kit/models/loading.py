@@ -28,7 +28,8 @@ from typing import Any
 import attrs
 import torch
 
-from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.devices import DTYPE_NAMES, check_device, resolve_device, resolve_dtype, resolve_dtype_name
+from grefine_kit.errors import MissingDependencyError, SetupError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
@@ -36,6 +37,7 @@ from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_
 __all__ = [
     "DTYPES",
     "BackboneSpec",
+    "checkpoint_problem",
     "clear_backbone_cache",
     "fetch_weights",
     "get_backbone",
@@ -44,11 +46,8 @@ __all__ = [
     "resolve_device",
 ]
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
+#: dtype names a backbone accepts (``auto``: the rule of ``grefine_kit.devices``)
+DTYPES = DTYPE_NAMES
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _CKPT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -58,36 +57,22 @@ def _nonempty(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         raise ValueError(f"{attribute.name} must not be empty")
 
 
-def _valid_device(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
-    if value != "auto":
-        try:
-            torch.device(value)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"device must be 'auto' or a torch device like 'cpu', 'cuda:0'; got {value!r}"
-            ) from exc
-
-
 @attrs.frozen
 class BackboneSpec:
-    """Which CLIP to load. ``device="auto"`` means cuda when available, else cpu."""
+    """Which CLIP to load. ``device``/``dtype`` ``"auto"`` follow ``grefine_kit.devices``
+    (the same rule as the stages: cuda, then mps, then cpu; float16 on a GPU, else float32)."""
 
     model: str = attrs.field(
         default="ViT-B-16-quickgelu", validator=[attrs.validators.instance_of(str), _nonempty]
     )
     weights: str = attrs.field(default="openai", validator=attrs.validators.instance_of(str))
-    device: str = attrs.field(default="auto", validator=[attrs.validators.instance_of(str), _valid_device])
+    device: str = attrs.field(default="auto", validator=[attrs.validators.instance_of(str), check_device])
     dtype: str = attrs.field(default="float32", validator=attrs.validators.in_(tuple(DTYPES)))
 
     def resolved(self) -> BackboneSpec:
-        """The same spec with ``device`` resolved (the cache key)."""
-        return attrs.evolve(self, device=resolve_device(self.device))
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+        """The same spec with ``device`` and ``dtype`` resolved (the cache key)."""
+        device = resolve_device(self.device)
+        return attrs.evolve(self, device=device, dtype=resolve_dtype_name(self.dtype, device))
 
 
 _CACHE: dict[BackboneSpec, SurgeryCLIP] = {}
@@ -137,7 +122,7 @@ def load_backbone(spec: BackboneSpec) -> SurgeryCLIP:
         UserError: an unknown model name or tag, a missing file, a layout we cannot read.
     """
     device = resolve_device(spec.device)
-    dtype = DTYPES[spec.dtype]
+    dtype = resolve_dtype(spec.dtype, device)
     model, tokenizer = _load_model(spec)
     model = model.to(device=device, dtype=dtype).eval()
     label = spec.model if spec.model.startswith(_SCHEMAS) else f"{spec.model}/{spec.weights}"
@@ -289,6 +274,16 @@ def _hf_cache_only(enabled: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = before
 
 
+def checkpoint_problem(exc: BaseException) -> str:
+    """A short reason for a checkpoint that did not load (torch's refusal text is six lines
+    and advises ``weights_only=False``, which would execute the file's code: we never do)."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "Unpickling" in text:
+        return "refused: it holds pickled Python objects, not only tensors (never executed for safety)"
+    first = " ".join(text.split())[:160]
+    return f"not a readable checkpoint ({type(exc).__name__}: {first})"
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file (safetensors, or torch with ``weights_only=True``: never plain pickle)."""
     if not path.is_file():
@@ -301,7 +296,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, JIT archive, pickled objects refused by weights_only
-        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise SetupError(f"cannot read checkpoint {path}: {checkpoint_problem(exc)}") from None
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

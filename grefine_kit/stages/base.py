@@ -55,6 +55,8 @@ class StageRequest:
         strength: diffusers strength in [0, 1] (fraction of the schedule that runs).
         steps: schedule length (diffusers ``num_inference_steps``); ``int(steps * strength)`` run.
         seed: the generator seed for this image (see :func:`derive_seed`).
+        max_upscale: a hint: enlarge the image at most this much to reach the model's working
+            area (0 = no cap). The refiner sets it for region crops; a stage may ignore it.
     """
 
     image: Image.Image = attrs.field(validator=_check_image, eq=False)
@@ -64,6 +66,7 @@ class StageRequest:
     strength: float = attrs.field(default=0.5, converter=float, validator=_check_strength)
     steps: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(0)])
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    max_upscale: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.mask is not None and self.mask.binary.shape != (self.image.height, self.image.width):

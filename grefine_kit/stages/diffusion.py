@@ -19,6 +19,7 @@ import numpy as np
 from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
 from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
@@ -35,16 +36,22 @@ DEFAULT_IMG2IMG_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
 RESIZE_MODES = ("model", "input")
 
 
-def working_size(size: tuple[int, int], resolution: int, mode: str = "model") -> tuple[int, int]:
+def working_size(
+    size: tuple[int, int], resolution: int, mode: str = "model", max_upscale: float = 0.0
+) -> tuple[int, int]:
     """The ``(width, height)`` the pipeline runs at, multiples of 8.
 
     ``model``: the image's aspect ratio at an area of about ``resolution²`` (what SD models are
-    trained for); ``input``: the image size rounded up to a multiple of 8 (padding, no resampling).
+    trained for), enlarged at most ``max_upscale`` times when that is > 0 (a small region crop
+    then runs near its own size instead of being redrawn many times larger); ``input``: the
+    image size rounded up to a multiple of 8 (padding, no resampling).
     """
     w, h = size
     if mode == "input":
         return (math.ceil(w / 8) * 8, math.ceil(h / 8) * 8)
     scale = resolution / math.sqrt(w * h)
+    if max_upscale > 0:
+        scale = min(scale, max_upscale)
     return (max(8, round(w * scale / 8) * 8), max(8, round(h * scale / 8) * 8))
 
 
@@ -87,7 +94,7 @@ MAX_RESOLUTION = 8192
 
 
 @attrs.define(kw_only=True)
-class _DiffusersStage:
+class _DiffusersStage(PartBase):
     """Options shared by the diffusers stages.
 
     model: hub id (``hf-hub:`` optional), ``local-dir:PATH`` or a diffusers folder, a single
@@ -183,7 +190,7 @@ class _DiffusersStage:
         import torch
 
         pipe = self.pipeline()
-        target = working_size(request.image.size, self.native_resolution(), self.resize)
+        target = working_size(request.image.size, self.native_resolution(), self.resize, request.max_upscale)
         work_mask_source = mask if self.role == "masked" else None
         image, work_mask, back = _to_working(request.image, work_mask_source, target, self.resize)
         guidance = self.guidance_scale > 1
@@ -197,14 +204,30 @@ class _DiffusersStage:
             num_inference_steps=request.steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
-            output_type="pil",
+            # numbers, not PIL: a NaN (fp16 overflow, an extreme guidance) would silently become
+            # black pixels in diffusers' uint8 cast; we fail the item instead
+            output_type="np",
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
         with _quiet_upcast_warning():
-            out = pipe(**kwargs).images[0]
+            array = pipe(**kwargs).images[0]
+        out = _to_pil(array, f"{self.role} stage")
         result = back(out.convert("RGB"))
         return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+
+
+def _to_pil(array: Any, what: str) -> Any:
+    """diffusers' own ``numpy_to_pil`` rule, ``(x * 255).round()`` to uint8, after checking that
+    ``array`` ((H, W, 3) floats in [0, 1]) is finite."""
+    import numpy as np
+    from PIL import Image
+
+    from grefine_kit.runs.numeric import check_finite
+
+    values = np.asarray(array)
+    check_finite(values, f"{what} image")
+    return Image.fromarray((values * 255).round().astype("uint8"))
 
 
 class _DropUpcastWarning(logging.Filter):

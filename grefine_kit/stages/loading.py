@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from grefine_kit.devices import resolve_device, resolve_dtype
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, quiet_hub_logs
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
@@ -92,32 +93,6 @@ def parse_model(model: str) -> ModelSource:
     if text.startswith((".", "/", "~")) or text.endswith((".safetensors", ".ckpt")) or text.count("/") > 1:
         raise UserError(f"{model!r}: no such file or folder")
     return ModelSource("hub", text)
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other values as given."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
-    """``"auto"`` -> float16 on GPUs (diffusers upcasts the SDXL VAE itself), float32 on CPU."""
-    import torch
-
-    if dtype == "auto":
-        return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
-    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise UserError(f"dtype must be auto, float32, float16 or bfloat16; got {dtype!r}")
-    return table[dtype]
 
 
 def download_weights(model: str, *, variant: str = "", revision: str = "") -> str | None:

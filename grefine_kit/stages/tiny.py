@@ -31,7 +31,7 @@ def tiny_arch(model: str) -> str | None:
 def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
     """A tiny ``task`` pipeline (``"inpaint"``/``"img2img"``) on ``device`` in ``dtype``; the
     components are built once per (arch, device, dtype) and shared between tasks."""
-    from grefine_kit.testing.tiny_diffusers import tiny_components, tiny_pipeline
+    from grefine_kit.stages.tiny_models import tiny_components, tiny_pipeline
 
     key = (arch, str(device), str(dtype))
     with _lock:

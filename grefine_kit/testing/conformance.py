@@ -119,6 +119,47 @@ def check_combiner(combiner: Any, size: tuple[int, int] = (40, 24)) -> None:
     )
 
 
+def _blob_mask(size: tuple[int, int]) -> Mask:
+    w, h = size
+    binary = np.zeros((h, w), np.float32)
+    binary[1 : h // 3, 1 : w // 4] = 1.0  # top-left
+    binary[h - h // 3 : h - 1, w - w // 4 : w - 1] = 1.0  # bottom-right
+    binary[h // 2 - 2 : h // 2 + 2, w // 2 - 3 : w // 2 + 3] = 1.0  # centre
+    return Mask(binary=binary, soft=binary)
+
+
+def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
+    """A region detector returns Regions inside the image, each box inside its crop, with a
+    crop-local mask that covers at least one pixel; an empty mask gives no regions; results are
+    deterministic. (A detector may find nothing in a non-empty mask: a face detector without
+    faces.) Returns the regions found for a three-blob mask."""
+    from grefine_kit.combiners import empty_mask
+    from grefine_kit.regions import Region, RegionDetector
+
+    assert isinstance(detector, RegionDetector), f"{detector!r} does not follow the RegionDetector protocol"
+    w, h = size
+    assert detector.detect(empty_mask(size), {}, None) == [], "an empty mask must give no regions"
+    mask = _blob_mask(size)
+    perceptual = QualityMap(map=1.0 - mask.binary, score=0.5, indicator="check")
+    regions = detector.detect(mask, {"perceptual": perceptual}, None)
+    assert isinstance(regions, list), f"detect() must return a list, not {type(regions).__name__}"
+    for region in regions:
+        assert isinstance(region, Region), f"detect() returned {type(region).__name__}, not Region"
+        left, top, right, bottom = region.crop
+        assert 0 <= left < right <= w and 0 <= top < bottom <= h, f"crop {region.crop} is outside the image"
+        bl, bt, br, bb = region.box
+        assert left <= bl < br <= right and top <= bt < bb <= bottom, f"box {region.box} is outside its crop"
+        assert region.mask.binary.shape == (bottom - top, right - left), "mask must be crop-local"
+        assert region.mask.binary.any(), "a region must cover at least one pixel"
+        assert ((region.mask.soft > 0) <= (region.mask.binary > 0)).all(), "soft must be 0 outside binary"
+        assert 0.0 < region.area <= 1.0
+    again = detector.detect(mask, {"perceptual": perceptual}, None)
+    assert [(r.box, r.crop, r.source) for r in again] == [(r.box, r.crop, r.source) for r in regions], (
+        "regions must be deterministic"
+    )
+    return list(regions)
+
+
 def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "a red square") -> Any:
     """A stage returns an RGB image of the input's size and reports the steps it ran."""
     from grefine_kit.stages.base import StageRequest, StageResult
@@ -183,6 +224,7 @@ def check_part(kind: str, name: str, **options: Any) -> Any:
         "indicator": check_indicator,
         "parser": check_parser,
         "combiner": check_combiner,
+        "regions": check_regions,
         "stage": check_stage,
         "metric": check_metric,
     }

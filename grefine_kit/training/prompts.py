@@ -13,9 +13,9 @@ loads (``grefine train-pq`` prints the recipe lines).
 
 from __future__ import annotations
 
-import json
 import math
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from grefine_kit.indicators.pq_map import (
     save_prompt_checkpoint,
 )
 from grefine_kit.inputs import make_output_dir
+from grefine_kit.runs.atomic import write_json
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +74,7 @@ def _cls_features(pq: PQMap, rows: Sequence[MosRow], progress: bool) -> tuple[An
 
     backbone = pq.backbone()
     feats, kept, failed = [], [], 0
-    bar = tqdm(total=len(rows), unit="img", desc="encoding", disable=not progress)
+    bar = tqdm(total=len(rows), unit="img", desc="encoding", disable=not progress or not sys.stderr.isatty())
     for start in range(0, len(rows), pq.batch_size):
         chunk = []
         for i in range(start, min(start + pq.batch_size, len(rows))):
@@ -90,6 +91,23 @@ def _cls_features(pq: PQMap, rows: Sequence[MosRow], progress: bool) -> tuple[An
     if len(kept) < 3:
         raise UserError(f"training needs at least 3 readable rated images; got {len(kept)}")
     return torch.cat(feats), kept, failed
+
+
+def check_mos_range(values: Sequence[float]) -> tuple[float, float]:
+    """``(min, max)`` of the MOS; UserError when they cannot be scaled to [0, 1] (all equal:
+    nothing to learn; a spread beyond float range, e.g. 1.7e308, overflows)."""
+    if not values:
+        raise UserError("no rated images to train on")
+    low, high = min(values), max(values)
+    spread = high - low
+    if not math.isfinite(spread) or max(abs(low), abs(high)) > 1e30:
+        raise UserError(
+            f"MOS values from {low:g} to {high:g} are too large to scale to [0, 1]; "
+            "use a MOS scale such as 0-100"
+        )
+    if spread <= 0:
+        raise UserError(f"every MOS is {low:g}: all images rated the same, there is nothing to learn from")
+    return low, high
 
 
 def train_pq_prompts(
@@ -115,12 +133,15 @@ def train_pq_prompts(
 
     if epochs < 1 or batch_size < 1 or n_ctx < 2 or not 0.0 <= val_fraction < 1.0 or not lr > 0:
         raise UserError("need epochs >= 1, batch_size >= 1, n_ctx >= 2, 0 <= val_fraction < 1 and lr > 0")
+    check_mos_range([row.mos for row in rows])
     out = make_output_dir(out_dir)
     torch.manual_seed(seed)
     backbone = pq.backbone()
     features, kept, failed = _cls_features(pq, rows, progress)
-    mos = torch.tensor([rows[i].mos for i in kept], dtype=torch.float32)
-    target = (mos - mos.min()) / (mos.max() - mos.min()).clamp_min(1e-12)  # MOS scaled to [0, 1]
+    kept_mos = [rows[i].mos for i in kept]
+    low, high = check_mos_range(kept_mos)
+    mos = torch.tensor(kept_mos, dtype=torch.float64)  # float64: the scaling below must not overflow
+    target = ((mos - low) / (high - low)).float()  # MOS scaled to [0, 1]
 
     order = list(range(len(kept)))
     random.Random(seed).shuffle(order)
@@ -153,7 +174,7 @@ def train_pq_prompts(
         return cask_effect(raw, pq.alpha, pq.reference_alpha_bug)
 
     losses: list[float] = []
-    bar = tqdm(range(epochs), unit="epoch", desc="training", disable=not progress)
+    bar = tqdm(range(epochs), unit="epoch", desc="training", disable=not progress or not sys.stderr.isatty())
     for _ in bar:
         random.Random(seed + len(losses)).shuffle(train_idx)
         total = 0.0
@@ -168,6 +189,8 @@ def train_pq_prompts(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     bar.close()
 
+    if not all(math.isfinite(x) for x in losses):
+        raise UserError(f"training diverged (loss {losses[-1]}): lower --lr; no checkpoint written")
     with torch.no_grad():
         scores = predict(range(len(kept))).cpu().tolist()
     checkpoints = tuple(
@@ -207,7 +230,5 @@ def train_pq_prompts(
         "prompt_pairs": [list(p) for p in pq.prompt_pairs],
         "alpha": list(pq.alpha),
     }
-    (out / "training.json").write_text(
-        json.dumps({**report.to_json(), "settings": settings}, indent=2) + "\n"
-    )
+    write_json(out / "training.json", {**report.to_json(), "settings": settings})
     return report

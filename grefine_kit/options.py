@@ -1,0 +1,100 @@
+"""The Refiner's options: the recipe's ``[refiner]`` table maps one-to-one onto :class:`RefinerOptions`.
+
+Every key of ``[refiner]`` is a field here, and every field is a key; parts, the seed and the
+recipe's provenance are not options (they come from the other tables). Keys that older
+versions accepted are refused with the change to make (:data:`MIGRATIONS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from grefine_kit.checks import choice, integer, unit
+from grefine_kit.errors import UserError
+from grefine_kit.registry import error_text, suggest
+from grefine_kit.strength import STRENGTH_RULES, split_iterations
+
+__all__ = ["MIGRATIONS", "RefinerOptions", "option_names"]
+
+#: old ``[refiner]`` keys -> what to write instead
+MIGRATIONS: dict[str, str] = {
+    "only_masked": (
+        'replaced by a [regions] table: write [regions] part = "components" with merge = "single" '
+        'for one crop around the whole mask (the old only_masked = true) or merge = "each" for one '
+        "crop per defect; leave [regions] out for the old only_masked = false"
+    ),
+    "padding": (
+        "moved to the [regions] table and is now in pixels: padding = 32 (the old default, 0.0625 of "
+        "the shorter side, is 32 px at 512 and 64 px at 1024)"
+    ),
+}
+
+
+@attrs.frozen(kw_only=True)
+class RefinerOptions:
+    """How the Refiner runs its stages (recipe ``[refiner]`` keys).
+
+    Attributes:
+        iterations: total diffusion schedule steps, split between the stages (paper: 20).
+        split: fraction of ``iterations`` for stage 1 (paper: half each); a stage runs
+            ``int(its steps × its strength)`` of them.
+        strength_rule: ``falling`` (default: ``strength_min + (strength_max − strength_min) ·
+            (1 − (p+a)/2)``, HQ images are barely touched), ``paper`` (the literal ``(p+a)/2``),
+            ``fixed`` (``strength_max``).
+        strength_min / strength_max: the stage-1 strength range.
+        delta: stage-2 strength (the paper's "extremely small" δ).
+        mask_min_area: skip stage 1 when the mask covers this fraction of the image or less
+            (the combiner already empties masks below its own ``min_area``).
+        batch_size: images per indicator batch in ``refine_many`` (1..1024).
+    """
+
+    iterations: int = attrs.field(default=20, validator=integer(0, 1000))
+    split: float = attrs.field(default=0.5, validator=unit)
+    strength_rule: str = attrs.field(default="falling", validator=choice(STRENGTH_RULES))
+    strength_min: float = attrs.field(default=0.3, validator=unit)
+    strength_max: float = attrs.field(default=0.95, validator=unit)
+    delta: float = attrs.field(default=0.2, validator=unit)
+    mask_min_area: float = attrs.field(default=0.0, validator=unit)
+    batch_size: int = attrs.field(default=4, validator=integer(1, 1024))
+
+    def __attrs_post_init__(self) -> None:
+        if self.strength_min > self.strength_max:
+            raise ValueError(f"strength_min ({self.strength_min}) > strength_max ({self.strength_max})")
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        """``(stage-1 steps, stage-2 steps)``: ``iterations`` split by ``split``."""
+        return split_iterations(self.iterations, self.split)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> RefinerOptions:
+        """Options from a ``[refiner]`` table; ``UserError`` naming the key for an unknown or
+        outdated key or a bad value."""
+        accepted = option_names()
+        for key in table:
+            if key in MIGRATIONS:
+                raise UserError(f"refiner.{key}: {MIGRATIONS[key]}")
+            if key not in accepted:
+                raise UserError(
+                    f"refiner.{key}: unknown option{suggest(key, accepted)}; options: {', '.join(accepted)}"
+                )
+        try:
+            return cls(**dict(table))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"refiner: {error_text(exc)}") from exc
+
+    def to_table(self, *, only_changed: bool = True) -> dict[str, Any]:
+        """The ``[refiner]`` table (only the keys that differ from the defaults, by default)."""
+        out = attrs.asdict(self)
+        if only_changed:
+            defaults = attrs.asdict(RefinerOptions())
+            out = {k: val for k, val in out.items() if defaults[k] != val}
+        return out
+
+
+def option_names() -> list[str]:
+    """The keys a ``[refiner]`` table accepts."""
+    return [f.name for f in attrs.fields(RefinerOptions)]

@@ -1,0 +1,301 @@
+"""Regions: split the repaint mask into the defects stage 1 refines one at a time.
+
+A ``regions`` part (registry kind ``regions``, hook ``register_regions``) follows
+:class:`RegionDetector`: mask + maps + alignment report in, a list of :class:`Region` out. The
+built-in ``components`` part takes the connected components of the mask, tags each with the
+defect that made it (the perceptual map, or which alignment phrase), filters them (area ratio,
+k largest), reshapes their masks (dilate/erode, blur) and pads a crop around each, the way
+ADetailer and ComfyUI's detailer nodes do for detected faces and hands.
+
+Conventions: boxes are ``(left, top, right, bottom)`` in image pixels, right/bottom exclusive;
+region masks are crop-local (shape ``(crop height, crop width)``), 1 = repaint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+
+from grefine_kit.checks import choice, integer, number
+from grefine_kit.combiners import at_size, dilate, feather
+from grefine_kit.parts import PartBase
+from grefine_kit.types import AlignmentReport, Mask, QualityMap
+
+__all__ = [
+    "MERGE_MODES",
+    "SOURCES",
+    "ComponentRegions",
+    "Region",
+    "RegionDetector",
+    "label_components",
+]
+
+#: ``each``: one crop per region; ``single``: one crop around the whole mask (the old only_masked)
+MERGE_MODES = ("each", "single")
+#: what made a region: a map role, ``mask`` (no map explains it), ``mixed`` (a merged region)
+SOURCES = ("perceptual", "alignment", "mask", "mixed")
+
+Box = tuple[int, int, int, int]
+
+
+def _pairs(value: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    return tuple((str(p), float(w)) for p, w in value)
+
+
+@attrs.frozen
+class Region:
+    """One defect to refine on its own crop.
+
+    Attributes:
+        box: the tight bounding box of the region's mask, in image pixels.
+        crop: the box stage 1 gets (``box`` plus padding, clipped to the image).
+        mask: the region's mask, crop-local; outside its ``binary`` the original pixels are kept.
+        area: fraction of the image the region's ``binary`` covers, in [0, 1].
+        source: ``perceptual``, ``alignment``, ``mask`` or ``mixed`` (see :data:`SOURCES`).
+        phrase: for alignment regions, the prompt phrase whose defect made it (else None).
+        emphasis: ``(phrase, weight)`` pairs added to stage 1's conditioning for this region.
+        max_upscale: the most stage 1 may enlarge the crop to reach its working area (0 = no cap).
+    """
+
+    box: Box
+    crop: Box
+    mask: Mask = attrs.field(eq=False, repr=False)
+    area: float
+    source: str = attrs.field(validator=attrs.validators.in_(SOURCES))
+    phrase: str | None = None
+    emphasis: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=_pairs)
+    max_upscale: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        left, top, right, bottom = self.crop
+        if self.mask.binary.shape != (bottom - top, right - left):
+            raise ValueError(f"region mask {self.mask.binary.shape} does not match its crop {self.crop}")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "box": list(self.box),
+            "crop": list(self.crop),
+            "area": self.area,
+            "source": self.source,
+            "phrase": self.phrase,
+            "emphasis": [list(e) for e in self.emphasis],
+        }
+
+
+@runtime_checkable
+class RegionDetector(Protocol):
+    """Split a mask into regions.
+
+    ``maps`` holds the indicators' QualityMaps by role (1 = good); ``report`` the alignment
+    report (its ``defect_maps`` say which phrase is wrong where) or None. An empty mask gives no
+    regions. Regions may overlap; stage 1 refines them in the order given.
+    """
+
+    def detect(
+        self, mask: Mask, maps: Mapping[str, QualityMap], report: AlignmentReport | None
+    ) -> list[Region]: ...
+
+
+# --- connected components -------------------------------------------------------------------
+
+
+def label_components(binary: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a 0/1 ``(H, W)`` array: ``(labels, n)`` with int32 labels
+    1..n in raster order of each component's first pixel, 0 = background.
+
+    Runs of each row are united with the overlapping runs of the row above (union-find over
+    runs), so the Python work grows with the number of runs, not of pixels.
+    """
+    on = np.asarray(binary) > 0
+    h, w = on.shape
+    parent: list[int] = []
+    runs: list[tuple[int, int, int, int]] = []  # (row, start, end, run id)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    prev: list[tuple[int, int, int]] = []
+    for y in range(h):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], on[y].view(np.int8), [0]))))
+        row: list[tuple[int, int, int]] = []
+        j = 0
+        for s, e in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            rid = len(parent)
+            parent.append(rid)
+            while j < len(prev) and prev[j][1] < s:  # prev run ends before this one can touch it
+                j += 1
+            k = j
+            while k < len(prev) and prev[k][0] <= e:  # 8-connected: [ps, pe) touches [s - 1, e + 1)
+                a, b = find(prev[k][2]), find(rid)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                k += 1
+            row.append((s, e, rid))
+            runs.append((y, s, e, rid))
+        prev = row
+    labels = np.zeros((h, w), np.int32)
+    names: dict[int, int] = {}
+    for y, s, e, rid in runs:
+        root = find(rid)
+        labels[y, s:e] = names.setdefault(root, len(names) + 1)
+    return labels, len(names)
+
+
+def _bbox(binary: np.ndarray) -> Box:
+    ys, xs = np.nonzero(binary)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _grow_box(box: Box, by: int, size: tuple[int, int]) -> Box:
+    w, h = size
+    left, top, right, bottom = box
+    return max(0, left - by), max(0, top - by), min(w, right + by), min(h, bottom + by)
+
+
+# --- the built-in detector ------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class ComponentRegions(PartBase):
+    """Connected components of the mask, each refined on its own crop (registry ``components``).
+
+    Options (defaults follow ADetailer where our combiner does not already do the job):
+        min_area / max_area: keep components covering at least / at most this fraction of the
+            image (0.0 / 1.0: all; the combiner's ``min_area`` already drops specks).
+        k_largest: keep only the k largest components (0 = all).
+        dilate: grow (> 0) or shrink (< 0) each region's mask by this many pixels (0: the
+            combiner already grew and feathered the mask).
+        blur: a soft ramp this many pixels wide outside each region's mask (0: keep the
+            combiner's feathering).
+        padding: pixels of context around each region's box in its crop (32, ADetailer's default).
+        merge: ``each`` (one crop per region) or ``single`` (one crop around all of them).
+        max_upscale: the most stage 1 may enlarge a crop to reach the model's working area
+            (2.0; 0 = no cap: a 64-px defect would be redrawn 16× larger at 1024).
+        source_threshold: a component is tagged with the map (or phrase) whose mean deficiency
+            over it is highest, if that is at least this much; else its source is ``mask``.
+    """
+
+    min_area: float = attrs.field(default=0.0, validator=number(0.0, 1.0))
+    max_area: float = attrs.field(default=1.0, validator=number(0.0, 1.0))
+    k_largest: int = attrs.field(default=0, validator=integer(0, 10_000))
+    dilate: int = attrs.field(default=0, validator=integer(-512, 512))
+    blur: int = attrs.field(default=0, validator=integer(0, 512))
+    padding: int = attrs.field(default=32, validator=integer(0, 8192))
+    merge: str = attrs.field(default="each", validator=choice(MERGE_MODES))
+    max_upscale: float = attrs.field(default=2.0, validator=number(0.0, 64.0))
+    source_threshold: float = attrs.field(default=0.1, validator=number(0.0, 1.0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_area > self.max_area:
+            raise ValueError(f"min_area ({self.min_area}) > max_area ({self.max_area})")
+
+    def detect(
+        self, mask: Mask, maps: Mapping[str, QualityMap], report: AlignmentReport | None
+    ) -> list[Region]:
+        h, w = mask.binary.shape
+        labels, n = label_components(mask.binary)
+        if n == 0:
+            return []
+        counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        keep = [k + 1 for k in range(n) if self.min_area <= counts[k] / (h * w) <= self.max_area]
+        if self.k_largest:
+            keep = sorted(keep, key=lambda k: (-counts[k - 1], k))[: self.k_largest]
+        keep.sort()  # raster order: region indices (and their seeds) do not depend on the filters
+        if not keep:
+            return []
+        evidence = _evidence(maps, report, (w, h))
+        if self.merge == "single":
+            union = np.isin(labels, keep)
+            tags = {self._tag(labels == k, evidence) for k in keep}
+            source, phrase = tags.pop() if len(tags) == 1 else ("mixed", None)
+            pairs = report.emphasis if report is not None else ()
+            region = self._region(union, mask, source, phrase, pairs)
+            return [region] if region is not None else []
+        out = []
+        for k in keep:
+            component = labels == k
+            source, phrase = self._tag(component, evidence)
+            weights = dict(report.emphasis) if report is not None else {}
+            pairs = ((phrase, weights.get(phrase, 0.1)),) if phrase is not None else ()
+            region = self._region(component, mask, source, phrase, pairs)
+            if region is not None:
+                out.append(region)
+        return out
+
+    def _tag(
+        self, component: np.ndarray, evidence: list[tuple[str, str | None, np.ndarray]]
+    ) -> tuple[str, str | None]:
+        best: tuple[str, str | None] = ("mask", None)
+        best_score = -1.0
+        for source, phrase, deficiency in evidence:  # perceptual first: it wins ties
+            score = float(deficiency[component].mean())
+            if score > best_score:
+                best, best_score = (source, phrase), score
+        return best if best_score >= self.source_threshold else ("mask", None)
+
+    def _region(
+        self,
+        component: np.ndarray,
+        mask: Mask,
+        source: str,
+        phrase: str | None,
+        pairs: Sequence[tuple[str, float]],
+    ) -> Region | None:
+        h, w = component.shape
+        reach = abs(self.dilate) + self.blur + self.padding
+        window = _grow_box(_bbox(component), reach, (w, h))
+        wl, wt, wr, wb = window
+        local = component[wt:wb, wl:wr].astype(np.float32)
+        if self.dilate > 0:
+            base = dilate(local, self.dilate)
+        elif self.dilate < 0:
+            base = 1.0 - dilate(1.0 - local, -self.dilate)
+        else:
+            base = local
+        if not base.any():
+            return None  # eroded away
+        # without reshaping, the combiner's own feathered weights on this component
+        soft = mask.soft[wt:wb, wl:wr] * base if self.dilate == 0 else base
+        if self.blur:
+            soft = np.maximum(soft, feather(base, self.blur))
+        binary = (soft > 0).astype(np.float32)
+        bl, bt, br, bb = _bbox(binary)
+        box = (bl + wl, bt + wt, br + wl, bb + wt)
+        crop = _grow_box(box, self.padding, (w, h))
+        cl, ct, cr, cb = (crop[0] - wl, crop[1] - wt, crop[2] - wl, crop[3] - wt)
+        local_mask = Mask(binary=binary[ct:cb, cl:cr], soft=np.clip(soft[ct:cb, cl:cr], 0.0, 1.0))
+        return Region(
+            box=box,
+            crop=crop,
+            mask=local_mask,
+            area=float(binary.sum()) / (h * w),
+            source=source,
+            phrase=phrase,
+            emphasis=tuple(pairs),
+            max_upscale=self.max_upscale,
+        )
+
+
+def _evidence(
+    maps: Mapping[str, QualityMap], report: AlignmentReport | None, size: tuple[int, int]
+) -> list[tuple[str, str | None, np.ndarray]]:
+    """``(source, phrase, deficiency map)`` candidates: 1 − P, then each defective phrase's map."""
+    out: list[tuple[str, str | None, np.ndarray]] = []
+    perceptual = maps.get("perceptual")
+    if perceptual is not None:
+        out.append(("perceptual", None, 1.0 - at_size(perceptual, size)))
+    if report is not None and report.defect_maps:
+        w, h = size
+        for phrase, region in report.defect_maps.items():
+            qmap = QualityMap(map=np.clip(region, 0, 1), score=0.0)
+            arr = region if region.shape == (h, w) else at_size(qmap, size)
+            out.append(("alignment", phrase, np.asarray(arr, np.float32)))
+    elif "alignment" in maps:  # an alignment map without a report: no phrase to name
+        out.append(("alignment", None, 1.0 - at_size(maps["alignment"], size)))
+    return out

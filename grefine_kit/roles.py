@@ -1,0 +1,62 @@
+"""The one table of roles: which part kind fills which slot of a recipe and of the Refiner.
+
+Every module that deals with a recipe's parts (``recipe``, ``fetch``, ``api``, ``pipeline``,
+``blocks``, the runners) iterates over :data:`ROLES` instead of spelling the role names out, so a
+new role is added here once. The order is the order the Refiner runs the blocks in.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["INDICATOR_ROLES", "ROLES", "STAGE_ROLES", "Role", "role"]
+
+
+@attrs.frozen
+class Role:
+    """One slot.
+
+    Attributes:
+        name: the role's name (``perceptual``, ``combiner``, ``stage1``, ...): the Refiner's
+            keyword and the key of its report entry.
+        kind: the registry kind that fills it (``indicator``, ``combiner``, ``regions``, ``stage``).
+        table: the recipe table that names the part (``indicators.perceptual``, ``stage1``, ...).
+        tag: a short file tag for saved maps (``pq`` / ``aq``; empty for non-indicators).
+        stage_role: for stages, the ``Stage.role`` the slot needs (``masked`` / ``global``).
+    """
+
+    name: str
+    kind: str
+    table: str
+    tag: str = ""
+    stage_role: str = ""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The recipe table as a key path (``("indicators", "perceptual")``)."""
+        return tuple(self.table.split("."))
+
+
+ROLES: tuple[Role, ...] = (
+    Role("perceptual", "indicator", "indicators.perceptual", tag="pq"),
+    Role("alignment", "indicator", "indicators.alignment", tag="aq"),
+    Role("combiner", "combiner", "combiner"),
+    Role("regions", "regions", "regions"),
+    Role("stage1", "stage", "stage1", stage_role="masked"),
+    Role("stage2", "stage", "stage2", stage_role="global"),
+)
+
+#: the indicator roles, in order (their maps live in ``RefineState.maps`` under these names)
+INDICATOR_ROLES: tuple[str, ...] = tuple(r.name for r in ROLES if r.kind == "indicator")
+#: the stage roles, in order
+STAGE_ROLES: tuple[str, ...] = tuple(r.name for r in ROLES if r.kind == "stage")
+
+_BY_NAME = {r.name: r for r in ROLES}
+
+
+def role(name: str) -> Role:
+    """The role called ``name``; ``KeyError`` naming the known roles otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown role {name!r}; roles: {', '.join(_BY_NAME)}") from None
