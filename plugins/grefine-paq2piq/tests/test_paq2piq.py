@@ -187,7 +187,8 @@ def test_conformance() -> None:
     check_indicator(PaQ2PiQ(weights="random", device="cpu"))
     check_part("indicator", "paq2piq", weights="random", device="cpu")
     recipe = check_recipe("paq2piq-refine")
-    assert recipe.perceptual is not None and recipe.perceptual.part == "paq2piq"
+    perceptual = recipe.part("perceptual")
+    assert perceptual is not None and perceptual.part == "paq2piq"
 
 
 def test_plugins_command_shows_the_licence() -> None:
