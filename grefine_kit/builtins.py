@@ -85,10 +85,53 @@ def register_stages(register: Register) -> None:
 
 @hookimpl
 def register_metrics(register: Register) -> None:
+    # lower_better / score_range / needs_prompt: shown by `grefine list metric` without importing
+    register(
+        "pq-map",
+        "grefine_kit.metrics.indicator:pq_map_metric",
+        summary="PQ-Map's perceptual score p (options: pq-map's)",
+        lower_better=False,
+        score_range=(0.0, 1.0),
+        needs_prompt=False,
+    )
+    register(
+        "aq-map",
+        "grefine_kit.metrics.indicator:aq_map_metric",
+        summary="AQ-Map's alignment score a (options: aq-map's)",
+        lower_better=False,
+        score_range=(0.0, 1.0),
+        needs_prompt=True,
+    )
+    register(
+        "clipscore",
+        "grefine_kit.metrics.clip_metrics:CLIPScore",
+        summary="CLIPScore, 2.5*max(cos, 0) (Hessel et al.; OpenAI CLIP ViT-B/32)",
+        lower_better=False,
+        score_range=(0.0, 2.5),
+        needs_prompt=True,
+    )
+    register(
+        "pickscore",
+        "grefine_kit.metrics.pickscore:PickScore",
+        summary="PickScore, logit_scale*cos (yuvalkirstain/PickScore_v1, transformers)",
+        lower_better=False,
+        score_range=(-100.0, 100.0),
+        needs_prompt=True,
+    )
+    register(
+        "hpsv2",
+        "grefine_kit.metrics.clip_metrics:HPSv2",
+        summary="Human Preference Score v2.1 (open_clip ViT-H-14 + HPS checkpoint), cosine",
+        lower_better=False,
+        score_range=(-1.0, 1.0),
+        needs_prompt=True,
+    )
     register(
         "indicator-score",
-        "grefine_kit.metrics:IndicatorMetric",
-        summary="any indicator's image score as a metric (default pq-map; higher = better)",
+        "grefine_kit.metrics.indicator:IndicatorMetric",
+        summary="any indicator's image score as a metric (default pq-map)",
+        lower_better=False,
+        score_range=(0.0, 1.0),
     )
 
 

@@ -3,8 +3,9 @@
 Each hook receives ``register(name, factory, **metadata)``. A factory is a class or other
 callable, or a ``"package.module:attr"`` string that is imported only when the part is built,
 so registering a part costs no heavy import. Useful metadata: ``summary`` (one line shown by
-``grefine list``) and ``licence`` (a short note on terms users must know, e.g. non-commercial
-weights; shown by ``grefine plugins`` and ``grefine list``).
+``grefine list``), ``licence`` (a note for parts under other terms, e.g. non-commercial weights
+or libraries; shown by ``grefine plugins``) and, for metrics, ``lower_better``, ``score_range``
+and ``needs_prompt`` (shown by ``grefine list metric`` without building the part).
 
 Example plugin module::
 

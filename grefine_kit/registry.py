@@ -86,9 +86,8 @@ class PartEntry:
 
     @property
     def licence(self) -> str:
-        """Optional ``licence`` metadata: a note on terms that differ from the plugin's own (e.g.
-        non-commercial weights); ``""`` when none was given."""
-        return str(self.metadata.get("licence", ""))
+        """A licence note for parts under terms other than the toolkit's (``""`` when none)."""
+        return str(self.metadata.get("licence", "") or "")
 
     def load(self) -> Any:
         """Import and return the factory (or the recipe path for kind ``recipe``)."""

@@ -31,6 +31,9 @@ CASES = [
     ("stage", "inpaint", TINY_STAGE),
     ("stage", "img2img", TINY_STAGE),
     ("metric", "indicator-score", {"options": TINY_BACKBONE}),
+    ("metric", "pq-map", TINY_BACKBONE),
+    ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
+    ("metric", "clipscore", TINY_BACKBONE),
     *[
         ("recipe", name, {})
         for name in (
@@ -42,11 +45,14 @@ CASES = [
             "g-refine-regions",
             "img2img-baseline",
             "tiny",
+            "demo",
         )
     ],
 ]
 #: need downloaded models (NLTK tagger data, Stanza models): their own tests cover them with stand-ins
-SKIPPED = {("parser", "nltk"), ("parser", "stanza")}
+#: pickscore / hpsv2 default to real hub weights: tests/test_metrics.py runs check_metric on tiny
+#: models of the same libraries loaded back through the same loaders
+SKIPPED = {("parser", "nltk"), ("parser", "stanza"), ("metric", "pickscore"), ("metric", "hpsv2")}
 
 
 @pytest.mark.parametrize(("kind", "name", "options"), CASES)

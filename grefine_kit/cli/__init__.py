@@ -14,7 +14,14 @@ __all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_USER_ERROR", "cli", "main", "user_e
 
 
 def _load() -> Any:
-    from grefine_kit.cli import app, image_commands, iqa_commands, registry_commands  # noqa: F401  (registers)
+    from grefine_kit.cli import (  # noqa: F401  (registers the commands)
+        app,
+        benchmark_commands,
+        doctor_commands,
+        image_commands,
+        iqa_commands,
+        registry_commands,
+    )
 
     return app
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import sys
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
-from grefine_kit.cli.app import cli, user_errors, warn_plugin_failures
+from grefine_kit.cli.app import EXIT_FAILURES, cli, user_errors, warn_plugin_failures
 
 
 @cli.command("plugins")
@@ -19,12 +22,16 @@ def plugins_command() -> None:
     by_plugin: dict[tuple[str, str], list[str]] = {}
     for kind, entries in registry.entries.items():
         for entry in entries.values():
-            licence = f"  [licence: {entry.licence}]" if entry.licence else ""
-            by_plugin.setdefault((entry.distribution, entry.plugin), []).append(
-                f"{kind}:{entry.name}{licence}"
-            )
+            by_plugin.setdefault((entry.distribution, entry.plugin), []).append(f"{kind}:{entry.name}")
+    licences: dict[tuple[str, str], set[str]] = {}
+    for entries in registry.entries.values():
+        for entry in entries.values():
+            if entry.licence:
+                licences.setdefault((entry.distribution, entry.plugin), set()).add(entry.licence)
     for (distribution, plugin), parts in sorted(by_plugin.items()):
         click.echo(f"{distribution} ({plugin})")
+        for note in sorted(licences.get((distribution, plugin), ())):
+            click.echo(f"  licence: {note}")
         for part in sorted(parts):
             click.echo(f"  {part}")
     for failure in registry.failures:
@@ -48,9 +55,25 @@ def list_command(kind: str | None, pattern: str) -> None:
         for name in names:
             entry = registry.get(k, name)
             summary = f"  {entry.summary}" if entry.summary else ""
-            summary += f" [licence: {entry.licence}]" if entry.licence else ""
+            if k == "metric":
+                summary = f"  {_metric_facts(entry.metadata):<19}{summary}"
             click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
     warn_plugin_failures()
+
+
+def _metric_facts(metadata: Mapping[str, Any]) -> str:
+    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none)."""
+    from grefine_kit.metrics.base import format_range
+
+    lower = metadata.get("lower_better")
+    arrow = "?" if lower is None else ("↓" if lower else "↑")
+    rng = metadata.get("score_range")
+    try:
+        shown = format_range(rng) if rng is not None else "[?]"
+    except (TypeError, ValueError):
+        shown = "[?]"
+    prompt = " prompt" if metadata.get("needs_prompt") else ""
+    return f"{arrow} {shown}{prompt}"
 
 
 # -- recipes ----------------------------------------------------------------------------
@@ -77,9 +100,21 @@ def recipe_show(name_or_path: str) -> None:
 @click.argument("name_or_path")
 @user_errors
 def recipe_validate(name_or_path: str) -> None:
-    """Check a recipe: keys, part names, option names and values (no weights are loaded)."""
+    """Check a recipe: keys, part names, option names and values (no weights are loaded), then
+    whether this machine has what it needs (weights, parser models, devices).
+
+    Exit 0: valid and ready here; 1: valid, but something is missing here (listed); 2: invalid.
+    """
+    from grefine_kit.cli.doctor_commands import recipe_problems
     from grefine_kit.recipe import Recipe
 
     recipe = Recipe.load(name_or_path)
     recipe.validate()
-    click.echo(f"ok: {recipe.name} ({recipe.source})")
+    problems = recipe_problems(name_or_path)
+    if not problems:
+        click.echo(f"ok: {recipe.name} ({recipe.source}) is valid and has what it needs here")
+        return
+    click.echo(f"valid: {recipe.name} ({recipe.source}), but this machine lacks:")
+    for line in problems:
+        click.echo(f"  {line}")
+    sys.exit(EXIT_FAILURES)

@@ -255,7 +255,7 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
             if model_name.startswith("local-dir:"):
                 raise UserError(f"cannot load {model_name}: {exc}") from exc
             error = exc
-    raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from error
+    raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from None
 
 
 @contextlib.contextmanager
@@ -311,6 +311,18 @@ def _from_checkpoint(path: Path, model_name: str | None) -> tuple[Any, Any]:
     openai_layout = (
         "visual.proj" in state and "text_projection" in state and "token_embedding.weight" in state
     )
+    if openai_layout and model_name is not None and _matches_architecture(state, model_name):
+        # open_clip's CLIP keeps OpenAI's key layout: a named architecture that fits the tensors
+        # (e.g. ViT-H-14 + the HPSv2 checkpoint) keeps its own activation, not OpenAI's QuickGELU
+        import open_clip
+
+        model = open_clip.create_model(model_name, pretrained=None)
+        extra = {"input_resolution", "context_length", "vocab_size"}
+        try:
+            model.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
+        except RuntimeError as exc:
+            raise UserError(f"{path} does not match the {model_name} architecture: {str(exc)[:300]}") from exc
+        return model, open_clip.get_tokenizer(model_name)
     if openai_layout:
         import open_clip
         from open_clip.model import build_model_from_openai_state_dict
@@ -334,6 +346,25 @@ def _from_checkpoint(path: Path, model_name: str | None) -> tuple[Any, Any]:
     return model, open_clip.get_tokenizer(model_name)
 
 
+def _matches_architecture(state: dict[str, torch.Tensor], model_name: str) -> bool:
+    """Whether an OpenAI-layout state dict has the shapes of open_clip architecture ``model_name``
+    (patch embedding, image-tower depth, joint embedding size)."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(model_name) if model_name in open_clip.list_models() else None
+    vision = (cfg or {}).get("vision_cfg", {})
+    width, patch, layers = vision.get("width"), vision.get("patch_size"), vision.get("layers")
+    conv, proj = state.get("visual.conv1.weight"), state.get("text_projection")
+    if conv is None or proj is None or not isinstance(layers, int) or cfg is None:
+        return False
+    depth = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
+    return (
+        tuple(conv.shape) == (width, 3, patch, patch)
+        and depth == layers
+        and int(proj.shape[-1]) == int(cfg.get("embed_dim", -1))
+    )
+
+
 def fetch_weights(spec: BackboneSpec) -> str:
     """Download the weights named by ``spec`` into the local cache (needs network); returns where they are."""
     import open_clip
@@ -355,4 +386,4 @@ def fetch_weights(spec: BackboneSpec) -> str:
         with quiet_hub_logs():
             return str(download_pretrained(get_pretrained_cfg(spec.model, spec.weights)))
     except (OSError, RuntimeError, ValueError) as exc:
-        raise _missing(spec, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise _missing(spec, f"{type(exc).__name__}: {str(exc)[:200]}") from None

@@ -19,7 +19,7 @@ from PIL import Image
 
 from grefine_kit.types import Mask, PromptTree, QualityMap
 
-#: prompts every parser must survive (DESIGN.md 6.3)
+#: prompts every parser must survive (docs/design.md 6.3)
 ODD_PROMPTS: tuple[str, ...] = (
     "",
     "   ",
@@ -186,19 +186,45 @@ def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "
 
 
 def check_metric(metric: Any, *, prompt: str = "a red square on a blue background") -> list[float]:
-    """A metric returns one finite float per image, deterministically, and says its direction."""
+    """A metric follows the ``Metric`` protocol: a name, a direction and a score range, one
+    finite float per image inside that range, deterministically, for odd-sized images in one
+    batch; ``score([])`` is ``[]``; a prompt-reading metric refuses a call without prompts."""
+    import math
+
+    from grefine_kit.errors import UserError
     from grefine_kit.metrics import Metric
 
     assert isinstance(metric, Metric), f"{metric!r} does not follow the Metric protocol"
-    assert isinstance(metric.higher_is_better, bool), "higher_is_better must be a bool"
+    assert isinstance(metric.name, str) and metric.name, "name must be a non-empty string"
+    assert isinstance(metric.lower_better, bool), "lower_better must be a bool"
+    assert isinstance(metric.needs_prompt, bool), "needs_prompt must be a bool"
+    lo, hi = metric.score_range
+    assert isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo < hi, (
+        f"score_range must be (lo, hi) numbers with lo < hi; got {metric.score_range!r}"
+    )
     images = sample_images()
     prompts = [prompt] * len(images) if metric.needs_prompt else None
-    values = metric.compute(images, prompts)
-    assert len(values) == len(images), "compute() must return one value per image"
-    assert all(isinstance(v, float) and np.isfinite(v) for v in values), (
+    values = metric.score(images, prompts)
+    assert isinstance(values, list) and len(values) == len(images), "score() must return one value per image"
+    assert all(isinstance(v, float) and math.isfinite(v) for v in values), (
         f"values must be finite floats: {values}"
     )
-    assert np.allclose(values, metric.compute(images, prompts)), "metric values must be deterministic"
+    slack = 1e-6 * max(1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0)
+    assert all(lo - slack <= v <= hi + slack for v in values), (
+        f"values {values} outside score_range {(lo, hi)}"
+    )
+    again = metric.score(images, prompts)
+    assert np.allclose(values, again, rtol=1e-5, atol=1e-6), "metric values must be deterministic"
+    single = metric.score(images[:1], prompts[:1] if prompts else None)
+    assert np.allclose(single, values[:1], rtol=1e-4, atol=1e-5), "a value must not depend on the batch"
+    assert metric.score([], [] if metric.needs_prompt else None) == [], "score([]) must be []"
+    if metric.needs_prompt:
+        try:
+            metric.score(images, None)
+        except UserError:
+            pass
+        else:
+            raise AssertionError("a metric with needs_prompt=True must raise UserError without prompts")
     return list(values)
 
 

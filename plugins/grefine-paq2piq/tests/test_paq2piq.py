@@ -194,8 +194,15 @@ def test_conformance() -> None:
 def test_plugins_command_shows_the_licence() -> None:
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0, result.output
-    line = next(x for x in result.output.splitlines() if "indicator:paq2piq" in x)
-    assert "CC BY-NC" in line and "non-commercial" in line
+    lines = result.output.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith("grefine-paq2piq"))
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    assert "  indicator:paq2piq" in block
+    assert any("licence" in x and "CC BY-NC" in x and "non-commercial" in x for x in block), block
     assert "indicator" in CliRunner().invoke(cli, ["list", "indicator", "-f", "paq2piq"]).output
 
 

@@ -1,0 +1,287 @@
+"""``run_benchmark``: refine a dataset with each recipe, score originals and outputs with each metric.
+
+Layout of ``out_dir``:
+
+- ``<recipe>/``: what ``grefine refine`` writes (``<stem>.png``, reports), reused on a rerun:
+  images already refined are skipped (resumable), so only the scoring runs again;
+- ``scores.csv``: one line per image and row (``original`` and every recipe), one column per metric;
+- ``summary.json`` / ``summary.md`` / ``summary.html``: the table (see ``table`` and ``render``);
+- ``chart.png``: each recipe's change per metric against the original images.
+
+A metric that fails on an image gives NaN there (``n/a`` in the tables), as does an image a
+recipe failed to refine; missing weights or libraries stop the run with one clear error (the
+refined images stay on disk).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from tqdm.auto import tqdm
+
+from grefine_kit.benchmark.dataset import Dataset
+from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.metrics.base import MetricInfo, describe
+from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
+from grefine_kit.recipe import PartSpec, Recipe
+
+__all__ = [
+    "ORIGINAL",
+    "BenchmarkResult",
+    "MetricSpec",
+    "RecipeRow",
+    "ablation_variants",
+    "run_benchmark",
+]
+
+#: the reference row: the images as given
+ORIGINAL = "original"
+_CHUNK = 16
+
+
+@attrs.frozen
+class MetricSpec:
+    """A metric column: ``label`` (the column name), registry ``name`` and its ``options``."""
+
+    label: str
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RecipeRow:
+    """A recipe row with the Table 8 facts: which indicators make its mask, which stages run."""
+
+    recipe: Recipe
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def indicators(self) -> str:
+        roles = (("PQ", "perceptual"), ("AQ", "alignment"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
+        return "+".join(used) or "none"
+
+    @property
+    def stages(self) -> str:
+        roles = (("1", "stage1"), ("2", "stage2"))
+        used = [tag for tag, role in roles if self.recipe.part(role)]
+        return ",".join(used) or "none"
+
+
+@attrs.frozen
+class BenchmarkResult:
+    """Scores per row (``original`` first, then the recipes) and metric label, aligned with
+    ``dataset.items`` (NaN = no score), plus what the refiners and metrics reported."""
+
+    dataset: Dataset
+    rows: tuple[RecipeRow, ...]
+    metrics: tuple[MetricInfo, ...]
+    scores: Mapping[str, Mapping[str, list[float]]]
+    errors: Mapping[str, list[str]]
+    refine_counts: Mapping[str, Mapping[str, int]]
+    out_dir: Path
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def n_missing(self) -> int:
+        """Scores that are NaN (failed refines or metric errors)."""
+        return sum(math.isnan(v) for per in self.scores.values() for col in per.values() for v in col)
+
+
+def ablation_variants(base: Recipe) -> list[Recipe]:
+    """Table 8's rows from a full recipe: PQ+AQ/1,2 (itself), AQ/1,2, PQ/1,2, PQ+AQ/1.
+
+    The one-map variants take the matching single-map combiner with its default options."""
+    if not all(base.part(role) for role in ("perceptual", "alignment", "stage1", "stage2")):
+        raise UserError(
+            f"--ablation needs a recipe with both indicators and both stages; {base.name!r} has "
+            f"indicators {RecipeRow(base).indicators}, stages {RecipeRow(base).stages}"
+        )
+
+    def variant(suffix: str, drop: str, combiner: str | None = None) -> Recipe:
+        parts = {role: spec for role, spec in base.parts.items() if role != drop}
+        if combiner is not None:
+            parts["combiner"] = PartSpec("combiner", combiner)
+        return attrs.evolve(base, name=f"{base.name}-{suffix}", parts=parts)
+
+    return [
+        base,
+        variant("alignment", drop="perceptual", combiner="alignment"),
+        variant("perceptual", drop="alignment", combiner="perceptual"),
+        variant("stage1", drop="stage2"),
+    ]
+
+
+def _folder_name(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "recipe"
+    if safe == ORIGINAL:
+        raise UserError(f"a recipe may not be named {ORIGINAL!r}: that is the reference row")
+    return safe
+
+
+def run_benchmark(
+    recipes: Sequence[str | Recipe],
+    dataset: Dataset,
+    metrics: Sequence[MetricSpec],
+    out_dir: str | Path,
+    *,
+    ablation: bool = False,
+    resume: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Refine ``dataset`` with every recipe into ``out_dir/<recipe>/``, score the originals and the
+    outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
+
+    ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
+    from grefine_kit.batch import refine_files
+    from grefine_kit.inputs import make_output_dir
+    from grefine_kit.registry import get_registry
+
+    if not recipes:
+        raise UserError("no recipes to benchmark")
+    if not metrics:
+        raise UserError("no metrics to score with")
+    loaded = [r if isinstance(r, Recipe) else Recipe.load(r) for r in recipes]
+    if ablation:
+        if len(loaded) != 1:
+            raise UserError("--ablation takes one base recipe (its variants are made from it)")
+        loaded = ablation_variants(loaded[0])
+    rows = tuple(RecipeRow(r) for r in loaded)
+    folders = [_folder_name(r.name) for r in rows]
+    if len(set(folders)) != len(folders):
+        raise UserError(f"two recipes share a name: {', '.join(folders)}")
+    labels = [m.label for m in metrics]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"two metric columns share a name: {', '.join(labels)}")
+    out = make_output_dir(out_dir)
+    registry = get_registry()
+    # build every metric first: a bad name or option fails before any refining starts
+    built = [(m, registry.create("metric", m.name, m.options)) for m in metrics]
+    infos = tuple(
+        describe(part, name=m.label, licence=registry.get("metric", m.name).licence) for m, part in built
+    )
+    outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
+    counts: dict[str, dict[str, int]] = {}
+    from grefine_kit.runs.layout import output_stems
+
+    stems = output_stems(dataset.paths)
+    for row, folder in zip(rows, folders, strict=True):
+        refiner = row.recipe.with_runtime(device=device, dtype=dtype).build()
+        summary = refine_files(
+            dataset.paths,
+            refiner,
+            out / folder,
+            prompts=dataset.prompts,
+            resume=resume,
+            progress=progress,
+        )
+        counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
+        outputs[row.name] = [out / folder / f"{stem}.png" for stem in stems]
+    scores: dict[str, dict[str, list[float]]] = {}
+    errors: dict[str, list[str]] = {}
+    prompts = [item.prompt for item in dataset.items]
+    for row_name, files in outputs.items():
+        scores[row_name], errors[row_name] = _score_row(row_name, files, prompts, built, progress)
+    result = BenchmarkResult(
+        dataset=dataset,
+        rows=rows,
+        metrics=infos,
+        scores=scores,
+        errors=errors,
+        refine_counts=counts,
+        out_dir=out,
+        tolerance=tolerance,
+    )
+    write_scores_csv(result, out / "scores.csv")
+    return result
+
+
+def _score_row(
+    row: str,
+    files: Sequence[Path],
+    prompts: Sequence[str],
+    built: Sequence[tuple[MetricSpec, Any]],
+    progress: bool,
+) -> tuple[dict[str, list[float]], list[str]]:
+    from grefine_kit.images import load_image
+
+    values: dict[str, list[float]] = {m.label: [] for m, _ in built}
+    errors: list[str] = []
+    bar = tqdm(
+        total=len(files), unit="img", desc=f"scoring {row}", disable=not progress or not sys.stderr.isatty()
+    )
+    try:
+        for start in range(0, len(files), _CHUNK):
+            chunk = list(range(start, min(start + _CHUNK, len(files))))
+            images: dict[int, Any] = {}
+            for i in chunk:
+                try:
+                    images[i] = load_image(files[i])
+                except UserError as exc:  # a recipe that failed on this image wrote no output
+                    errors.append(f"{files[i].name}: {exc}")
+            for spec, metric in built:
+                scored = _score_chunk(spec, metric, images, prompts, errors)
+                values[spec.label].extend(scored.get(i, math.nan) for i in chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return values, errors
+
+
+def _score_chunk(
+    spec: MetricSpec, metric: Any, images: Mapping[int, Any], prompts: Sequence[str], errors: list[str]
+) -> dict[int, float]:
+    """Scores by dataset index; one failing image is retried alone so it costs only its own cell."""
+    if not images:
+        return {}
+    keys = list(images)
+
+    def call(indices: list[int]) -> list[float]:
+        texts = [prompts[i] for i in indices] if metric.needs_prompt else None
+        got = metric.score([images[i] for i in indices], texts)
+        if len(got) != len(indices):
+            raise RuntimeError(f"returned {len(got)} scores for {len(indices)} images")
+        return [float(v) for v in got]
+
+    try:
+        return dict(zip(keys, call(keys), strict=True))
+    except MissingDependencyError:
+        raise  # every image would fail the same way: stop with the message
+    except Exception:
+        pass
+    out: dict[int, float] = {}
+    for i in keys:
+        try:
+            out[i] = call([i])[0]
+        except MissingDependencyError:
+            raise
+        except Exception as exc:  # one image must not sink the table
+            errors.append(f"{spec.label} on image {i}: {type(exc).__name__}: {exc}")
+    return out
+
+
+def write_scores_csv(result: BenchmarkResult, path: Path) -> None:
+    """``id,image,prompt,row,<metric>...`` for every image and row (empty cell = no score)."""
+    labels = [m.name for m in result.metrics]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "image", "prompt", "row", *labels])
+        for row_name, per in result.scores.items():
+            for i, item in enumerate(result.dataset.items):
+                cells = ["" if math.isnan(per[m][i]) else repr(per[m][i]) for m in labels]
+                writer.writerow([item.id, str(item.path), item.prompt, row_name, *cells])
+    tmp.replace(path)

@@ -1,0 +1,373 @@
+"""``grefine benchmark``: marking rules in the summary, dataset input, the end-to-end run on the
+``tiny`` recipe, resuming, the ablation layout. Controlled metrics (a test plugin) return
+known numbers so that every mark can be checked."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import attrs
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from grefine_kit import hookimpl
+from grefine_kit.benchmark import ORIGINAL, BenchmarkResult, Dataset, Item, load_dataset, summarise
+from grefine_kit.benchmark.render import chart_png, format_value, to_html, to_markdown
+from grefine_kit.benchmark.run import RecipeRow, ablation_variants
+from grefine_kit.cli import cli
+from grefine_kit.errors import UserError
+from grefine_kit.metrics.base import MetricInfo
+from grefine_kit.recipe import Recipe
+from grefine_kit.stages.base import StageResult
+from grefine_kit.testing import sample_images
+
+NAN = float("nan")
+
+
+# -- a test plugin: controlled metrics and model-free stages ---------------------------------
+
+
+def pixel_key(image: Image.Image) -> str:
+    return hashlib.sha1(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
+
+
+@attrs.define
+class Brightness:
+    """Mean luminance in [0, 1]: a real, cheap metric (higher = better for this test)."""
+
+    name: ClassVar[str] = "test-bright"
+    lower_better: ClassVar[bool] = False
+    needs_prompt: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def score(self, images, prompts=None):
+        return [float(np.asarray(im.convert("L"), np.float32).mean() / 255) for im in images]
+
+
+@attrs.define
+class Lookup:
+    """Known numbers per image content: ``TABLE[table][pixel_key]``; an unknown image raises
+    (the benchmark records NaN for that image only)."""
+
+    table: str = "up"
+    lower_better: bool = False
+    TABLE: ClassVar[dict[str, dict[str, float]]] = {}
+    needs_prompt: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    @property
+    def name(self) -> str:
+        return f"lookup-{self.table}"
+
+    def score(self, images, prompts=None):
+        return [self.TABLE[self.table][pixel_key(im)] for im in images]
+
+
+@attrs.define
+class Shift:
+    """A model-free stage: adds ``amount`` to every pixel (global) or inside the mask (masked)."""
+
+    amount: int = 30
+    role: str = "global"
+
+    def run(self, request):
+        a = np.asarray(request.image, np.int16) + self.amount
+        out = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
+        return StageResult(image=out, steps_run=request.steps)
+
+
+def masked_shift(**options):
+    return Shift(role="masked", **options)
+
+
+FAST_FULL = """
+name = "test-full"
+[indicators.perceptual]
+part = "pq-map"
+model = "grefine-tiny"
+weights = "random"
+device = "cpu"
+[indicators.alignment]
+part = "aq-map"
+model = "grefine-tiny"
+weights = "random"
+device = "cpu"
+parser = "rules"
+templates = "none"
+[combiner]
+part = "g-refine"
+[stage1]
+part = "test-fill"
+amount = -20
+[stage2]
+part = "test-shift"
+amount = 10
+[refiner]
+iterations = 4
+"""
+
+SHIFT_ONLY = """
+name = "test-shift"
+[stage2]
+part = "test-shift"
+amount = 40
+[refiner]
+iterations = 4
+split = 0.0
+"""
+
+
+@pytest.fixture
+def plugin(register_plugin, tmp_path):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "full.toml").write_text(FAST_FULL)
+    (recipes / "shift.toml").write_text(SHIFT_ONLY)
+
+    class Plugin:
+        @hookimpl
+        def register_metrics(self, register):
+            register("test-bright", Brightness, lower_better=False, score_range=(0.0, 1.0))
+            register("test-lookup", Lookup, summary="known numbers")
+
+        @hookimpl
+        def register_stages(self, register):
+            register("test-shift", Shift)
+            register("test-fill", masked_shift)
+
+        @hookimpl
+        def register_recipes(self, register):
+            register("test-full", recipes / "full.toml")
+            register("test-shift", recipes / "shift.toml")
+
+    Lookup.TABLE.clear()
+    registry = register_plugin(Plugin(), name="benchmark-test-plugin")
+    assert not registry.failures, registry.failures
+    return registry
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(sample_images([(64, 48), (48, 64), (64, 64), (40, 56)])):
+        image.save(folder / f"im{i}.png")
+    with (tmp_path / "prompts.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "prompt"])
+        for i in range(4):
+            writer.writerow([f"im{i}.png", f"a red square number {i}"])
+    return folder
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def _json(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _cell(summary: dict, row: str, metric: str) -> dict:
+    return next(r for r in summary["rows"] if r["name"] == row)["cells"][metric]
+
+
+# -- end to end on the tiny recipe -----------------------------------------------------------
+
+
+def test_benchmark_tiny_end_to_end_then_resume_with_controlled_metrics(plugin, dataset_dir, tmp_path):
+    out = tmp_path / "bench"
+    common = [str(dataset_dir), "--prompts", str(tmp_path / "prompts.csv"), "--recipe", "tiny"]
+    common += ["--recipe", "test-shift", "--out", str(out)]
+    first = _invoke("benchmark", *common, "--metric", "test-bright")
+    assert first.exit_code == 0, first.output
+    for name in ("scores.csv", "summary.md", "summary.html", "summary.json", "chart.png"):
+        assert (out / name).is_file(), name
+    for recipe in ("tiny", "test-shift"):
+        assert sorted(p.name for p in (out / recipe).glob("im*.png")) == [f"im{i}.png" for i in range(4)]
+    summary = _json(out)
+    assert summary["config"]["refined"]["tiny"] == {"ok": 4, "failed": 0, "skipped": 0}
+    # +40 on every pixel is brighter: better on this higher-is-better metric, 4 wins of 4
+    shift = _cell(summary, "test-shift", "test-bright")
+    assert shift["outcome"] == "better" and shift["wins"] == 4 and not shift["negative"]
+    with (out / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 4 and {r["row"] for r in rows} == {ORIGINAL, "tiny", "test-shift"}
+    assert Image.open(out / "chart.png").format == "PNG"
+
+    # known numbers per image: the originals 0.5, tiny 0.6, test-shift 0.4 ("up", higher better)
+    # and the same numbers for a lower-is-better column ("down"); "tie": test-shift equals the original
+    up, tie = {}, {}
+    for i in range(4):
+        up[pixel_key(Image.open(dataset_dir / f"im{i}.png"))] = 0.5
+        up[pixel_key(Image.open(out / "tiny" / f"im{i}.png"))] = 0.6
+        up[pixel_key(Image.open(out / "test-shift" / f"im{i}.png"))] = 0.4
+        tie[pixel_key(Image.open(dataset_dir / f"im{i}.png"))] = 0.5
+        tie[pixel_key(Image.open(out / "tiny" / f"im{i}.png"))] = 0.8 if i else 0.1
+        tie[pixel_key(Image.open(out / "test-shift" / f"im{i}.png"))] = 0.5
+    Lookup.TABLE.update(up=up, down=dict(up), tie=tie)
+    del Lookup.TABLE["tie"][pixel_key(Image.open(out / "tiny" / "im3.png"))]  # one NaN
+    options = tmp_path / "metrics.toml"
+    options.write_text(
+        '[up]\nmetric = "test-lookup"\ntable = "up"\n'
+        '[down]\nmetric = "test-lookup"\ntable = "down"\nlower_better = true\n'
+        '[tie]\nmetric = "test-lookup"\ntable = "tie"\n'
+    )
+    second = _invoke("benchmark", *common, "--metric-options", str(options))
+    assert second.exit_code == 1, second.output  # one score is n/a
+    summary = _json(out)
+    assert summary["config"]["refined"]["tiny"] == {"ok": 0, "failed": 0, "skipped": 4}  # resumed
+    assert [m["name"] for m in summary["metrics"]] == ["up", "down", "tie"]
+    assert summary["metrics"][1]["lower_better"] is True
+    # worse on one recipe -> negative optimisation there and only there
+    assert _cell(summary, "test-shift", "up")["negative"] and not _cell(summary, "tiny", "up")["negative"]
+    assert (
+        _cell(summary, "tiny", "up")["mark"] == "best"
+        and _cell(summary, "test-shift", "up")["mark"] == "second"
+    )
+    # direction: lower is better flips it
+    assert _cell(summary, "tiny", "down")["negative"] and not _cell(summary, "test-shift", "down")["negative"]
+    assert _cell(summary, "test-shift", "down")["mark"] == "best"
+    # tie: equal to the original is not worse; NaN image: mean over the other 3, not a win
+    assert _cell(summary, "test-shift", "tie")["outcome"] == "tie"
+    assert not _cell(summary, "test-shift", "tie")["negative"]
+    tiny_tie = _cell(summary, "tiny", "tie")
+    assert tiny_tie["n"] == 3 and math.isclose(tiny_tie["mean"], (0.1 + 0.8 + 0.8) / 3)
+    assert (tiny_tie["wins"], tiny_tie["losses"], tiny_tie["ties"]) == (2, 1, 0)
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert rows["test-shift"]["negative_optimisations"] == 1 and rows["tiny"]["negative_optimisations"] == 1
+    assert summary["config"]["errors"]["tiny"]  # the failed lookup is reported
+    md = (out / "summary.md").read_text()
+    print(md)
+    assert "| test-shift | <u>0.4000</u> ▼ | **0.4000** | <u>0.5000</u> | 1 | 33% |" in md
+    html = (out / "summary.html").read_text()
+    assert '<td class="second negative">0.4000 ▼</td>' in html
+
+
+def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
+    out = tmp_path / "ablation"
+    result = _invoke(
+        "benchmark", str(dataset_dir), "--prompt", "a red square", "--recipe", "test-full", "--ablation",
+        "--metric", "test-bright", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = _json(out)
+    assert summary["ablation"] is True
+    facts = [(r["name"], r["indicators"], r["stages"]) for r in summary["rows"][1:]]
+    assert facts == [
+        ("test-full", "PQ+AQ", "1,2"),
+        ("test-full-alignment", "AQ", "1,2"),
+        ("test-full-perceptual", "PQ", "1,2"),
+        ("test-full-stage1", "PQ+AQ", "1"),
+    ]
+    lines = (out / "summary.md").read_text().splitlines()
+    assert lines[0].startswith("| Indicator | Stage | test-bright ↑ |")
+    assert lines[2].startswith("| PQ+AQ (test-full) | 1,2 |") and lines[6].startswith("| Original images |")
+    # stage 1 darkens (-20 in the mask), stage 2 brightens (+10 everywhere): stage-1-only is darkest
+    means = {r["name"]: r["cells"]["test-bright"]["mean"] for r in summary["rows"]}
+    assert means["test-full-stage1"] < means["test-full"]
+
+
+def test_ablation_needs_a_full_recipe():
+    with pytest.raises(UserError, match="both indicators and both stages"):
+        ablation_variants(Recipe.load("img2img-baseline"))
+    variants = ablation_variants(Recipe.load("g-refine"))
+    assert [RecipeRow(v).indicators for v in variants] == ["PQ+AQ", "AQ", "PQ", "PQ+AQ"]
+
+
+# -- marking in the summary (no refining) ----------------------------------------------------
+
+
+def _result(scores, metrics, tolerance=1e-6):
+    n = len(next(iter(next(iter(scores.values())).values())))
+    items = tuple(Item(f"i{k}", Path(f"i{k}.png"), "p") for k in range(n))
+    rows = tuple(RecipeRow(Recipe(name=name)) for name in scores if name != ORIGINAL)
+    return BenchmarkResult(
+        dataset=Dataset(items), rows=rows, metrics=tuple(metrics), scores=scores, errors={},
+        refine_counts={}, out_dir=Path("."), tolerance=tolerance,
+    )  # fmt: skip
+
+
+def test_summary_marks_direction_ties_and_nan():
+    metrics = [MetricInfo("q"), MetricInfo("brisque", lower_better=True)]
+    scores = {
+        ORIGINAL: {"q": [0.5, 0.5], "brisque": [20.0, 20.0]},
+        "a": {"q": [0.7, 0.7], "brisque": [25.0, 25.0]},  # q better, brisque worse
+        "b": {"q": [0.7, 0.7], "brisque": [10.0, NAN]},  # ties a on q; one brisque missing
+        "c": {"q": [NAN, NAN], "brisque": [20.0, 20.0]},  # no q at all; brisque equal = not worse
+    }
+    summary = summarise(_result(scores, metrics))
+    by = {r.name: r for r in summary.rows}
+    assert [by[n].cells[0].mark for n in "abc"] == ["best", "best", ""]  # tie shares best; NaN never
+    assert math.isnan(by["c"].cells[0].mean) and not by["c"].cells[0].negative
+    assert [by[n].cells[1].mark for n in "abc"] == ["", "best", "second"]
+    assert by["a"].cells[1].negative and not by["c"].cells[1].negative
+    assert [by[n].negatives for n in "abc"] == [1, 0, 0]
+    assert by["b"].cells[1].n == 1 and by["b"].cells[1].pairs == 1
+    assert by["a"].win_rate == 0.5  # 2 wins (q) + 2 losses (brisque)
+    assert math.isclose(by["b"].cells[1].change, 50.0)  # 20 -> 10 on lower-better: +50 %
+    md = to_markdown(summary)
+    assert "| c | n/a | <u>20.000</u> | 0 |" in md
+    assert "<td>n/a</td>" in to_html(summary)
+
+
+def test_tolerance_decides_ties():
+    metrics = [MetricInfo("q")]
+    scores = {ORIGINAL: {"q": [0.5]}, "a": {"q": [0.49]}}
+    assert summarise(_result(scores, metrics)).rows[1].cells[0].negative
+    assert not summarise(_result(scores, metrics, tolerance=0.05)).rows[1].cells[0].negative
+
+
+def test_format_and_chart(tmp_path):
+    assert [format_value(v) for v in (0.69114, 66.3371, 117.2, NAN)] == ["0.6911", "66.337", "117.20", "n/a"]
+    metrics = [MetricInfo("q"), MetricInfo("b", lower_better=True)]
+    scores = {ORIGINAL: {"q": [0.5], "b": [20.0]}, "a": {"q": [0.6], "b": [30.0]}}
+    path = chart_png(summarise(_result(scores, metrics)), tmp_path / "c.png")
+    image = Image.open(path).convert("RGB")
+    colours = {c for _, c in image.getcolors(1 << 16)}
+    assert (0x27, 0xAE, 0x60) in colours and (0xC0, 0x39, 0x2B) in colours  # a better and a worse bar
+
+
+# -- input errors ----------------------------------------------------------------------------
+
+
+def test_manifest_dataset(tmp_path, dataset_dir):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,image,prompt\na,images/im0.png,a cat\nb,images/im1.png,a dog\n")
+    data = load_dataset(manifest=manifest)
+    assert [(i.id, i.path.name, i.prompt) for i in data.items] == [
+        ("a", "im0.png", "a cat"),
+        ("b", "im1.png", "a dog"),
+    ]
+    manifest.write_text("id,image,prompt\na,images/im0.png,a cat\na,images/im1.png,a dog\n")
+    with pytest.raises(UserError, match="appears twice"):
+        load_dataset(manifest=manifest)
+    manifest.write_text("id,file\na,images/im0.png\n")
+    with pytest.raises(UserError, match="needs columns image and prompt"):
+        load_dataset(manifest=manifest)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metric", "test-bright"], "exactly one of --prompt TEXT or --prompts CSV"),
+        (["--prompt", "x", "--metric", "no-such-metric"], "unknown metric 'no-such-metric'"),
+        (
+            ["--prompt", "x", "--metric", "test-bright", "--recipe", "img2img-baseline", "--ablation"],
+            "both indicators",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["benchmark", str(dataset_dir), *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o" / "img2img-baseline").exists()  # nothing refined before the error
