@@ -38,6 +38,7 @@ CASES = [
     *[
         ("recipe", name, {})
         for name in (
+            "demo",
             "g-refine",
             "g-refine-perceptual",
             "g-refine-alignment",
