@@ -29,7 +29,7 @@ import attrs
 import pluggy
 
 from grefine_kit import hookspecs
-from grefine_kit.errors import PluginError, UnknownPartError, UserError
+from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
 
 __all__ = [
     "KINDS",
@@ -297,15 +297,6 @@ def accepted_options(factory: Any) -> list[str] | None:
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             names.append(p.name)
     return names
-
-
-def error_text(exc: BaseException) -> str:
-    """The message of ``exc`` as one line. attrs' type validators raise
-    ``TypeError(message, attribute, type, value)``, whose ``str`` is a tuple with the whole
-    ``Attribute`` repr; keep just the message."""
-    attrs_style = len(exc.args) > 1 and isinstance(exc.args[0], str)
-    text = exc.args[0] if attrs_style else str(exc)
-    return " ".join(text.split())
 
 
 #: annotations (as strings, under ``from __future__ import annotations``) of numeric options

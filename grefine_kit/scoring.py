@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from grefine_kit.errors import ImageError, NonFiniteError, SetupError, UserError
+from grefine_kit.errors import ImageError, NonFiniteError, SetupError, UserError, error_message
 from grefine_kit.images import (
     FROM_ENV,
     MaxPixels,
@@ -126,12 +126,6 @@ def _score(indicator: Indicator, items: list[_Ready]) -> list[QualityMap | Excep
         except (TypeError, ValueError, NonFiniteError) as e:
             out.append(e)
     return out
-
-
-def _error_message(e: BaseException) -> str:
-    # our own errors carry a complete message; others get their type for context
-    text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    return safe_text(" ".join(text.split()))  # one line per row
 
 
 def score_files(
@@ -310,7 +304,7 @@ class _Run:
             try:
                 image = load_image(item.image, max_pixels=self.limit)
             except Exception as e:  # one unreadable file never stops the run
-                rec["error"] = _error_message(e)
+                rec["error"] = safe_text(error_message(e))
                 continue
             rec.update(width=image.width, height=image.height)
             ready.append(_Ready(i, item, stem, image))
@@ -318,7 +312,7 @@ class _Run:
         for ready_item, result in zip(ready, results, strict=True):
             rec = records[ready_item.index]
             if isinstance(result, Exception):
-                rec["error"] = _error_message(result)
+                rec["error"] = safe_text(error_message(result))
                 continue
             rec.update(status="ok", **result.to_json())
             rec["indicator"] = result.indicator or self.name
