@@ -65,12 +65,18 @@ def score(
 ) -> QualityMap:
     """Score one image (path, PIL image, array or tensor) with an indicator.
 
+    Raises ``MissingDependencyError`` (a ``UserError``) before any model import when weights,
+    a parser model or the device are missing here.
+
     >>> qmap = score("photo.png", recipe="tiny")   # doctest: +SKIP
     >>> qmap.score, qmap.map.shape                  # doctest: +SKIP
     """
     from grefine_kit.images import load_image
+    from grefine_kit.preflight import ensure_ready, fetch_command
 
     part = build_indicator(indicator, recipe=recipe, **options)
+    recipe_arg = recipe if isinstance(recipe, str) or recipe is None else recipe.source
+    ensure_ready({indicator: part}, fetch_command=fetch_command(recipe=recipe_arg, indicator=indicator))
     result: QualityMap = part.score([load_image(image)], [prompt] if prompt is not None else None)[0]
     return result
 
@@ -84,10 +90,17 @@ def refine(
     device: str | None = None,
     dtype: str | None = None,
 ) -> RefineResult:
-    """Refine one image with a recipe (``"g-refine"`` by default; ``"tiny"`` runs offline)."""
+    """Refine one image with a recipe (``"g-refine"`` by default; ``"tiny"`` runs offline).
+
+    Raises ``MissingDependencyError`` before any model import when something is missing here.
+    """
     from grefine_kit.images import load_image
+    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_parts
     from grefine_kit.recipe import Recipe
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
-    refiner = recipe_obj.with_runtime(device=device, dtype=dtype).build()
+    recipe_obj = recipe_obj.with_runtime(device=device, dtype=dtype)
+    recipe_arg = recipe if isinstance(recipe, str) else recipe_obj.source
+    ensure_ready(recipe_parts(recipe_obj), fetch_command=fetch_command(recipe=recipe_arg))
+    refiner = recipe_obj.build()
     return refiner.refine(load_image(image), prompt, image_id=image_id)

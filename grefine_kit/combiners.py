@@ -1,4 +1,4 @@
-"""Mask combiners: quality maps in, repaint mask out (DESIGN.md 6.4, paper eq. 9 ``Bi(1 - P + A)``).
+"""Mask combiners: quality maps in, repaint mask out (docs/design.md 6.4, paper eq. 9 ``Bi(1 - P + A)``).
 
 Conventions: quality maps are 1 = good; the deficiency ``D`` is 1 = bad; masks are 1 = repaint.
 Our reading of the paper's ``Bi(1 − P + A)``: ``D = (1 − P) + A_def`` where ``A_def = 1 − A`` is

@@ -1,38 +1,75 @@
-"""``grefine fetch-weights``: download what a recipe needs ahead of time.
+"""``grefine fetch-weights``: download what a recipe (or one indicator) needs ahead of time.
 
 A part that loads weights overrides ``PartBase.fetch_weights() -> list[str]``
 (:mod:`grefine_kit.parts`): it downloads into the usual caches (Hugging Face hub cache,
 open_clip's cache) and returns one line per item. Other parts are skipped. After fetching,
 runs work with ``HF_HUB_OFFLINE=1``.
+
+Before anything is imported, ``check_can_fetch`` answers in a second when a download cannot
+work here (offline mode, no network), naming what is missing and what to do instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from grefine_kit.errors import UserError
+from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.hub import hub_reachable, offline_requested
 from grefine_kit.parts import capabilities
+from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir, part_name, recipe_parts
 from grefine_kit.recipe import Recipe
-from grefine_kit.roles import ROLES
 
 
-def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
-    """Download every weight file the recipe's parts need; yields progress lines."""
-    for slot in ROLES:
-        spec = recipe.part(slot.name)
-        if spec is None:
-            continue
-        label = f"{slot.table} ({spec.part})"
-        part = recipe.build_part(spec)
+def _parts(recipe: Recipe) -> Iterator[tuple[str, Any]]:
+    for table, part in recipe_parts(recipe).items():
+        yield f"{table} ({part_name(recipe, table)})", part
+
+
+def check_can_fetch(parts: Mapping[str, Any]) -> None:
+    """Raise one two-line ``MissingDependencyError`` when ``parts`` lack something that cannot be
+    downloaded from here: weights with offline mode set or the hub unreachable, or an NLP
+    package (those come from pip, not the hub). Devices do not matter for a download."""
+    found = [m for m in check_parts(parts) if m.kind != DEVICE]
+    weights = [m for m in found if m.kind == WEIGHTS]
+    others = [m for m in found if m.kind != WEIGHTS]
+    if others:
+        first = others[0]
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        raise MissingDependencyError(f"missing {first.what} ({first.where}){more}\nfix: {first.fix}")
+    if not weights:
+        return
+    names = ", ".join(dict.fromkeys(m.what for m in weights))
+    if offline_requested():
+        raise MissingDependencyError(
+            f"cannot download {names}: offline mode is set (HF_HUB_OFFLINE / GREFINE_OFFLINE)\n"
+            "fix: unset HF_HUB_OFFLINE, GREFINE_OFFLINE and TRANSFORMERS_OFFLINE for this command"
+        )
+    if not hub_reachable(timeout=1.5):
+        raise MissingDependencyError(
+            f"cannot download {names}: the Hugging Face hub is not reachable from this machine\n"
+            f"fix: run the same command on a machine with network access and copy its cache "
+            f"({hf_cache_dir()}) to the same place here"
+        )
+
+
+def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]) -> Iterator[str]:
+    """Download every weight file the labelled parts need; yields progress lines."""
+    for label, part in parts:
         if not capabilities(part).fetches_weights:
             yield f"{label}: no weights to fetch"
             continue
         try:
             lines = list(part.fetch_weights())
-        except UserError:
-            raise
+        except UserError as exc:
+            raise type(exc)(f"{label}: {exc}") from None
         except Exception as exc:  # a download failure is the user's environment, not a bug
-            raise UserError(f"{label}: download failed: {type(exc).__name__}: {exc}") from exc
+            raise UserError(f"{label}: download failed: {type(exc).__name__}: {str(exc)[:200]}") from None
         for line in lines:
             yield f"{label}: {line}"
+
+
+def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
+    """Download every weight file the recipe's parts need; yields progress lines."""
+    yield from fetch_parts_weights(list(_parts(recipe)))
     yield f"done: recipe {recipe.name!r} can now run offline (HF_HUB_OFFLINE=1)"

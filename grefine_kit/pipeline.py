@@ -75,7 +75,9 @@ class Refiner:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
 
-    ``seed`` / ``recipe_name`` / ``recipe_hash``: provenance; per-image seeds derive from ``seed``.
+    ``seed`` / ``recipe_name`` / ``recipe_hash`` / ``recipe_overrides`` (the command line's
+    ``--set`` values, see :mod:`grefine_kit.overrides`): provenance; per-image seeds derive from
+    ``seed``.
     Raises ``RecipeError`` when a block reads what no earlier block writes or a part is in the
     wrong role, ``TypeError``/``ValueError`` for an unknown or bad option.
     """
@@ -88,6 +90,7 @@ class Refiner:
         seed: int = 0,
         recipe_name: str = "",
         recipe_hash: str = "",
+        recipe_overrides: Mapping[str, Any] | None = None,
         part_names: Mapping[str, str] | None = None,
         **parts_and_options: Any,
     ) -> None:
@@ -113,6 +116,7 @@ class Refiner:
         self.seed = seed
         self.recipe_name = recipe_name
         self.recipe_hash = recipe_hash
+        self.recipe_overrides = dict(recipe_overrides or {})
 
     def part(self, name: str) -> Any:
         """The part in role ``name``, or None when the Refiner has none."""
@@ -188,6 +192,8 @@ class Refiner:
             "maps": {role: m.to_json() for role, m in state.maps.items()},
             "versions": package_versions(),
         }
+        if self.recipe_overrides:
+            report["recipe"]["overrides"] = dict(self.recipe_overrides)
         return RefineResult(
             image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
         )

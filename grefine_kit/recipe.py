@@ -97,6 +97,8 @@ class Recipe:
     refiner: Mapping[str, Any] = attrs.field(factory=dict)
     #: provenance only: two recipes with the same content are equal wherever they came from
     source: str = attrs.field(default="<memory>", eq=False)
+    #: command-line ``--set`` values already applied (grefine_kit.overrides); reports record them
+    overrides: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
     def part(self, role: str) -> PartSpec | None:
         """The spec in role ``role`` (``perceptual``, ``stage1``, ...), None when absent."""
@@ -126,6 +128,9 @@ class Recipe:
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecipeError(f"{path}: cannot read: {exc}") from exc
             source = str(path)
+            from grefine_kit.recipe_paths import resolve_recipe_paths  # paths are relative to the file
+
+            return resolve_recipe_paths(cls.loads(text, source=source, registry=registry), path.parent)
         else:
             name = str(path_or_name)
             if name not in registry.entries["recipe"]:
@@ -312,6 +317,7 @@ class Recipe:
                 seed=self.seed,
                 recipe_name=self.name,
                 recipe_hash=self.hash,
+                recipe_overrides=dict(self.overrides),
             )
         except UserError as exc:
             raise RecipeError(f"{self.source}: {exc}") from exc

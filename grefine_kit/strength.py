@@ -1,4 +1,4 @@
-"""Stage strength and step arithmetic (DESIGN.md 6.4-6.5, paper eq. 9).
+"""Stage strength and step arithmetic (docs/design.md 6.4-6.5, paper eq. 9).
 
 diffusers img2img/inpaint pipelines build a schedule of ``steps`` timesteps and run only its last
 ``int(steps * strength)`` (their ``get_timesteps``); zero crashes deep in the VAE instead of

@@ -1,6 +1,6 @@
 """Value types passed between parts.
 
-Conventions (DESIGN.md section 6): every map is a float32 ``(H, W)`` array in
+Conventions (docs/design.md section 6): every map is a float32 ``(H, W)`` array in
 ``[0, 1]`` where 1 means *good*; masks are float32 ``(H, W)`` arrays where 1
 means *repaint* (the diffusers convention). Scores are floats in ``[0, 1]``,
 higher is better.
@@ -228,7 +228,7 @@ class PromptTree:
 
 @attrs.frozen
 class Phrase:
-    """A group of tokens around one noun (DESIGN.md 6.3).
+    """A group of tokens around one noun (docs/design.md 6.3).
 
     ``tokens`` are indices into the tree in text order; ``noun`` the centre noun's index;
     ``text`` the phrase without stopwords and lone punctuation; ``ancestor`` the index of

@@ -26,7 +26,7 @@ from grefine_kit.types import PromptTree
 
 FIG5 = "Mr. Beans wearing sun glasses with blue doctor suit and stripe tie"
 LONG = ODD_PROMPTS[-1]
-ODD = list(ODD_PROMPTS)  # the prompts DESIGN.md 6.3 says no parser may crash on, and more
+ODD = list(ODD_PROMPTS)  # the prompts docs/design.md 6.3 says no parser may crash on, and more
 assert len(LONG.split()) >= 120
 
 needs_spacy_model = pytest.mark.skipif(

@@ -86,7 +86,7 @@ def test_figure5_phrases() -> None:
     assert d["wearing"] == ("Beans", "acl") and d["glasses"] == ("wearing", "dobj")
     assert d["with"] == ("wearing", "prep") and d["suit"] == ("with", "pobj")  # prep of the verb, as spaCy
     assert d["blue"] == ("suit", "amod") and d["doctor"] == ("suit", "compound")
-    # as spaCy en_core_web_sm (DESIGN.md 6.3): the tie is a second object of "wearing", not a
+    # as spaCy en_core_web_sm (docs/design.md 6.3): the tie is a second object of "wearing", not a
     # conjunct inside the PP, and "and" is the cc of the suit
     assert d["tie"] == ("wearing", "dobj") and d["and"] == ("suit", "cc")
     phrases = extract_phrases(tree)

@@ -22,7 +22,7 @@ def make(text: str, spec: list[tuple[str, str, int, str]]) -> PromptTree:
 
 
 FIG5 = "Mr. Beans wearing sun glasses with blue doctor suit and stripe tie"
-# spaCy en_core_web_sm 3.8's parse, as recorded in DESIGN.md 6.3
+# spaCy en_core_web_sm 3.8's parse, as recorded in docs/design.md 6.3
 FIG5_SPACY = [
     ("Mr.", "PROPN", 1, "compound"),
     ("Beans", "PROPN", 2, "nsubj"),

@@ -22,6 +22,14 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
+from grefine_kit.cli.override_options import (
+    build_indicator_with_overrides,
+    cli_overrides,
+    refine_shortcuts,
+    set_options,
+)
+from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
+from grefine_kit.cli.score_table import print_score_table
 from grefine_kit.errors import UserError
 
 
@@ -45,6 +53,7 @@ from grefine_kit.errors import UserError
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
+@set_options
 @user_errors
 def score_command(
     paths: tuple[str, ...],
@@ -65,7 +74,6 @@ def score_command(
     PATHS are files, folders or globs. Reruns into the same --out redo only what is missing,
     failed or stale (docs/cli.md).
     """
-    from grefine_kit.api import build_indicator
     from grefine_kit.inputs import expand_inputs, read_prompts_csv
     from grefine_kit.scoring import score_files
 
@@ -73,7 +81,8 @@ def score_command(
         raise UserError("give --prompt or --prompts, not both")
     files = expand_inputs(paths)
     prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
-    indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    indicator = build_indicator_with_overrides(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts=prompts)
     warn_plugin_failures()
     summary = score_files(
         files,
@@ -91,6 +100,7 @@ def score_command(
     click.echo(
         f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done} -> {summary.results_path}", err=True
     )
+    print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
 
@@ -117,6 +127,8 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @device_option
 @dtype_option
+@set_options
+@refine_shortcuts
 @user_errors
 def refine_command(
     paths: tuple[str, ...],
@@ -159,11 +171,14 @@ def refine_command(
 def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
     import attrs
 
+    from grefine_kit.overrides import apply_overrides
     from grefine_kit.recipe import Recipe
 
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
         recipe = attrs.evolve(recipe, seed=seed)
+    recipe = apply_overrides(recipe, cli_overrides(recipe))
+    check_recipe_ready(recipe, recipe_name)
     warn_plugin_failures()
     return recipe.build()
 
@@ -218,14 +233,36 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
 
 @cli.command("fetch-weights")
 @click.option(
-    "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
+    "--recipe",
+    "recipe_name",
+    default=None,
+    help="recipe name or .toml path [default: g-refine; with --indicator: the indicator's defaults]",
+)
+@click.option(
+    "--indicator",
+    "indicator_name",
+    default=None,
+    help="fetch only this indicator's weights (what `grefine score --indicator NAME` needs)",
 )
 @user_errors
-def fetch_weights_command(recipe_name: str) -> None:
+def fetch_weights_command(recipe_name: str | None, indicator_name: str | None) -> None:
     """Download everything a recipe needs, so that later runs work offline (HF_HUB_OFFLINE=1)."""
-    from grefine_kit.fetch import fetch_recipe_weights
+    from grefine_kit.fetch import check_can_fetch, fetch_parts_weights, fetch_recipe_weights
+    from grefine_kit.preflight import recipe_parts
     from grefine_kit.recipe import Recipe
 
-    recipe = Recipe.load(recipe_name)
+    if indicator_name is not None:
+        from grefine_kit.api import build_indicator
+
+        indicator = build_indicator(indicator_name, recipe=recipe_name)
+        check_can_fetch({indicator_name: indicator})
+        for line in fetch_parts_weights([(indicator_name, indicator)]):
+            click.echo(line)
+        click.echo(
+            f"done: `grefine score --indicator {indicator_name}` can now run offline (HF_HUB_OFFLINE=1)"
+        )
+        return
+    recipe = Recipe.load(recipe_name or "g-refine")
+    check_can_fetch(recipe_parts(recipe))
     for line in fetch_recipe_weights(recipe):
         click.echo(line)

@@ -17,6 +17,7 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
+from grefine_kit.cli.readiness import check_indicator_ready
 
 
 @cli.command("evaluate")
@@ -63,6 +64,7 @@ def evaluate_command(
     from grefine_kit.evaluation import evaluate, indicator_kind, read_mos_table
 
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts="(from the CSV)")
     kind = indicator_kind(indicator)
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
     how = "as given" if mos_column else f"for {'an' if kind[0] in 'aeiou' else 'a'} {kind} indicator"
@@ -132,6 +134,7 @@ def train_pq_command(
 
     rows = read_mos_csv(mos_csv, root)
     pq = build_indicator("pq-map", recipe=recipe_name, device=device, dtype=dtype)
+    check_indicator_ready(pq, "pq-map", recipe=recipe_name, prompts=None)
     report = train_pq_prompts(
         rows,
         pq,

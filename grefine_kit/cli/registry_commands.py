@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import click
 
-from grefine_kit.cli.app import cli, user_errors, warn_plugin_failures
+from grefine_kit.cli.app import EXIT_FAILURES, cli, user_errors, warn_plugin_failures
 
 
 @cli.command("plugins")
@@ -99,9 +100,21 @@ def recipe_show(name_or_path: str) -> None:
 @click.argument("name_or_path")
 @user_errors
 def recipe_validate(name_or_path: str) -> None:
-    """Check a recipe: keys, part names, option names and values (no weights are loaded)."""
+    """Check a recipe: keys, part names, option names and values (no weights are loaded), then
+    whether this machine has what it needs (weights, parser models, devices).
+
+    Exit 0: valid and ready here; 1: valid, but something is missing here (listed); 2: invalid.
+    """
+    from grefine_kit.cli.doctor_commands import recipe_problems
     from grefine_kit.recipe import Recipe
 
     recipe = Recipe.load(name_or_path)
     recipe.validate()
-    click.echo(f"ok: {recipe.name} ({recipe.source})")
+    problems = recipe_problems(name_or_path)
+    if not problems:
+        click.echo(f"ok: {recipe.name} ({recipe.source}) is valid and has what it needs here")
+        return
+    click.echo(f"valid: {recipe.name} ({recipe.source}), but this machine lacks:")
+    for line in problems:
+        click.echo(f"  {line}")
+    sys.exit(EXIT_FAILURES)

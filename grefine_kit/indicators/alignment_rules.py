@@ -1,4 +1,4 @@
-"""AQ-Map's decision rules over plain numbers and arrays (DESIGN.md 6.3 steps 4-5, paper eqs. 6-8).
+"""AQ-Map's decision rules over plain numbers and arrays (docs/design.md 6.3 steps 4-5, paper eqs. 6-8).
 
 No model is involved, so the rules can be tested (and reused) on injected scores and maps:
 ``classify_defects`` (noun / adjective unmatched), ``defect_map`` (the alignment defect map),

@@ -1,4 +1,4 @@
-"""AQ-Map: alignment quality map and score from the prompt's phrases (DESIGN.md 6.3, paper 3.2).
+"""AQ-Map: alignment quality map and score from the prompt's phrases (docs/design.md 6.3, paper 3.2).
 
 1. The prompt is parsed (a ``parser`` part) and split into noun phrases with ancestors
    (``grefine_kit.parsers.tree.extract_phrases``, Algorithm 1).

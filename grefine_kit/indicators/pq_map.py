@@ -1,4 +1,4 @@
-"""PQ-Map: perceptual quality map and score from CLIP Surgery and four quality factors (DESIGN.md 6.2).
+"""PQ-Map: perceptual quality map and score from CLIP Surgery and four quality factors (docs/design.md 6.2).
 
 For each image token and each factor (overall, technical, rationality, naturalness) the softmax
 over an antonym pair gives the probability of the positive side, ``L_raw`` in [0, 1]. The cask

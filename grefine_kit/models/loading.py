@@ -255,7 +255,7 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
             if model_name.startswith("local-dir:"):
                 raise UserError(f"cannot load {model_name}: {exc}") from exc
             error = exc
-    raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from error
+    raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from None
 
 
 @contextlib.contextmanager
@@ -386,4 +386,4 @@ def fetch_weights(spec: BackboneSpec) -> str:
         with quiet_hub_logs():
             return str(download_pretrained(get_pretrained_cfg(spec.model, spec.weights)))
     except (OSError, RuntimeError, ValueError) as exc:
-        raise _missing(spec, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise _missing(spec, f"{type(exc).__name__}: {str(exc)[:200]}") from None

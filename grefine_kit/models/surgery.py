@@ -1,6 +1,6 @@
 """CLIP Surgery on open_clip ViTs: the v-v attention path, feature surgery and similarity maps.
 
-Written from the description in DESIGN.md 6.1 (no upstream code). Public API, relied on by
+Written from the description in docs/design.md 6.1 (no upstream code). Public API, relied on by
 PQ-Map, AQ-Map and the ``clip-surgery`` indicator:
 
 - ``clip_surgery_tokens(model, pixels, surgery_depth=6, pos_interpolation="bilinear")

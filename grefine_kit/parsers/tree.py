@@ -1,4 +1,4 @@
-"""Parser-independent tree building, phrase grouping and Algorithm 1 (DESIGN.md 6.3).
+"""Parser-independent tree building, phrase grouping and Algorithm 1 (docs/design.md 6.3).
 
 - ``build_tree`` turns any parser's raw tokens (heads indexing the same list, ``-1`` for a
   root, possibly several roots) into a valid ``PromptTree``: whitespace tokens are dropped,
@@ -171,7 +171,7 @@ def phrase_text(tree: PromptTree, indices: Sequence[int], stopwords: frozenset[s
 
 
 def extract_phrases(tree: PromptTree, stopwords: frozenset[str] = STOPWORDS) -> list[Phrase]:
-    """Group the tree's tokens into noun phrases and link each to its ancestor (DESIGN.md 6.3).
+    """Group the tree's tokens into noun phrases and link each to its ancestor (docs/design.md 6.3).
 
     Centres are the nouns (NOUN/PROPN, not lone punctuation) that are not a ``compound``/``flat``
     part of another noun; such parts join the noun they modify. Every other token joins the

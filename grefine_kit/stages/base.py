@@ -1,4 +1,4 @@
-"""The stage protocol: one refinement pass over one image (DESIGN.md 6.5).
+"""The stage protocol: one refinement pass over one image (docs/design.md 6.5).
 
 A stage gets a :class:`StageRequest` and returns a :class:`StageResult` whose image has exactly
 the request image's size. ``role`` tells the refiner how to use it:

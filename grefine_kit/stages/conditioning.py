@@ -1,6 +1,6 @@
 """Prompt conditioning with emphasised phrases (paper eq. 7: ``prompt = prompt + 0.1·phs[j]``).
 
-Our reading (DESIGN.md 6.3): the text-encoder embedding of the prompt plus ``weight`` times the
+Our reading (docs/design.md 6.3): the text-encoder embedding of the prompt plus ``weight`` times the
 embedding of each defective phrase, for the per-token sequence embeddings and, for SDXL-family
 pipelines, the pooled embedding too. Embeddings come from the pipeline's own ``encode_prompt``,
 so the result is exactly what the pipeline would have computed for the plain prompt, plus the

@@ -124,7 +124,7 @@ def _hub_folder(repo_id: str, variant: str, revision: str) -> str:
             f"could not get diffusers weights {repo_id!r} ({type(exc).__name__}: {exc}). "
             f"Run `grefine fetch-weights` where the Hugging Face hub is reachable, or point the "
             f"stage's model option at a local diffusers folder."
-        ) from exc
+        ) from None
     return str(folder)
 
 
@@ -215,7 +215,7 @@ def _load(
     folder = source.location if source.kind == "dir" else _hub_folder(source.location, variant, revision)
     shared = _shared_components(Path(folder), device, dtype) if share else {}
     auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
-    kwargs: dict[str, Any] = {"torch_dtype": dtype, **shared}
+    kwargs: dict[str, Any] = {**dtype_kwarg(dtype), **shared}
     if variant:
         kwargs["variant"] = variant
     try:
@@ -240,7 +240,7 @@ def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) 
     if (family, task) not in names:
         raise UserError(f"arch must be auto, sdxl or sd; got {arch!r}")
     cls = getattr(diffusers, names[family, task])
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    kwargs: dict[str, Any] = dtype_kwarg(dtype)
     if config:
         kwargs["config"] = config
     try:
@@ -250,6 +250,16 @@ def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) 
             f"could not load single-file checkpoint {path} as {names[family, task]}: {exc} "
             f"(offline, pass the stage option config = a local diffusers folder of the same model)"
         ) from exc
+
+
+def dtype_kwarg(dtype: Any) -> dict[str, Any]:
+    """The dtype keyword of diffusers' loaders: ``dtype`` where diffusers has renamed it (it then
+    warns that ``torch_dtype`` is deprecated), ``torch_dtype`` on older releases."""
+    try:
+        from diffusers.utils import deprecation_utils
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
 
 
 def _single_file_arch(path: str) -> str:

