@@ -75,9 +75,8 @@ class Refiner:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
 
-    ``seed`` / ``recipe_name`` / ``recipe_hash`` / ``recipe_overrides`` (the command line's
-    ``--set`` values, see :mod:`grefine_kit.overrides`): provenance; per-image seeds derive from
-    ``seed``.
+    ``seed`` / ``recipe_name`` / ``recipe_hash`` / ``recipe_overrides`` (command-line ``--set``
+    values, reported when given): provenance; per-image seeds derive from ``seed``.
     Raises ``RecipeError`` when a block reads what no earlier block writes or a part is in the
     wrong role, ``TypeError``/``ValueError`` for an unknown or bad option.
     """
@@ -185,15 +184,19 @@ class Refiner:
             "scores": {r: state.score(r) for r in INDICATOR_ROLES},
             "mask_area": mask.area,
             "emphasis": [list(e) for e in state.emphasis],
-            "recipe": {"name": self.recipe_name, "hash": self.recipe_hash, "seed": self.seed},
+            "recipe": {
+                "name": self.recipe_name,
+                "hash": self.recipe_hash,
+                "seed": self.seed,
+                # --set values from the command line (grefine_kit.overrides), only when given
+                **({"overrides": dict(self.recipe_overrides)} if self.recipe_overrides else {}),
+            },
             "blocks": [b.label for b in self.blocks],
             **state.stages,
             "timings": dict(state.timings),
             "maps": {role: m.to_json() for role, m in state.maps.items()},
             "versions": package_versions(),
         }
-        if self.recipe_overrides:
-            report["recipe"]["overrides"] = dict(self.recipe_overrides)
         return RefineResult(
             image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
         )

@@ -34,9 +34,11 @@ CASES = [
     ("metric", "pq-map", TINY_BACKBONE),
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("metric", "clipscore", TINY_BACKBONE),
+    ("metric", "piqe", {}),
     *[
         ("recipe", name, {})
         for name in (
+            "demo",
             "g-refine",
             "g-refine-perceptual",
             "g-refine-alignment",
