@@ -13,7 +13,7 @@ region masks are crop-local (shape ``(crop height, crop width)``), 1 = repaint.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -152,6 +152,25 @@ def _bbox(binary: np.ndarray) -> Box:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def _component_boxes(labels: np.ndarray, n: int) -> list[Box]:
+    """The bounding box of each label 1..n (index 0: unused), in one pass over the pixels."""
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    h, w = labels.shape
+    lo_x, lo_y = np.full(n + 1, w), np.full(n + 1, h)
+    hi_x, hi_y = np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64)
+    np.minimum.at(lo_x, lab, xs)
+    np.minimum.at(lo_y, lab, ys)
+    np.maximum.at(hi_x, lab, xs + 1)
+    np.maximum.at(hi_y, lab, ys + 1)
+    return [(int(a), int(b), int(c), int(d)) for a, b, c, d in zip(lo_x, lo_y, hi_x, hi_y, strict=True)]
+
+
+def _union(boxes: Iterable[Box]) -> Box:
+    ls, ts, rs, bs = zip(*boxes, strict=True)
+    return min(ls), min(ts), max(rs), max(bs)
+
+
 def _grow_box(box: Box, by: int, size: tuple[int, int]) -> Box:
     w, h = size
     left, top, right, bottom = box
@@ -210,32 +229,47 @@ class ComponentRegions(PartBase):
         if not keep:
             return []
         evidence = _evidence(maps, report, (w, h))
+        boxes = _component_boxes(labels, n)
+        reach = abs(self.dilate) + self.blur + self.padding
+        # work inside each component's window (its box plus everything that can grow it), so the
+        # cost follows the components' size, not the image's, however many specks the mask has
+
+        def window_of(box: Box) -> tuple[Box, np.ndarray]:
+            win = _grow_box(box, reach, (w, h))
+            return win, labels[win[1] : win[3], win[0] : win[2]]
+
         if self.merge == "single":
-            union = np.isin(labels, keep)
-            tags = {self._tag(labels == k, evidence) for k in keep}
+            tags = set()
+            for k in keep:
+                win, local = window_of(boxes[k])
+                tags.add(self._tag(local == k, win, evidence))
             source, phrase = tags.pop() if len(tags) == 1 else ("mixed", None)
+            union_box = _union(boxes[k] for k in keep)
+            win, local = window_of(union_box)
             pairs = report.emphasis if report is not None else ()
-            region = self._region(union, mask, source, phrase, pairs)
+            region = self._region(np.isin(local, keep), win, mask, source, phrase, pairs)
             return [region] if region is not None else []
         out = []
+        weights = dict(report.emphasis) if report is not None else {}
         for k in keep:
-            component = labels == k
-            source, phrase = self._tag(component, evidence)
-            weights = dict(report.emphasis) if report is not None else {}
+            win, local = window_of(boxes[k])
+            component = local == k
+            source, phrase = self._tag(component, win, evidence)
             # the phrase's own weight from the report (none when the report does not emphasise it)
             pairs = ((phrase, weights[phrase]),) if phrase is not None and phrase in weights else ()
-            region = self._region(component, mask, source, phrase, pairs)
+            region = self._region(component, win, mask, source, phrase, pairs)
             if region is not None:
                 out.append(region)
         return out
 
     def _tag(
-        self, component: np.ndarray, evidence: list[tuple[str, str | None, np.ndarray]]
+        self, component: np.ndarray, window: Box, evidence: list[tuple[str, str | None, np.ndarray]]
     ) -> tuple[str, str | None]:
+        wl, wt, wr, wb = window
         best: tuple[str, str | None] = ("mask", None)
         best_score = -1.0
         for source, phrase, deficiency in evidence:  # perceptual first: it wins ties
-            score = float(deficiency[component].mean())
+            score = float(deficiency[wt:wb, wl:wr][component].mean())
             if score > best_score:
                 best, best_score = (source, phrase), score
         return best if best_score >= self.source_threshold else ("mask", None)
@@ -243,16 +277,17 @@ class ComponentRegions(PartBase):
     def _region(
         self,
         component: np.ndarray,
+        window: Box,
         mask: Mask,
         source: str,
         phrase: str | None,
         pairs: Sequence[tuple[str, float]],
     ) -> Region | None:
-        h, w = component.shape
-        reach = abs(self.dilate) + self.blur + self.padding
-        window = _grow_box(_bbox(component), reach, (w, h))
+        """``component``: the region's pixels inside ``window`` (image coordinates), which
+        reaches ``|dilate| + blur + padding`` px beyond them where the image allows."""
+        h, w = mask.binary.shape
         wl, wt, wr, wb = window
-        local = component[wt:wb, wl:wr].astype(np.float32)
+        local = component.astype(np.float32)
         if self.dilate > 0:
             base = dilate(local, self.dilate)
         elif self.dilate < 0:
