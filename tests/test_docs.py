@@ -77,9 +77,12 @@ from grefine_kit.cli import cli
 import shutil
 
 def run_console(block):
-    lines = block["code"].splitlines()
-    commands = [l[2:] for l in lines if l.startswith("$ ")] if block["lang"] == "console" else [
-        l for l in lines if l.strip() and not l.lstrip().startswith("#")]
+    if block["lang"] != "console":  # a shell script: run it whole (heredocs, continuation lines)
+        proc = subprocess.run(["bash", "-e", "-c", block["code"]], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"script exited {proc.returncode}: {(proc.stdout + proc.stderr)[-800:]}")
+        return
+    commands = [l[2:] for l in block["code"].splitlines() if l.startswith("$ ")]
     for command in commands:
         words = shlex.split(command, comments=True)
         if not words:
