@@ -18,12 +18,12 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
+from grefine_kit.roles import ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
 def _part_tables() -> tuple[str, ...]:
     """Recipe tables whose keys are part options (the table must exist in the recipe)."""
-    from grefine_kit.roles import ROLES
 
     return tuple(slot.table for slot in ROLES)
 
@@ -135,7 +135,6 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _spec_for(recipe: Any, key: str) -> Any:
-    from grefine_kit.roles import ROLES
 
     for slot in ROLES:
         if key.startswith(slot.table + "."):

@@ -130,16 +130,21 @@ class Refiner:
 
     # -- public API ------------------------------------------------------------------------
 
-    def refine(self, image: Image.Image, prompt: str, image_id: str = "image") -> RefineResult:
-        """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed."""
-        return next(self.refine_many([(image, prompt, image_id)]))
+    def refine(
+        self, image: Image.Image, prompt: str, image_id: str = "image", *, seed: int | None = None
+    ) -> RefineResult:
+        """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
+        unless ``seed`` gives the image's base seed explicitly."""
+        return next(self.refine_many([(image, prompt, image_id, seed)]))
 
-    def refine_many(self, items: Iterable[tuple[Image.Image, str, str]]) -> Iterator[RefineResult]:
-        """Refine ``(image, prompt, image_id)`` items lazily, scoring ``batch_size`` at a time.
-        Results do not depend on the batching (seeds come from the ids)."""
-        batch: list[tuple[Image.Image, str, str]] = []
+    def refine_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[RefineResult]:
+        """Refine ``(image, prompt, image_id)`` or ``(image, prompt, image_id, seed)`` items
+        lazily, scoring ``batch_size`` at a time. Results do not depend on the batching (seeds
+        come from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``)."""
+        batch: list[tuple[Image.Image, str, str, int | None]] = []
         for item in items:
-            batch.append(item)
+            image, prompt, image_id, *rest = item
+            batch.append((image, prompt, image_id, rest[0] if rest else None))
             if len(batch) == self.options.batch_size:
                 yield from self._refine_batch(batch)
                 batch = []
@@ -148,11 +153,13 @@ class Refiner:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _refine_batch(self, batch: Sequence[tuple[Image.Image, str, str]]) -> Iterator[RefineResult]:
+    def _refine_batch(
+        self, batch: Sequence[tuple[Image.Image, str, str, int | None]]
+    ) -> Iterator[RefineResult]:
         started = time.perf_counter()
         states = [
-            RefineState.start(im, prompt, image_id, derive_seed(self.seed, image_id))
-            for im, prompt, image_id in batch
+            RefineState.start(im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id))
+            for im, prompt, image_id, bs in batch
         ]
         # the leading batched blocks (indicators) see the whole batch; the rest run image by
         # image, so a finished image is handed out before the next one starts

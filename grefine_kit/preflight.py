@@ -133,10 +133,10 @@ def check_device(device: str, where: str) -> list[Missing]:
 
             known = bool(torch.cuda.is_available())
         if not known:
-            what = f"CUDA for --device {device} (no NVIDIA driver found)"
+            what = f"a CUDA device for {device} (no NVIDIA driver found)"
             return [Missing(what, where, DEVICE, "use --device cpu")]
     if device.startswith("mps") and sys.platform != "darwin":
-        return [Missing(f"MPS for --device {device} (macOS only)", where, DEVICE, "use --device cpu")]
+        return [Missing(f"an MPS device for {device} (macOS only)", where, DEVICE, "use --device cpu")]
     return []
 
 

@@ -34,15 +34,18 @@ CASES = [
     ("metric", "pq-map", TINY_BACKBONE),
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("metric", "clipscore", TINY_BACKBONE),
+    ("metric", "piqe", {}),
     *[
         ("recipe", name, {})
         for name in (
+            "demo",
             "g-refine",
             "g-refine-perceptual",
             "g-refine-alignment",
             "g-refine-stage1",
             "g-refine-regions",
             "img2img-baseline",
+            "demo",
             "tiny",
             "demo",
         )

@@ -138,3 +138,23 @@ def test_max_side_keeps_the_output_size(example: Image.Image) -> None:
 def test_grey_levels_shape_error() -> None:
     with pytest.raises(ValueError):
         grey_levels(np.zeros((4, 4, 2)))
+
+
+def test_evaluate_ranks_noise_levels(example: Image.Image, tmp_path: Path) -> None:
+    # `grefine evaluate --indicator piqe-map`: more noise, lower MOS, lower score
+    from click.testing import CliRunner
+
+    from grefine_kit.cli import cli
+
+    arr = np.asarray(example, np.float64)
+    rng = np.random.default_rng(0)
+    rows = ["image,mos"]
+    for i, sigma in enumerate((0, 10, 25, 50)):
+        noisy = np.clip(arr + rng.normal(0, sigma, arr.shape) + 0.5, 0, 255).astype(np.uint8)
+        Image.fromarray(noisy, "RGB").save(tmp_path / f"n{i}.png")
+        rows.append(f"n{i}.png,{5 - i}")
+    (tmp_path / "mos.csv").write_text("\n".join(rows) + "\n")
+    args = ["evaluate", str(tmp_path / "mos.csv"), "--indicator", "piqe-map", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "SRCC 1.0000" in result.stdout and "4/4 images" in result.stdout

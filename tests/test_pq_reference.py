@@ -150,11 +150,12 @@ def test_fixed_mode_differs_from_the_reference(reference_pq, image):
 
 def test_g_refine_recipe_loads_the_bundled_prompts(reference_pq, reference_features):
     recipe = Recipe.load("g-refine")
-    assert recipe.perceptual is not None and recipe.perceptual.options["prompt_checkpoints"] == "g-refine"
+    spec = recipe.part("perceptual")
+    assert spec is not None and spec.options["prompt_checkpoints"] == "g-refine"
     assert 'prompt_checkpoints = "g-refine"' in recipe.dump()
     # the recipe's part, on the random ViT-B/16 (no download): its table is the bundled prompts'
-    options = {**recipe.perceptual.options, "weights": "random", "device": "cpu"}
-    pq = recipe.build_part(type(recipe.perceptual)(kind="indicator", part="pq-map", options=options))
+    options = {**spec.options, "weights": "random", "device": "cpu"}
+    pq = recipe.build_part(type(spec)(kind="indicator", part="pq-map", options=options))
     assert isinstance(pq, PQMap) and not pq.zero_shot
     backbone = pq.backbone()
     assert backbone is reference_pq.backbone()

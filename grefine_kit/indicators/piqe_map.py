@@ -8,10 +8,13 @@ Per 16×16 block (see :mod:`grefine_kit.indicators.piqe` for the PIQE part):
   (mean of ``(Y − μ)²``, the MSCN numerator) and ``E_ref`` the median ``E`` of the blocks within
   ``neighbourhood`` × the shorter side, the amplitude ratio ``r = sqrt(E_k / E_ref)`` gives
   ``L = clip((detail_keep − r) / (detail_keep − detail_lost), 0, 1)``, counted only where the
-  neighbourhood is textured (``E_ref >= texture_floor``). The median (not the mean) keeps the
-  reference on the surroundings while the defect covers less than half of the window.
+  neighbourhood is textured (``E_ref >= texture_floor``) and the block keeps some coarse
+  structure (``structure_floor``: a flat sky or bokeh is smooth by nature, not blurred). The
+  median (not the mean) keeps the reference on the surroundings while the defect covers less
+  than half of the window.
 - The block's deficiency is ``max(D_piqe, L)``: the two describe different failures (too much
   unstructured energy vs too little), so either alone is enough, and neither adds to the other.
+  A ``(2·smooth + 1)²``-block median then drops isolated flagged blocks.
 
 The map is ``1 − deficiency`` (1 = good), upsampled from block centres to the image's ``(H, W)``
 (bilinear, so a defect's edge lands between the blocks that straddle it). The score is PIQE's own
@@ -99,7 +102,7 @@ def _block_structure(grey: np.ndarray) -> np.ndarray:
     return per_block.var(axis=-1).astype(np.float32)
 
 
-def _median3(values: np.ndarray, radius: int) -> np.ndarray:
+def _block_median(values: np.ndarray, radius: int) -> np.ndarray:
     """Median over (2r+1)² blocks (edges replicated): drops isolated flagged blocks, keeps regions."""
     if radius <= 0:
         return values
@@ -144,6 +147,12 @@ class PiqeMap:
             amplitude, while natural texture varies within a factor of 2 locally).
         texture_floor: the neighbourhood's median energy (grey levels², 1.0 = an amplitude of one
             grey level) below which no loss is counted: around a flat sky there is nothing to lose.
+        structure_floor: a block's structure at 4-16 px (variance of its 4×4-px cell means,
+            grey levels²) below which no loss is counted: it is flat by nature (sky, bokeh),
+            whereas a blurred textured patch keeps its coarse structure.
+        smooth: radius in blocks of the median filter over the block deficiency (2: 5×5 blocks),
+            which drops isolated flagged blocks (PIQE flags single blocks on sharp natural
+            edges) and keeps regions about 3 blocks across or more.
         max_side: downscale (area filter) images whose longer side exceeds this before scoring
             (None = full resolution, the default; PIQE is defined per 16-px block, so scale
             changes its values). The map is returned at the input's size either way.
@@ -209,7 +218,7 @@ class PiqeMap:
             )
             loss[_block_structure(grey) < self.structure_floor] = 0.0
             deficiency = np.maximum(deficiency, loss)
-        deficiency = _median3(deficiency, self.smooth)
+        deficiency = _block_median(deficiency, self.smooth)
         block_size = (deficiency.shape[1] * BLOCK, deficiency.shape[0] * BLOCK)
         qmap = _upsample_blocks(1.0 - deficiency, work.size if not padded else block_size)
         if qmap.shape != (size[1], size[0]):
