@@ -90,6 +90,10 @@ def test_score_is_piqe_mapped(example: Image.Image) -> None:
     assert noisy.details["piqe"] > clean.details["piqe"]  # lower PIQE = better
     assert noisy.details["noise_fraction"] > clean.details["noise_fraction"]
     assert clean.indicator == "piqe-map" and clean.map.shape == (1024, 1024)
+    blocks = noisy.details["noise_blocks"]
+    inside = blocks[Y0 // 16 + 1 : (Y0 + SIDE) // 16 - 1, X0 // 16 + 1 : (X0 + SIDE) // 16 - 1]
+    assert blocks.shape == (64, 64) and inside.mean() > 0.5 > blocks.mean()
+    assert "noise_blocks" not in noisy.to_json()["details"]  # arrays stay out of reports
 
 
 def test_piqe_criteria_on_synthetic_blocks() -> None:

@@ -231,6 +231,13 @@ class PiqeMap:
             "detail_loss_fraction": float((loss > 0.5).mean()),
             "blocks": [int(deficiency.shape[0]), int(deficiency.shape[1])],
             "scored_size": [int(work.size[0]), int(work.size[1])],
+            # per-block arrays (rows, columns) for analysis; JSON reports leave them out
+            "block_deficiency": deficiency,
+            "piqe_blocks": result.distortion,
+            "detail_loss_blocks": loss,
+            "active_blocks": result.active,
+            "artifact_blocks": result.artifact,
+            "noise_blocks": result.noise,
         }
         return QualityMap(map=qmap, score=1.0 - result.score / 100.0, indicator=self.name, details=details)
 
