@@ -64,13 +64,13 @@ def _neighbourhood_median(energy: np.ndarray, radius: int) -> np.ndarray:
     med = np.median(sampled.reshape(*sampled.shape[:2], -1), axis=-1).astype(np.float32)
     if stride == 1:
         return med
-    # sample i sits at block i*stride: resize so that sample centres map onto those blocks
-    full = Image.fromarray(med, "F").resize(
-        (energy.shape[1], energy.shape[0]),
-        Image.Resampling.BILINEAR,
-        box=(0.0, 0.0, energy.shape[1] / stride, energy.shape[0] / stride),
-    )
-    return np.asarray(full, np.float32)
+    # sample i sits at block i * stride: interpolate linearly between samples along each axis
+    # (np.interp holds the last sample's value past the end)
+    for axis, n in ((0, energy.shape[0]), (1, energy.shape[1])):
+        at = np.arange(n) / stride
+        known = np.arange(med.shape[axis])
+        med = np.apply_along_axis(lambda col, at=at, known=known: np.interp(at, known, col), axis, med)
+    return med.astype(np.float32)
 
 
 def detail_loss(
