@@ -67,10 +67,20 @@ def _neighbourhood_median(energy: np.ndarray, radius: int) -> np.ndarray:
     # sample i sits at block i * stride: interpolate linearly between samples along each axis
     # (np.interp holds the last sample's value past the end)
     for axis, n in ((0, energy.shape[0]), (1, energy.shape[1])):
-        at = np.arange(n) / stride
-        known = np.arange(med.shape[axis])
-        med = np.apply_along_axis(lambda col, at=at, known=known: np.interp(at, known, col), axis, med)
+        med = _lerp(med, np.arange(n) / stride, axis)
     return med.astype(np.float32)
+
+
+def _lerp(values: np.ndarray, at: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` sampled at fractional indices ``at`` along ``axis`` (linear; clamped at the end)."""
+    last = values.shape[axis] - 1
+    i0 = np.minimum(np.floor(at).astype(int), last)
+    i1 = np.minimum(i0 + 1, last)
+    frac = np.where(i1 > i0, at - i0, 0.0)
+    shape = [1, 1]
+    shape[axis] = len(at)
+    frac = frac.reshape(shape)
+    return np.take(values, i0, axis=axis) * (1.0 - frac) + np.take(values, i1, axis=axis) * frac
 
 
 def detail_loss(
