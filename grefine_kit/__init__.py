@@ -21,6 +21,9 @@ _LAZY = {
     "AlignmentReport": "grefine_kit.types",
     "Refiner": "grefine_kit.pipeline",
     "RefineResult": "grefine_kit.pipeline",
+    "RefinerOptions": "grefine_kit.options",
+    "RefineState": "grefine_kit.state",
+    "Region": "grefine_kit.regions",
     "load_image": "grefine_kit.images",
     "score": "grefine_kit.api",
     "refine": "grefine_kit.api",
@@ -35,7 +38,10 @@ __all__ = [
     "QualityMap",
     "Recipe",
     "RefineResult",
+    "RefineState",
     "Refiner",
+    "RefinerOptions",
+    "Region",
     "__version__",
     "create_part",
     "get_registry",
@@ -48,9 +54,12 @@ __all__ = [
 if TYPE_CHECKING:
     from grefine_kit.api import refine, score
     from grefine_kit.images import load_image
+    from grefine_kit.options import RefinerOptions
     from grefine_kit.pipeline import Refiner, RefineResult
     from grefine_kit.recipe import Recipe
+    from grefine_kit.regions import Region
     from grefine_kit.registry import create_part, get_registry
+    from grefine_kit.state import RefineState
     from grefine_kit.types import AlignmentReport, Mask, PromptTree, QualityMap
 
 

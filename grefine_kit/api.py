@@ -72,11 +72,11 @@ def score(
     >>> qmap.score, qmap.map.shape                  # doctest: +SKIP
     """
     from grefine_kit.images import load_image
-    from grefine_kit.preflight import ensure_ready, fetch_command
+    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument
 
     part = build_indicator(indicator, recipe=recipe, **options)
-    recipe_arg = recipe if isinstance(recipe, str) or recipe is None else recipe.source
-    ensure_ready({indicator: part}, fetch_command=fetch_command(recipe=recipe_arg, indicator=indicator))
+    command = fetch_command(recipe=recipe_argument(recipe), indicator=indicator)
+    ensure_ready({indicator: part}, fetch_command=command)
     result: QualityMap = part.score([load_image(image)], [prompt] if prompt is not None else None)[0]
     return result
 
@@ -95,12 +95,12 @@ def refine(
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
     from grefine_kit.images import load_image
-    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_parts
+    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument, recipe_parts
     from grefine_kit.recipe import Recipe
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
     recipe_obj = recipe_obj.with_runtime(device=device, dtype=dtype)
-    recipe_arg = recipe if isinstance(recipe, str) else recipe_obj.source
-    ensure_ready(recipe_parts(recipe_obj), fetch_command=fetch_command(recipe=recipe_arg))
+    command = fetch_command(recipe=recipe_argument(recipe))
+    ensure_ready(recipe_parts(recipe_obj), fetch_command=command)
     refiner = recipe_obj.build()
     return refiner.refine(load_image(image), prompt, image_id=image_id)

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from grefine_kit.errors import ImageError, UserError
+from grefine_kit.errors import ImageError, UserError, error_message
 from grefine_kit.images import load_image, overlay_heatmap
 from grefine_kit.roles import ROLES
 from grefine_kit.runs import atomic
@@ -61,11 +61,6 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         return 1 if self.n_failed else 0
-
-
-def _error_message(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def refine_files(
@@ -189,10 +184,9 @@ def _refine_one(
             if not isinstance(item.prompt, str):
                 raise ImageError(f"{display_path(item.image)}: no prompt for this image in the prompts CSV")
             image = load_image(item.image)
-            worker = refiner
-            if item.seed is not None and attrs.has(type(refiner)):
-                worker = attrs.evolve(refiner, seed=item.seed)
-            result = worker.refine(image, item.prompt, image_id=item.id)
+            # an item's own seed replaces the recipe seed: derive_seed(item seed, item id)
+            extra = {"seed": item.seed} if item.seed is not None else {}
+            result = refiner.refine(image, item.prompt, image_id=item.id, **extra)
             for role, qmap in result.maps.items():
                 check_quality_map(qmap, role)
             written = _write_outputs(folder.path, names, result, image, save_maps)
@@ -205,9 +199,9 @@ def _refine_one(
                 # missing weights, a broken checkpoint, a full disk: every item would fail the
                 # same way, so stop now (finished items keep their outputs and records)
                 raise
-            record.update(status="error", error=_error_message(exc))
+            record.update(status="error", error=error_message(exc))
         except Exception as exc:  # one bad image must not sink the batch
-            record.update(status="error", error=_error_message(exc))
+            record.update(status="error", error=error_message(exc))
     record["seconds_total"] = round(time.perf_counter() - started, 3)
     atomic.write_json(folder.path / names.report, record)
     fault_point("between-record-and-log")

@@ -28,9 +28,11 @@ from grefine_kit.combiners import empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.options import RefinerOptions
 from grefine_kit.parts import PartBase, capabilities
+from grefine_kit.regions import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role, role
 from grefine_kit.stage_runs import run_global, run_masked
 from grefine_kit.state import INPUTS, RefineState, map_entry
+from grefine_kit.types import Mask
 
 __all__ = ["Block", "block_for", "blocks_for", "check_blocks", "declared_io"]
 
@@ -141,14 +143,29 @@ class IndicatorBlock(Block):
 class CombinerBlock(Block):
     def run_one(self, state: RefineState) -> None:
         maps = [state.maps.get(r) for r in INDICATOR_ROLES]
-        state.mask = self.part.combine(*maps, state.size)
+        mask = self.part.combine(*maps, state.size)
+        w, h = state.size
+        if not isinstance(mask, Mask) or mask.binary.shape != (h, w):
+            got = mask.binary.shape if isinstance(mask, Mask) else type(mask).__name__
+            raise RuntimeError(f"{self.label} returned {got}, not a Mask of the image's (H, W) {(h, w)}")
+        state.mask = mask
 
 
 @attrs.define
 class RegionsBlock(Block):
     def run_one(self, state: RefineState) -> None:
         mask = state.mask if state.mask is not None else empty_mask(state.size)
-        state.regions = tuple(self.part.detect(mask, dict(state.maps), state.alignment_report))
+        regions = tuple(self.part.detect(mask, dict(state.maps), state.alignment_report))
+        w, h = state.size
+        for region in regions:
+            if not isinstance(region, Region):
+                raise RuntimeError(f"{self.label} returned a {type(region).__name__}, not a Region")
+            left, top, right, bottom = region.crop
+            if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+                raise RuntimeError(
+                    f"{self.label} returned a region crop {region.crop} outside the {w}x{h} image"
+                )
+        state.regions = regions
 
 
 @attrs.define

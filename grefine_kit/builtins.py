@@ -127,6 +127,14 @@ def register_metrics(register: Register) -> None:
         needs_prompt=True,
     )
     register(
+        "piqe",
+        "grefine_kit.metrics.piqe:PiqeMetric",
+        summary="PIQE, weight-free blind quality (Venkatanath et al.), runs offline",
+        lower_better=True,
+        score_range=(0.0, 100.0),
+        needs_prompt=False,
+    )
+    register(
         "indicator-score",
         "grefine_kit.metrics.indicator:IndicatorMetric",
         summary="any indicator's image score as a metric (default pq-map)",

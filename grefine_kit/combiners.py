@@ -16,13 +16,13 @@ Pure numpy/PIL (box filters on integral images: cost independent of the radius, 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import attrs
 import numpy as np
-from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.checks import number
 from grefine_kit.parts import PartBase
 from grefine_kit.types import Mask, QualityMap
 
@@ -111,15 +111,6 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
-def _not_bool(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool):  # bool is an int subclass: ``threshold = true`` must not read as 1.0
-        raise TypeError(f"{attribute.name} must be a number, not a boolean ({value!r})")
-
-
-def _unit(lo: float, hi: float) -> Any:
-    return [v.instance_of((int, float)), _not_bool, v.ge(lo), v.le(hi)]
-
-
 # --- combiners ------------------------------------------------------------------------------
 
 
@@ -142,10 +133,10 @@ class GRefineCombiner(PartBase):
     A missing map (None) contributes no deficiency.
     """
 
-    threshold: float = attrs.field(default=0.5, validator=_unit(0.0, 2.0))
-    grow: float = attrs.field(default=0.02, validator=_unit(0.0, 0.5))
-    feather: float = attrs.field(default=0.02, validator=_unit(0.0, 0.5))
-    min_area: float = attrs.field(default=0.002, validator=_unit(0.0, 1.0))
+    threshold: float = attrs.field(default=0.5, validator=number(0.0, 2.0))
+    grow: float = attrs.field(default=0.02, validator=number(0.0, 0.5))
+    feather: float = attrs.field(default=0.02, validator=number(0.0, 0.5))
+    min_area: float = attrs.field(default=0.002, validator=number(0.0, 1.0))
 
     #: maps that must be present ("perceptual", "alignment"); the refiner checks this at build time
     requires: ClassVar[tuple[str, ...]] = ()
@@ -224,10 +215,10 @@ class SoftCombiner(PartBase):
     (measured on ``D > low``).
     """
 
-    low: float = attrs.field(default=0.25, validator=_unit(0.0, 2.0))
-    high: float = attrs.field(default=0.75, validator=_unit(0.0, 2.0))
-    feather: float = attrs.field(default=0.02, validator=_unit(0.0, 0.5))
-    min_area: float = attrs.field(default=0.002, validator=_unit(0.0, 1.0))
+    low: float = attrs.field(default=0.25, validator=number(0.0, 2.0))
+    high: float = attrs.field(default=0.75, validator=number(0.0, 2.0))
+    feather: float = attrs.field(default=0.02, validator=number(0.0, 0.5))
+    min_area: float = attrs.field(default=0.002, validator=number(0.0, 1.0))
 
     requires: ClassVar[tuple[str, ...]] = ()
 

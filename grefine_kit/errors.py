@@ -47,3 +47,19 @@ class NonFiniteError(GrefineError):
 
 class PluginError(GrefineError):
     """A plugin is broken (duplicate names, a failing hook)."""
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of ``exc`` as one line. attrs' type validators raise
+    ``TypeError(message, attribute, type, value)``, whose ``str`` is a tuple with the whole
+    ``Attribute`` repr; keep just the message."""
+    attrs_style = len(exc.args) > 1 and isinstance(exc.args[0], str)
+    text = exc.args[0] if attrs_style else str(exc)
+    return " ".join(text.split())
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a report or a log: our own errors carry a complete message; any other
+    exception gets its type name for context (``RuntimeError: CUDA out of memory``)."""
+    text = error_text(exc)
+    return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"

@@ -11,19 +11,15 @@ work here (offline mode, no network), naming what is missing and what to do inst
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested
 from grefine_kit.parts import capabilities
-from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir, part_name, recipe_parts
+from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
 from grefine_kit.recipe import Recipe
-
-
-def _parts(recipe: Recipe) -> Iterator[tuple[str, Any]]:
-    for table, part in recipe_parts(recipe).items():
-        yield f"{table} ({part_name(recipe, table)})", part
+from grefine_kit.roles import ROLES
 
 
 def check_can_fetch(parts: Mapping[str, Any]) -> None:
@@ -53,7 +49,7 @@ def check_can_fetch(parts: Mapping[str, Any]) -> None:
         )
 
 
-def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]) -> Iterator[str]:
+def fetch_parts_weights(parts: Iterable[tuple[str, Any]]) -> Iterator[str]:
     """Download every weight file the labelled parts need; yields progress lines."""
     for label, part in parts:
         if not capabilities(part).fetches_weights:
@@ -61,8 +57,8 @@ def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]
             continue
         try:
             lines = list(part.fetch_weights())
-        except UserError as exc:
-            raise type(exc)(f"{label}: {exc}") from None
+        except UserError:
+            raise
         except Exception as exc:  # a download failure is the user's environment, not a bug
             raise UserError(f"{label}: download failed: {type(exc).__name__}: {str(exc)[:200]}") from None
         for line in lines:
@@ -71,5 +67,10 @@ def fetch_parts_weights(parts: Iterator[tuple[str, Any]] | list[tuple[str, Any]]
 
 def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
     """Download every weight file the recipe's parts need; yields progress lines."""
-    yield from fetch_parts_weights(list(_parts(recipe)))
+    labelled = [
+        (f"{slot.table} ({spec.part})", recipe.build_part(spec))
+        for slot in ROLES
+        if (spec := recipe.part(slot.name)) is not None
+    ]
+    yield from fetch_parts_weights(labelled)
     yield f"done: recipe {recipe.name!r} can now run offline (HF_HUB_OFFLINE=1)"

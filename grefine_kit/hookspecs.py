@@ -61,7 +61,10 @@ def register_stages(register: Register) -> None:
 
 @hookspec
 def register_metrics(register: Register) -> None:
-    """Register evaluation metrics."""
+    """Register metrics (``grefine_kit.metrics.base.Metric``: images -> one number each).
+
+    Give ``lower_better``, ``score_range`` and ``needs_prompt`` as metadata too, so that
+    ``grefine list metric`` can show them without building the part."""
 
 
 @hookspec

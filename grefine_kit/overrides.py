@@ -22,8 +22,10 @@ from grefine_kit.roles import ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
-#: recipe tables whose keys are part options (the table must exist in the recipe)
-_PART_TABLES = tuple(slot.table for slot in ROLES)
+def _part_tables() -> tuple[str, ...]:
+    """Recipe tables whose keys are part options (the table must exist in the recipe)."""
+
+    return tuple(slot.table for slot in ROLES)
 
 
 def parse_value(text: str) -> Any:
@@ -76,7 +78,7 @@ def shortcut_overrides(
 
 def _set(data: dict[str, Any], key: str, value: Any, recipe_name: str) -> None:
     parts = key.split(".")
-    table_key = next((t for t in _PART_TABLES if key.startswith(t + ".")), None)
+    table_key = next((t for t in _part_tables() if key.startswith(t + ".")), None)
     if table_key is not None:
         head = table_key.split(".")
         node: Any = data
@@ -133,6 +135,7 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _spec_for(recipe: Any, key: str) -> Any:
+
     for slot in ROLES:
         if key.startswith(slot.table + "."):
             return recipe.part(slot.name)

@@ -75,9 +75,8 @@ class Refiner:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
 
-    ``seed`` / ``recipe_name`` / ``recipe_hash`` / ``recipe_overrides`` (the command line's
-    ``--set`` values, see :mod:`grefine_kit.overrides`): provenance; per-image seeds derive from
-    ``seed``.
+    ``seed`` / ``recipe_name`` / ``recipe_hash`` / ``recipe_overrides`` (command-line ``--set``
+    values, reported when given): provenance; per-image seeds derive from ``seed``.
     Raises ``RecipeError`` when a block reads what no earlier block writes or a part is in the
     wrong role, ``TypeError``/``ValueError`` for an unknown or bad option.
     """
@@ -131,16 +130,21 @@ class Refiner:
 
     # -- public API ------------------------------------------------------------------------
 
-    def refine(self, image: Image.Image, prompt: str, image_id: str = "image") -> RefineResult:
-        """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed."""
-        return next(self.refine_many([(image, prompt, image_id)]))
+    def refine(
+        self, image: Image.Image, prompt: str, image_id: str = "image", *, seed: int | None = None
+    ) -> RefineResult:
+        """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
+        unless ``seed`` gives the image's base seed explicitly."""
+        return next(self.refine_many([(image, prompt, image_id, seed)]))
 
-    def refine_many(self, items: Iterable[tuple[Image.Image, str, str]]) -> Iterator[RefineResult]:
-        """Refine ``(image, prompt, image_id)`` items lazily, scoring ``batch_size`` at a time.
-        Results do not depend on the batching (seeds come from the ids)."""
-        batch: list[tuple[Image.Image, str, str]] = []
+    def refine_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[RefineResult]:
+        """Refine ``(image, prompt, image_id)`` or ``(image, prompt, image_id, seed)`` items
+        lazily, scoring ``batch_size`` at a time. Results do not depend on the batching (seeds
+        come from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``)."""
+        batch: list[tuple[Image.Image, str, str, int | None]] = []
         for item in items:
-            batch.append(item)
+            image, prompt, image_id, *rest = item
+            batch.append((image, prompt, image_id, rest[0] if rest else None))
             if len(batch) == self.options.batch_size:
                 yield from self._refine_batch(batch)
                 batch = []
@@ -149,11 +153,13 @@ class Refiner:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _refine_batch(self, batch: Sequence[tuple[Image.Image, str, str]]) -> Iterator[RefineResult]:
+    def _refine_batch(
+        self, batch: Sequence[tuple[Image.Image, str, str, int | None]]
+    ) -> Iterator[RefineResult]:
         started = time.perf_counter()
         states = [
-            RefineState.start(im, prompt, image_id, derive_seed(self.seed, image_id))
-            for im, prompt, image_id in batch
+            RefineState.start(im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id))
+            for im, prompt, image_id, bs in batch
         ]
         # the leading batched blocks (indicators) see the whole batch; the rest run image by
         # image, so a finished image is handed out before the next one starts
@@ -178,15 +184,19 @@ class Refiner:
             "scores": {r: state.score(r) for r in INDICATOR_ROLES},
             "mask_area": mask.area,
             "emphasis": [list(e) for e in state.emphasis],
-            "recipe": {"name": self.recipe_name, "hash": self.recipe_hash, "seed": self.seed},
+            "recipe": {
+                "name": self.recipe_name,
+                "hash": self.recipe_hash,
+                "seed": self.seed,
+                # --set values from the command line (grefine_kit.overrides), only when given
+                **({"overrides": dict(self.recipe_overrides)} if self.recipe_overrides else {}),
+            },
             "blocks": [b.label for b in self.blocks],
             **state.stages,
             "timings": dict(state.timings),
             "maps": {role: m.to_json() for role, m in state.maps.items()},
             "versions": package_versions(),
         }
-        if self.recipe_overrides:
-            report["recipe"]["overrides"] = dict(self.recipe_overrides)
         return RefineResult(
             image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
         )

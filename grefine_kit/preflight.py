@@ -38,6 +38,7 @@ __all__ = [
     "format_missing",
     "hf_cache_dir",
     "parser_status",
+    "recipe_argument",
     "recipe_parts",
 ]
 
@@ -328,6 +329,17 @@ def fetch_command(*, recipe: str | None = None, indicator: str | None = None) ->
     return " ".join(words)
 
 
+def recipe_argument(recipe: Any) -> str | None:
+    """How a user names ``recipe`` on the command line: its name for built-in/plugin recipes,
+    its file path otherwise (``None`` for no recipe)."""
+    if recipe is None or isinstance(recipe, str):
+        return recipe
+    source = str(getattr(recipe, "source", ""))
+    if ":" in source and not source.endswith(".toml") and not source.startswith("<"):
+        return str(recipe.name)  # builtin:NAME or DIST:NAME
+    return source if source.endswith(".toml") else str(recipe.name)
+
+
 def check_parts(parts: Mapping[str, Any]) -> list[Missing]:
     """What the built ``parts`` (role -> part) need and this machine lacks. Imports nothing heavy
     for the built-in parts (open_clip only for a CLIP tag outside the OpenAI ones)."""
@@ -355,21 +367,12 @@ def check_parts(parts: Mapping[str, Any]) -> list[Missing]:
 
 
 def recipe_parts(recipe: Any) -> dict[str, Any]:
-    """The recipe's parts keyed by their recipe table (``indicators.perceptual``, ``stage1``,
-    ...), built (cheap: nothing loads)."""
+    """The recipe's parts by role, built (cheap: nothing loads)."""
     from grefine_kit.roles import ROLES
 
-    parts = ((slot.table, recipe.part(slot.name)) for slot in ROLES)
-    return {table: recipe.build_part(spec) for table, spec in parts if spec is not None}
-
-
-def part_name(recipe: Any, table: str) -> str:
-    """The registry key of the part in recipe table ``table``."""
-    from grefine_kit.roles import ROLES
-
-    by_table = {slot.table: slot.name for slot in ROLES}
-    spec = recipe.part(by_table[table]) if table in by_table else None
-    return spec.part if spec is not None else "?"
+    return {
+        slot.table: recipe.build_part(spec) for slot in ROLES if (spec := recipe.part(slot.name)) is not None
+    }
 
 
 def _merge(found: list[Missing]) -> list[tuple[str, list[str], Missing]]:

@@ -206,7 +206,7 @@ class ComponentRegions(PartBase):
         keep = [k + 1 for k in range(n) if self.min_area <= counts[k] / (h * w) <= self.max_area]
         if self.k_largest:
             keep = sorted(keep, key=lambda k: (-counts[k - 1], k))[: self.k_largest]
-        keep.sort()  # raster order: region indices (and their seeds) do not depend on the filters
+        keep.sort()  # raster order, not size order: the numbering (and so the seeds) is positional
         if not keep:
             return []
         evidence = _evidence(maps, report, (w, h))
@@ -222,7 +222,8 @@ class ComponentRegions(PartBase):
             component = labels == k
             source, phrase = self._tag(component, evidence)
             weights = dict(report.emphasis) if report is not None else {}
-            pairs = ((phrase, weights.get(phrase, 0.1)),) if phrase is not None else ()
+            # the phrase's own weight from the report (none when the report does not emphasise it)
+            pairs = ((phrase, weights[phrase]),) if phrase is not None and phrase in weights else ()
             region = self._region(component, mask, source, phrase, pairs)
             if region is not None:
                 out.append(region)
@@ -293,8 +294,9 @@ def _evidence(
     if report is not None and report.defect_maps:
         w, h = size
         for phrase, region in report.defect_maps.items():
-            qmap = QualityMap(map=np.clip(region, 0, 1), score=0.0)
-            arr = region if region.shape == (h, w) else at_size(qmap, size)
+            if region.shape != (h, w):  # resized like the combiner resizes maps
+                region = at_size(QualityMap(map=np.clip(region, 0, 1), score=0.0), size)
+            arr = region
             out.append(("alignment", phrase, np.asarray(arr, np.float32)))
     elif "alignment" in maps:  # an alignment map without a report: no phrase to name
         out.append(("alignment", None, 1.0 - at_size(maps["alignment"], size)))

@@ -8,7 +8,8 @@ modules but no heavy library: factories are resolved only when a part is created
 Environment switches (as in llm / datasette):
 
 - ``GREFINE_LOAD_PLUGINS``: comma-separated distribution or entry-point names; when set, only
-  those external plugins load (an empty value loads none). Built-ins always load.
+  those external plugins load (an empty value loads none). Built-ins always load. Names compare
+  as pip compares distribution names: case and `-`, `_`, `.` do not matter.
 - ``GREFINE_DISABLE_PLUGINS``: comma-separated names never to load.
 """
 
@@ -18,6 +19,7 @@ import difflib
 import importlib
 import inspect
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as importlib_metadata
@@ -27,7 +29,7 @@ import attrs
 import pluggy
 
 from grefine_kit import hookspecs
-from grefine_kit.errors import PluginError, UnknownPartError, UserError
+from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
 
 __all__ = [
     "KINDS",
@@ -119,11 +121,16 @@ class PluginFailure:
     message: str
 
 
+def _normal_name(name: str) -> str:
+    # distribution names compare like pip compares them (PEP 503): case and -_. do not matter
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _split_env(var: str) -> set[str] | None:
     raw = os.environ.get(var)
     if raw is None:
         return None
-    return {item.strip() for item in raw.split(",") if item.strip()}
+    return {_normal_name(item) for item in raw.split(",") if item.strip()}
 
 
 class Registry:
@@ -182,7 +189,7 @@ class Registry:
             dist = ep.dist.name if ep.dist is not None else "?"
             if dist == BUILTIN_DISTRIBUTION and ep.value.startswith("grefine_kit.builtins"):
                 continue  # registered directly above
-            names = {ep.name, dist}
+            names = {_normal_name(ep.name), _normal_name(dist)}
             if allow is not None and not names & allow:
                 continue
             if names & deny:
@@ -290,15 +297,6 @@ def accepted_options(factory: Any) -> list[str] | None:
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             names.append(p.name)
     return names
-
-
-def error_text(exc: BaseException) -> str:
-    """The message of ``exc`` as one line. attrs' type validators raise
-    ``TypeError(message, attribute, type, value)``, whose ``str`` is a tuple with the whole
-    ``Attribute`` repr; keep just the message."""
-    attrs_style = len(exc.args) > 1 and isinstance(exc.args[0], str)
-    text = exc.args[0] if attrs_style else str(exc)
-    return " ".join(text.split())
 
 
 #: annotations (as strings, under ``from __future__ import annotations``) of numeric options

@@ -1,31 +1,29 @@
 """The batch scoring runner behind ``grefine score`` (outputs: docs/scoring.md).
 
-One row per input file, in input order, written to ``results.csv`` or ``results.jsonl`` in
-the output folder after each batch and flushed, so a crash keeps every finished batch. A
-bad image (unreadable, too large, no prompt for a prompt-needing indicator) becomes an error
-row and the run goes on; when the indicator raises on a batch, that batch is re-scored one
-image at a time so one bad image cannot sink the others. An indicator raising a
-``UserError`` that is not an ``ImageError`` (missing weights, bad options) stops the run:
-that is a setup problem every image would hit.
+The output folder is a run folder (``grefine_kit.runs``): each image's record is appended to
+``reports.jsonl`` as its batch finishes, a rerun skips what is done, and ``results.csv`` or
+``results.jsonl`` (one row per input file, in input order; ``grefine_kit.results``) is rebuilt
+from the records when the run ends. A bad image (unreadable, too large, NaN in its map)
+becomes an error row and the run goes on; when the indicator raises on a batch, that batch
+is re-scored one image at a time so one bad image cannot sink the others. An indicator
+raising a ``UserError`` that is not an ``ImageError`` (missing weights, bad options) stops
+the run: that is a setup problem every image would hit.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any
 
 import attrs
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from grefine_kit.errors import ImageError, NonFiniteError, UserError
+from grefine_kit.errors import ImageError, NonFiniteError, SetupError, UserError, error_message
 from grefine_kit.images import (
     FROM_ENV,
     MaxPixels,
@@ -34,6 +32,14 @@ from grefine_kit.images import (
     resolve_max_pixels,
 )
 from grefine_kit.indicators.base import Indicator
+from grefine_kit.results import (
+    HEAD_COLUMNS,
+    RESULTS_NAMES,
+    TAIL_COLUMNS,
+    Format,
+    flatten_details,
+    write_results,
+)
 from grefine_kit.runs import atomic
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
@@ -54,15 +60,6 @@ __all__ = [
     "score_items",
     "write_results",
 ]
-
-Format = Literal["csv", "json"]
-
-HEAD_COLUMNS: Final = ("file", "status", "score")
-"""CSV columns before the detail columns (factor scores etc.)."""
-TAIL_COLUMNS: Final = ("width", "height", "indicator", "prompt", "heatmap", "map", "error")
-"""CSV columns after the detail columns."""
-
-RESULTS_NAMES: Final = {"csv": "results.csv", "json": "results.jsonl"}
 
 
 @attrs.frozen
@@ -85,82 +82,6 @@ class ScoreSummary:
     @property
     def exit_code(self) -> int:
         return 1 if self.n_failed else 0
-
-
-def _is_scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, int, float, bool))
-
-
-def flatten_details(details: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten JSON-able ``details`` into CSV columns.
-
-    ``details["factors"]`` (name -> number, or name -> {"score": number}) gives one column per
-    factor under the bare name (``overall``, ``technical`` ...); other scalar entries keep
-    their key; a mapping's scalar entries become ``key.sub``; lists and deeper values are left
-    to the JSON output. Names that clash with the fixed columns get a ``details.`` prefix.
-    """
-    flat: dict[str, Any] = {}
-    factors = details.get("factors")
-    if isinstance(factors, Mapping):
-        for name, value in factors.items():
-            if isinstance(value, Mapping):
-                value = value.get("score")
-            if _is_scalar(value):
-                flat[str(name)] = value
-    for key, value in details.items():
-        if key == "factors" and isinstance(factors, Mapping):
-            continue
-        if _is_scalar(value):
-            flat.setdefault(str(key), value)
-        elif isinstance(value, Mapping):
-            for sub, v in value.items():
-                if _is_scalar(v):
-                    flat.setdefault(f"{key}.{sub}", v)
-    fixed = set(HEAD_COLUMNS) | set(TAIL_COLUMNS)
-    return {(f"details.{k}" if k in fixed else k): v for k, v in flat.items()}
-
-
-# --- writers ---------------------------------------------------------------------------
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return format(v, ".6g")
-    return str(v)
-
-
-def _csv_view(records: Sequence[dict[str, Any]]) -> str:
-    """The CSV text of ``records``: fixed head and tail columns, detail columns in first-seen order."""
-    rows: list[dict[str, str]] = []
-    details: list[str] = []
-    for record in records:
-        row = {k: _cell(v) for k, v in record.items() if k not in ("details", "result")}
-        row.update({k: _cell(v) for k, v in flatten_details(record.get("details") or {}).items()})
-        rows.append(row)
-        details += [k for k in row if k not in HEAD_COLUMNS and k not in TAIL_COLUMNS and k not in details]
-    columns = [*HEAD_COLUMNS, *details, *TAIL_COLUMNS]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(columns)
-    w.writerows([[r.get(c, "") for c in columns] for r in rows])
-    return buf.getvalue()
-
-
-def _jsonl_view(records: Sequence[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-
-
-_LOG_ONLY = ("id", "fingerprint", "outputs", "redone")
-
-
-def write_results(path: Path, fmt: Format, records: Sequence[dict[str, Any]]) -> None:
-    """(Re)write the results file from ``records`` (log records; log-only keys dropped), atomically."""
-    view = [{k: v for k, v in r.items() if k not in _LOG_ONLY} for r in records]
-    atomic.write_text(path, _csv_view(view) if fmt == "csv" else _jsonl_view(view))
 
 
 # --- the runner ------------------------------------------------------------------------
@@ -207,12 +128,6 @@ def _score(indicator: Indicator, items: list[_Ready]) -> list[QualityMap | Excep
     return out
 
 
-def _error_message(e: BaseException) -> str:
-    # our own errors carry a complete message; others get their type for context
-    text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-    return safe_text(" ".join(text.split()))  # one line per row
-
-
 def score_files(
     paths: Sequence[Path],
     indicator: Indicator,
@@ -244,6 +159,10 @@ def score_files(
         raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
     if not paths:
         raise UserError("no images to score")
+    if getattr(indicator, "needs_prompt", False) and prompts is None:
+        # every image would fail the same way: one setup error instead of N error rows
+        name = getattr(indicator, "name", None) or type(indicator).__name__
+        raise SetupError(f"indicator {name!r} needs a prompt: give --prompt TEXT or --prompts CSV")
     return score_items(
         make_items(list(paths), prompts),
         indicator,
@@ -341,8 +260,8 @@ def _resume_check(
             options={"maps": bool(save_maps)},
             known=old.get("fingerprint") if isinstance(old, dict) else None,
         )
-    except OSError:
-        return None, None, False  # the loader reports it as the item's error
+    except OSError as exc:  # unreadable or not a regular file: an error row, never opened again
+        return None, f"cannot read: {exc.strerror or exc}", False
     done, why = folder.resume_state(item.id, fp, [])
     if resume and done:
         return fp, None, True
@@ -367,10 +286,13 @@ class _Run:
         """Log records for ``todo`` (item, output stem, fingerprint, why redone), in order."""
         records: list[dict[str, Any]] = []
         ready: list[_Ready] = []
-        for i, (item, stem, _, _) in enumerate(todo):
+        for i, (item, stem, fp, why) in enumerate(todo):
             prompt = item.prompt
             rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
             records.append(rec)
+            if fp is None:
+                rec["error"] = f"{display_path(item.image)}: {why}"
+                continue
             if self.indicator.needs_prompt and not prompt:
                 how = (
                     f"no row for {display_path(item.image.name)} in the prompts CSV"
@@ -382,7 +304,7 @@ class _Run:
             try:
                 image = load_image(item.image, max_pixels=self.limit)
             except Exception as e:  # one unreadable file never stops the run
-                rec["error"] = _error_message(e)
+                rec["error"] = safe_text(error_message(e))
                 continue
             rec.update(width=image.width, height=image.height)
             ready.append(_Ready(i, item, stem, image))
@@ -390,7 +312,7 @@ class _Run:
         for ready_item, result in zip(ready, results, strict=True):
             rec = records[ready_item.index]
             if isinstance(result, Exception):
-                rec["error"] = _error_message(result)
+                rec["error"] = safe_text(error_message(result))
                 continue
             rec.update(status="ok", **result.to_json())
             rec["indicator"] = result.indicator or self.name
@@ -411,7 +333,7 @@ class _Run:
                 logged["fingerprint"] = fp
             if ok and rec.get("heatmap"):
                 logged["outputs"] = [rec["heatmap"], rec["map"]]
-            if why:
+            if why and fp is not None:
                 logged["redone"] = why
             out.append(logged)
         return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -18,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "AlignmentReport",
+    "FrozenDict",
     "Mask",
     "Phrase",
     "PhraseReport",
@@ -47,9 +47,23 @@ def _check_unit_score(_inst: Any, attribute: attrs.Attribute[Any], value: float)
         raise ValueError(f"{attribute.name} must be a finite number in [0, 1]; got {value!r}")
 
 
+class FrozenDict(dict[str, Any]):
+    """A read-only ``dict``: every mutating method raises ``TypeError``. Unlike
+    ``types.MappingProxyType`` it pickles (results cross process boundaries) and is JSON-able."""
+
+    def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    # a read-only view of a private copy: neither the caller nor a reader can change it later
-    return MappingProxyType(dict(value or {}))
+    # a read-only private copy: neither the caller nor a reader can change it later
+    return FrozenDict(value or {})
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from grefine_kit.benchmark import ORIGINAL, BenchmarkResult, Dataset, Item, load
 from grefine_kit.benchmark.render import chart_png, format_value, to_html, to_markdown
 from grefine_kit.benchmark.run import RecipeRow, ablation_variants
 from grefine_kit.cli import cli
-from grefine_kit.errors import UserError
+from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricInfo
 from grefine_kit.recipe import Recipe
 from grefine_kit.stages.base import StageResult
@@ -68,6 +68,13 @@ class Lookup:
 
     def score(self, images, prompts=None):
         return [self.TABLE[self.table][pixel_key(im)] for im in images]
+
+
+class MissingWeights(Brightness):
+    """A metric whose weights are not on this machine."""
+
+    def score(self, images, prompts=None):
+        raise MissingDependencyError("weights for test-missing are not here")
 
 
 @attrs.define
@@ -136,6 +143,7 @@ def plugin(register_plugin, tmp_path):
         def register_metrics(self, register):
             register("test-bright", Brightness, lower_better=False, score_range=(0.0, 1.0))
             register("test-lookup", Lookup, summary="known numbers")
+            register("test-missing", MissingWeights)
 
         @hookimpl
         def register_stages(self, register):
@@ -251,6 +259,16 @@ def test_benchmark_tiny_end_to_end_then_resume_with_controlled_metrics(plugin, d
     html = (out / "summary.html").read_text()
     assert '<td class="second negative">0.4000 ▼</td>' in html
 
+    # a third run reuses every cached score: the lookup table is gone, yet nothing changes
+    # (only the failed image, never cached, is tried again and fails again)
+    before = {r["name"]: r["cells"] for r in summary["rows"]}
+    Lookup.TABLE.clear()
+    third = _invoke("benchmark", *common, "--metric-options", str(options))
+    assert third.exit_code == 1, third.output
+    again = _json(out)
+    assert again["config"]["scores_reused"] == 3 * 3 * 4 - 1
+    assert {r["name"]: r["cells"] for r in again["rows"]} == before
+
 
 def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     out = tmp_path / "ablation"
@@ -274,6 +292,42 @@ def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     # stage 1 darkens (-20 in the mask), stage 2 brightens (+10 everywhere): stage-1-only is darkest
     means = {r["name"]: r["cells"]["test-bright"]["mean"] for r in summary["rows"]}
     assert means["test-full-stage1"] < means["test-full"]
+    # --no-resume refines and scores everything again
+    again = _invoke(
+        "benchmark", str(dataset_dir), "--prompt", "a red square", "--recipe", "test-full", "--ablation",
+        "--metric", "test-bright", "--out", str(out), "--no-resume",
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    config = _json(out)["config"]
+    assert config["scores_reused"] == 0
+    assert config["refined"]["test-full-stage1"] == {"ok": 4, "failed": 0, "skipped": 0}
+
+
+def test_manifest_through_the_cli(plugin, dataset_dir, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,image,prompt\nfirst,images/im2.png,a cat\nsecond,images/im0.png,a dog\n")
+    out = tmp_path / "m"
+    args = [
+        "--manifest",
+        str(manifest),
+        "--recipe",
+        "test-shift",
+        "--metric",
+        "test-bright",
+        "--out",
+        str(out),
+    ]
+    result = _invoke("benchmark", *args)
+    assert result.exit_code == 0, result.output
+    with (out / "scores.csv").open() as f:
+        rows = [(r["id"], r["row"]) for r in csv.DictReader(f)]
+    assert rows == [
+        ("first", ORIGINAL),
+        ("second", ORIGINAL),
+        ("first", "test-shift"),
+        ("second", "test-shift"),
+    ]
+    assert sorted(p.name for p in (out / "test-shift").glob("*.png")) == ["im0.png", "im2.png"]
 
 
 def test_ablation_needs_a_full_recipe():
@@ -315,7 +369,9 @@ def test_summary_marks_direction_ties_and_nan():
     assert by["a"].win_rate == 0.5  # 2 wins (q) + 2 losses (brisque)
     assert math.isclose(by["b"].cells[1].change, 50.0)  # 20 -> 10 on lower-better: +50 %
     md = to_markdown(summary)
-    assert "| c | n/a | <u>20.000</u> | 0 |" in md
+    assert "| c | n/a | <u>20.000</u> | 0 |" in md and "Licence" not in md
+    licensed = [MetricInfo("q"), MetricInfo("brisque", lower_better=True, licence="non-commercial only")]
+    assert "Licence: non-commercial only." in to_markdown(summarise(_result(scores, licensed)))
     assert "<td>n/a</td>" in to_html(summary)
 
 
@@ -364,10 +420,50 @@ def test_manifest_dataset(tmp_path, dataset_dir):
             ["--prompt", "x", "--metric", "test-bright", "--recipe", "img2img-baseline", "--ablation"],
             "both indicators",
         ),
+        (["--manifest", "nope.csv", "--metric", "test-bright"], "give a manifest, or images"),
+        (["--prompt", "x", "--metric-options", "missing.toml"], "metric options file not found"),
+        (["--prompt", "x", "--metric", "test-missing", "--recipe", "test-shift"], "weights for test-missing"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(plugin, dataset_dir, tmp_path, args, message):
     result = CliRunner().invoke(cli, ["benchmark", str(dataset_dir), *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "o" / "img2img-baseline").exists()  # nothing refined before the error
+    assert not list(tmp_path.glob("o/*/*.png"))  # nothing refined before the error
+
+
+def test_out_inside_the_image_folder_is_refused(plugin, dataset_dir):
+    args = [
+        "benchmark",
+        str(dataset_dir),
+        "--prompt",
+        "x",
+        "--metric",
+        "test-bright",
+        "--out",
+        str(dataset_dir),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "holds the benchmark's input images" in result.output
+
+
+def test_score_cache_keys_on_file_metric_and_options(tmp_path):
+    import os
+
+    from grefine_kit.benchmark.cache import ScoreCache, metric_key
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"one")
+    cache = ScoreCache(tmp_path / "c.jsonl")
+    key = metric_key("m", {"x": 1})
+    assert key != metric_key("m", {"x": 2}) and key == metric_key("m", {"x": 1})
+    cache.put_many([(key, "row", "a", image, 0.25), (key, "row", "b", image, NAN)])
+    with (tmp_path / "c.jsonl").open("a") as f:
+        f.write('{"metric": "m#torn", "row"')  # a crash mid-write
+    fresh = ScoreCache(tmp_path / "c.jsonl")
+    assert fresh.get(key, "row", "a", image) == 0.25
+    assert fresh.get(key, "row", "b", image) is None  # NaN is never cached
+    assert fresh.get(key, "other-row", "a", image) is None
+    assert ScoreCache(tmp_path / "c.jsonl", enabled=False).get(key, "row", "a", image) is None
+    os.utime(image, ns=(0, 10**9))  # the image was refined again
+    assert fresh.get(key, "row", "a", image) is None

@@ -90,6 +90,22 @@ def test_quality_map_details_cannot_be_changed_after_the_fact() -> None:
         qmap.details["a"] = 2  # type: ignore[index]
     source["a"] = 3
     assert qmap.details["a"] == 1
+    for mutate in (
+        lambda d: d.update(a=2),
+        lambda d: d.pop("a"),
+        lambda d: d.clear(),
+        lambda d: d.setdefault("b", 1),
+    ):
+        with pytest.raises(TypeError):
+            mutate(qmap.details)
+    # still picklable (results cross process boundaries) and JSON-able
+    import json
+    import pickle
+
+    again = pickle.loads(pickle.dumps(qmap))
+    assert dict(again.details) == {"a": 1} and json.loads(json.dumps(again.details)) == {"a": 1}
+    with pytest.raises(TypeError):
+        again.details["a"] = 2  # type: ignore[index]
 
 
 def test_one_table_of_roles() -> None:
@@ -132,3 +148,39 @@ def test_auto_device_and_dtype_mean_the_same_for_indicators_and_stages() -> None
     assert str(resolve_dtype("auto", "mps")) == "torch.float16"
     with pytest.raises(UserError, match="dtype must be one of"):
         resolve_dtype_name("half", "cpu")
+
+
+def test_a_part_that_breaks_its_contract_fails_with_the_blocks_name() -> None:
+    from PIL import Image
+
+    from grefine_kit.pipeline import Refiner
+
+    class NoMask:
+        def combine(self, perceptual: Any, alignment: Any, size: Any) -> Any:
+            return np.zeros((size[1], size[0]))
+
+    class Outside:
+        def detect(self, mask: Any, maps: Any, report: Any) -> list[Any]:
+            from grefine_kit.regions import Region
+
+            return [
+                Region(
+                    box=(0, 0, 4, 4), crop=(0, 0, 20, 12), mask=_full_mask((20, 12)), area=1.0, source="mask"
+                )
+            ]
+
+    image = Image.new("RGB", (16, 12))
+    with pytest.raises(RuntimeError, match=r"combiner \(NoMask\) returned ndarray, not a Mask"):
+        Refiner(combiner=NoMask()).refine(image, "p")
+    full = type("Full", (GRefineCombiner,), {"combine": lambda self, p, a, size: _full_mask(size)})
+    with pytest.raises(
+        RuntimeError, match=r"regions \(Outside\) returned a region crop \(0, 0, 20, 12\) outside"
+    ):
+        Refiner(combiner=full(), regions=Outside()).refine(image, "p")
+
+
+def _full_mask(size: tuple[int, int]) -> Any:
+    from grefine_kit.types import Mask
+
+    ones = np.ones((size[1], size[0]), np.float32)
+    return Mask(binary=ones, soft=ones)

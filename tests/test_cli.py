@@ -72,6 +72,9 @@ threshold = 0.4
         (GOOD + "[stage1]\npart = 'inpaint'\nresolution = 1000000000\n", "'resolution' must be <= 8192"),
         (GOOD + "[stage1]\npart = 'inpaint'\nguidance_scale = inf\n", "must be a finite number"),
         (GOOD + "[stage2]\npart = 'img2img'\nresolution = false\n", "'resolution' must be a number"),
+        ("name = 'x'\n[regions]\npart = 'components'\n", "regions (components) reads 'mask'"),
+        (GOOD + "[refiner]\nonly_masked = true\n", "refiner.only_masked: replaced by a [regions] table"),
+        (GOOD + "[regions]\npart = 'components'\nmerge = 'all'\n", "'merge' must be in"),
     ],
     ids=[
         "misspelled-option",
@@ -91,6 +94,9 @@ threshold = 0.4
         "huge-resolution",
         "inf-guidance",
         "bool-stage-int",
+        "regions-without-combiner",
+        "old-only-masked",
+        "bad-merge-mode",
     ],
 )
 def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: str):

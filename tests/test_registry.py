@@ -128,6 +128,10 @@ def test_env_switches(with_plugins, monkeypatch):
     monkeypatch.setenv("GREFINE_LOAD_PLUGINS", "grefine-example-plugin")
     reset_registry()
     assert "brightness" in get_registry().names("indicator")
+    # names compare as pip compares distribution names: case and -_. do not matter
+    monkeypatch.setenv("GREFINE_LOAD_PLUGINS", "Grefine_Example.Plugin")
+    reset_registry()
+    assert "brightness" in get_registry().names("indicator")
 
 
 def _grefine(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

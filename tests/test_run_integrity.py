@@ -332,6 +332,21 @@ def test_8_an_unwritable_folder_is_one_exit_2_line(tmp_path: Path, monkeypatch: 
     assert "Read-only file system" in err
 
 
+def test_8_a_short_log_write_on_a_full_disk_leaves_no_half_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grefine_kit.errors import OutputWriteError
+
+    with RunFolder.open(tmp_path / "out") as folder:
+        folder.append({"id": "a", "status": "ok"})
+        real = os.write
+        monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data)[:5]))  # disk fills up
+        with pytest.raises(OutputWriteError, match="disk full"):
+            folder.append({"id": "b", "status": "ok"})
+        monkeypatch.undo()
+    assert (tmp_path / "out" / "reports.jsonl").read_text() == '{"id": "a", "status": "ok"}\n'
+
+
 # --- 9. non-UTF-8 file names -----------------------------------------------------------------
 
 
@@ -422,6 +437,36 @@ def test_13_non_finite_outputs_fail_their_item(tmp_path: Path) -> None:
     assert scored.n_failed == 2 and "finite" in log_records(tmp_path / "s")[0]["error"]
 
 
+class NaNPipe:
+    """Stands in for a diffusers pipeline whose numbers overflowed (guidance_scale = 1e308, fp16):
+    every output value is NaN. Like diffusers, ``output_type="pil"`` casts to uint8 (NaN -> 0,
+    a black picture that looks fine to a PIL check), ``"np"`` returns the floats."""
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        w, h = kwargs["image"].size
+        values = np.full((1, h, w, 3), np.nan, np.float32)
+        if kwargs["output_type"] == "pil":
+            with np.errstate(invalid="ignore"):
+                return SimpleNamespace(images=[Image.fromarray((values[0] * 255).astype(np.uint8))])
+        return SimpleNamespace(images=values)
+
+
+def test_13_nan_out_of_a_diffusion_stage_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    import grefine_kit.stages.diffusion as diffusion
+    from grefine_kit.stages.base import StageRequest
+
+    stage = diffusion.Img2ImgStage(model="tiny", resolution=32, guidance_scale=1e308)
+    monkeypatch.setattr(diffusion.Img2ImgStage, "pipeline", lambda self: NaNPipe())
+    monkeypatch.setattr(diffusion, "encode_conditioning", lambda *a, **k: {})
+    request = StageRequest(
+        image=Image.new("RGB", (32, 32)), mask=None, prompt="p", emphasis=(), strength=0.5, steps=4, seed=1
+    )
+    with pytest.raises(NonFiniteError, match="non-finite output: global stage image"):
+        stage.run(request)
+
+
 # --- 14. broken checkpoints and devices are setup errors ------------------------------------------
 
 
@@ -482,6 +527,13 @@ def test_odd_inputs_have_clear_messages(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(UserError, match="FIFO"):
         expand_inputs([str(fifo)])
+    # given straight to the runners (as a manifest could): an error record, never a hang
+    good = png(tmp_path / "good.png")
+    scored = score_files([good, fifo], Brightness(), tmp_path / "s", progress=False)
+    assert (scored.n_ok, scored.n_failed) == (1, 1)
+    assert "not a regular file" in log_records(tmp_path / "s")[1]["error"]
+    refined = refine_files([good, fifo], Inverter(), tmp_path / "r", prompts="p", progress=False)
+    assert (refined.n_ok, refined.n_failed) == (1, 1)
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
     with pytest.raises(UserError, match="symbolic link loop"):
@@ -515,7 +567,7 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch: pytes
         cli_package.main(["--help"])
     assert info.value.code == 130
     monkeypatch.undo()
-    # a real process interrupted while it imports torch and builds models
+    # a real process interrupted while it imports torch
     a = png(tmp_path / "a.png")
     child = subprocess.Popen(
         [
@@ -532,7 +584,11 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch: pytes
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    # interrupt once torch is loading (inside the command), however slow this machine is
+    deadline = time.monotonic() + 60
+    while "libtorch" not in Path(f"/proc/{child.pid}/maps").read_text() and time.monotonic() < deadline:
+        assert child.poll() is None, "the command ended before torch was imported"
+        time.sleep(0.02)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err

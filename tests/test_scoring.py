@@ -202,8 +202,10 @@ def test_prompts_mapping_and_missing_prompt(folder: Path, tmp_path: Path) -> Non
     summary = score_files(files, PromptLength(), tmp_path / "b", prompts="y" * 10)
     assert [float(r["score"]) for r in read_csv(summary.results_path)] == [pytest.approx(0.1)] * 2
 
-    summary = score_files(files, PromptLength(), tmp_path / "c", prompts=None)
-    assert summary.n_failed == 2 and "give --prompt" in read_csv(summary.results_path)[0]["error"]
+    # no prompt at all: every image would fail alike, so it is one setup error up front
+    with pytest.raises(UserError, match="needs a prompt: give --prompt"):
+        score_files(files, PromptLength(), tmp_path / "c", prompts=None)
+    assert not (tmp_path / "c").exists()
 
 
 class WrongSize(Brightness):

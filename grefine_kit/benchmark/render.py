@@ -74,7 +74,10 @@ def to_markdown(summary: Summary) -> str:
     for row in _ordered(summary):
         cells = [format_value(c.mean) if row.is_original else _md_cell(c) for c in row.cells]
         lines.append("| " + " | ".join([*_lead(summary, row), *cells, *_tail(row)]) + " |")
-    lines += ["", LEGEND, f"{summary.n_images} images; ties within {summary.tolerance:g} (see docs).", ""]
+    lines += ["", LEGEND, f"{summary.n_images} image(s); ties within {summary.tolerance:g} (see docs).", ""]
+    notes = sorted({m.licence for m in summary.metrics if m.licence})
+    if notes:  # e.g. pyiqa's non-commercial terms travel with the numbers they produced
+        lines += [f"Licence: {note}." for note in notes] + [""]
     lines += ["Per-image win rate against the original images (wins / images scored in both):", ""]
     lines.append("| Recipe | " + " | ".join(m.name for m in summary.metrics) + " |")
     lines.append("|" + "---|" * (len(summary.metrics) + 1))
@@ -108,7 +111,7 @@ def to_html(summary: Summary) -> str:
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>grefine benchmark</title>"
         f"<style>{_CSS}</style></head><body>\n<table><thead><tr>{head}</tr></thead><tbody>\n"
         + "\n".join(body)
-        + f"\n</tbody></table>\n<p>{esc(LEGEND)} {summary.n_images} images; ties within "
+        + f"\n</tbody></table>\n<p>{esc(LEGEND)} {summary.n_images} image(s); ties within "
         f"{summary.tolerance:g}.</p>\n</body></html>\n"
     )
 
@@ -163,7 +166,9 @@ def chart_png(summary: Summary, path: Path, width: int = 900) -> Path:
             y += bar + gap
         draw.line((zero_x, y - len(recipes) * (bar + gap) - 2, zero_x, y), fill="black")
         y += 10
-    image.save(path)
+    from grefine_kit.runs.atomic import write_png
+
+    write_png(path, image)
     return path
 
 
@@ -175,8 +180,11 @@ def write_all(summary: Summary, out_dir: Path, extra: dict[str, Any] | None = No
         "json": out_dir / "summary.json",
         "chart": out_dir / "chart.png",
     }
-    paths["markdown"].write_text(to_markdown(summary), "utf-8")
-    paths["html"].write_text(to_html(summary), "utf-8")
-    paths["json"].write_text(to_json(summary, extra), "utf-8")
+    from grefine_kit.runs.atomic import write_text
+
+    # temp file + rename: an interrupted run never leaves half a table next to the old one
+    write_text(paths["markdown"], to_markdown(summary))
+    write_text(paths["html"], to_html(summary))
+    write_text(paths["json"], to_json(summary, extra))
     chart_png(summary, paths["chart"])
     return paths

@@ -4,13 +4,17 @@ Layout of ``out_dir``:
 
 - ``<recipe>/``: what ``grefine refine`` writes (``<stem>.png``, reports), reused on a rerun:
   images already refined are skipped (resumable), so only the scoring runs again;
+- ``score-cache.jsonl``: every score computed, so a rerun scores only new or changed images and
+  metrics (``benchmark.cache``; ``resume=False`` ignores it);
 - ``scores.csv``: one line per image and row (``original`` and every recipe), one column per metric;
 - ``summary.json`` / ``summary.md`` / ``summary.html``: the table (see ``table`` and ``render``);
 - ``chart.png``: each recipe's change per metric against the original images.
 
-A metric that fails on an image gives NaN there (``n/a`` in the tables), as does an image a
-recipe failed to refine; missing weights or libraries stop the run with one clear error (the
-refined images stay on disk).
+The original images are scored first, so missing metric weights stop the run before any
+refining; each recipe's outputs are scored right after it refines them. A metric that fails on
+an image gives NaN there (``n/a`` in the tables), as does an image a recipe failed to refine;
+missing weights or libraries stop the run with one clear error (refined images and computed
+scores stay on disk).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import attrs
 from tqdm.auto import tqdm
 
+from grefine_kit.benchmark.cache import CACHE_NAME, ScoreCache, metric_key
 from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricInfo, describe
@@ -91,6 +96,8 @@ class BenchmarkResult:
     refine_counts: Mapping[str, Mapping[str, int]]
     out_dir: Path
     tolerance: float = DEFAULT_TOLERANCE
+    #: scores reused from ``score-cache.jsonl`` (not recomputed)
+    n_cached: int = 0
 
     @property
     def n_missing(self) -> int:
@@ -122,6 +129,16 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     ]
 
 
+def _with_runtime(spec: MetricSpec, registry: Any, **runtime: str | None) -> MetricSpec:
+    accepted = registry.option_names("metric", spec.name)
+    extra = {
+        k: v
+        for k, v in runtime.items()
+        if v is not None and k not in spec.options and accepted is not None and k in accepted
+    }
+    return attrs.evolve(spec, options={**spec.options, **extra}) if extra else spec
+
+
 def _folder_name(name: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "recipe"
     if safe == ORIGINAL:
@@ -149,6 +166,7 @@ def run_benchmark(
     from grefine_kit.batch import refine_files
     from grefine_kit.inputs import make_output_dir
     from grefine_kit.registry import get_registry
+    from grefine_kit.runs.layout import output_stems
 
     if not recipes:
         raise UserError("no recipes to benchmark")
@@ -166,20 +184,36 @@ def run_benchmark(
     labels = [m.label for m in metrics]
     if len(set(labels)) != len(labels):
         raise UserError(f"two metric columns share a name: {', '.join(labels)}")
+    target = Path(out_dir).resolve()
+    if any(p.resolve().parent == target for p in dataset.paths):
+        # chart.png and the summaries would be read back as input images on the next run
+        raise UserError(f"--out {out_dir} holds the benchmark's input images: choose another folder")
     out = make_output_dir(out_dir)
     registry = get_registry()
+    # --device/--dtype reach the metrics that take them, unless their own options say otherwise
+    metrics = [_with_runtime(m, registry, device=device, dtype=dtype) for m in metrics]
     # build every metric first: a bad name or option fails before any refining starts
     built = [(m, registry.create("metric", m.name, m.options)) for m in metrics]
     infos = tuple(
         describe(part, name=m.label, licence=registry.get("metric", m.name).licence) for m, part in built
     )
-    outputs: dict[str, list[Path]] = {ORIGINAL: dataset.paths}
+    # and every refiner (cheap, no weights load): a bad recipe fails before any work too
+    refiners = [row.recipe.with_runtime(device=device, dtype=dtype).build() for row in rows]
+    scores: dict[str, dict[str, list[float]]] = {}
+    errors: dict[str, list[str]] = {}
+    prompts = [item.prompt for item in dataset.items]
+    ids = [item.id for item in dataset.items]
+    cache = ScoreCache(out / CACHE_NAME, enabled=resume)
+    # the originals first: every metric loads its weights now, so a missing one stops the run
+    # before hours of refining rather than after
+    scores[ORIGINAL], errors[ORIGINAL], reused = _score_row(
+        ORIGINAL, dataset.paths, ids, prompts, built, cache, progress
+    )
     counts: dict[str, dict[str, int]] = {}
-    from grefine_kit.runs.layout import output_stems
-
     stems = output_stems(dataset.paths)
-    for row, folder in zip(rows, folders, strict=True):
-        refiner = row.recipe.with_runtime(device=device, dtype=dtype).build()
+    for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
+        if progress:
+            print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
         summary = refine_files(
             dataset.paths,
             refiner,
@@ -189,12 +223,11 @@ def run_benchmark(
             progress=progress,
         )
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
-        outputs[row.name] = [out / folder / f"{stem}.png" for stem in stems]
-    scores: dict[str, dict[str, list[float]]] = {}
-    errors: dict[str, list[str]] = {}
-    prompts = [item.prompt for item in dataset.items]
-    for row_name, files in outputs.items():
-        scores[row_name], errors[row_name] = _score_row(row_name, files, prompts, built, progress)
+        files = [out / folder / f"{stem}.png" for stem in stems]
+        scores[row.name], errors[row.name], n = _score_row(
+            row.name, files, ids, prompts, built, cache, progress
+        )
+        reused += n
     result = BenchmarkResult(
         dataset=dataset,
         rows=rows,
@@ -204,6 +237,7 @@ def run_benchmark(
         refine_counts=counts,
         out_dir=out,
         tolerance=tolerance,
+        n_cached=reused,
     )
     write_scores_csv(result, out / "scores.csv")
     return result
@@ -212,33 +246,51 @@ def run_benchmark(
 def _score_row(
     row: str,
     files: Sequence[Path],
+    ids: Sequence[str],
     prompts: Sequence[str],
     built: Sequence[tuple[MetricSpec, Any]],
+    cache: ScoreCache,
     progress: bool,
-) -> tuple[dict[str, list[float]], list[str]]:
+) -> tuple[dict[str, list[float]], list[str], int]:
+    """``({label: scores}, errors, number of scores reused from the cache)`` for one row."""
     from grefine_kit.images import load_image
 
     values: dict[str, list[float]] = {m.label: [] for m, _ in built}
+    keys = {m.label: metric_key(m.name, m.options) for m, _ in built}
     errors: list[str] = []
+    reused = 0
     bar = tqdm(
         total=len(files), unit="img", desc=f"scoring {row}", disable=not progress or not sys.stderr.isatty()
     )
     try:
         for start in range(0, len(files), _CHUNK):
             chunk = list(range(start, min(start + _CHUNK, len(files))))
+            cached = {
+                m.label: {
+                    i: v for i in chunk if (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
+                }
+                for m, _ in built
+            }
+            needed = {i for m, _ in built for i in chunk if i not in cached[m.label]}
             images: dict[int, Any] = {}
-            for i in chunk:
+            for i in sorted(needed):  # load only what some metric still has to score
                 try:
                     images[i] = load_image(files[i])
                 except UserError as exc:  # a recipe that failed on this image wrote no output
                     errors.append(f"{files[i].name}: {exc}")
+            new: list[tuple[str, str, str, Path, float]] = []
             for spec, metric in built:
-                scored = _score_chunk(spec, metric, images, prompts, errors)
+                todo = {i: im for i, im in images.items() if i not in cached[spec.label]}
+                scored = _score_chunk(spec, metric, todo, prompts, errors)
+                new += [(keys[spec.label], row, ids[i], files[i], v) for i, v in scored.items()]
+                scored.update(cached[spec.label])
+                reused += len(cached[spec.label])
                 values[spec.label].extend(scored.get(i, math.nan) for i in chunk)
+            cache.put_many(new)
             bar.update(len(chunk))
     finally:
         bar.close()
-    return values, errors
+    return values, errors, reused
 
 
 def _score_chunk(
@@ -275,13 +327,16 @@ def _score_chunk(
 
 def write_scores_csv(result: BenchmarkResult, path: Path) -> None:
     """``id,image,prompt,row,<metric>...`` for every image and row (empty cell = no score)."""
+    import io
+
+    from grefine_kit.runs.atomic import write_text
+
     labels = [m.name for m in result.metrics]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "image", "prompt", "row", *labels])
-        for row_name, per in result.scores.items():
-            for i, item in enumerate(result.dataset.items):
-                cells = ["" if math.isnan(per[m][i]) else repr(per[m][i]) for m in labels]
-                writer.writerow([item.id, str(item.path), item.prompt, row_name, *cells])
-    tmp.replace(path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "image", "prompt", "row", *labels])
+    for row_name, per in result.scores.items():
+        for i, item in enumerate(result.dataset.items):
+            cells = ["" if math.isnan(per[m][i]) else repr(per[m][i]) for m in labels]
+            writer.writerow([item.id, str(item.path), item.prompt, row_name, *cells])
+    write_text(path, buffer.getvalue())

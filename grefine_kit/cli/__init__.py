@@ -21,6 +21,7 @@ def _load() -> Any:
         image_commands,
         iqa_commands,
         registry_commands,
+        report_commands,
     )
 
     return app

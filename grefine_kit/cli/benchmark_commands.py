@@ -22,7 +22,7 @@ DEFAULT_RECIPES = (
     "img2img-baseline",
 )
 #: independent judges first (they are not what the refiner optimises), then the refiner's own maps
-DEFAULT_METRICS = ("clipscore", "pickscore", "hpsv2", "pq-map", "aq-map")
+DEFAULT_METRICS = ("piqe", "clipscore", "pickscore", "hpsv2", "pq-map", "aq-map")
 
 
 def read_metric_options(path: str | None) -> dict[str, dict[str, Any]]:
@@ -81,7 +81,7 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
     "--metric",
     "metrics",
     multiple=True,
-    help="metric column (repeat; default: clipscore pickscore hpsv2 pq-map aq-map)",
+    help="metric column (repeat; default: piqe clipscore pickscore hpsv2 pq-map aq-map)",
 )
 @click.option(
     "--metric-options",
@@ -102,7 +102,9 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
     show_default=True,
     help="ties: |a-b| <= tol*max(1,|a|,|b|)",
 )
-@click.option("--no-resume", is_flag=True, help="refine again even where outputs exist")
+@click.option(
+    "--no-resume", is_flag=True, help="refine and score again even where outputs and cached scores exist"
+)
 @device_option
 @dtype_option
 @user_errors
@@ -125,7 +127,8 @@ def benchmark_command(
     metric, and write scores.csv, summary.md/.html/.json and chart.png to --out.
 
     Best and second best are marked per metric, every value worse than the original images is
-    marked as a negative optimisation and counted per recipe. Reruns reuse refined images.
+    marked as a negative optimisation and counted per recipe. Reruns reuse refined images and
+    cached scores (--no-resume redoes both).
     Exit code 1 when some image could not be refined or scored (shown as n/a).
     """
     from grefine_kit.benchmark import load_dataset, run_benchmark, summarise
@@ -152,6 +155,7 @@ def benchmark_command(
         "recipes": [{"name": r.name, "hash": r.recipe.hash, "source": r.recipe.source} for r in result.rows],
         "metric_options": {s.label: {"metric": s.name, **dict(s.options)} for s in specs},
         "refined": result.refine_counts,
+        "scores_reused": result.n_cached,
         "errors": {k: v for k, v in result.errors.items() if v},
     }
     paths = write_all(summary, result.out_dir, {"config": config})
@@ -163,7 +167,8 @@ def benchmark_command(
     failed = sum(c["failed"] for c in result.refine_counts.values())
     click.echo(
         f"wrote {result.out_dir / 'scores.csv'}, summary.md/.html/.json, chart.png "
-        f"({failed} image(s) failed to refine, {result.n_missing} score(s) n/a)",
+        f"({failed} image(s) failed to refine, {result.n_missing} score(s) n/a, "
+        f"{result.n_cached} score(s) reused from {result.out_dir / 'score-cache.jsonl'})",
         err=True,
     )
     sys.exit(EXIT_FAILURES if failed or result.n_missing else EXIT_OK)

@@ -93,7 +93,8 @@ def score_command(
         batch_size=batch_size,
         save_maps=maps,
         resume=not no_resume,
-        config=_score_config(indicator_name, recipe_name, dtype),
+        # --set values change the results: part of the fingerprint, so a rerun with others redoes
+        config=_score_config(indicator_name, recipe_name, dtype) | _set_config(),
     )
     echo_run_summary(summary)
     done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
@@ -102,6 +103,11 @@ def score_command(
     )
     print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _set_config() -> dict[str, Any]:
+    pairs = dict(cli_overrides())
+    return {"set": pairs} if pairs else {}
 
 
 def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | None) -> dict[str, Any]:

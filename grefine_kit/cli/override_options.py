@@ -72,9 +72,7 @@ def cli_overrides(recipe: Any = None) -> list[tuple[str, Any]]:
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta.get(_META, {}) if ctx is not None else {}
     pairs = [parse_assignment(item) for item in meta.get("set_items") or ()]
-    from grefine_kit.roles import STAGE_ROLES
-
-    stages = [s for s in STAGE_ROLES if recipe is not None and recipe.part(s) is not None]
+    stages = [s for s in ("stage1", "stage2") if recipe is not None and recipe.part(s) is not None]
     pairs += shortcut_overrides(
         steps=meta.get("steps"),
         strength=meta.get("strength"),

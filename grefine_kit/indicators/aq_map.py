@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 import numpy as np
 
+from grefine_kit.checks import unit
 from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import (
     IMAGENET_TEMPLATES,
@@ -114,11 +115,6 @@ def _check_templates(_inst: Any, attribute: attrs.Attribute[Any], value: str | t
             raise ValueError(f"template {tpl!r} cannot be filled: {exc}") from exc
 
 
-def _unit(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1]; got {value}")
-
-
 def _beta(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"{attribute.name} must be in (0, 1]; got {value}")
@@ -158,10 +154,10 @@ class AQMap(ClipIndicator):
     templates: str | tuple[str, ...] = attrs.field(
         default="imagenet", converter=_to_templates, validator=_check_templates
     )
-    a_bound: float = attrs.field(default=DEFAULT_A_BOUND, converter=float, validator=_unit)
+    a_bound: float = attrs.field(default=DEFAULT_A_BOUND, converter=float, validator=unit)
     beta: float = attrs.field(default=DEFAULT_BETA, converter=float, validator=_beta)
-    adjective_margin: float = attrs.field(default=0.0, converter=float, validator=_unit)
-    emphasis_weight: float = attrs.field(default=DEFAULT_EMPHASIS, converter=float, validator=_unit)
+    adjective_margin: float = attrs.field(default=0.0, converter=float, validator=unit)
+    emphasis_weight: float = attrs.field(default=DEFAULT_EMPHASIS, converter=float, validator=unit)
     score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
     score_scale: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCORE_SCALES))
     keep_maps: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

@@ -155,7 +155,13 @@ def save_prompt_checkpoint(
     meta = {"format": "pyiqa-clipiqa+", "texts": list(texts), "name_lens": name_lens, "eot_index": name_lens}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"params": params, "meta": meta}, str(path))
+    import io
+
+    from grefine_kit.runs.atomic import write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"params": params, "meta": meta}, buf)
+    write_bytes(Path(path), buf.getvalue())  # temp + rename: never a half checkpoint
     return path
 
 

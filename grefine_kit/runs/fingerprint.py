@@ -10,9 +10,11 @@ instead of reading the file again; a changed mtime with the same content is not 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,11 @@ def indicator_config(indicator: Any) -> dict[str, Any]:
 
 def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{"size", "mtime_ns", "sha256"}`` of ``path``. With ``known`` (a recorded one) of the same
-    size and mtime, its SHA-256 is reused instead of reading the file. Raises OSError."""
+    size and mtime, its SHA-256 is reused instead of reading the file. Raises OSError (also for
+    anything that is not a regular file)."""
     st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash (and the loader) forever
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
         sha = known.get("sha256")
         if isinstance(sha, str):

@@ -18,6 +18,7 @@ of an id wins.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -115,16 +116,21 @@ class RunFolder:
                 self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise write_failure(self.log_path, exc) from None
+        start = -1
         try:
+            start = os.lseek(self._log_fd, 0, os.SEEK_END)
             if fault_armed("mid-log-line"):
                 os.write(self._log_fd, line[: len(line) // 2])  # what a kill mid-write leaves
                 os.fsync(self._log_fd)
             fault_point("mid-log-line")  # counts every pass; kills only when armed
             n = os.write(self._log_fd, line)
-            if n != len(line):  # only on a full disk; never leave half a line behind
+            if n != len(line):  # only on a full disk
                 raise OSError(errno.ENOSPC, "short write (disk full?)")
             os.fsync(self._log_fd)
         except OSError as exc:
+            if start >= 0:  # never leave half a line behind (we hold the lock: no other writer)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._log_fd, start)
             raise write_failure(self.log_path, exc) from None
         self.records[str(record["id"])] = dict(record)
         fault_point("after-log-line")
@@ -199,6 +205,8 @@ def _lock(out: Path) -> int:
 def _holder(fd: int) -> str:
     try:
         data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        if not data.get("pid"):
+            return "holder just starting"
         return f"pid {data.get('pid')} on {data.get('host')}, started {data.get('started')}"
     except (OSError, ValueError, AttributeError):
         return "holder unknown"

@@ -13,6 +13,8 @@ __all__ = ["Stage", "StageRequest", "StageResult", "derive_seed", "required_weig
 
 
 def required_weights(stage: Any) -> list[str]:
-    """Hub ids a stage needs downloaded (``grefine fetch-weights``); [] for stages that say nothing."""
-    method = getattr(stage, "required_weights", None)
-    return list(method()) if callable(method) else []
+    """Hub ids a diffusers stage needs downloaded (``grefine fetch-weights``); [] for other
+    stages (they declare their downloads through ``PartBase.fetch_weights``)."""
+    from grefine_kit.stages.diffusion import _DiffusersStage
+
+    return list(stage.required_weights()) if isinstance(stage, _DiffusersStage) else []

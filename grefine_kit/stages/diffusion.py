@@ -19,6 +19,8 @@ import numpy as np
 from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.checks import choice, integer, number
+from grefine_kit.devices import DTYPE_NAMES
 from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
@@ -79,16 +81,6 @@ def _to_working(
     return work, work_mask, back
 
 
-def _choice(options: tuple[str, ...]) -> Any:
-    return [v.instance_of(str), v.in_(options)]
-
-
-def _number(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    # bool is an int subclass (``resolution = true`` would read as 1); inf passes ``ge`` checks
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number; got {value!r}")
-
-
 #: the largest working-area side accepted (SDXL's native one is 1024; beyond this a typo, not a plan)
 MAX_RESOLUTION = 8192
 
@@ -117,18 +109,18 @@ class _DiffusersStage(PartBase):
 
     model: str = attrs.field(validator=v.instance_of(str))
     device: str = attrs.field(default="auto", validator=v.instance_of(str))
-    dtype: str = attrs.field(default="auto", validator=_choice(("auto", "float32", "float16", "bfloat16")))
+    dtype: str = attrs.field(default="auto", validator=choice(DTYPE_NAMES))
     cpu_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
     variant: str = attrs.field(default="", validator=v.instance_of(str))
     revision: str = attrs.field(default="", validator=v.instance_of(str))
     config: str = attrs.field(default="", validator=v.instance_of(str))
-    arch: str = attrs.field(default="auto", validator=_choice(("auto", "sdxl", "sd")))
-    guidance_scale: float = attrs.field(default=7.5, validator=[_number, v.ge(0)])
+    arch: str = attrs.field(default="auto", validator=choice(("auto", "sdxl", "sd")))
+    guidance_scale: float = attrs.field(default=7.5, validator=number(0))
     negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
     resolution: int = attrs.field(
-        default=0, validator=[v.instance_of(int), _number, v.ge(0), v.le(MAX_RESOLUTION)]
+        default=0, validator=integer(0, MAX_RESOLUTION)
     )
-    resize: str = attrs.field(default="model", validator=_choice(RESIZE_MODES))
+    resize: str = attrs.field(default="model", validator=choice(RESIZE_MODES))
     use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -274,4 +266,4 @@ class Img2ImgStage(_DiffusersStage):
     role: ClassVar[str] = "global"
 
     model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))
-    guidance_scale: float = attrs.field(default=5.0, validator=[_number, v.ge(0)])
+    guidance_scale: float = attrs.field(default=5.0, validator=number(0))

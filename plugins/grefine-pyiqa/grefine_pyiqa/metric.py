@@ -1,5 +1,7 @@
 """``PyiqaMetric``: one pyiqa no-reference metric behind grefine_kit's ``Metric`` protocol.
 
+Light to import (registration imports this module): numpy, torch and pyiqa load on use.
+
 pyiqa is imported when the metric is first used (``score`` or ``load``), never at registration.
 Inputs are converted as pyiqa's own loader does: RGB, ``[1, 3, H, W]`` float32 in [0, 1], one
 image per call (images differ in size). Direction and range come from the installed pyiqa.
@@ -9,15 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
-from PIL import Image
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import check_prompts
 from grefine_pyiqa._table import NEEDS_PROMPT, NR_METRICS, parse_range
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["LICENCE", "PyiqaMetric", "to_pyiqa_tensor"]
 
@@ -29,6 +32,7 @@ LICENCE = (
 
 def to_pyiqa_tensor(image: Image.Image) -> Any:
     """``[1, 3, H, W]`` float32 RGB in [0, 1] (what ``pyiqa.utils.imread2tensor`` gives)."""
+    import numpy as np
     import torch
 
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

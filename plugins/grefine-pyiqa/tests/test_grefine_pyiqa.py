@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import urllib.error
 
 import numpy as np
 import pytest
@@ -117,6 +118,11 @@ def test_unknown_name_and_missing_weights_are_clear_errors(monkeypatch, tmp_path
     with pytest.raises(UserError):
         create_part("metric", "pyiqa:piqe", no_such_option=1)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache: brisque must download
+
+    def offline(url, *args, **kwargs):  # tests never touch the network, even where there is one
+        raise urllib.error.URLError(f"offline test: refused {url}")
+
+    monkeypatch.setattr("pyiqa.utils.download_util.download_url_to_file", offline)
     metric = create_part("metric", "pyiqa:brisque", device="cpu")
     with pytest.raises(MissingDependencyError, match="pyiqa:brisque"):
         metric.score([_astronaut()])
