@@ -90,6 +90,10 @@ def test_score_is_piqe_mapped(example: Image.Image) -> None:
     assert noisy.details["piqe"] > clean.details["piqe"]  # lower PIQE = better
     assert noisy.details["noise_fraction"] > clean.details["noise_fraction"]
     assert clean.indicator == "piqe-map" and clean.map.shape == (1024, 1024)
+    blocks = noisy.details["noise_blocks"]
+    inside = blocks[Y0 // 16 + 1 : (Y0 + SIDE) // 16 - 1, X0 // 16 + 1 : (X0 + SIDE) // 16 - 1]
+    assert blocks.shape == (64, 64) and inside.mean() > 0.5 > blocks.mean()
+    assert "noise_blocks" not in noisy.to_json()["details"]  # arrays stay out of reports
 
 
 def test_piqe_criteria_on_synthetic_blocks() -> None:
@@ -158,3 +162,16 @@ def test_evaluate_ranks_noise_levels(example: Image.Image, tmp_path: Path) -> No
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "SRCC 1.0000" in result.stdout and "4/4 images" in result.stdout
+
+
+def test_neighbourhood_median_is_exact_at_its_samples() -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from grefine_kit.indicators.piqe_map import _neighbourhood_median
+
+    energy = np.random.default_rng(2).random((50, 70)).astype(np.float32)
+    got = _neighbourhood_median(energy, 16)  # sampled every 4th block, interpolated between
+    windows = sliding_window_view(np.pad(energy, 16, mode="reflect"), (33, 33))
+    exact = np.median(windows.reshape(50, 70, -1), axis=-1)
+    np.testing.assert_allclose(got[::4, ::4], exact[::4, ::4], atol=1e-6)
+    assert np.abs(got - exact).max() < 0.1  # a smooth reference in between

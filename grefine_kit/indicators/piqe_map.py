@@ -64,13 +64,23 @@ def _neighbourhood_median(energy: np.ndarray, radius: int) -> np.ndarray:
     med = np.median(sampled.reshape(*sampled.shape[:2], -1), axis=-1).astype(np.float32)
     if stride == 1:
         return med
-    # sample i sits at block i*stride: resize so that sample centres map onto those blocks
-    full = Image.fromarray(med, "F").resize(
-        (energy.shape[1], energy.shape[0]),
-        Image.Resampling.BILINEAR,
-        box=(0.0, 0.0, energy.shape[1] / stride, energy.shape[0] / stride),
-    )
-    return np.asarray(full, np.float32)
+    # sample i sits at block i * stride: interpolate linearly between samples along each axis
+    # (np.interp holds the last sample's value past the end)
+    for axis, n in ((0, energy.shape[0]), (1, energy.shape[1])):
+        med = _lerp(med, np.arange(n) / stride, axis)
+    return med.astype(np.float32)
+
+
+def _lerp(values: np.ndarray, at: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` sampled at fractional indices ``at`` along ``axis`` (linear; clamped at the end)."""
+    last = values.shape[axis] - 1
+    i0 = np.minimum(np.floor(at).astype(int), last)
+    i1 = np.minimum(i0 + 1, last)
+    frac = np.where(i1 > i0, at - i0, 0.0)
+    shape = [1, 1]
+    shape[axis] = len(at)
+    frac = frac.reshape(shape)
+    return np.take(values, i0, axis=axis) * (1.0 - frac) + np.take(values, i1, axis=axis) * frac
 
 
 def detail_loss(
@@ -231,6 +241,13 @@ class PiqeMap:
             "detail_loss_fraction": float((loss > 0.5).mean()),
             "blocks": [int(deficiency.shape[0]), int(deficiency.shape[1])],
             "scored_size": [int(work.size[0]), int(work.size[1])],
+            # per-block arrays (rows, columns) for analysis; JSON reports leave them out
+            "block_deficiency": deficiency,
+            "piqe_blocks": result.distortion,
+            "detail_loss_blocks": loss,
+            "active_blocks": result.active,
+            "artifact_blocks": result.artifact,
+            "noise_blocks": result.noise,
         }
         return QualityMap(map=qmap, score=1.0 - result.score / 100.0, indicator=self.name, details=details)
 
