@@ -144,6 +144,11 @@ def register_metrics(register: Register) -> None:
 
 
 @hookimpl
+def register_engines(register: Register) -> None:
+    register("local", "grefine_kit.engines.local:LocalEngine", summary="every item in this process (default)")
+
+
+@hookimpl
 def register_recipes(register: Register) -> None:
     for item in sorted(resources.files("grefine_kit.recipes").iterdir(), key=lambda p: p.name):
         if item.name.endswith(".toml"):

@@ -68,6 +68,14 @@ def register_metrics(register: Register) -> None:
 
 
 @hookspec
+def register_engines(register: Register) -> None:
+    """Register engines (``grefine_kit.engines.base.Engine``: who runs a run's items).
+
+    Options the CLI passes when given: ``workers`` (``--workers``) and ``address``
+    (``--address``); an engine that accepts neither still works with the defaults."""
+
+
+@hookspec
 def register_recipes(register: Register) -> None:
     """Register recipe files: ``register(name, path_to_toml)``.
 

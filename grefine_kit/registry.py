@@ -51,6 +51,7 @@ KINDS: dict[str, str] = {
     "regions": "register_regions",
     "stage": "register_stages",
     "metric": "register_metrics",
+    "engine": "register_engines",
     "recipe": "register_recipes",
 }
 

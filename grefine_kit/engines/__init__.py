@@ -1,0 +1,13 @@
+"""Engines: who runs a run's items (``local`` built in; ``ray`` from the grefine-ray plugin)."""
+
+from grefine_kit.engines.base import Engine, Task, Work, Worker, batches
+
+__all__ = ["Engine", "Task", "Work", "Worker", "batches", "get_engine"]
+
+
+def get_engine(name: str = "local", **options: object) -> Engine:
+    """Build the engine registered as ``name`` with ``options`` (``UserError`` when unknown)."""
+    from grefine_kit.registry import get_registry
+
+    engine: Engine = get_registry().create("engine", name, {k: v for k, v in options.items() if v is not None})
+    return engine
