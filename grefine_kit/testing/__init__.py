@@ -3,7 +3,7 @@
 - pytest fixtures (``grefine_kit.testing.pytest_plugin``, auto-loaded through the
   ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
-  ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``, and
+  ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``, ``check_engine`` (engines), and
   ``check_part(kind, name, **options)``.
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
@@ -20,6 +20,7 @@ from grefine_kit.testing.conformance import (
     check_stage,
     sample_images,
 )
+from grefine_kit.testing.engine_check import check_engine
 
 #: backbone options that select the tiny random CLIP (offline, random weights)
 TINY_BACKBONE = {"model": "grefine-tiny", "weights": "random"}
@@ -27,6 +28,7 @@ TINY_BACKBONE = {"model": "grefine-tiny", "weights": "random"}
 __all__ = [
     "TINY_BACKBONE",
     "check_combiner",
+    "check_engine",
     "check_indicator",
     "check_metric",
     "check_parser",
