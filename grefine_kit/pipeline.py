@@ -137,15 +137,21 @@ class Refiner:
         unless ``seed`` gives the image's base seed explicitly."""
         return next(self.refine_many([(image, prompt, image_id, seed)]))
 
-    def refine_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[RefineResult]:
+    def refine_many(
+        self, items: Iterable[tuple[Any, ...]], *, batch_size: int | None = None
+    ) -> Iterator[RefineResult]:
         """Refine ``(image, prompt, image_id)`` or ``(image, prompt, image_id, seed)`` items
-        lazily, scoring ``batch_size`` at a time. Results do not depend on the batching (seeds
-        come from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``)."""
+        lazily, scoring ``batch_size`` (default: the ``batch_size`` option) at a time. Results
+        do not depend on the batching (seeds come from the ids, or from the explicit seed:
+        ``derive_seed(seed, image_id)``)."""
+        size = self.options.batch_size if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {size!r}")
         batch: list[tuple[Image.Image, str, str, int | None]] = []
         for item in items:
             image, prompt, image_id, *rest = item
             batch.append((image, prompt, image_id, rest[0] if rest else None))
-            if len(batch) == self.options.batch_size:
+            if len(batch) == size:
                 yield from self._refine_batch(batch)
                 batch = []
         if batch:

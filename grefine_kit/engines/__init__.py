@@ -9,5 +9,7 @@ def get_engine(name: str = "local", **options: object) -> Engine:
     """Build the engine registered as ``name`` with ``options`` (``UserError`` when unknown)."""
     from grefine_kit.registry import get_registry
 
-    engine: Engine = get_registry().create("engine", name, {k: v for k, v in options.items() if v is not None})
+    engine: Engine = get_registry().create(
+        "engine", name, {k: v for k, v in options.items() if v is not None}
+    )
     return engine

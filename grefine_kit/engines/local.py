@@ -44,5 +44,5 @@ class LocalEngine:
         if on_start is not None:
             on_start()
         for chunk in batches(tasks, batch_size):
-            fault_point("before-item")
+            fault_point("before-batch")
             yield from worker.process(chunk)

@@ -69,7 +69,9 @@ def _csv_rows(p: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
         try:
             header = next(reader, None)
             if header is None:
-                raise UserError(f"{display_path(p)}: empty manifest (expected a header: id,image,prompt,seed)")
+                raise UserError(
+                    f"{display_path(p)}: empty manifest (expected a header: id,image,prompt,seed)"
+                )
             names = [h.strip().lower() for h in header]
             _check_columns(p, names, header)
             for row in reader:
@@ -102,7 +104,7 @@ def _jsonl_rows(p: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
                 _check_columns(p, list(row), list(obj))
                 checked = True
             elif "image" not in row:
-                raise UserError(f"{display_path(p)}, line {line_no}: no \"image\" key")
+                raise UserError(f'{display_path(p)}, line {line_no}: no "image" key')
             yield line_no, row
     if not checked:
         raise UserError(f"{display_path(p)}: empty manifest (expected one JSON object per line)")
@@ -130,8 +132,9 @@ def _parquet_rows(p: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
 
 def _check_columns(p: Path, names: list[str], header: list[str]) -> None:
     if "image" not in names:
+        found = ", ".join(map(str, header)) or "none"
         raise UserError(
-            f"{display_path(p)}: missing column 'image'; found columns: {', '.join(map(str, header)) or 'none'}"
+            f"{display_path(p)}: missing column 'image'; found columns: {found}"
             " (expected id, image, prompt, seed)"
         )
     repeated = sorted({n for n in names if names.count(n) > 1 and n in _COLUMNS})
@@ -190,4 +193,3 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
     if not items:
         raise UserError(f"{display_path(p)}: the manifest lists no images")
     return items
-

@@ -3,8 +3,8 @@
 - pytest fixtures (``grefine_kit.testing.pytest_plugin``, auto-loaded through the
   ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
-  ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``, ``check_engine`` (engines), and
-  ``check_part(kind, name, **options)``.
+  ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
+  ``check_engine``, and ``check_part(kind, name, **options)``.
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
 """

@@ -41,7 +41,13 @@ class EchoWorker:
             name = f"{task.stem}.txt"
             atomic.write_text(self.out_dir / name, f"{task.item.id}|{task.item.prompt}")
             records.append(
-                {"id": task.item.id, "status": "ok", "outputs": [name], "pid": os.getpid(), "batch": len(tasks)}
+                {
+                    "id": task.item.id,
+                    "status": "ok",
+                    "outputs": [name],
+                    "pid": os.getpid(),
+                    "batch": len(tasks),
+                }
             )
         return records
 
@@ -65,7 +71,9 @@ def echo_tasks(n: int, *, bad: Sequence[int] = (), setup: Sequence[int] = ()) ->
     tasks = []
     for i in range(n):
         prompt = "bad" if i in bad else "setup" if i in setup else f"prompt {i}"
-        tasks.append(Task(Item(id=f"item-{i:03d}", image=Path(f"/nonexistent/{i}.png"), prompt=prompt), f"s{i:03d}"))
+        tasks.append(
+            Task(Item(id=f"item-{i:03d}", image=Path(f"/nonexistent/{i}.png"), prompt=prompt), f"s{i:03d}")
+        )
     return tasks
 
 
@@ -83,7 +91,9 @@ def check_engine(engine: Any, tmp_dir: str | os.PathLike[str], *, n: int = 11, b
     assert list(engine.run(EchoWork(out), [], batch_size=batch_size)) == [], "no tasks: no records"
     started: list[bool] = []
     tasks = echo_tasks(n, bad=(1,))
-    records = list(engine.run(EchoWork(out), tasks, batch_size=batch_size, on_start=lambda: started.append(True)))
+    records = list(
+        engine.run(EchoWork(out), tasks, batch_size=batch_size, on_start=lambda: started.append(True))
+    )
     assert started == [True], "on_start must be called once, when the workers are ready"
     ids = [r.get("id") for r in records]
     assert sorted(map(str, ids)) == sorted(t.item.id for t in tasks), (

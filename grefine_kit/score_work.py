@@ -1,0 +1,193 @@
+"""The score unit of work: :class:`ScoreWork` (what to build) and :class:`ScoreWorker` (an
+indicator scoring task batches), used by every engine (``grefine_kit.engines``).
+
+A worker loads a batch's images, scores them in one ``indicator.score`` call (on failure, one
+image at a time, so one bad image cannot sink the others), writes ``<stem>.heatmap.png`` and
+``<stem>.map.npy`` atomically when maps are kept, and returns one record per task for the
+runner to append. An indicator raising a ``UserError`` that is not an ``ImageError`` (missing
+weights, bad options) is raised: every image would hit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+from PIL import Image
+
+from grefine_kit.engines.base import Task
+from grefine_kit.errors import ImageError, NonFiniteError, UserError, error_message
+from grefine_kit.images import load_image, overlay_heatmap
+from grefine_kit.indicators.base import Indicator
+from grefine_kit.runs import atomic
+from grefine_kit.runs.faults import fault_point
+from grefine_kit.runs.items import Item, display_path, safe_text
+from grefine_kit.runs.layout import OutputNames
+from grefine_kit.runs.numeric import check_quality_map
+from grefine_kit.types import QualityMap
+
+__all__ = ["ScoreWork", "ScoreWorker"]
+
+
+@attrs.define
+class ScoreWork:
+    """Score into ``out_dir`` with ``source``: a built indicator (in-process engines only) or a
+    picklable zero-argument callable that builds one (portable: e.g. a ``functools.partial``
+    of ``grefine_kit.api.build_indicator``). ``limit``: the largest image in pixels (None: no
+    limit); ``prompts_given``: prompts came from a CSV or manifest (for the error message)."""
+
+    source: Any
+    out_dir: Path
+    save_maps: bool = True
+    limit: int | None = None
+    prompts_given: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "score"
+
+    @property
+    def portable(self) -> bool:
+        return callable(self.source) and not hasattr(self.source, "score")
+
+    def open(self) -> ScoreWorker:
+        builder: Callable[[], Indicator] = self.source
+        indicator = builder() if self.portable else self.source
+        return ScoreWorker(indicator, self.save_maps, self.limit, self.prompts_given, Path(self.out_dir))
+
+
+@attrs.frozen
+class _Ready:
+    index: int
+    item: Item
+    stem: str
+    image: Image.Image
+
+
+def _check_result(qm: Any, image: Image.Image) -> QualityMap:
+    if not isinstance(qm, QualityMap):
+        raise TypeError(f"the indicator returned a {type(qm).__name__}, not a QualityMap")
+    if qm.size != image.size:
+        w, h = image.size
+        raise ValueError(f"the indicator returned a {qm.size[0]}x{qm.size[1]} map for a {w}x{h} image")
+    check_quality_map(qm, "the indicator's")
+    return qm
+
+
+def _score(indicator: Indicator, items: list[_Ready]) -> list[QualityMap | Exception]:
+    """Score ``items`` in one call; on failure, one image at a time."""
+    images = [it.image for it in items]
+    prompts = [it.item.prompt or "" for it in items] if indicator.needs_prompt else None
+    try:
+        results = list(indicator.score(images, prompts))
+        if len(results) != len(images):
+            raise ValueError(f"the indicator returned {len(results)} results for {len(images)} images")
+    except Exception as e:
+        if isinstance(e, UserError) and not isinstance(e, ImageError):
+            raise  # setup problem (weights, options): every image would fail the same way
+        if len(items) == 1:
+            return [e]
+        return [r for it in items for r in _score(indicator, [it])]
+    out: list[QualityMap | Exception] = []
+    for qm, image in zip(results, images, strict=True):
+        try:
+            out.append(_check_result(qm, image))
+        except (TypeError, ValueError, NonFiniteError) as e:
+            out.append(e)
+    return out
+
+
+@attrs.define
+class ScoreWorker:
+    """An indicator scoring :class:`~grefine_kit.engines.base.Task` batches (module doc)."""
+
+    indicator: Indicator
+    save_maps: bool
+    limit: int | None
+    prompts_given: bool = False
+    out_dir: Path = Path(".")
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.indicator, "name", None) or type(self.indicator).__name__)
+
+    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+        """Log records for ``tasks``, in order (see the module docstring)."""
+        records: list[dict[str, Any]] = []
+        ready: list[_Ready] = []
+        for i, task in enumerate(tasks):
+            fault_point("before-item")
+            item, stem = task.item, task.stem
+            prompt = item.prompt
+            rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
+            records.append(rec)
+            if task.fingerprint is None:
+                rec["error"] = f"{display_path(item.image)}: {task.problem or 'cannot read'}"
+                continue
+            if self.indicator.needs_prompt and not prompt:
+                how = (
+                    f"no row for {display_path(item.image.name)} in the prompts CSV"
+                    if self.prompts_given
+                    else "give --prompt"
+                )
+                rec["error"] = f"indicator {self.name!r} needs a prompt ({how})"
+                continue
+            try:
+                image = load_image(item.image, max_pixels=self.limit)
+            except Exception as e:  # one unreadable file never stops the run
+                rec["error"] = safe_text(error_message(e))
+                continue
+            rec.update(width=image.width, height=image.height)
+            ready.append(_Ready(i, item, stem, image))
+        results = _score(self.indicator, ready) if ready else []
+        for ready_item, result in zip(ready, results, strict=True):
+            rec = records[ready_item.index]
+            if isinstance(result, Exception):
+                rec["error"] = safe_text(error_message(result))
+                continue
+            rec.update(status="ok", **result.to_json())
+            rec["indicator"] = result.indicator or self.name
+            if self.save_maps:
+                names = OutputNames(ready_item.stem)
+                heatmap, npy = names.heatmap(), names.raw_map()
+                # compress_level 3: much faster than the default on large maps, a little bigger
+                overlay = overlay_heatmap(ready_item.image, result.map)
+                atomic.write_png(self.out_dir / heatmap, overlay, compress_level=3)
+                atomic.write_npy(self.out_dir / npy, np.asarray(result.map, dtype=np.float32))
+                rec.update(heatmap=heatmap, map=npy)
+        fault_point("after-output-write")
+        out = []
+        for task, rec in zip(tasks, records, strict=True):
+            item, fp, why = task.item, task.fingerprint, task.redone
+            ok = rec.get("status") == "ok"
+            logged: dict[str, Any] = {"id": item.id, **_ordered(rec, ok)}
+            if fp is not None:
+                logged["fingerprint"] = fp
+            if ok and rec.get("heatmap"):
+                logged["outputs"] = [rec["heatmap"], rec["map"]]
+            if why and fp is not None:
+                logged["redone"] = why
+            out.append(logged)
+        return out
+
+
+def _ordered(rec: dict[str, Any], ok: bool) -> dict[str, Any]:
+    """One record with every key present, in a stable order (JSON) / column order (CSV)."""
+    out: dict[str, Any] = {
+        "file": rec["file"],
+        "status": "ok" if ok else "error",
+        "score": rec.get("score"),
+        "width": rec.get("width"),
+        "height": rec.get("height"),
+        "indicator": rec.get("indicator"),
+        "prompt": rec.get("prompt", ""),
+        "heatmap": rec.get("heatmap"),
+        "map": rec.get("map"),
+        "error": None if ok else rec.get("error", "unknown error"),
+    }
+    if ok:
+        out["details"] = rec.get("details", {})
+    return out
