@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,19 @@ from grefine_kit.cli.override_options import (
     set_options,
 )
 from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
+from grefine_kit.cli.scale_options import (
+    engine_name,
+    run_engine,
+    run_items,
+    run_shard,
+    scale_options,
+    shard_note,
+)
 from grefine_kit.cli.score_table import print_score_table
-from grefine_kit.errors import UserError
 
 
 @cli.command("score")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option(
     "--indicator", "indicator_name", default="pq-map", show_default=True, help="indicator registry name"
 )
@@ -51,6 +58,7 @@ from grefine_kit.errors import UserError
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 @maps_option(default=True)
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
+@scale_options
 @device_option
 @dtype_option
 @set_options
@@ -71,38 +79,54 @@ def score_command(
 ) -> None:
     """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
 
-    PATHS are files, folders or globs. Reruns into the same --out redo only what is missing,
-    failed or stale (docs/cli.md).
+    PATHS are files, folders or globs (or give --manifest). Reruns into the same --out redo
+    only what is missing, failed or stale (docs/cli.md); docs/scale.md covers manifests,
+    shards and engines.
     """
-    from grefine_kit.inputs import expand_inputs, read_prompts_csv
-    from grefine_kit.scoring import score_files
+    from grefine_kit.scoring import score_items
 
-    if prompt is not None and prompts_csv is not None:
-        raise UserError("give --prompt or --prompts, not both")
-    files = expand_inputs(paths)
-    prompts: dict[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
+    items, per_item = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
+    shard, engine = run_shard(), run_engine()
     indicator = build_indicator_with_overrides(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
-    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts=prompts)
+    has_prompts = prompt is not None or prompts_csv is not None or any(it.prompt for it in items)
+    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts="" if has_prompts else None)
     warn_plugin_failures()
-    summary = score_files(
-        files,
-        indicator,
+    source: Any = indicator
+    if engine_name() != "local":  # workers in other processes build their own copy
+        source = _indicator_builder(indicator_name, recipe_name, device, dtype)
+    summary = score_items(
+        items,
+        source,
         Path(out_dir),
-        prompts=prompts,
         fmt=fmt,  # type: ignore[arg-type]
         batch_size=batch_size,
         save_maps=maps,
         resume=not no_resume,
         # --set values change the results: part of the fingerprint, so a rerun with others redoes
         config=_score_config(indicator_name, recipe_name, dtype) | _set_config(),
+        prompts_given=per_item,
+        shard=shard,
+        engine=engine,
     )
     echo_run_summary(summary)
     done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
     click.echo(
-        f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done} -> {summary.results_path}", err=True
+        f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done}{shard_note(summary)} "
+        f"-> {summary.results_path}",
+        err=True,
     )
     print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
+
+
+def _indicator_builder(name: str, recipe: str | None, device: str | None, dtype: str | None) -> Any:
+    """A picklable zero-argument builder of the same indicator (``--set`` values included)."""
+    from grefine_kit.api import build_indicator
+    from grefine_kit.cli.override_options import indicator_overrides
+
+    return functools.partial(
+        build_indicator, name, recipe=recipe, device=device, dtype=dtype, **indicator_overrides()
+    )
 
 
 def _set_config() -> dict[str, Any]:
@@ -121,7 +145,7 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 
 
 @cli.command("refine")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--prompt", default=None, help="prompt for every image")
 @prompts_csv_option
 @click.option(
@@ -129,8 +153,15 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="override the recipe's seed")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="images per indicator batch [default: the recipe's refiner.batch_size]; outputs do not depend on it",
+)
 @maps_option(default=False)
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
+@scale_options
 @device_option
 @dtype_option
 @set_options
@@ -143,6 +174,7 @@ def refine_command(
     recipe_name: str,
     out_dir: str,
     seed: int | None,
+    batch_size: int | None,
     maps: bool,
     no_resume: bool,
     device: str | None,
@@ -150,31 +182,38 @@ def refine_command(
 ) -> None:
     """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
 
-    PATHS are files, folders or globs. Each image gets <stem>.png and <stem>.report.json
-    in --out; reports.jsonl collects every report. Interrupted runs resume; stale results
-    (another input, prompt, seed, recipe or --maps) are redone.
+    PATHS are files, folders or globs (or give --manifest). Each image gets <stem>.png and
+    <stem>.report.json in --out; reports.jsonl collects every report. Interrupted runs
+    resume; stale results (another input, prompt, seed, recipe or --maps) are redone.
+    docs/scale.md covers manifests, shards and engines.
     """
-    from grefine_kit.batch import refine_files
-    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.batch import refine_items
 
-    if (prompt is None) == (prompts_csv is None):
-        raise UserError("give exactly one of --prompt TEXT or --prompts CSV")
-    files = expand_inputs(paths)
-    prompts: Mapping[str, str] | str = read_prompts_csv(Path(prompts_csv)) if prompts_csv else str(prompt)
-    refiner = _build_refiner(recipe_name, seed=seed, device=device, dtype=dtype)
-    summary = refine_files(
-        files, refiner, Path(out_dir), prompts=prompts, save_maps=maps, resume=not no_resume
+    items, _ = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
+    shard, engine = run_shard(), run_engine()
+    recipe = _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype)
+    summary = refine_items(
+        items,
+        recipe,
+        Path(out_dir),
+        save_maps=maps,
+        resume=not no_resume,
+        shard=shard,
+        engine=engine,
+        batch_size=batch_size,
     )
     echo_run_summary(summary)
     click.echo(
-        f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done "
-        f"-> {summary.out_dir} (reports: {summary.reports_path.name})",
+        f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done"
+        f"{shard_note(summary)} -> {summary.out_dir} (reports: {summary.reports_path.name})",
         err=True,
     )
     sys.exit(summary.exit_code)
 
 
-def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
+def _checked_recipe(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
+    """The recipe with the command line's seed, device, dtype and overrides applied, checked
+    (every part builds, weights are there); workers build their Refiner from it."""
     import attrs
 
     from grefine_kit.overrides import apply_overrides
@@ -186,7 +225,12 @@ def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dt
     recipe = apply_overrides(recipe, cli_overrides(recipe))
     check_recipe_ready(recipe, recipe_name)
     warn_plugin_failures()
-    return recipe.build()
+    recipe.validate()
+    return recipe
+
+
+def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
+    return _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype).build()
 
 
 @cli.command("demo")

@@ -94,12 +94,7 @@ def build_indicator_with_overrides(
     from grefine_kit.api import build_indicator
     from grefine_kit.errors import UserError
 
-    options: dict[str, Any] = {}
-    for key, value in cli_overrides():
-        short = key.removeprefix("indicators.perceptual.").removeprefix("indicators.alignment.")
-        if "." in short:
-            raise UserError(f"--set {key}: an indicator option has no dots (e.g. --set model=ViT-B-32)")
-        options[short] = value
+    options = indicator_overrides()
     try:
         return build_indicator(name, recipe=recipe, device=device, dtype=dtype, **options)
     except UserError as exc:
@@ -107,3 +102,16 @@ def build_indicator_with_overrides(
             raise
         named = next((k for k in options if f"'{k}'" in str(exc) or k in str(exc)), ", ".join(options))
         raise UserError(f"--set {named}: {exc}") from None
+
+
+def indicator_overrides() -> dict[str, Any]:
+    """This command line's ``--set`` values as indicator options (prefixes dropped)."""
+    from grefine_kit.errors import UserError
+
+    options: dict[str, Any] = {}
+    for key, value in cli_overrides():
+        short = key.removeprefix("indicators.perceptual.").removeprefix("indicators.alignment.")
+        if "." in short:
+            raise UserError(f"--set {key}: an indicator option has no dots (e.g. --set model=ViT-B-32)")
+        options[short] = value
+    return options
