@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -111,7 +112,11 @@ def _records(out: Path) -> dict[str, Any]:
     return {r["id"]: _untimed(r) for r in records}
 
 
-def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path) -> None:
+def _png_npy(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix in {".png", ".npy"})
+
+
+def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_env: dict[str, str]) -> None:
     from grefine_ray.engine import RayEngine
 
     from grefine_kit.batch import refine_items
@@ -139,9 +144,9 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path) -> None:
     done = refine(tmp_path / "ray", engine=engine)
     assert (local.n_ok, done.n_ok, done.n_failed, done.n_skipped) == (4, 4, 0, 0)
 
-    files = sorted(p.name for p in (tmp_path / "local").iterdir() if p.suffix in {".png", ".npy"})
+    files = _png_npy(tmp_path / "local")
     assert len(files) == 4 * 6  # image, mask, 2 heatmaps, 2 raw maps per item
-    assert files == sorted(p.name for p in (tmp_path / "ray").iterdir() if p.suffix in {".png", ".npy"})
+    assert files == _png_npy(tmp_path / "ray")
     for name in files:
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert _records(tmp_path / "ray") == _records(tmp_path / "local")
@@ -151,3 +156,15 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path) -> None:
 
     again = refine(tmp_path / "ray", engine=engine)
     assert (again.n_ok, again.n_failed, again.n_skipped) == (0, 0, 4)
+
+    # the CLI path, connecting to this module's Ray (--address auto); Ray gives each actor
+    # OMP_NUM_THREADS=1 (one CPU each), so torch runs one thread there too: the same bytes
+    cmd = [sys.executable, "-m", "grefine_kit.cli", "refine", str(inputs), "--prompt", "a cat on a red sofa"]
+    cmd += ["--recipe", "tiny", "--out", str(tmp_path / "cli"), "--maps", "--batch-size", "2"]
+    cmd += ["--engine", "ray", "--workers", "2", "--address", "auto"]
+    cli = subprocess.run(cmd, env=plugin_env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert _png_npy(tmp_path / "cli") == files
+    for name in files:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert _records(tmp_path / "cli") == _records(tmp_path / "local")

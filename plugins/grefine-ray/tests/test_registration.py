@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import grefine_ray
@@ -16,30 +13,8 @@ from grefine_kit.engines import get_engine
 from grefine_kit.errors import UserError
 from grefine_kit.testing.engine_check import EchoWork, echo_tasks
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
-
-def _env_with_plugin(tmp_path: Path) -> dict[str, str]:
-    """The environment for a subprocess that sees grefine-ray's entry point: as installed,
-    or (in a checkout) through a minimal ``.dist-info`` built from the pyproject."""
-    env = dict(os.environ)
-    try:
-        importlib.metadata.distribution("grefine-ray")
-        return env
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
-    info = tmp_path / "site" / "grefine_ray-0.1.0.dist-info"
-    info.mkdir(parents=True)
-    meta = f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    (info / "METADATA").write_text(meta)
-    lines = ["[grefine_kit]", *(f"{k} = {v}" for k, v in project["entry-points"]["grefine_kit"].items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(PLUGIN_DIR), env.get("PYTHONPATH", "")])
-    return env
-
-
-def test_entry_point_registers_ray_without_importing_ray(tmp_path: Path) -> None:
+def test_entry_point_registers_ray_without_importing_ray(plugin_env: dict[str, str]) -> None:
     script = (
         "import sys\n"
         "import grefine_ray\n"
@@ -53,9 +28,8 @@ def test_entry_point_registers_ray_without_importing_ray(tmp_path: Path) -> None
         "assert 'ray' not in sys.modules, 'building the engine imported ray'\n"
         "print('ok')\n"
     )
-    env = _env_with_plugin(tmp_path)
     cmd = [sys.executable, "-c", script]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, env=plugin_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 
