@@ -35,6 +35,7 @@ CASES = [
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("metric", "clipscore", TINY_BACKBONE),
     ("metric", "piqe", {}),
+    ("engine", "local", {}),
     *[
         ("recipe", name, {})
         for name in (
@@ -45,9 +46,7 @@ CASES = [
             "g-refine-stage1",
             "g-refine-regions",
             "img2img-baseline",
-            "demo",
             "tiny",
-            "demo",
         )
     ],
 ]

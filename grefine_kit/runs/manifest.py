@@ -65,7 +65,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Item]:
 
 def _csv_rows(p: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     with open(p, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, strict=True)
         try:
             header = next(reader, None)
             if header is None:

@@ -246,6 +246,14 @@ def check_part(kind: str, name: str, **options: Any) -> Any:
     if kind == "recipe":
         return check_recipe(name)
     part = get_registry().create(kind, name, options)
+    if kind == "engine":
+        import tempfile
+
+        from grefine_kit.testing.engine_check import check_engine
+
+        with tempfile.TemporaryDirectory() as tmp:
+            check_engine(part, tmp)
+        return part
     checks: dict[str, Callable[[Any], Any]] = {
         "indicator": check_indicator,
         "parser": check_parser,
