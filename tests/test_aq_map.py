@@ -271,7 +271,7 @@ def test_score_scale_options(scale: str) -> None:
         AQMap(score_scale="logit")
 
 
-def test_one_text_forward_and_one_image_forward_per_call() -> None:
+def test_each_text_once_and_one_image_forward_per_call() -> None:
     from grefine_kit.models import BackboneSpec, get_backbone
 
     backbone = get_backbone(BackboneSpec(**TINY))
@@ -288,8 +288,10 @@ def test_one_text_forward_and_one_image_forward_per_call() -> None:
         AQMap(templates="short", parser_instance=FixedParser(), **TINY).score(images, prompts)
     finally:
         hook.remove()
-    # distinct texts: "", 2 prompts, "red cat", "cat", "blue mat", "mat" = 7 texts x 7 templates, once
-    assert calls == [7 * 7]
+    # distinct texts: "", 2 prompts, "red cat", "cat", "blue mat", "mat" = 7 texts x 7 templates,
+    # each once; one forward per token length (a text's features never depend on its batch)
+    assert sum(calls) == 7 * 7
+    assert len(calls) <= 77
     assert backbone.image_forward_calls == before + 1
 
 

@@ -419,3 +419,57 @@ def test_an_engine_plugin_is_found_through_the_hook(register_plugin: Any, tmp_pa
     registry = register_plugin(Plugin())
     engine = registry.create("engine", "reversed", {})
     check_engine(engine, tmp_path)
+
+
+# -- the text cache across images ------------------------------------------------------------
+
+
+def test_aq_map_encodes_each_distinct_phrase_once_across_images_and_batches() -> None:
+    """Phrases repeat across a dataset: the text tower sees each distinct text once."""
+    from grefine_kit.api import build_indicator
+    from grefine_kit.testing import sample_images
+
+    aq = build_indicator("aq-map", recipe="tiny", parser="rules")
+    backbone = aq.load()
+    backbone.clear_caches()
+    seen: list[str] = []
+    tokenize = backbone.tokenize
+
+    def counting(texts: Any) -> Any:
+        seen.extend(texts)
+        return tokenize(texts)
+
+    backbone.tokenize = counting  # type: ignore[method-assign]
+    try:
+        image = sample_images(((40, 32),))[0]
+        first = aq.score([image], ["a red cat on a blue mat"])
+        n_first = len(seen)
+        assert n_first > 0 and len(set(seen)) == n_first
+        again = aq.score([image, image], ["a red cat on a blue mat", "a red cat on a blue mat"])
+        assert len(seen) == n_first  # nothing new to encode
+        aq.score([image], ["a red cat near a green tree"])
+        new = seen[n_first:]
+        assert new and not set(new) & set(seen[:n_first])  # only the texts not seen before
+    finally:
+        backbone.tokenize = tokenize  # type: ignore[method-assign]
+    assert np.array_equal(first[0].map, again[1].map)
+
+
+def test_text_features_do_not_depend_on_the_other_texts_of_a_call() -> None:
+    """The same bytes for a text whatever was encoded with it (shards, engines, batches)."""
+    from grefine_kit.models.loading import BackboneSpec, get_backbone
+    from grefine_kit.testing import TINY_BACKBONE
+
+    backbone = get_backbone(BackboneSpec(**TINY_BACKBONE))
+    backbone.clear_caches()
+    alone = backbone.encode_text(["a cat"]).clone()
+    backbone.clear_caches()
+    mixed = backbone.encode_text(["a much longer text about a red house with a blue door", "a cat", "dog"])
+    backbone.clear_caches()
+    assert torch_equal(alone[0], mixed[1])
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

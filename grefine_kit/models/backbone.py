@@ -193,8 +193,9 @@ class SurgeryCLIP:
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Text features ``[N, D]`` (L2-normalised unless ``normalize=False``: CLIP's raw projection).
 
-        Each distinct uncached text is encoded once, all in one batched forward; features are
-        cached across calls."""
+        Each distinct uncached text is encoded once, in one batched forward per token length (so
+        a text's features never depend on the other texts of the call); features are cached
+        across calls."""
         texts = list(texts)
         # Rows are read from this local dict, never back from the LRU: a call with more distinct
         # texts than the cache holds, or another thread's inserts, may evict them in between.
@@ -209,10 +210,18 @@ class SurgeryCLIP:
             tokens = self.tokenize(missing)
             with torch.no_grad():
                 if self._pool_type == "argmax":
-                    # CLIP pools the EOT token, the highest id in each row
-                    feats = self.encode_text_embeddings(
-                        self.embed_tokens(tokens), tokens.argmax(dim=-1), normalize=False
-                    )
+                    # CLIP pools the EOT token, the highest id in each row. The tower runs up to
+                    # the longest EOT of a call, so texts are grouped by their own EOT position:
+                    # a text's features then never depend on which other texts came with it
+                    # (the same bytes in any batch, shard or worker).
+                    eot = tokens.argmax(dim=-1)
+                    feats = torch.empty(len(missing), self.embed_dim, device=tokens.device)
+                    for position in torch.unique(eot).tolist():
+                        rows = (eot == position).nonzero(as_tuple=True)[0]
+                        group = tokens[rows]
+                        feats[rows] = self.encode_text_embeddings(
+                            self.embed_tokens(group), eot[rows], normalize=False
+                        ).to(feats.dtype)
                 else:
                     feats = self.model.encode_text(tokens)
             feats = feats.float()
@@ -239,7 +248,8 @@ class SurgeryCLIP:
 
     def encode_text_ensemble(self, texts: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """Prompt-ensemble features ``[N, D]``: mean of the normalised ``template.format(text)``
-        features, renormalised. All texts x templates are deduplicated and encoded in one batch."""
+        features, renormalised. All texts x templates are deduplicated and encoded together
+        (``encode_text``)."""
         if not templates:
             raise ValueError("templates must not be empty")
         if not texts:
