@@ -473,3 +473,34 @@ def torch_equal(a: Any, b: Any) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_cli_score_through_another_engine_ships_a_portable_builder(
+    register_plugin: Any, images: list[Path], tmp_path: Path
+) -> None:
+    """A non-local engine gets work it can pickle (an indicator builder), and the same results."""
+    from grefine_kit import hookimpl
+    from grefine_kit.engines.local import LocalEngine
+
+    seen: list[bool] = []
+
+    class Pickling(LocalEngine):
+        def run(self, work: Any, tasks: Any, *, batch_size: int, on_start: Any = None) -> Any:
+            seen.append(work.portable)
+            copy = pickle.loads(pickle.dumps(work))  # what a Ray actor receives
+            return super().run(copy, pickle.loads(pickle.dumps(list(tasks))), batch_size=batch_size)
+
+    class Plugin:
+        @hookimpl
+        def register_engines(self, register: Any) -> None:
+            register("pickling", Pickling)
+
+    register_plugin(Plugin())
+    args = ["score", *map(str, images[:3]), "--recipe", "tiny", "--set", "alpha=[0.5, 0.5, 0.5]"]
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
+    other = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "other"), "--engine", "pickling"])
+    assert local.exit_code == 0 and other.exit_code == 0, other.output
+    assert seen == [True]
+    assert (tmp_path / "local" / "results.csv").read_text() == (
+        tmp_path / "other" / "results.csv"
+    ).read_text()
