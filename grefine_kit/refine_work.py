@@ -27,7 +27,14 @@ from grefine_kit.runs.items import display_path
 from grefine_kit.runs.layout import OutputNames
 from grefine_kit.runs.numeric import check_finite, check_quality_map
 
-__all__ = ["RefineWork", "RefineWorker", "base_record"]
+__all__ = ["RefineWork", "RefineWorker", "base_record", "is_setup_error"]
+
+
+def is_setup_error(exc: BaseException) -> bool:
+    """A ``UserError`` other than a bad image (missing weights, a broken checkpoint, a full
+    disk): every item would fail the same way, so the run stops (finished items keep their
+    outputs and records) instead of recording it per image."""
+    return isinstance(exc, UserError) and not isinstance(exc, ImageError)
 
 
 def base_record(task: Task) -> dict[str, Any]:
@@ -97,11 +104,9 @@ class RefineWorker:
                 continue
             try:
                 ready.append((i, load_image(task.item.image)))
-            except UserError as exc:
-                if not isinstance(exc, ImageError):
-                    raise
-                record.update(status="error", error=error_message(exc))
             except Exception as exc:  # one unreadable image must not sink the batch
+                if is_setup_error(exc):
+                    raise
                 record.update(status="error", error=error_message(exc))
         if ready:
             self._refine(tasks, ready, records)
@@ -127,19 +132,10 @@ class RefineWorker:
                 i, image = ready[done]
                 self._finish(tasks[i], image, result, records[i])
                 done += 1
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except UserError as exc:
-            if not isinstance(exc, ImageError):
-                # missing weights, a broken checkpoint, a full disk: every item would fail the
-                # same way, so stop the run (finished items keep their outputs and records)
-                raise
-            if len(args) - done == 1:
-                records[ready[done][0]].update(status="error", error=error_message(exc))
-                return
-            self._one_by_one(tasks, ready[done:], records)
         except Exception as exc:
-            if len(args) - done == 1:
+            if is_setup_error(exc):
+                raise
+            if len(args) - done == 1:  # the image that raised is known: no need to redo it
                 records[ready[done][0]].update(status="error", error=error_message(exc))
                 return
             self._one_by_one(tasks, ready[done:], records)
@@ -151,11 +147,9 @@ class RefineWorker:
             try:
                 result = self._refine_one(tasks[i], image)
                 self._finish(tasks[i], image, result, records[i])
-            except UserError as exc:
-                if not isinstance(exc, ImageError):
-                    raise
-                records[i].update(status="error", error=error_message(exc))
             except Exception as exc:
+                if is_setup_error(exc):
+                    raise
                 records[i].update(status="error", error=error_message(exc))
 
     def _refine_one(self, task: Task, image: Any) -> Any:
@@ -174,12 +168,9 @@ class RefineWorker:
             for role, qmap in result.maps.items():
                 check_quality_map(qmap, role)
             written = write_outputs(self.out_dir, names, result, image, self.save_maps)
-        except UserError as exc:
-            if not isinstance(exc, ImageError):
-                raise
-            record.update(status="error", error=error_message(exc))
-            return
         except Exception as exc:
+            if is_setup_error(exc):
+                raise
             record.update(status="error", error=error_message(exc))
             return
         record.update(status="ok", **dict(result.report))

@@ -113,7 +113,8 @@ def score_files(
         raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
     if not paths:
         raise UserError("no images to score")
-    if _needs_prompt(indicator) and prompts is None:
+    # a builder (portable work) does not say: its workers give prompt-less images error records
+    if getattr(indicator, "needs_prompt", False) and prompts is None:
         # every image would fail the same way: one setup error instead of N error rows
         name = getattr(indicator, "name", None) or type(indicator).__name__
         raise SetupError(f"indicator {name!r} needs a prompt: give --prompt TEXT or --prompts CSV")
@@ -131,12 +132,6 @@ def score_files(
         prompts_given=prompts is not None and not isinstance(prompts, str),
         shard=shard,
         engine=engine,
-    )
-
-
-def _needs_prompt(indicator: Any) -> bool:
-    return bool(
-        getattr(indicator, "needs_prompt", getattr(indicator, "keywords", {}).get("needs_prompt", False))
     )
 
 

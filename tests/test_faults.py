@@ -27,6 +27,7 @@ from PIL import Image
 
 from grefine_kit.runs import faults
 from grefine_kit.runs.faults import ENV_FAULT
+from grefine_kit.testing.run_files import check_files_whole
 
 PROMPT = "a red house with a blue door"
 
@@ -104,23 +105,6 @@ def _killed_child(kind: str, fault: str, parts: dict[str, Any], inputs: Path, ou
         time.sleep(0.02)
 
 
-def _check_files_whole(out: Path) -> None:
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "temp files left"
-    for p in out.iterdir():
-        if p.suffix == ".png":
-            with Image.open(p) as im:
-                im.load()
-        elif p.suffix == ".npy":
-            assert np.isfinite(np.load(p, allow_pickle=False)).all()
-        elif p.suffix == ".json":
-            json.loads(p.read_text())
-        elif p.suffix == ".jsonl":
-            for line in p.read_text().splitlines():
-                json.loads(line)
-        elif p.suffix == ".csv":
-            assert p.read_text().endswith("\n")
-
-
 REFINE_FAULTS = [
     "before-item:2",  # between items
     "mid-output-write:2",  # half of the first item's mask written
@@ -162,7 +146,7 @@ def test_kill_then_rerun_does_every_item_exactly_once(
     records = [json.loads(line) for line in log.read_text().splitlines()]
     ok = Counter(r["id"] for r in records if r["status"] == "ok")
     assert ok == Counter({"a.png": 1, "b.png": 1, "c.png": 1}), records
-    _check_files_whole(out)
+    check_files_whole(out)
     assert {p.name: _sha(p) for p in inputs.iterdir()} == before  # no input touched
     if kind == "refine":  # a resumed run makes exactly what an uninterrupted one does
         for name in ("a", "b", "c"):
@@ -211,4 +195,4 @@ def test_the_cli_honours_the_fault_hook_and_resumes(
     assert "dropped a partial last line" in second.stderr and "1 already done" in second.stderr
     ids = [json.loads(line)["id"] for line in (out / "reports.jsonl").read_text().splitlines()]
     assert sorted(ids) == ["a.png", "b.png", "c.png"]
-    _check_files_whole(out)
+    check_files_whole(out)

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from grefine_kit.testing.run_files import check_files_whole
+
 PROMPT = "a red house with a blue door"
 N_IMAGES = {"refine": 6, "score": 40}  # scoring is ~100x faster: more images, room for kills
 TRIALS = 5
@@ -105,22 +107,6 @@ def _kill_after(kind: str, state: dict[str, Any], out: Path, delay: float) -> bo
     return os.WIFSIGNALED(status)
 
 
-def _check_whole(out: Path) -> None:
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "temp files left"
-    for p in out.iterdir():
-        if p.suffix == ".png":
-            with Image.open(p) as im:
-                im.load()
-        elif p.suffix == ".npy":
-            assert np.isfinite(np.load(p, allow_pickle=False)).all()
-        elif p.suffix == ".json":
-            json.loads(p.read_text())
-        elif p.suffix == ".jsonl":
-            assert p.read_bytes().endswith(b"\n")
-            for line in p.read_text().splitlines():
-                json.loads(line)
-
-
 @pytest.mark.parametrize("kind", ["refine", "score"])
 def test_random_kills_then_rerun_end_with_every_item_once(
     kind: str, setup: dict[str, Any], tmp_path: Path
@@ -147,7 +133,7 @@ def test_random_kills_then_rerun_end_with_every_item_once(
             json.loads(x)["id"] for x in (clean / "reports.jsonl").read_text().splitlines()
         )
         assert set(ok.values()) == {1}, f"an item recorded ok twice: {ok}"
-        _check_whole(out)
+        check_files_whole(out)
         for p in clean.iterdir():
             if p.suffix in (".png", ".npy"):
                 assert _sha(out / p.name) == _sha(p), f"{p.name} differs from the clean run (trial {trial})"

@@ -18,10 +18,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 _META = "grefine.overrides"
 
 
-def _stash(func: F, names: tuple[str, ...]) -> F:
+def stash_options(func: F, names: tuple[str, ...], key: str = _META) -> F:
+    """Wrap ``func`` so that its keyword arguments ``names`` go to ``ctx.meta[key]`` instead
+    (the command's signature stays as it was)."""
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        meta = click.get_current_context().meta.setdefault(_META, {})
+        meta = click.get_current_context().meta.setdefault(key, {})
         for name in names:
             meta[name] = kwargs.pop(name, None)
         return func(*args, **kwargs)
@@ -31,7 +34,7 @@ def _stash(func: F, names: tuple[str, ...]) -> F:
 
 def set_options(func: F) -> F:
     """``--set KEY=VALUE`` (repeatable): override a recipe or indicator value (TOML-typed)."""
-    wrapped = _stash(func, ("set_items",))
+    wrapped = stash_options(func, ("set_items",))
     return click.option(
         "--set",
         "set_items",
@@ -44,7 +47,7 @@ def set_options(func: F) -> F:
 
 def refine_shortcuts(func: F) -> F:
     """``--steps``, ``--strength``, ``--negative-prompt``, ``--guidance-scale`` (short ``--set``s)."""
-    wrapped = _stash(func, ("steps", "strength", "negative_prompt", "guidance_scale"))
+    wrapped = stash_options(func, ("steps", "strength", "negative_prompt", "guidance_scale"))
     options = [
         click.option(
             "--steps", type=click.IntRange(1, 1000), default=None, help="= --set refiner.iterations=N"

@@ -7,7 +7,6 @@ The values are kept in click's context (``ctx.meta``); a command reads them thro
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import click
 
+from grefine_kit.cli.override_options import stash_options
 from grefine_kit.errors import UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,14 +24,7 @@ _NAMES = ("manifest", "shard", "engine", "workers", "address")
 
 def scale_options(func: F) -> F:
     """Add the scale options to a command (their values go to ``ctx.meta``)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        meta = click.get_current_context().meta.setdefault(_META, {})
-        for name in _NAMES:
-            meta[name] = kwargs.pop(name, None)
-        return func(*args, **kwargs)
-
+    wrapper = stash_options(func, _NAMES, _META)
     options = [
         click.option(
             "--manifest",

@@ -59,10 +59,8 @@ class EchoWork:
     out_dir: Path
     kind: str = "echo"
     portable: bool = True
-    opened: int = 0
 
     def open(self) -> EchoWorker:
-        self.opened += 1
         return EchoWorker(self.out_dir)
 
 
