@@ -80,7 +80,8 @@ class TaskActor:
             records = self._worker.process(tasks)
             if len(records) != len(tasks):
                 raise RuntimeError(f"the worker returned {len(records)} records for {len(tasks)} tasks")
-            return _rows([json.dumps(record) for record in records])
+            # default=str as the run folder's own log writer: the same text for odd values
+            return _rows([json.dumps(record, default=str) for record in records])
         except Exception as exc:
             return _rows([failure_row(exc)])
 
