@@ -8,6 +8,7 @@ route but ``/v1/health`` needs ``Authorization: Bearer <token>`` (401 otherwise)
 from __future__ import annotations
 
 import hmac
+import threading
 import json
 import time
 from collections.abc import AsyncIterator
@@ -55,20 +56,15 @@ class Server:
         self.pool = WorkerPool(settings, self.store, self.catalog, self.models)
 
     def start(self) -> None:
-        """Import torch, queue the jobs a previous server left, start the workers, preload."""
+        """Import torch, start the workers, queue the jobs a previous server left, preload."""
         # torch first, before any request: grefine_kit.images looks torch up in sys.modules, and
         # a request thread must never see it half-imported by a worker building models
         import torch  # noqa: F401
 
-        for job in self.store.recover():
-            try:
-                self.pool.submit(job)
-            except ApiError:
-                job.status, job.finished = "failed", time.time()
-                job.error = {"code": "queue_full", "message": "the server restarted with a full queue"}
-                self.store.save(job)
-                job.mark_done()
+        again = self.store.recover()
         self.pool.start()
+        if again:  # jobs left queued or running: back in the queue, in order, however long it is
+            threading.Thread(target=self.pool.requeue, args=(again,), name="grefine-serve-requeue", daemon=True).start()
         for name in self.settings.preload:
             self.models.get(self.catalog.resolve(name))
 

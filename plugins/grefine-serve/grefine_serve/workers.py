@@ -81,6 +81,12 @@ class WorkerPool:
                 headers={"Retry-After": str(self.retry_after())},
             ) from None
 
+    def requeue(self, jobs: list[Job]) -> None:
+        """Queue ``jobs`` again after a restart, waiting for room (never a 429 for them)."""
+        for job in jobs:
+            if job.status == "queued":
+                self.queue.put(job)
+
     def cancel(self, job: Job, reason: str) -> None:
         """Ask ``job`` to stop; a queued job is finished at once, a running one at its next step."""
         if job.status in FINISHED:

@@ -143,7 +143,7 @@ def test_cancel_queued_and_running_jobs(client: httpx.Client, house_png: bytes) 
 
 
 def test_client_that_disconnects_cancels_its_score(server, client: httpx.Client, house_png: bytes) -> None:  # type: ignore[no-untyped-def]
-    slow = {"prompt": PROMPT, "overrides": json.dumps({"refiner.iterations": 60})}
+    slow = {"prompt": PROMPT, "overrides": json.dumps({"refiner.iterations": 30})}
     busy = client.post("/v1/refine", files=_files(house_png), data=slow).json()  # holds the one worker
     before = client.get("/v1/health").json()["jobs"].get("cancelled", 0)
     request = httpx.Request("POST", server.url + "/v1/score", files=_files(house_png))
