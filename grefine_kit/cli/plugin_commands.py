@@ -51,8 +51,8 @@ class PluginCommand(click.Command):
                 ) from exc
             if not isinstance(obj, click.Command):
                 raise PluginError(
-                    f"command {self.name!r} (from {self.distribution}): {self.target!r} is a "
-                    f"{type(obj).__name__}, not a click command"
+                    f"command {self.name!r} (from {self.distribution}): {self.target!r} is not a "
+                    f"click command (it is a {type(obj).__name__})"
                 )
             self._real = obj
         return self._real
@@ -85,7 +85,12 @@ def registered_commands(warn: Callable[[str], None] | None = None) -> dict[str, 
         distribution = registry.distributions.get(impl.plugin_name, "?")
 
         def register(name: str, target: Any, /, _dist: str = distribution, **metadata: Any) -> None:
-            if not isinstance(name, str) or not name.strip() or not isinstance(target, str) or ":" not in target:
+            if (
+                not isinstance(name, str)
+                or not name.strip()
+                or not isinstance(target, str)
+                or ":" not in target
+            ):
                 say(f"plugin {_dist}: command {name!r} must be a name and a 'module:attr' string")
                 return
             if name in found:

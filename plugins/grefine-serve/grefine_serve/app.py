@@ -8,9 +8,8 @@ route but ``/v1/health`` needs ``Authorization: Bearer <token>`` (401 otherwise)
 from __future__ import annotations
 
 import hmac
-import threading
 import json
-import time
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -64,7 +63,9 @@ class Server:
         again = self.store.recover()
         self.pool.start()
         if again:  # jobs left queued or running: back in the queue, in order, however long it is
-            threading.Thread(target=self.pool.requeue, args=(again,), name="grefine-serve-requeue", daemon=True).start()
+            threading.Thread(
+                target=self.pool.requeue, args=(again,), name="grefine-serve-requeue", daemon=True
+            ).start()
         for name in self.settings.preload:
             self.models.get(self.catalog.resolve(name))
 
@@ -158,7 +159,8 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+            for e in exc.errors()
         )
         return _error_response(ApiError(422, "bad_request", problems or "bad request"))
 
@@ -172,7 +174,9 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
             return
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), settings.token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), settings.token.encode()
+        ):
             what = "a wrong token" if given else "no token"
             raise ApiError(
                 401,
@@ -217,8 +221,13 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
             },
         }
 
-    @app.get(f"{API_PREFIX}/recipes", response_model=list[RecipeInfo], dependencies=auth, tags=["registry"],
-             responses=ERRORS)  # fmt: skip
+    @app.get(
+        f"{API_PREFIX}/recipes",
+        response_model=list[RecipeInfo],
+        dependencies=auth,
+        tags=["registry"],
+        responses=ERRORS,
+    )
     async def recipes() -> list[dict[str, Any]]:
         from grefine_kit.roles import INDICATOR_ROLES
 
@@ -227,12 +236,24 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
             recipe = srv.catalog.base(name)
             parts = {role: spec.part for role, spec in recipe.parts.items()}
             indicators = [r for r in INDICATOR_ROLES if r in parts]
-            out.append({"name": name, "description": recipe.description, "default": name == srv.catalog.default,
-                        "parts": parts, "indicators": indicators})  # fmt: skip
+            out.append(
+                {
+                    "name": name,
+                    "description": recipe.description,
+                    "default": name == srv.catalog.default,
+                    "parts": parts,
+                    "indicators": indicators,
+                }
+            )
         return out
 
-    @app.get(f"{API_PREFIX}/parts", response_model=dict[str, list[PartInfo]], dependencies=auth,
-             tags=["registry"], responses=ERRORS)  # fmt: skip
+    @app.get(
+        f"{API_PREFIX}/parts",
+        response_model=dict[str, list[PartInfo]],
+        dependencies=auth,
+        tags=["registry"],
+        responses=ERRORS,
+    )
     async def parts() -> dict[str, list[dict[str, str]]]:
         from grefine_kit.registry import KINDS, get_registry
 
@@ -246,8 +267,13 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
             if kind != "recipe"
         }
 
-    @app.get(f"{API_PREFIX}/metrics", response_model=list[MetricInfo], dependencies=auth, tags=["registry"],
-             responses=ERRORS)  # fmt: skip
+    @app.get(
+        f"{API_PREFIX}/metrics",
+        response_model=list[MetricInfo],
+        dependencies=auth,
+        tags=["registry"],
+        responses=ERRORS,
+    )
     async def metrics() -> list[dict[str, Any]]:
         from grefine_kit.registry import get_registry
 
@@ -256,9 +282,15 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
         for name in registry.names("metric"):
             meta = registry.get("metric", name).metadata
             rng = meta.get("score_range")
-            out.append({"name": name, "summary": str(meta.get("summary", "")), "lower_better": meta.get("lower_better"),
-                        "score_range": list(rng) if rng is not None else None,
-                        "needs_prompt": meta.get("needs_prompt")})  # fmt: skip
+            out.append(
+                {
+                    "name": name,
+                    "summary": str(meta.get("summary", "")),
+                    "lower_better": meta.get("lower_better"),
+                    "score_range": list(rng) if rng is not None else None,
+                    "needs_prompt": meta.get("needs_prompt"),
+                }
+            )
         return out
 
     from grefine_serve.routes import add_job_routes

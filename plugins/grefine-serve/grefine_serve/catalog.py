@@ -36,11 +36,31 @@ MAX_OVERRIDES = 32
 #: option names that choose what is loaded, from where, or on which device: never from a request
 FORBIDDEN_KEYS = frozenset(
     {
-        "part", "model", "weights", "device", "dtype", "parser", "config", "checkpoint", "path",
-        "model_dir", "cache_dir", "prompt_checkpoints", "revision", "variant", "arch", "processor",
-        "templates", "location", "source", "cpu_offload", "lang", "name", "description",
+        "part",
+        "model",
+        "weights",
+        "device",
+        "dtype",
+        "parser",
+        "config",
+        "checkpoint",
+        "path",
+        "model_dir",
+        "cache_dir",
+        "prompt_checkpoints",
+        "revision",
+        "variant",
+        "arch",
+        "processor",
+        "templates",
+        "location",
+        "source",
+        "cpu_offload",
+        "lang",
+        "name",
+        "description",
     }
-)  # fmt: skip
+)
 _KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
@@ -72,9 +92,7 @@ def _check_value(key: str, value: Any, depth: int = 0) -> None:
         for item in value:
             _check_value(key, item, depth + 1)
         return
-    raise ApiError(
-        422, "bad_override", f"override {key}: values are numbers, booleans, text or short lists"
-    )
+    raise ApiError(422, "bad_override", f"override {key}: values are numbers, booleans, text or short lists")
 
 
 def check_overrides(overrides: Any) -> list[tuple[str, Any]]:
@@ -82,7 +100,9 @@ def check_overrides(overrides: Any) -> list[tuple[str, Any]]:
     if overrides is None:
         return []
     if not isinstance(overrides, Mapping):
-        raise ApiError(422, "bad_override", 'overrides must be a JSON object such as {"refiner.iterations": 4}')
+        raise ApiError(
+            422, "bad_override", 'overrides must be a JSON object such as {"refiner.iterations": 4}'
+        )
     if len(overrides) > MAX_OVERRIDES:
         raise ApiError(422, "bad_override", f"at most {MAX_OVERRIDES} overrides per request")
     pairs = []
@@ -214,6 +234,11 @@ class ModelStore:
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                {"recipe": e.recipe.name, "key": e.key, "jobs": e.jobs, "build_seconds": round(e.seconds_to_build, 3)}
+                {
+                    "recipe": e.recipe.name,
+                    "key": e.key,
+                    "jobs": e.jobs,
+                    "build_seconds": round(e.seconds_to_build, 3),
+                }
                 for e in self._entries.values()
             ]

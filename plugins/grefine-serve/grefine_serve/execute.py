@@ -84,7 +84,7 @@ def _tracked_refiner(shared: Any, steps: Steps) -> Any:
     from grefine_kit.pipeline import Refiner
 
     return Refiner(
-        blocks=[_Tracked(b, steps) for b in shared.blocks],
+        blocks=[_Tracked(b, steps) for b in shared.blocks],  # type: ignore[misc]
         options=shared.options,
         seed=shared.seed,
         recipe_name=shared.recipe_name,
@@ -138,9 +138,15 @@ def run_score(job: Job, refiner: Any, steps: Steps, max_pixels: int) -> dict[str
         steps.before(role)
         folder = job.result_dir / role
         score_items(
-            [item], refiner.part(role), folder, fmt="json", progress=False, save_maps=True,
-            max_pixels=max_pixels, config={"recipe": refiner.recipe_hash},
-        )  # fmt: skip
+            [item],
+            refiner.part(role),
+            folder,
+            fmt="json",
+            progress=False,
+            save_maps=True,
+            max_pixels=max_pixels,
+            config={"recipe": refiner.recipe_hash},
+        )
         row = json.loads((folder / "results.jsonl").read_text("utf-8").splitlines()[-1])
         entry: dict[str, Any] = {
             "indicator": row.get("indicator"),
@@ -158,5 +164,9 @@ def run_score(job: Job, refiner: Any, steps: Steps, max_pixels: int) -> dict[str
             raise UserError(f"{role}: {row.get('error') or 'scoring failed'}")
         out[role] = entry
         steps.after(role)
-    return {"width": row.get("width"), "height": row.get("height"), "indicators": out,
-            "report": f"/v1/jobs/{job.id}/report"}  # fmt: skip
+    return {
+        "width": row.get("width"),
+        "height": row.get("height"),
+        "indicators": out,
+        "report": f"/v1/jobs/{job.id}/report",
+    }

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -39,8 +39,11 @@ def _roles(recipe: Any, asked: str | None, prompt: str | None) -> list[str]:
         roles = [r.strip() for r in asked.split(",") if r.strip()]
         for role in roles:
             if role not in present:
-                raise ApiError(422, "unknown_indicator",
-                               f"recipe {recipe.name!r} has no indicator {role!r}; it has: {', '.join(present)}")  # fmt: skip
+                raise ApiError(
+                    422,
+                    "unknown_indicator",
+                    f"recipe {recipe.name!r} has no indicator {role!r}; it has: {', '.join(present)}",
+                )
             if needs[role] and not prompt:
                 raise ApiError(422, "prompt_required", f"indicator {role!r} needs a prompt")
         return list(dict.fromkeys(roles))
@@ -93,10 +96,16 @@ def report_html(job: Job, max_size: int = 384) -> str:
         for role in job.indicators:
             _, found = collect(job.result_dir / role, inputs)
             for item in found:
-                merged = item if merged is None else attrs.evolve(
-                    merged, heatmaps={**merged.heatmaps, **item.heatmaps}, scores={**merged.scores, **item.scores},
-                    phrases=merged.phrases or item.phrases,
-                )  # fmt: skip
+                merged = (
+                    item
+                    if merged is None
+                    else attrs.evolve(
+                        merged,
+                        heatmaps={**merged.heatmaps, **item.heatmaps},
+                        scores={**merged.scores, **item.scores},
+                        phrases=merged.phrases or item.phrases,
+                    )
+                )
         items = [merged] if merged is not None else []
     return render(kind, items, title=f"grefine {job.kind}: {job.upload}", max_size=max_size)
 
@@ -107,15 +116,22 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
 
     deps = list(auth)
 
-    @app.post(f"{API_PREFIX}/score", response_model=ScoreResponse, dependencies=deps, tags=["score"],
-              responses=ERRORS)  # fmt: skip
+    @app.post(
+        f"{API_PREFIX}/score",
+        response_model=ScoreResponse,
+        dependencies=deps,
+        tags=["score"],
+        responses=ERRORS,
+    )
     async def score(
         request: Request,
         image: Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP, ...)")],
         prompt: Annotated[str | None, Form(description="the image's prompt (AQ-Map needs one)")] = None,
-        recipe: Annotated[str | None, Form(description="a served recipe name (default: the server's)")] = None,
+        recipe: Annotated[
+            str | None, Form(description="a served recipe name (default: the server's)")
+        ] = None,
         indicators: Annotated[str | None, Form(description="comma-separated roles, e.g. perceptual")] = None,
-        overrides: Annotated[str | None, Form(description='JSON object of --set values')] = None,
+        overrides: Annotated[str | None, Form(description="JSON object of --set values")] = None,
     ) -> Any:
         """Score an image with the recipe's indicators; answers when done (maps as file URLs).
         A client that disconnects cancels its job."""
@@ -125,13 +141,24 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
         resolved = await run_in_threadpool(srv.catalog.resolve, recipe, values)
         roles = await run_in_threadpool(_roles, resolved, indicators, prompt)
         data, name = await srv.accept_upload(image)
-        job = srv.new_job("score", data, name, recipe=recipe or srv.catalog.default, prompt=prompt,
-                          overrides=values or {}, indicators=roles)  # fmt: skip
+        job = srv.new_job(
+            "score",
+            data,
+            name,
+            recipe=recipe or srv.catalog.default,
+            prompt=prompt,
+            overrides=values or {},
+            indicators=roles,
+        )
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
 
-        def wake() -> None:
-            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+        def resolve() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def wake() -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(resolve)
 
         job.on_done(wake)
         while not finished.done():
@@ -143,19 +170,34 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
             raise _failure(job)
         result = job.result or {}
         return {
-            "id": job.id, "recipe": job.recipe, "width": result.get("width"), "height": result.get("height"),
-            "indicators": result.get("indicators", {}), "seconds": round(time.perf_counter() - started, 4),
-            "links": {"job": f"{API_PREFIX}/jobs/{job.id}", "record": f"{API_PREFIX}/jobs/{job.id}/record",
-                      "report": f"{API_PREFIX}/jobs/{job.id}/report"},
-        }  # fmt: skip
+            "id": job.id,
+            "recipe": job.recipe,
+            "width": result.get("width"),
+            "height": result.get("height"),
+            "indicators": result.get("indicators", {}),
+            "seconds": round(time.perf_counter() - started, 4),
+            "links": {
+                "job": f"{API_PREFIX}/jobs/{job.id}",
+                "record": f"{API_PREFIX}/jobs/{job.id}/record",
+                "report": f"{API_PREFIX}/jobs/{job.id}/report",
+            },
+        }
 
-    @app.post(f"{API_PREFIX}/refine", response_model=JobView, status_code=202, dependencies=deps,
-              tags=["refine"], responses=ERRORS)  # fmt: skip
+    @app.post(
+        f"{API_PREFIX}/refine",
+        response_model=JobView,
+        status_code=202,
+        dependencies=deps,
+        tags=["refine"],
+        responses=ERRORS,
+    )
     async def refine(
         image: Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP, ...)")],
         prompt: Annotated[str, Form(description="what the image should show")],
-        recipe: Annotated[str | None, Form(description="a served recipe name (default: the server's)")] = None,
-        overrides: Annotated[str | None, Form(description='JSON object of --set values')] = None,
+        recipe: Annotated[
+            str | None, Form(description="a served recipe name (default: the server's)")
+        ] = None,
+        overrides: Annotated[str | None, Form(description="JSON object of --set values")] = None,
     ) -> JSONResponse:
         """Queue a refine job; poll ``GET /v1/jobs/{id}`` for progress and results."""
         checked = check_prompt(prompt)
@@ -164,13 +206,19 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
         values = parse_overrides(overrides)
         await run_in_threadpool(srv.catalog.resolve, recipe, values)
         data, name = await srv.accept_upload(image)
-        job = srv.new_job("refine", data, name, recipe=recipe or srv.catalog.default, prompt=checked,
-                          overrides=values or {})  # fmt: skip
+        job = srv.new_job(
+            "refine", data, name, recipe=recipe or srv.catalog.default, prompt=checked, overrides=values or {}
+        )
         view = srv.view(job)
         return JSONResponse(view, status_code=202, headers={"Location": view["links"]["self"]})
 
-    @app.get(f"{API_PREFIX}/jobs/{{job_id}}", response_model=JobView, dependencies=deps, tags=["jobs"],
-             responses=ERRORS)  # fmt: skip
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}",
+        response_model=JobView,
+        dependencies=deps,
+        tags=["jobs"],
+        responses=ERRORS,
+    )
     async def get_job(job_id: str) -> dict[str, Any]:
         """A job's status, progress and (once done) result URLs. Asking keeps a refine job alive."""
         job = srv.job(job_id)
@@ -190,33 +238,55 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
         the score rows of ``grefine score --format json`` by indicator role."""
         return await run_in_threadpool(job_record, finished_ok(job_id))
 
-    @app.get(f"{API_PREFIX}/jobs/{{job_id}}/report", response_class=HTMLResponse, dependencies=deps,
-             tags=["jobs"], responses=ERRORS)  # fmt: skip
-    async def report(job_id: str) -> HTMLResponse:
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}/report",
+        response_class=HTMLResponse,
+        dependencies=deps,
+        tags=["jobs"],
+        responses=ERRORS,
+    )
+    async def report(
+        job_id: str,
+        max_size: Annotated[int, Query(ge=64, le=2048, description="long side of the pictures, px")] = 384,
+    ) -> HTMLResponse:
         """The job's results as one self-contained HTML page (the page of ``grefine report``)."""
-        return HTMLResponse(await run_in_threadpool(report_html, finished_ok(job_id)))
+        return HTMLResponse(await run_in_threadpool(report_html, finished_ok(job_id), max_size))
 
-    @app.get(f"{API_PREFIX}/jobs/{{job_id}}/files/{{name:path}}", dependencies=deps, tags=["jobs"],
-             responses=ERRORS)  # fmt: skip
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}/files/{{name:path}}",
+        dependencies=deps,
+        tags=["jobs"],
+        responses=ERRORS,
+    )
     async def file(job_id: str, name: str) -> FileResponse:
         """One result file named in the job's result (PNG images, ``.npy`` maps)."""
         job = finished_ok(job_id)
         if name not in job.files:
             raise ApiError(404, "unknown_file", f"job {job_id} has no file {name!r}")
         path = job.folder / name
-        return FileResponse(path, media_type=_MEDIA.get(Path(name).suffix, "application/octet-stream"),
-                            filename=Path(name).name)  # fmt: skip
+        return FileResponse(
+            path,
+            media_type=_MEDIA.get(Path(name).suffix, "application/octet-stream"),
+            filename=Path(name).name,
+        )
 
-    @app.post(f"{API_PREFIX}/jobs/{{job_id}}/cancel", response_model=JobView, status_code=202,
-              dependencies=deps, tags=["jobs"], responses=ERRORS)  # fmt: skip
+    @app.post(
+        f"{API_PREFIX}/jobs/{{job_id}}/cancel",
+        response_model=JobView,
+        status_code=202,
+        dependencies=deps,
+        tags=["jobs"],
+        responses=ERRORS,
+    )
     async def cancel(job_id: str) -> dict[str, Any]:
         """Cancel a job: a queued one at once, a running one before its next step."""
         job = srv.job(job_id)
         srv.pool.cancel(job, "cancelled by a client")
         return srv.view(job)  # type: ignore[no-any-return]
 
-    @app.delete(f"{API_PREFIX}/jobs/{{job_id}}", status_code=204, dependencies=deps, tags=["jobs"],
-                responses=ERRORS)  # fmt: skip
+    @app.delete(
+        f"{API_PREFIX}/jobs/{{job_id}}", status_code=204, dependencies=deps, tags=["jobs"], responses=ERRORS
+    )
     async def delete(job_id: str) -> Response:
         """Delete a finished job and its files now (409 while it runs: cancel it first)."""
         job = srv.job(job_id)

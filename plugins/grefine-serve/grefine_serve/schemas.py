@@ -78,7 +78,9 @@ class JobView(BaseModel):
     prompt: str | None
     overrides: dict[str, Any]
     progress: float = Field(description="share of the job's steps finished, 0 to 1")
-    phase: str | None = Field(description="the step running now (perceptual, alignment, combiner, stage1, ...)")
+    phase: str | None = Field(
+        description="the step running now (perceptual, alignment, combiner, stage1, ...)"
+    )
     phases: list[str] = Field(description="the steps finished, in order")
     created: float
     started: float | None

@@ -57,7 +57,7 @@ _SCRIPT = """
   }
   function fail(e) { error.textContent = String(e.message || e); cancel.hidden = true; state('error'); }
   async function show(report) {
-    const page = await (await api(report)).text();
+    const page = await (await api(report + '?max_size=256')).text();
     frame.onload = function () {
       const doc = frame.contentDocument;
       if (doc && doc.body) frame.style.height = (doc.documentElement.scrollHeight + 20) + 'px';
@@ -98,11 +98,15 @@ _SCRIPT = """
     const mode = form.querySelector('input[name=mode]:checked').value;
     const data = new FormData();
     data.append('image', input.files[0]);
-    ['prompt', 'recipe'].forEach(function (k) { const v = form.elements[k].value; if (v) data.append(k, v); });
+    ['prompt', 'recipe'].forEach(function (k) {
+      const v = form.elements[k].value; if (v) data.append(k, v);
+    });
     try {
       const answer = await (await api(API + '/' + mode, {method: 'POST', body: data})).json();
       document.body.dataset.job = answer.id;
-      if (mode === 'score') { bar.value = 1; phase.textContent = 'scored'; return await show(answer.links.report); }
+      if (mode === 'score') {
+        bar.value = 1; phase.textContent = 'scored'; return await show(answer.links.report);
+      }
       current = answer.id; cancel.hidden = false;
       await poll(answer.id);
     } catch (err) { fail(err); }
@@ -121,7 +125,9 @@ def page_html(recipes: Sequence[str], default: str, auth: bool) -> str:
         for n in recipes
     )
     token = (
-        '<label for="token">Token</label><input type="password" id="token" autocomplete="off">' if auth else ""
+        '<label for="token">Token</label><input type="password" id="token" autocomplete="off">'
+        if auth
+        else ""
     )
     script = _SCRIPT % {"api": json.dumps(API_PREFIX)}
     return f"""<!DOCTYPE html>
@@ -135,12 +141,14 @@ API: <a href="{API_PREFIX}/docs">{API_PREFIX}/docs</a>.</div>
 <form class="job" id="job">
 <div class="drop" id="drop">Drop an image here, or choose one:
 <input type="file" id="image" name="image" accept="image/*" required></div>
-<label for="prompt">Prompt</label><input type="text" id="prompt" name="prompt" placeholder="what the image should show">
+<label for="prompt">Prompt</label>
+<input type="text" id="prompt" name="prompt" placeholder="what the image should show">
 <label for="recipe">Recipe</label><select id="recipe" name="recipe">{options}</select>
 <span>Do</span><span><label><input type="radio" name="mode" value="refine" checked> refine</label>
 <label><input type="radio" name="mode" value="score"> score only</label></span>
 {token}
-<span></span><span><button type="submit" id="go">Run</button> <button type="button" id="cancel" hidden>Cancel</button></span>
+<span></span><span><button type="submit" id="go">Run</button>
+<button type="button" id="cancel" hidden>Cancel</button></span>
 </form>
 <div id="status"><progress id="bar" max="1" value="0"></progress> <span id="phase"></span></div>
 <pre id="error" class="error"></pre>

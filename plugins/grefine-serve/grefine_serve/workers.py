@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 from grefine_kit.errors import UserError
 from grefine_serve.catalog import Catalog, ModelStore
@@ -29,7 +30,9 @@ __all__ = ["WorkerPool"]
 class WorkerPool:
     """The queue, the workers and the janitor of one server (module doc)."""
 
-    def __init__(self, settings: ServeSettings, store: JobStore, catalog: Catalog, models: ModelStore) -> None:
+    def __init__(
+        self, settings: ServeSettings, store: JobStore, catalog: Catalog, models: ModelStore
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
@@ -146,7 +149,14 @@ class WorkerPool:
             job.progress = 1.0
             self._finish(job, "done", result=result)
 
-    def _finish(self, job: Job, status: str, *, error: dict[str, str] | None = None, result: dict | None = None) -> None:  # type: ignore[type-arg]
+    def _finish(
+        self,
+        job: Job,
+        status: str,
+        *,
+        error: dict[str, str] | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
         job.status, job.finished, job.phase = status, time.time(), None
         job.error, job.result = error, result
         self.counts[status] += 1

@@ -72,8 +72,19 @@ class ServerProcess:
     def start(self, timeout: float = 180.0) -> ServerProcess:
         import httpx
 
-        cmd = [sys.executable, "-m", "grefine_kit.cli", "serve", "--out", str(self.out),
-               "--port", str(self.port), "--log-level", "warning", *self.args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "grefine_kit.cli",
+            "serve",
+            "--out",
+            str(self.out),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *self.args,
+        ]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -16,7 +16,18 @@ from .conftest import ServerProcess, noise_png, png_bytes
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ARGS = ["--recipes", "tiny", "--queue", "1", "--workers", "1", "--max-upload", "2MB", "--max-pixels", "200000"]
+ARGS = [
+    "--recipes",
+    "tiny",
+    "--queue",
+    "1",
+    "--workers",
+    "1",
+    "--max-upload",
+    "2MB",
+    "--max-pixels",
+    "200000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +49,11 @@ def _error(answer: httpx.Response, status: int, code: str) -> str:
 def test_token(guarded: ServerProcess, house_png: bytes) -> None:
     health = httpx.get(guarded.url + "/v1/health")  # open: load balancers ask without a token
     assert health.status_code == 200 and health.json()["auth"] is True
-    for headers, what in (({}, "no token"), ({"Authorization": "Bearer nope-nope-nope"}, "a wrong token"),
-                          ({"Authorization": f"Basic {TOKEN}"}, "a wrong token")):  # fmt: skip
+    for headers, what in (
+        ({}, "no token"),
+        ({"Authorization": "Bearer nope-nope-nope"}, "a wrong token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "a wrong token"),
+    ):
         answer = httpx.get(guarded.url + "/v1/recipes", headers=headers)
         assert _error(answer, 401, "unauthorized").startswith(what)
         assert answer.headers["www-authenticate"].startswith("Bearer")
@@ -51,7 +65,9 @@ def test_token(guarded: ServerProcess, house_png: bytes) -> None:
 
 def test_size_limits(guarded: ServerProcess) -> None:
     def score(data: bytes) -> httpx.Response:
-        return httpx.post(guarded.url + "/v1/score", files={"image": ("x.png", data, "image/png")}, headers=AUTH)
+        return httpx.post(
+            guarded.url + "/v1/score", files={"image": ("x.png", data, "image/png")}, headers=AUTH
+        )
 
     big = noise_png(1000, 1000)  # about 3 MB of noise: over the 2 MB limit
     assert len(big) > 2_000_000
@@ -62,7 +78,7 @@ def test_size_limits(guarded: ServerProcess) -> None:
     assert "decompression bomb" in _error(score(bomb), 413, "decompression_bomb")
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the body is counted as it arrives
-        yield b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+        yield b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
         for _ in range(40):
             yield b"\0" * 100_000
 

@@ -41,18 +41,33 @@ class DevTools:
             os.dup2(keep[0], 3)
             os.dup2(keep[1], 4)
 
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--remote-debugging-pipe",
-                 f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
-        self.proc = subprocess.Popen([CHROMIUM, *flags], pass_fds=(3, 4), preexec_fn=pipes,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *flags],
+            pass_fds=(3, 4),
+            preexec_fn=pipes,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for fd in (to_chrome_r, from_chrome_w, *keep):
             os.close(fd)
         self._buffer = b""
         self._next = 0
         self.session: str | None = None
 
-    def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = 60) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = 60
+    ) -> dict[str, Any]:
         self._next += 1
         message: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
         if self.session is not None and not method.startswith("Target."):
@@ -74,7 +89,9 @@ class DevTools:
         raise TimeoutError(method)
 
     def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        result = self.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float) -> Any:
@@ -97,16 +114,20 @@ class DevTools:
 
 
 CHECK = """(() => {
-  const doc = document.getElementById('result').contentDocument;
+  const frame = document.getElementById('result'), doc = frame.contentDocument;
   const images = Array.from(doc.images);
   const loaded = images.filter(i => i.complete && i.naturalWidth > 0).map(i => i.alt);
-  return JSON.stringify({alts: images.map(i => i.alt), loaded: loaded, frame_hidden: document.getElementById('result').hidden,
-                         progress: document.getElementById('bar').value, phase: document.getElementById('phase').textContent,
-                         error: document.getElementById('error').textContent, rows: doc.querySelectorAll('table.items > tbody > tr').length});
+  return JSON.stringify({
+    alts: images.map(i => i.alt), loaded: loaded, frame_hidden: frame.hidden,
+    progress: document.getElementById('bar').value,
+    error: document.getElementById('error').textContent,
+    rows: doc.querySelectorAll('table.items > tbody > tr').length});
 })()"""
 
 
-@pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None and not REQUIRED, reason="chromium is not installed (apt-get install chromium)"
+)
 def test_upload_through_the_page(server: ServerProcess, tmp_path: Path) -> None:
     assert CHROMIUM is not None, "GREFINE_REQUIRE_CHROMIUM=1 but no chromium on PATH"
     from PIL import Image
@@ -116,9 +137,13 @@ def test_upload_through_the_page(server: ServerProcess, tmp_path: Path) -> None:
     browser = DevTools(tmp_path / "profile")
     try:
         target = browser.call("Target.createTarget", {"url": server.url + "/"})["targetId"]
-        browser.session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.call("Emulation.setDeviceMetricsOverride",
-                     {"width": 1400, "height": 1100, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+        browser.session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1100, "deviceScaleFactor": 1, "mobile": False},
+        )
         browser.wait_for("document.body && document.body.dataset.state === 'idle'", 60)
         root = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", {"nodeId": root, "selector": "#image"})["nodeId"]
@@ -126,12 +151,20 @@ def test_upload_through_the_page(server: ServerProcess, tmp_path: Path) -> None:
         browser.evaluate("document.getElementById('prompt').value = 'a red house with a blue door'")
         browser.evaluate("document.getElementById('recipe').value = 'tiny'")
         browser.evaluate("document.getElementById('go').click()")
-        state = browser.wait_for("['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", 180)
+        state = browser.wait_for(
+            "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", 180
+        )
         seen = json.loads(browser.evaluate(CHECK))
         assert state == "done", seen
         assert not seen["frame_hidden"] and seen["progress"] == 1 and seen["rows"] == 1 and not seen["error"]
-        for what in ("house.png input", "house.png refined", "house.png PQ-Map", "house.png AQ-Map",
-                     "house.png mask", "colour legend"):  # fmt: skip
+        for what in (
+            "house.png input",
+            "house.png refined",
+            "house.png PQ-Map",
+            "house.png AQ-Map",
+            "house.png mask",
+            "colour legend",
+        ):
             assert what in seen["loaded"], (what, seen)
         assert set(seen["loaded"]) == set(seen["alts"])  # every image of the results is shown
         shot = base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"})["data"])

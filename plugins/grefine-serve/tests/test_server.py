@@ -49,19 +49,37 @@ def test_service_endpoints(client: httpx.Client) -> None:
     assert health["auth"] is False and health["workers"] == 1 and health["queue_size"] == 32
     recipes = client.get("/v1/recipes").json()
     assert [r["name"] for r in recipes] == ["tiny"] and recipes[0]["default"]
-    assert recipes[0]["indicators"] == ["perceptual", "alignment"] and recipes[0]["parts"]["stage1"] == "inpaint"
+    assert (
+        recipes[0]["indicators"] == ["perceptual", "alignment"] and recipes[0]["parts"]["stage1"] == "inpaint"
+    )
     parts = client.get("/v1/parts").json()
     assert "pq-map" in {p["name"] for p in parts["indicator"]} and "recipe" not in parts
     metrics = {m["name"]: m for m in client.get("/v1/metrics").json()}
-    assert metrics and all(set(m) >= {"lower_better", "score_range", "needs_prompt"} for m in metrics.values())
+    assert metrics and all(
+        set(m) >= {"lower_better", "score_range", "needs_prompt"} for m in metrics.values()
+    )
     schema = client.get("/v1/openapi.json").json()
     assert schema["info"]["title"] == "grefine serve"
-    assert {"/v1/score", "/v1/refine", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/health",
-            "/v1/recipes", "/v1/parts", "/v1/metrics", "/v1/jobs/{job_id}/record",
-            "/v1/jobs/{job_id}/files/{name}", "/v1/jobs/{job_id}/report"} <= set(schema["paths"])  # fmt: skip
+    assert {
+        "/v1/score",
+        "/v1/refine",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/health",
+        "/v1/recipes",
+        "/v1/parts",
+        "/v1/metrics",
+        "/v1/jobs/{job_id}/record",
+        "/v1/jobs/{job_id}/files/{name}",
+        "/v1/jobs/{job_id}/report",
+    } <= set(schema["paths"])
     assert "ScoreResponse" in schema["components"]["schemas"]
     page = client.get("/")
-    assert page.status_code == 200 and 'id="image"' in page.text and '<option value="tiny" selected>' in page.text
+    assert (
+        page.status_code == 200
+        and 'id="image"' in page.text
+        and '<option value="tiny" selected>' in page.text
+    )
     assert "http://" not in page.text and "https://" not in page.text  # offline: nothing fetched
 
 
@@ -76,9 +94,13 @@ def test_twenty_concurrent_scores_share_one_model_build(client: httpx.Client, ho
     bodies = [a.json() for a in answers]
     assert len({b["id"] for b in bodies}) == 20
     # with a prompt both indicators, without one only those that need none
-    assert all(set(b["indicators"]) == ({"perceptual", "alignment"} if i % 2 else {"perceptual"})
-               for i, b in enumerate(bodies))  # fmt: skip
-    assert len({b["indicators"]["perceptual"]["score"] for b in bodies}) == 1  # the same image, the same score
+    assert all(
+        set(b["indicators"]) == ({"perceptual", "alignment"} if i % 2 else {"perceptual"})
+        for i, b in enumerate(bodies)
+    )
+    assert (
+        len({b["indicators"]["perceptual"]["score"] for b in bodies}) == 1
+    )  # the same image, the same score
     assert client.get("/v1/health").json()["recipe_builds"] == {"tiny": 1}
     first = bodies[1]["indicators"]
     raw = client.get(first["alignment"]["map"])
@@ -106,12 +128,18 @@ def test_refine_job_reports_progress_and_finishes(client: httpx.Client, house_pn
     progress = [v["progress"] for v in seen]
     assert progress == sorted(progress) and progress[-1] == 1.0 and final["phases"] == ROLES
     for view in seen:  # each view's progress is its finished steps' share
-        assert view["progress"] == pytest.approx(len(view["phases"]) / 5, abs=1e-3) or view["status"] == "done"
+        assert (
+            view["progress"] == pytest.approx(len(view["phases"]) / 5, abs=1e-3) or view["status"] == "done"
+        )
     result = final["result"]
     refined = Image.open(io.BytesIO(client.get(result["image"]).content))
     assert refined.size == (96, 72)
     mask = Image.open(io.BytesIO(client.get(result["mask"]).content))
-    assert mask.size == (96, 72) and set(result["heatmaps"]) == {"pq", "aq"} and set(result["maps"]) == {"pq", "aq"}
+    assert (
+        mask.size == (96, 72)
+        and set(result["heatmaps"]) == {"pq", "aq"}
+        and set(result["maps"]) == {"pq", "aq"}
+    )
     record = client.get(final["links"]["record"]).json()
     assert record["status"] == "ok" and record["file"] == "house.png" and record["recipe"]["name"] == "tiny"
     assert set(record["scores"]) == {"perceptual", "alignment"} and record["stage1"]["steps"] >= 1
@@ -122,7 +150,9 @@ def test_refine_job_reports_progress_and_finishes(client: httpx.Client, house_pn
     again = client.post("/v1/refine", files=_files(house_png), data={"prompt": PROMPT}).json()
     assert _wait(client, again["id"], {"done", "failed"})[-1]["status"] == "done"
     health = client.get("/v1/health").json()
-    assert health["pipeline_loads"] == loads and health["recipe_builds"] == {"tiny": 1}  # nothing loaded again
+    assert health["pipeline_loads"] == loads and health["recipe_builds"] == {
+        "tiny": 1
+    }  # nothing loaded again
     assert client.delete(f"/v1/jobs/{again['id']}").status_code == 204
     assert client.get(f"/v1/jobs/{again['id']}").status_code == 404
 
@@ -156,7 +186,9 @@ def test_client_that_disconnects_cancels_its_score(server, client: httpx.Client,
             time.sleep(0.05)
     # the socket is closed: the waiting score is cancelled before any worker takes it
     deadline = time.monotonic() + 10
-    while client.get("/v1/health").json()["jobs"].get("cancelled", 0) == before and time.monotonic() < deadline:
+    while (
+        client.get("/v1/health").json()["jobs"].get("cancelled", 0) == before and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert client.get("/v1/health").json()["jobs"].get("cancelled", 0) == before + 1
     client.post(f"/v1/jobs/{busy['id']}/cancel")
@@ -179,7 +211,7 @@ def test_client_that_disconnects_cancels_its_score(server, client: httpx.Client,
         ({"indicators": "alignment"}, None, 422, "prompt_required"),
         ({"indicators": "stage1"}, None, 422, "unknown_indicator"),
     ],
-)  # fmt: skip
+)
 def test_bad_score_requests(
     client: httpx.Client, house_png: bytes, data: dict[str, str], upload: bytes | None, status: int, code: str
 ) -> None:

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from grefine_kit.errors import UserError
 from grefine_serve.catalog import Catalog, check_overrides
 from grefine_serve.errors import ApiError
 from grefine_serve.jobs import JobStore
 from grefine_serve.settings import ServeSettings, parse_duration, parse_size
 from grefine_serve.uploads import safe_upload_name
 from grefine_serve.workers import WorkerPool
+
+from grefine_kit.errors import UserError
 
 
 def test_entry_point_adds_serve_without_importing_fastapi(plugin_env: dict[str, str]) -> None:
@@ -28,20 +28,42 @@ def test_entry_point_adds_serve_without_importing_fastapi(plugin_env: dict[str, 
         "heavy = [m for m in ('fastapi', 'uvicorn', 'starlette', 'torch') if m in sys.modules]\n"
         "print('HEAVY:' + ','.join(heavy))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=plugin_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=plugin_env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "serve " in done.stdout and "HEAVY:\n" in done.stdout + "\n", done.stdout
-    helped = subprocess.run([sys.executable, "-m", "grefine_kit.cli", "serve", "--help"], env=plugin_env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert helped.returncode == 0 and "--max-pixels" in helped.stdout and "GREFINE_SERVE_TOKEN" in helped.stdout
-    bad = subprocess.run([sys.executable, "-m", "grefine_kit.cli", "serve", "--out", "x", "--keep", "soon"],
-                         env=plugin_env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    helped = subprocess.run(
+        [sys.executable, "-m", "grefine_kit.cli", "serve", "--help"],
+        env=plugin_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        helped.returncode == 0 and "--max-pixels" in helped.stdout and "GREFINE_SERVE_TOKEN" in helped.stdout
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "grefine_kit.cli", "serve", "--out", "x", "--keep", "soon"],
+        env=plugin_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--keep must be a duration" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_parsers() -> None:
-    assert parse_duration("90", "x") == 90 and parse_duration("30m", "x") == 1800 and parse_duration("1d", "x") == 86400
-    assert parse_size("20MB", "x") == 20_000_000 and parse_size("500k", "x") == 500_000 and parse_size(7, "x") == 7
+    assert (
+        parse_duration("90", "x") == 90
+        and parse_duration("30m", "x") == 1800
+        and parse_duration("1d", "x") == 86400
+    )
+    assert (
+        parse_size("20MB", "x") == 20_000_000
+        and parse_size("500k", "x") == 500_000
+        and parse_size(7, "x") == 7
+    )
     for bad in ("0", "-1s", "soon"):
         with pytest.raises(UserError):
             parse_duration(bad, "--keep")
@@ -51,13 +73,25 @@ def test_parsers() -> None:
 
 def test_overrides_and_names() -> None:
     assert check_overrides({"refiner.iterations": 4, "stage1.negative_prompt": "blurry"}) == [
-        ("refiner.iterations", 4), ("stage1.negative_prompt", "blurry")]  # fmt: skip
-    for bad in ({"stage1.model": "x"}, {"indicators.alignment.parser": "spacy"}, {"stage1.cache_dir": "x"},
-                {"a.b": {"c": 1}}, {"a b": 1}, {"stage1.negative_prompt": "file:///etc/passwd"}, [1]):  # fmt: skip
+        ("refiner.iterations", 4),
+        ("stage1.negative_prompt", "blurry"),
+    ]
+    for bad in (
+        {"stage1.model": "x"},
+        {"indicators.alignment.parser": "spacy"},
+        {"stage1.cache_dir": "x"},
+        {"a.b": {"c": 1}},
+        {"a b": 1},
+        {"stage1.negative_prompt": "file:///etc/passwd"},
+        [1],
+    ):
         with pytest.raises(ApiError) as info:
             check_overrides(bad)
         assert info.value.status == 422
-    assert safe_upload_name("../../etc/passwd") == "passwd" and safe_upload_name("C:\\x\\cat photo.JPG") == "cat_photo.JPG"
+    assert (
+        safe_upload_name("../../etc/passwd") == "passwd"
+        and safe_upload_name("C:\\x\\cat photo.JPG") == "cat_photo.JPG"
+    )
     assert safe_upload_name("...") == "upload" and safe_upload_name(None) == "upload"
 
 
