@@ -50,10 +50,10 @@ METRIC_NEEDS: Final = ("input", "reference", "region", "refiner_mask")
 
 #: where each need comes from, for error messages
 _SOURCES: Final = {
-    "input": "the refiner's input image",
-    "reference": "a reference image (manifest column 'reference')",
-    "region": "a region mask (manifest column 'region')",
-    "refiner_mask": "the refiner's mask",
+    "input": "refiner input image",
+    "reference": "reference image (manifest column 'reference')",
+    "region": "region mask (manifest column 'region')",
+    "refiner_mask": "refiner mask",
 }
 
 
