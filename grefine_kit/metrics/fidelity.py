@@ -151,15 +151,10 @@ def _box_down(arr: np.ndarray, f: int) -> np.ndarray:
 
 def _valid(arr: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Separable correlation with the symmetric 1-D ``taps`` on both axes, ``valid`` part only."""
-    n = len(taps)
-    height, width = arr.shape[0] - n + 1, arr.shape[1] - n + 1
-    rows = np.zeros((height, arr.shape[1]))
-    for k in range(n):
-        rows += taps[k] * arr[k : k + height, :]
-    out = np.zeros((height, width))
-    for k in range(n):
-        out += taps[k] * rows[:, k : k + width]
-    return out
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    rows = sliding_window_view(arr, len(taps), axis=0) @ taps  # (H - n + 1, W)
+    return np.asarray(sliding_window_view(rows, len(taps), axis=1) @ taps)
 
 
 def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> np.ndarray:
