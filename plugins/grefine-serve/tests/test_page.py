@@ -142,8 +142,9 @@ def test_upload_through_the_page(server: ServerProcess, tmp_path: Path) -> None:
         ]
         browser.call(
             "Emulation.setDeviceMetricsOverride",
-            {"width": 1400, "height": 1100, "deviceScaleFactor": 1, "mobile": False},
+            {"width": 1400, "height": 760, "deviceScaleFactor": 1, "mobile": False},
         )
+        browser.call("Emulation.setScrollbarsHidden", {"hidden": True})
         browser.wait_for("document.body && document.body.dataset.state === 'idle'", 60)
         root = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", {"nodeId": root, "selector": "#image"})["nodeId"]
@@ -172,6 +173,6 @@ def test_upload_through_the_page(server: ServerProcess, tmp_path: Path) -> None:
         browser.close()
     (tmp_path / "serve.png").write_bytes(shot)
     with Image.open(tmp_path / "serve.png") as picture:
-        assert picture.size == (1400, 1100)
+        assert picture.size == (1400, 760)
     if os.environ.get("GREFINE_UPDATE_SCREENSHOTS") == "1":  # refresh the picture in docs/serve.md
         shutil.copy(tmp_path / "serve.png", ROOT / "docs" / "img" / "serve.png")

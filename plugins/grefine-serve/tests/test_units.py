@@ -103,6 +103,17 @@ def test_catalog_serves_only_what_the_operator_allows(tmp_path: Path) -> None:
     assert catalog.resolve("tiny", {"refiner.iterations": 3}).refiner["iterations"] == 3
     with pytest.raises(UserError, match="unknown recipe 'tinny'"):
         Catalog(ServeSettings(out=tmp_path, recipes=("tinny",)))
+    # the operator's own TOML, read with the CLI's rules; requests name it, never its path
+    from grefine_kit.recipe import Recipe
+
+    own = tmp_path / "mine.toml"
+    own.write_text(Recipe.load("tiny").dump().replace('name = "tiny"', 'name = "mine"'))
+    catalog = Catalog(
+        ServeSettings(out=tmp_path, recipes=("tiny",), recipe_files=(own,), default_recipe="mine")
+    )
+    assert catalog.names == ["mine", "tiny"] and catalog.resolve(None).name == "mine"
+    with pytest.raises(ApiError, match="unknown recipe"):
+        catalog.resolve(str(own))
 
 
 def test_expiry_and_recovery(tmp_path: Path) -> None:
