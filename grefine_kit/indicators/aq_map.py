@@ -37,6 +37,8 @@ from grefine_kit.indicators.alignment_rules import (
     DEFAULT_A_BOUND,
     DEFAULT_BETA,
     DEFAULT_EMPHASIS,
+    DEFECT_CASES,
+    DEFECT_RULES,
     AlignmentDecision,
     cask_score,
     classify_defects,
@@ -142,8 +144,9 @@ class AQMap(ClipIndicator):
     ``interpolation``, ``pos_embed_interpolation``, ``native_size``, ``surgery_depth``,
     ``batch_size``; ``keep_maps`` (put the per-phrase and per-noun maps in ``details``);
     ``parser_mode`` (``"ours"`` or ``"reference"``), ``ancestor_rule`` (``"phrase-head"`` or
-    ``"noun-ancestor"``, Algorithm 1 as printed); ``reference_compat`` (the released
-    ``AQ-Map.py`` step by step, ``grefine_kit.indicators.aq_reference``).
+    ``"noun-ancestor"``, Algorithm 1 as printed); ``defect_rule`` (``"union"`` or eq. 6's
+    ``"product"``), ``defect_cases`` (``"text"`` or eq. 6 as ``"printed"``); ``reference_compat``
+    (the released ``AQ-Map.py`` step by step, ``grefine_kit.indicators.aq_reference``).
     ``parser_instance`` (Python only) injects a parser object. See docs/indicators/aq-map.md.
     """
 
@@ -171,6 +174,8 @@ class AQMap(ClipIndicator):
     parser_mode: str = attrs.field(default="ours", validator=attrs.validators.in_(PARSER_MODES))
     ancestor_rule: str = attrs.field(default="phrase-head", validator=attrs.validators.in_(ANCESTOR_RULES))
     reference_compat: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    defect_rule: str = attrs.field(default="union", validator=attrs.validators.in_(DEFECT_RULES))
+    defect_cases: str = attrs.field(default="text", validator=attrs.validators.in_(DEFECT_CASES))
     parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
 
     _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
@@ -339,6 +344,8 @@ class AQMap(ClipIndicator):
                     adjective_margin=self.adjective_margin,
                     emphasis_weight=self.emphasis_weight,
                     note=notes[prompt],
+                    defect_rule=self.defect_rule,
+                    defect_cases=self.defect_cases,
                 )
                 details: dict[str, Any] = {
                     "parser": tree.parser,

@@ -191,6 +191,8 @@ def score_reference(
             adjective_margin=indicator.adjective_margin,
             emphasis_weight=indicator.emphasis_weight,
             note="; ".join(image_notes),
+            defect_rule=indicator.defect_rule,
+            defect_cases=indicator.defect_cases,
         )
         details: dict[str, Any] = {
             "parser": trees[prompt].parser,
