@@ -79,11 +79,14 @@ def evaluate_command(
         mos_column=column,
         config=_score_config(indicator_name, recipe_name, dtype),
     )
-    logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    if result.plcc_logistic is not None:
+        plcc_text = f"PLCC {result.plcc_logistic:.4f} (fitted; raw {result.plcc:.4f})"
+    else:
+        plcc_text = f"PLCC {result.plcc:.4f} (raw: no logistic fit, see the note)"
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(
-        f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
+        f"{indicator_name}: SRCC {result.srcc:.4f}  {plcc_text}  KRCC {result.krcc:.4f}"
         f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
     )
     sys.exit(EXIT_FAILURES if result.n_failed else EXIT_OK)
