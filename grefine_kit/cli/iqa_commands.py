@@ -109,6 +109,14 @@ def evaluate_command(
 )
 @click.option("--val-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option(
+    "--factors",
+    type=click.Choice(["joint", "separate"]),
+    default="joint",
+    show_default=True,
+    help="joint: the four prompts fitted together through the cask effect; separate: one "
+    "independent checkpoint per factor, as the reference trains them",
+)
 @device_option
 @dtype_option
 @user_errors
@@ -123,6 +131,7 @@ def train_pq_command(
     n_ctx: int,
     val_fraction: float,
     seed: int,
+    factors: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -148,6 +157,7 @@ def train_pq_command(
         n_ctx=n_ctx,
         val_fraction=val_fraction,
         seed=seed,
+        factors=factors,
     )
     val = f", held-out SRCC {report.val_srcc:.4f}" if report.val_srcc is not None else ""
     click.echo(
