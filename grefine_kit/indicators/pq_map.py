@@ -140,7 +140,7 @@ def rank_blend(values: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
 
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"weight must be in [0, 1); got {weight}")
-    x = values.float()
+    x = values.float().contiguous()
     ordered = x.sort(dim=-1).values
     below = torch.searchsorted(ordered, x, right=False)
     upto = torch.searchsorted(ordered, x, right=True)
