@@ -46,6 +46,7 @@ from grefine_kit.indicators.alignment_rules import (
     defect_map,
 )
 from grefine_kit.parsers.tree import ANCESTOR_RULES
+from grefine_kit.parts import Missing
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -209,6 +210,12 @@ class AQMap(ClipIndicator):
 
             self._parser_obj = create_part("parser", self.parser, **self.parser_options)
         return self._parser_obj
+
+    def preflight(self) -> list[Missing]:
+        """The CLIP checks, and what the built-in parser named by ``parser`` lacks here."""
+        from grefine_kit.preflight import check_parser
+
+        return super().preflight() + check_parser(self.parser, self.parser_options)
 
     def fetch_weights(self) -> list[str]:
         """Download the CLIP backbone, then check that the parser's model is installed: NLP

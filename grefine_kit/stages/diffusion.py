@@ -21,10 +21,11 @@ from PIL import Image
 
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.devices import DTYPE_NAMES
-from grefine_kit.parts import PartBase
+from grefine_kit.parts import HubWeights, Missing, PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
-from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
+from grefine_kit.stages.loading import download_weights, load_pipeline
+from grefine_kit.stages.weights import stage_findings, stage_hub_weights
 from grefine_kit.strength import STEP_RULES, schedule_for, steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
@@ -153,16 +154,18 @@ class _DiffusersStage(PartBase):
         pipe = self.pipeline()
         return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
 
-    def required_weights(self) -> list[str]:
-        """Hub ids this stage downloads (for ``grefine fetch-weights``); none for local/tiny."""
-        ids = [self.model] if parse_model(self.model).kind == "hub" else []
-        if self.config and parse_model(self.model).kind == "file" and not _is_local(self.config):
-            ids.append(self.config)
-        return [i.removeprefix("hf-hub:") for i in ids]
+    def required_weights(self) -> list[HubWeights]:
+        """The hub models this stage loads (``grefine fetch-weights`` downloads them; the
+        doctor looks for them); none for tiny or local ones (:meth:`preflight` checks those)."""
+        return stage_hub_weights(self.model, self.config, self.revision)
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks; a local model file or folder that is not there."""
+        return stage_findings(self.model, self.device)
 
     def fetch_weights(self) -> list[str]:
         """Download what :meth:`required_weights` lists into the hub cache; returns the folders."""
-        needed = self.required_weights()
+        needed = [w.repo for w in self.required_weights()]
         if not needed:
             return [f"{self.model}: local or built in process, nothing to fetch"]
         lines = []
@@ -245,10 +248,6 @@ def _quiet_upcast_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop)
-
-
-def _is_local(text: str) -> bool:
-    return parse_model(text).kind in ("dir", "file", "tiny")
 
 
 @attrs.define(kw_only=True)
