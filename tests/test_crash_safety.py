@@ -282,12 +282,16 @@ def test_12_a_newline_in_a_file_name_is_escaped_in_the_score_table(tmp_path: Pat
     folder = tmp_path / "in"
     png(folder / "a\nb.png")
     png(folder / "c\x1b[31m.png", 50)
+    (folder / "d\n.png").write_bytes(b"not a png")
     result = cli("score", str(folder), "--indicator", "piqe-map", "--out", str(tmp_path / "o"))
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 4, lines  # header, two rows, the mean
+    assert len(lines) == 5, lines  # header, three rows, the mean
     assert lines[1].startswith("a\\nb.png ") and lines[2].startswith("c\\x1b[31m.png ")
+    assert lines[3].startswith("d\\n.png ") and "failed" in lines[3]
     assert "\x1b" not in result.stdout
+    failure = [line for line in result.stderr.splitlines() if "1 x" in line]
+    assert len(failure) == 1 and ".png: not an image file" in failure[0], result.stderr
 
 
 def test_12_a_float_for_an_integer_option_reads_well(tmp_path: Path) -> None:

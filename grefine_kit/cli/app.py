@@ -80,7 +80,10 @@ def maps_option(default: bool) -> Callable[[F], F]:
 
 
 def echo_run_summary(summary: Any) -> None:
-    """The closing lines of a run on stderr: why items were redone, failures by reason."""
+    """The closing lines of a run on stderr: why items were redone, failures by reason (file
+    names and messages escaped: one line each, whatever a name holds)."""
+    from grefine_kit.cli.score_table import printable
+
     reasons = getattr(summary, "redo_reasons", {}) or {}
     if reasons:
         text = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
@@ -89,7 +92,7 @@ def echo_run_summary(summary: Any) -> None:
     if failures is not None and failures.n_failed:
         click.echo(f"failed: {failures.n_failed} item(s), by reason:", err=True)
         for line in failures.lines():
-            click.echo(line, err=True)
+            click.echo(printable(line), err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
