@@ -63,8 +63,8 @@ def _one_truncation_warning(pipe: Any) -> Iterator[None]:
         tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
         limit = getattr(tokenizer, "model_max_length", 77)
         print(
-            f"grefine: warning: a prompt is longer than the text encoders' {limit} tokens; "
-            f"the stages condition on its first {limit} tokens (said once per run)",
+            f"grefine: warning: a prompt is longer than the text encoders' {limit}-token context; "
+            "the stages see only its beginning (said once per run)",
             file=sys.stderr,
         )
 
