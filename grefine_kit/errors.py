@@ -49,8 +49,15 @@ class PluginError(GrefineError):
     """A plugin is broken (duplicate names, a failing hook)."""
 
 
-_KINDS = {int: "an integer", float: "a number", str: "text", bool: "true or false", list: "a list",
-          tuple: "a list", dict: "a table"}
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    str: "text",
+    bool: "true or false",
+    list: "a list",
+    tuple: "a list",
+    dict: "a table",
+}
 
 
 def _kind(types: object) -> str:
@@ -82,6 +89,9 @@ def error_text(exc: BaseException) -> str:
 REFUSED_PICKLE = "refused: it holds pickled Python objects, not only tensors (never executed for safety)"
 
 
+_REFUSAL_MARKS = ("weights_only", "Unsupported global")
+
+
 def refused_pickle(exc: BaseException) -> bool:
     """Whether ``exc``, or an error it was raised from or while handling, is torch refusing a
     pickled checkpoint under ``weights_only=True`` (whose six-line text advises
@@ -91,7 +101,7 @@ def refused_pickle(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = str(current)
-        if type(current).__name__ == "UnpicklingError" or "weights_only" in text or "Unsupported global" in text:
+        if type(current).__name__ == "UnpicklingError" or any(m in text for m in _REFUSAL_MARKS):
             return True
         current = current.__cause__ or current.__context__
     return False

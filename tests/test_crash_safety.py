@@ -87,8 +87,18 @@ def test_7_score_takes_device_and_dtype_through_set(extra: list[str], tmp_path: 
 def test_7_set_device_against_another_device_flag_is_one_line(tmp_path: Path) -> None:
     a = png(tmp_path / "a.png")
     line = one_line_error(
-        cli("score", str(a), "--recipe", "tiny", "--device", "cpu", "--set", "device=cuda", "--out",
-            str(tmp_path / "o"))
+        cli(
+            "score",
+            str(a),
+            "--recipe",
+            "tiny",
+            "--device",
+            "cpu",
+            "--set",
+            "device=cuda",
+            "--out",
+            str(tmp_path / "o"),
+        )
     )
     assert "--set device" in line and "--device" in line
 
@@ -209,8 +219,9 @@ def test_11_a_pickled_checkpoint_is_one_exit_2_line_without_torch_advice(
         f'[stage2]\npart = "img2img"\nmodel = "{pickled_folders[which]}"\nresolution = 32\ndevice = "cpu"\n'
     )
     files = [png(tmp_path / "in" / f"{i}.png", 40 * i) for i in range(2)]
-    result = cli("refine", *map(str, files), "--prompt", "a cat", "--recipe", str(recipe), "--out",
-                 str(tmp_path / "o"))
+    result = cli(
+        "refine", *map(str, files), "--prompt", "a cat", "--recipe", str(recipe), "--out", str(tmp_path / "o")
+    )
     line = one_line_error(result)
     assert "refused" in line and "weights_only" not in result.stderr
 
@@ -225,9 +236,23 @@ def test_12_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "o"
     env = {**os.environ, "GREFINE_FAULT": "after-log-line:1:TERM", "OMP_NUM_THREADS": "1"}
     child = subprocess.run(
-        [sys.executable, "-m", "grefine_kit.cli", "score", str(folder), "--indicator", "piqe-map",
-         "--batch-size", "1", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "grefine_kit.cli",
+            "score",
+            str(folder),
+            "--indicator",
+            "piqe-map",
+            "--batch-size",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert child.returncode == 143, child.stderr
     assert "Traceback" not in child.stderr and "terminated" in child.stderr, child.stderr
@@ -235,9 +260,21 @@ def test_12_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     assert len(rows) == 2 and rows[1].split(",")[0].endswith("0.png"), rows  # header + the finished one
     # and the rerun finishes the rest
     again = subprocess.run(
-        [sys.executable, "-m", "grefine_kit.cli", "score", str(folder), "--indicator", "piqe-map",
-         "--out", str(out)],
-        capture_output=True, text=True, env={**env, "GREFINE_FAULT": ""}, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "grefine_kit.cli",
+            "score",
+            str(folder),
+            "--indicator",
+            "piqe-map",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "GREFINE_FAULT": ""},
+        timeout=300,
     )
     assert again.returncode == 0, again.stderr
     assert "1 already done" in again.stderr
@@ -246,8 +283,17 @@ def test_12_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
 @pytest.mark.parametrize("where", [["--set", "stage1.device=meta"], ["--device", "meta"]])
 def test_12_a_meta_device_is_one_setup_error(where: list[str], tmp_path: Path) -> None:
     files = [png(tmp_path / "in" / f"{i}.png") for i in range(2)]
-    result = cli("refine", *map(str, files), "--prompt", "a cat", "--recipe", "tiny", "--out",
-                 str(tmp_path / "o"), *where)
+    result = cli(
+        "refine",
+        *map(str, files),
+        "--prompt",
+        "a cat",
+        "--recipe",
+        "tiny",
+        "--out",
+        str(tmp_path / "o"),
+        *where,
+    )
     assert "meta" in one_line_error(result)
 
 
@@ -297,10 +343,20 @@ def test_12_a_newline_in_a_file_name_is_escaped_in_the_score_table(tmp_path: Pat
 def test_12_a_float_for_an_integer_option_reads_well(tmp_path: Path) -> None:
     a = png(tmp_path / "a.png")
     line = one_line_error(
-        cli("refine", str(a), "--prompt", "p", "--recipe", "tiny", "--set", "refiner.iterations=1e9",
-            "--out", str(tmp_path / "o"))
+        cli(
+            "refine",
+            str(a),
+            "--prompt",
+            "p",
+            "--recipe",
+            "tiny",
+            "--set",
+            "refiner.iterations=1e9",
+            "--out",
+            str(tmp_path / "o"),
+        )
     )
-    assert "<class" not in line and "must be an integer" in line and "got 1000000000.0, a decimal number" in line, line
+    assert "<class" not in line and "must be an integer (got 1000000000.0, a decimal number)" in line, line
 
 
 def test_12_a_long_prompt_warns_once_per_run(capfd: pytest.CaptureFixture[str]) -> None:

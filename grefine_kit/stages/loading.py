@@ -268,9 +268,8 @@ def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) 
 def _pickled_files(folder: Path) -> str:
     """``"unet/x.bin: "`` (up to two pickle-format weight files of ``folder``), or ``""``."""
     try:
-        found = sorted(
-            str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
-        )
+        pickles = (".bin", ".pt", ".pth", ".ckpt")
+        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in pickles)
     except OSError:
         return ""
     if not found:
