@@ -306,6 +306,8 @@ def test_12_a_meta_device_is_one_setup_error(where: list[str], tmp_path: Path) -
         ({"image": "a.png", "prompt": {"en": "cat"}}, "'prompt' must be text, not an object"),
         ({"image": "a.png", "id": [1]}, "'id' must be text, not a list"),
         ({"image": True}, "'image' must be text, not a boolean"),
+        ({"image": "a.png", "reference": ["r.png"]}, "'reference' must be text, not a list"),
+        ({"image": "a.png", "region": "m\x00.png"}, "the 'region' cell holds a NUL byte"),
     ],
 )
 def test_12_jsonl_lists_and_objects_are_refused_not_stringified(

@@ -166,10 +166,10 @@ def _text(p: Path, line: int, column: str, value: Any) -> str | None:
     return text or None
 
 
-def _side_file(base: Path, value: Any) -> Path | None:
+def _side_file(p: Path, line: int, column: str, base: Path, value: Any) -> Path | None:
     """A ``reference`` / ``region`` cell as a path (relative to the manifest's folder, like
     ``image``); None for a blank cell. Whether the file exists is checked when it is read."""
-    text = _text(value)
+    text = _text(p, line, column, value)
     if text is None:
         return None
     path = Path(text.replace("\\", "/"))
@@ -215,8 +215,8 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
                 image=path if path.is_absolute() else base / path,
                 prompt=_text(p, line, "prompt", row.get("prompt")),
                 seed=_seed(p, line, row.get("seed")),
-                reference=_side_file(base, row.get("reference")),
-                region=_side_file(base, row.get("region")),
+                reference=_side_file(p, line, "reference", base, row.get("reference")),
+                region=_side_file(p, line, "region", base, row.get("region")),
             )
         )
     if not items:
