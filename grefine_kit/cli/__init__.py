@@ -13,11 +13,14 @@ from typing import Any
 
 __all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_USER_ERROR", "cli", "main", "user_errors"]
 
+_plugins_added = False
+
 
 def _load() -> Any:
     from grefine_kit.cli import (  # noqa: F401  (registers the commands)
         app,
         benchmark_commands,
+        calibrate_commands,
         doctor_commands,
         image_commands,
         iqa_commands,
@@ -26,6 +29,12 @@ def _load() -> Any:
         report_commands,
     )
 
+    global _plugins_added
+    if not _plugins_added:  # commands contributed by plugins (hook register_commands)
+        _plugins_added = True
+        from grefine_kit.cli.plugin_commands import add_plugin_commands
+
+        add_plugin_commands(app.cli)
     return app
 
 
