@@ -260,7 +260,12 @@ def collect(folder: Path, inputs: Path | None = None) -> tuple[str, list[ReportI
     folder the run's inputs were under (default: look in the working folder, ``folder`` and its
     parent), for the input pictures."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long for the disk, a NUL byte
+        why = getattr(exc, "strerror", None) or "not a usable path"
+        raise UserError(f"{display_path(str(folder).replace(chr(0), '?'))}: {why}") from None
+    if not is_folder:
         raise UserError(
             f"{display_path(folder)}: not a folder (give the --out folder of grefine refine or score)"
         )
