@@ -60,6 +60,8 @@ class ReportItem:
     mask_path: Path | None = None
     scores: Mapping[str, float | None] = attrs.field(factory=dict)
     mask_area: float | None = None
+    #: SSIM of the refined image vs its input where the mask left pixels alone (refine records)
+    ssim_unmasked: float | None = None
     stages: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     phrases: tuple[Mapping[str, Any], ...] = ()
     #: the maps come from a model with random weights (a test or demo setup): meaningless
@@ -160,6 +162,7 @@ def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> R
         mask_path=mask,
         scores={str(k): _number(v) for k, v in scores.items() if v is None or _number(v) is not None},
         mask_area=_number(rec.get("mask_area")),
+        ssim_unmasked=_number(rec.get("ssim_unmasked")),
         stages=stages,
         phrases=_phrases(alignment.get("details") if isinstance(alignment, Mapping) else None),
         random_weights=_random_weights(*details),
