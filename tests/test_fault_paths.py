@@ -250,9 +250,6 @@ def test_nothing_outside_out_changes(home: Path, case: Case) -> None:
     assert sorted(os.listdir(home / "outside")) == ["victim.txt"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 20 item 5 (NUL in a manifest cell) is fixed on branch safety-crash"
-)
 def test_a_nul_byte_in_a_manifest_cell_is_one_line(home: Path) -> None:
     (home / "m.csv").write_text("id,image,prompt\na,in/a\0.png,a cat\nz,in/z.png,a dog\n")
     code, err = _invoke("score", *TINY, "--manifest", str(home / "m.csv"), "--out", str(home / "out"))
