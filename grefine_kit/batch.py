@@ -186,7 +186,7 @@ def refine_items(
         raise UserError("no images to refine")
     if len({it.id for it in items}) != len(items):
         raise UserError("item ids must be unique within a run")
-    stems = output_stems([it.image for it in items])
+    stems = output_stems([it.image for it in items], [it.id for it in items])
     if shard is not None:
         ids = [it.id for it in items]
         mine = shard.select(list(zip(items, stems, strict=True)), ids)

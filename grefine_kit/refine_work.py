@@ -114,7 +114,11 @@ class RefineWorker:
         for task, record in zip(tasks, records, strict=True):
             # the batch's wall time shared out: the indicators ran for the batch as a whole
             record["seconds_total"] = round(share, 3)
-            atomic.write_json(self.out_dir / OutputNames(task.stem).report, record)
+            try:
+                atomic.write_json(self.out_dir / OutputNames(task.stem).report, record)
+            except ImageError as exc:  # a name the disk refuses: this item's error only
+                record.update(status="error", error=error_message(exc))
+                record.pop("outputs", None)
         return records
 
     def _refine(

@@ -148,16 +148,20 @@ class ScoreWorker:
             if isinstance(result, Exception):
                 rec["error"] = safe_text(error_message(result))
                 continue
-            rec.update(status="ok", **result.to_json())
-            rec["indicator"] = result.indicator or self.name
             if self.save_maps:
                 names = OutputNames(ready_item.stem)
                 heatmap, npy = names.heatmap(), names.raw_map()
-                # compress_level 3: much faster than the default on large maps, a little bigger
-                overlay = overlay_heatmap(ready_item.image, result.map)
-                atomic.write_png(self.out_dir / heatmap, overlay, compress_level=3)
-                atomic.write_npy(self.out_dir / npy, np.asarray(result.map, dtype=np.float32))
+                try:
+                    # compress_level 3: much faster than the default on large maps, a little bigger
+                    overlay = overlay_heatmap(ready_item.image, result.map)
+                    atomic.write_png(self.out_dir / heatmap, overlay, compress_level=3)
+                    atomic.write_npy(self.out_dir / npy, np.asarray(result.map, dtype=np.float32))
+                except ImageError as e:  # a name the disk refuses: this item's error only
+                    rec["error"] = safe_text(error_message(e))
+                    continue
                 rec.update(heatmap=heatmap, map=npy)
+            rec.update(status="ok", **result.to_json())
+            rec["indicator"] = result.indicator or self.name
         fault_point("after-output-write")
         out = []
         for task, rec in zip(tasks, records, strict=True):

@@ -161,7 +161,7 @@ def score_items(
     work = ScoreWork(indicator, Path(out_dir), save_maps, limit, prompts_given)
     described = indicator_config(indicator) if not work.portable else _builder_config(indicator)
     cfg = config_hash({**described, **(dict(config) if config is not None else {})})
-    stems = output_stems([it.image for it in items])
+    stems = output_stems([it.image for it in items], [it.id for it in items])
     pairs = list(zip(items, stems, strict=True))
     mine = shard.select(pairs, [it.id for it in items]) if shard is not None else pairs
     engine = engine if engine is not None else LocalEngine()

@@ -2,7 +2,8 @@
 handling; each ``*_commands`` module adds one family of commands to it.
 
 The command modules are imported on first use (:func:`main`, or an attribute such as ``cli``),
-so a Ctrl-C while they import is caught like any other: exit 130, no traceback.
+so a Ctrl-C while they import is caught like any other: exit 130, no traceback (SIGTERM: the
+same, exit 143).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ def _load() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM is handled like Ctrl-C: ``cli.signals``)."""
+    from grefine_kit.cli.signals import exit_code, handle_termination, interruption_line
+
     try:
+        handle_termination()
         app = _load()
-    except KeyboardInterrupt:
-        sys.stderr.write("grefine: interrupted\n")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(interruption_line(exc) + "\n")
+        raise SystemExit(exit_code(exc)) from None
     app.main(argv)
 
 

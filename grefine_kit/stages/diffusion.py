@@ -20,7 +20,7 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.checks import choice, integer, number
-from grefine_kit.devices import DTYPE_NAMES
+from grefine_kit.devices import DTYPE_NAMES, check_runnable
 from grefine_kit.parts import HubWeights, Missing, PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
@@ -112,7 +112,7 @@ class _DiffusersStage(PartBase):
     role: ClassVar[str]
 
     model: str = attrs.field(validator=v.instance_of(str))
-    device: str = attrs.field(default="auto", validator=v.instance_of(str))
+    device: str = attrs.field(default="auto", validator=[v.instance_of(str), check_runnable])
     dtype: str = attrs.field(default="auto", validator=choice(DTYPE_NAMES))
     cpu_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
     variant: str = attrs.field(default="", validator=v.instance_of(str))
