@@ -5,6 +5,7 @@ A part is a plain object that follows its kind's protocol (``Indicator.score``,
 toolkit may ask of a part *beyond* that protocol is declared here once, on :class:`PartBase`,
 with a documented default (docs/plugins.md, "Capabilities"):
 
+- :attr:`PartBase.name`: a short label for messages and records. Default: the class name.
 - :attr:`PartBase.requires`: the maps (indicator roles) the part cannot work without; the
   Refiner checks at build time that earlier blocks write them. Default: none.
 - :attr:`PartBase.needs_prompt`: the part reads one prompt per image. Default: False.
@@ -23,9 +24,9 @@ with a documented default (docs/plugins.md, "Capabilities"):
 The toolkit never probes a part for these names. It asks :func:`as_part` for a
 :class:`PartBase` view: a part derived from ``PartBase`` is its own view; any other object (a
 plugin part that only follows its kind's protocol) is wrapped in an adapter that supplies the
-defaults, except that ``needs_prompt`` and ``score_range`` come from the part itself when its
-kind's protocol has them (indicators and metrics declare ``needs_prompt``, metrics
-``score_range``).
+defaults, except that ``name``, ``needs_prompt`` and ``score_range`` come from the part itself
+when its kind's protocol has them (indicators and metrics declare ``needs_prompt``, metrics
+``name`` and ``score_range``; a plugin indicator's ``name`` is read the same way).
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ class PartBase:
     requires: ClassVar[tuple[str, ...]] = ()
 
     @property
+    def name(self) -> str:
+        """A short label for messages and records (the registry name for built-ins). Default:
+        the class name."""
+        return type(self).__name__
+
+    @property
     def needs_prompt(self) -> bool:
         """True when the part reads one prompt per image. Default: False."""
         return False
@@ -150,6 +157,11 @@ class PartBase:
 
 
 @runtime_checkable
+class _Named(Protocol):
+    name: str
+
+
+@runtime_checkable
 class _ReadsPrompts(Protocol):
     needs_prompt: bool
 
@@ -165,6 +177,12 @@ class _ProtocolOnly(PartBase):
 
     def __init__(self, part: object) -> None:
         self.part = part
+
+    @property
+    def name(self) -> str:
+        if isinstance(self.part, _Named) and self.part.name:
+            return str(self.part.name)
+        return type(self.part).__name__
 
     @property
     def needs_prompt(self) -> bool:

@@ -37,7 +37,7 @@ import attrs
 
 from grefine_kit.devices import resolve_device, resolve_dtype
 from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
-from grefine_kit.hub import hub_reachable, quiet_hub_logs
+from grefine_kit.hub import cache_then_hub
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
 
 __all__ = [
@@ -111,25 +111,21 @@ def download_weights(model: str, *, variant: str = "", revision: str = "") -> st
 def _hub_folder(repo_id: str, variant: str, revision: str) -> str:
     from diffusers import DiffusionPipeline
 
-    try:
-        with quiet_hub_logs():
-            try:  # the local cache first: instant, and works offline
-                folder = DiffusionPipeline.download(
-                    repo_id, variant=variant or None, revision=revision or None, local_files_only=True
-                )
-            except Exception:
-                if not hub_reachable():
-                    raise OSError("not in the local cache, and the hub is not reachable") from None
-                folder = DiffusionPipeline.download(
-                    repo_id, variant=variant or None, revision=revision or None
-                )
-    except Exception as exc:  # the hub client raises many types (offline, 404, gated, auth)
-        raise MissingDependencyError(
+    def load(cache_only: bool) -> str:
+        return str(
+            DiffusionPipeline.download(
+                repo_id, variant=variant or None, revision=revision or None, local_files_only=cache_only
+            )
+        )
+
+    def missing(exc: BaseException) -> Exception:  # the hub client raises many types (404, gated, auth)
+        return MissingDependencyError(
             f"could not get diffusers weights {repo_id!r} ({type(exc).__name__}: {exc}). "
             f"Run `grefine fetch-weights` where the Hugging Face hub is reachable, or point the "
             f"stage's model option at a local diffusers folder."
-        ) from None
-    return str(folder)
+        )
+
+    return cache_then_hub(load, missing)
 
 
 def load_pipeline(
