@@ -45,6 +45,7 @@ from grefine_kit.indicators.alignment_rules import (
     decide_alignment,
     defect_map,
 )
+from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
 from grefine_kit.parts import Missing
 from grefine_kit.types import Phrase, QualityMap
@@ -128,7 +129,7 @@ def _beta(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
 
 
 def _check_parser_instance(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(getattr(value, "parse", None)):
+    if value is not None and not isinstance(value, Parser):
         raise ValueError(
             f"{attribute.name} must be a parser object with parse(prompt) (Python only), or None"
         )
@@ -190,11 +191,12 @@ class AQMap(ClipIndicator):
 
     def spacy_pipeline(self) -> Any:
         """The spaCy pipeline of the ``spacy`` parser in use (parser mode ``reference``)."""
+        from grefine_kit.parsers.spacy_parser import SpacyParser
+
         parser = self.get_parser()
-        load = getattr(parser, "load", None)
-        if not callable(load):
+        if not isinstance(parser, SpacyParser):
             raise UserError("aq-map: parser mode 'reference' needs the spaCy parser (parser = 'spacy')")
-        return load()
+        return parser.load()
 
     @property
     def template_list(self) -> tuple[str, ...]:
