@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from grefine_kit.region_rules import RegionPrompts, plan_regions
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.stages.base import StageRequest, StageResult, derive_seed
 from grefine_kit.strength import stage1_strength
@@ -72,14 +73,29 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         return {**stage_report(result, strength, steps), "regions": None}
     current = state.image.copy()
     per_region: list[dict[str, Any]] = []
-    for index, region in enumerate(state.regions):
+    own = state.region_prompts
+    plans = plan_regions(
+        state.regions,
+        prompt=state.prompt,
+        prompts=own if own is not None else RegionPrompts.parse(options.region_prompts),
+        fallback=options.region_prompt_fallback,
+        rules=options.region_rules,
+    )
+    for region, plan in zip(state.regions, plans, strict=True):
+        index = plan.index
         crop = current.crop(region.crop)
         seed = region_seed(state.seed, index)
+        entry = {"index": index, **region.to_json(), "prompt": plan.prompt}
+        entry["prompt_source"] = plan.prompt_source
+        if plan.skip is not None:  # nothing runs: its pixels stay exactly as they are
+            skipped = StageResult(image=crop, skipped=plan.skip)
+            per_region.append({**entry, **stage_report(skipped, strength, steps), "seed": seed})
+            continue
         request = StageRequest(
             image=crop,
             mask=region.mask,
-            prompt=state.prompt,
-            emphasis=region.emphasis,
+            prompt=plan.prompt,
+            emphasis=plan.emphasis,
             strength=strength,
             steps=steps,
             seed=seed,
@@ -87,7 +103,7 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         )
         result = _checked(stage.run(request), crop.size, f"stage1 on region {index}")
         current.paste(paste_back(crop, result.image, region.mask.soft), region.crop[:2])
-        per_region.append({**region.to_json(), **stage_report(result, strength, steps), "seed": seed})
+        per_region.append({**entry, **stage_report(result, strength, steps), "seed": seed})
     state.image = current
     ran = [r for r in per_region if r["skipped"] is None]
     return {

@@ -14,6 +14,8 @@ line), ``.parquet`` (needs ``pyarrow``). Columns (case-insensitive; others are i
                           ``ssim``...), the size of ``image``; relative like ``image``
 ``region``     optional   a region mask (black = outside, white = inside), the size of
                           ``image``, for the region metrics; relative like ``image``
+``region_prompts`` opt.   refine: this image's own prompts per region, ``[SEP]``-separated
+                          (docs/refiner.md; blank: the recipe's ``refiner.region_prompts``)
 =============  =========  ==========================================================
 
 A missing ``image`` column, a duplicate id, a bad seed or an unreadable file is one
@@ -42,7 +44,7 @@ MAX_MANIFEST_BYTES: Final = 2 * 2**30
 """The largest CSV/JSONL manifest read (2 GiB: tens of millions of rows)."""
 MAX_SEED: Final = 2**63 - 1
 
-_COLUMNS: Final = ("id", "image", "prompt", "seed", "reference", "region")
+_COLUMNS: Final = ("id", "image", "prompt", "seed", "reference", "region", "region_prompts")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Item]:
@@ -206,6 +208,7 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
                 seed=_seed(p, line, row.get("seed")),
                 reference=_side_file(base, row.get("reference")),
                 region=_side_file(base, row.get("region")),
+                region_prompts=_text(row.get("region_prompts")),
             )
         )
     if not items:
