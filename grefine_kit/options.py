@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.checks import choice, integer, unit
+from grefine_kit.combiners import COLOUR_MATCH_MODES
 from grefine_kit.errors import UserError
 from grefine_kit.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
 from grefine_kit.registry import error_text, suggest
@@ -77,6 +78,9 @@ class RefinerOptions:
         region_min_area / region_max_area: leave untouched the regions whose area (fraction of
             the image) is outside this range.
         region_min_score: leave untouched the regions whose detector score is below this.
+        colour_match: shift stage 1's repaint to the colour of its surroundings before pasting
+            it back: ``none``, ``mean`` or ``local`` (:func:`grefine_kit.combiners.match_colour`).
+        colour_match_width: the ring (px outside the mask) whose colour drift is measured.
     """
 
     iterations: int = attrs.field(default=20, validator=integer(0, 1000))
@@ -93,6 +97,8 @@ class RefinerOptions:
     region_min_area: float = attrs.field(default=0.0, validator=unit)
     region_max_area: float = attrs.field(default=1.0, validator=unit)
     region_min_score: float = attrs.field(default=0.0, validator=unit)
+    colour_match: str = attrs.field(default="none", validator=choice(COLOUR_MATCH_MODES))
+    colour_match_width: int = attrs.field(default=8, validator=integer(1, 1024))
 
     def __attrs_post_init__(self) -> None:
         if self.strength_min > self.strength_max:
