@@ -27,12 +27,12 @@ from grefine_kit.parts import PartBase
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = [
+    "COLOUR_MATCH_MODES",
     "AlignmentCombiner",
     "Combiner",
     "GRefineCombiner",
     "PerceptualCombiner",
     "SoftCombiner",
-    "COLOUR_MATCH_MODES",
     "at_size",
     "box_mean",
     "box_sum",

@@ -62,8 +62,9 @@ def border_steps(image: np.ndarray, mask: np.ndarray, border: np.ndarray, width:
 @attrs.define(kw_only=True)
 class Seam(MetricBase):
     """``seam``: the mean change of the colour step across the refiner mask's border, from the
-    input to the scored image (see the module docstring). ``width``: the window's half-width in pixels (8; wider sees a
-    colour shift spread over a feathered edge, narrower only a hard one)."""
+    input to the scored image (see the module docstring). ``width``: the window's half-width
+    in pixels (8; wider sees a colour shift spread over a feathered edge, narrower only a hard
+    one)."""
 
     width: int = attrs.field(default=8, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)])
 
