@@ -326,3 +326,17 @@ def test_the_html_report_shows_each_regions_prompt_or_skip() -> None:
     page = render("refine", [item], title="t")
     assert "a &lt;b&gt;face&lt;/b&gt;" in page and "(order)" in page
     assert "skipped: skipped by region_skip (index 1)" in page
+
+
+def test_a_manifest_reads_region_prompts_as_text_or_a_jsonl_list(tmp_path: Path) -> None:
+    from grefine_kit.runs.manifest import read_manifest
+
+    (tmp_path / "m.jsonl").write_text(
+        '{"image": "a.png", "region_prompts": ["a roof", "[alignment] an oak"]}\n'
+        '{"image": "b.png", "region_prompts": "x [SEP] y"}\n{"image": "c.png"}\n'
+    )
+    got = [it.region_prompts for it in read_manifest(tmp_path / "m.jsonl")]
+    assert got == ["a roof [SEP] [alignment] an oak", "x [SEP] y", None]
+    (tmp_path / "bad.jsonl").write_text('{"image": "a.png", "region_prompts": {"a": 1}}\n')
+    with pytest.raises(UserError, match="'region_prompts' must be text"):
+        read_manifest(tmp_path / "bad.jsonl")
