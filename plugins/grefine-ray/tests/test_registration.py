@@ -86,3 +86,9 @@ def test_no_tasks_and_non_portable_work_need_no_ray(tmp_path: Path) -> None:
     assert "this echo work is not: use --engine local" in str(info.value)
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         list(RayEngine().run(EchoWork(tmp_path), echo_tasks(2), batch_size=0))
+
+
+def test_entry_module_list_and_doctor_stay_light() -> None:
+    from grefine_kit.testing import check_plugin_light
+
+    check_plugin_light("grefine_ray", distribution="grefine-ray")
