@@ -67,8 +67,9 @@ def list_command(kind: str | None, pattern: str) -> None:
 
 
 def _metric_facts(metadata: Mapping[str, Any]) -> str:
-    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none)."""
-    from grefine_kit.metrics.base import format_range
+    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none),
+    with ``needs reference+region`` for a metric that reads more than the image."""
+    from grefine_kit.metrics.base import format_needs, format_range
 
     lower = metadata.get("lower_better")
     arrow = "?" if lower is None else ("↓" if lower else "↑")
@@ -78,7 +79,9 @@ def _metric_facts(metadata: Mapping[str, Any]) -> str:
     except (TypeError, ValueError):
         shown = "[?]"
     prompt = " prompt" if metadata.get("needs_prompt") else ""
-    return f"{arrow} {shown}{prompt}"
+    needs = metadata.get("needs")
+    shown_needs = format_needs(needs) if isinstance(needs, (list, tuple, set, frozenset)) else ""
+    return f"{arrow} {shown}{prompt}" + (f" needs {shown_needs}" if shown_needs else "")
 
 
 # -- recipes ----------------------------------------------------------------------------

@@ -4,8 +4,9 @@
   ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
   ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
-  ``check_engine``, and ``check_part(kind, name, **options)``; ``check_plugin_light`` (a
-  plugin's entry module, ``grefine list`` and ``grefine doctor`` import no heavy library);
+  ``check_engine``, and ``check_part(kind, name, **options)``; ``sample_images`` and, for
+  metrics that declare ``needs``, ``sample_contexts``; ``check_plugin_light`` (a plugin's
+  entry module, ``grefine list`` and ``grefine doctor`` import no heavy library);
   ``run_files.check_files_whole`` (every file a killed and resumed run left is complete).
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
@@ -20,6 +21,7 @@ from grefine_kit.testing.conformance import (
     check_recipe,
     check_regions,
     check_stage,
+    sample_contexts,
     sample_images,
 )
 from grefine_kit.testing.engine_check import check_engine
@@ -40,5 +42,6 @@ __all__ = [
     "check_recipe",
     "check_regions",
     "check_stage",
+    "sample_contexts",
     "sample_images",
 ]
