@@ -16,9 +16,10 @@ item (``item``), whatever the engine's batching. Its ``mode`` (``--log-format``,
 
 The ETA counts only the items done in this run, from the end of the first one (models load
 lazily, during the first item): model loading and items skipped as already done do not skew
-it; it shows from the second item on.
-The runner calls ``planned`` (after resume checks), ``started`` (workers ready), ``item`` per
-finished item and ``close``.
+it; it shows from the second item on. An item's ``seconds`` is the wall time since the
+previous one (the first: since ``planned``, start-up included). The runner calls
+``planned`` (after resume checks), ``started`` (workers ready), ``item`` per finished item
+and ``close``.
 ``step(done, total)`` is the hook for progress inside an item (e.g. denoising steps): the bar
 shows it; a stage finds the active report with :func:`active_progress`.
 """
@@ -105,6 +106,7 @@ class RunProgress:
         """The run is planned: ``n_skipped`` items were already done (resume; counted, not
         timed); the workers load next (a bar appears now, a text line says what is to do)."""
         self.n_skipped = max(0, int(n_skipped))
+        self._since = self._last = self._clock()
         todo = self.total - self.n_skipped
         if self._wants_bar and self._bar is None:
             from tqdm.auto import tqdm
@@ -122,9 +124,9 @@ class RunProgress:
             self._say(f"{self.kind}: {todo} item(s) to do{done}{loading}")
 
     def started(self) -> None:
-        """The workers are ready: rates and the ETA count from now."""
-        self._since = self._last = self._clock()
-        self._first = None
+        """The workers are ready (some engines say so with their first record): the bar's
+        clock restarts. The first item's ``seconds`` still count from ``planned``: they
+        include the start-up, which is the honest figure for it."""
         if self._bar is not None:
             self._bar.reset()  # tqdm's clock restarts; initial: its rate counts only new items
             self._bar.initial = self._bar.n = self._bar.last_print_n = self.n_skipped

@@ -48,8 +48,8 @@ def test_text_lines_one_per_item_with_a_sane_eta() -> None:
     lines = err.splitlines()
     assert out == ""
     assert lines[0] == "refine: 4 item(s) to do; loading models"
-    # the first item pays for lazily loaded models: no ETA from it alone
-    assert lines[1] == "refine [1/4] i0.png: ok (20.0 s)"
+    # the first item pays for loading (30 s) and lazily loaded models: no ETA from it alone
+    assert lines[1] == "refine [1/4] i0.png: ok (50.0 s)"
     # from the second item on: the rate since the first item (2 s an item, 2 items left)
     assert lines[2] == "refine [2/4] i1.png: error: boom (2.0 s, ETA 0:04)"
     assert lines[3] == "refine [3/4] i2.png: ok (2.0 s, ETA 0:02)"
@@ -61,7 +61,7 @@ def test_skipped_items_count_as_done_but_not_in_the_rate() -> None:
     _, err = _run("text", [5.0, 1.0], skipped=2)
     lines = err.splitlines()
     assert lines[0] == "refine: 2 item(s) to do, 2 already done; loading models"
-    assert lines[1].startswith("refine [3/4] i0.png: ok (5.0 s")
+    assert lines[1] == "refine [3/4] i0.png: ok (35.0 s)"
     assert lines[2] == "refine [4/4] i1.png: error: boom (1.0 s)"
 
 
@@ -74,7 +74,8 @@ def test_jsonl_events_on_stdout_only() -> None:
     assert [e["done"] for e in events[1:4]] == [1, 2, 3]
     assert events[1]["eta_s"] is None and events[2]["eta_s"] == 2.0
     assert events[2]["status"] == "error" and events[2]["error"] == "boom"
-    assert (events[-1]["ok"], events[-1]["failed"], events[-1]["seconds"]) == (2, 1, 5.0)
+    assert events[1]["seconds"] == 33.0 and events[2]["seconds"] == 1.0
+    assert (events[-1]["ok"], events[-1]["failed"], events[-1]["seconds"]) == (2, 1, 35.0)
 
 
 @pytest.mark.parametrize("mode", ["bar", "off", True, False])
@@ -84,7 +85,7 @@ def test_quiet_modes_print_nothing_off_a_terminal(mode: Any) -> None:
 
 def test_auto_off_a_terminal_is_text_lines() -> None:
     _, err = _run("auto", [1.0])
-    assert "refine [1/4] i0.png: ok (1.0 s)" in err.splitlines()
+    assert "refine [1/4] i0.png: ok (31.0 s)" in err.splitlines()
 
 
 def test_a_bar_on_a_terminal_counts_skipped_items_and_steps() -> None:
