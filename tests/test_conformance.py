@@ -46,6 +46,7 @@ CASES = [
             "ssim-rest",
             "ssim-unmasked",
             "mask-iou",
+            "seam",
         )
     ],
     ("metric", "ssim", {"convention": "skimage"}),
