@@ -238,8 +238,12 @@ def test_no_getattr_probing_of_part_capabilities() -> None:
                 and node.args[1].value in _CAPABILITY_NAMES
             ):
                 probes.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
-    allowed = {"grefine_kit/testing/engine_check.py"}  # engines are not parts: it checks the protocol
-    assert [p for p in probes if p.split(":")[0] not in allowed] == []
+    allowed = {  # ``name`` read off objects that are not parts
+        "grefine_kit/testing/engine_check.py",  # an engine: the check asserts its protocol
+        "grefine_kit/errors.py",  # an attrs Attribute inside a validator's TypeError
+        "grefine_kit/images.py",  # an open file object
+    }
+    assert [p for p in probes if p.split(":")[0] not in allowed or "'name'" not in p] == []
 
 
 def test_preflight_knows_no_parts_internals() -> None:
