@@ -131,26 +131,35 @@ class Refiner:
     # -- public API ------------------------------------------------------------------------
 
     def refine(
-        self, image: Image.Image, prompt: str, image_id: str = "image", *, seed: int | None = None
+        self,
+        image: Image.Image,
+        prompt: str,
+        image_id: str = "image",
+        *,
+        seed: int | None = None,
+        region: Any = None,
     ) -> RefineResult:
         """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
-        unless ``seed`` gives the image's base seed explicitly."""
-        return next(self.refine_many([(image, prompt, image_id, seed)]))
+        unless ``seed`` gives the image's base seed explicitly. ``region``: the item's own
+        region mask (bool ``(H, W)``), for the ``region-map`` indicator."""
+        return next(self.refine_many([(image, prompt, image_id, seed, region)]))
 
     def refine_many(
         self, items: Iterable[tuple[Any, ...]], *, batch_size: int | None = None
     ) -> Iterator[RefineResult]:
-        """Refine ``(image, prompt, image_id)`` or ``(image, prompt, image_id, seed)`` items
-        lazily, scoring ``batch_size`` (default: the ``batch_size`` option) at a time. Results
-        do not depend on the batching (seeds come from the ids, or from the explicit seed:
-        ``derive_seed(seed, image_id)``)."""
+        """Refine ``(image, prompt, image_id)``, ``(image, prompt, image_id, seed)`` or
+        ``(image, prompt, image_id, seed, region)`` items lazily, scoring ``batch_size`` (default:
+        the ``batch_size`` option) at a time. Results do not depend on the batching (seeds come
+        from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``). ``region``
+        (bool ``(H, W)`` or None) is the item's own region mask, for ``region-map``."""
         size = self.options.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {size!r}")
-        batch: list[tuple[Image.Image, str, str, int | None]] = []
+        batch: list[tuple[Image.Image, str, str, int | None, Any]] = []
         for item in items:
             image, prompt, image_id, *rest = item
-            batch.append((image, prompt, image_id, rest[0] if rest else None))
+            rest = [*rest, None, None]
+            batch.append((image, prompt, image_id, rest[0], rest[1]))
             if len(batch) == size:
                 yield from self._refine_batch(batch)
                 batch = []
@@ -160,12 +169,14 @@ class Refiner:
     # -- internals -------------------------------------------------------------------------
 
     def _refine_batch(
-        self, batch: Sequence[tuple[Image.Image, str, str, int | None]]
+        self, batch: Sequence[tuple[Image.Image, str, str, int | None, Any]]
     ) -> Iterator[RefineResult]:
         started = time.perf_counter()
         states = [
-            RefineState.start(im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id))
-            for im, prompt, image_id, bs in batch
+            RefineState.start(
+                im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id), region
+            )
+            for im, prompt, image_id, bs, region in batch
         ]
         # the leading batched blocks (indicators) see the whole batch; the rest run image by
         # image, so a finished image is handed out before the next one starts

@@ -103,7 +103,9 @@ class RefineWorker:
                 )
                 continue
             try:
-                ready.append((i, load_image(task.item.image)))
+                image = load_image(task.item.image)
+                region = _item_region(task, image)
+                ready.append((i, (image, region)))
             except Exception as exc:  # one unreadable image must not sink the batch
                 if is_setup_error(exc):
                     raise
@@ -125,11 +127,11 @@ class RefineWorker:
         if not hasattr(self.refiner, "refine_many"):  # a duck-typed refiner: one image a call
             self._one_by_one(tasks, ready, records)
             return
-        args = [self._args(tasks[i], image) for i, image in ready]
+        args = [self._args(tasks[i], loaded) for i, loaded in ready]
         done = 0
         try:
             for result in self.refiner.refine_many(args, batch_size=len(args)):
-                i, image = ready[done]
+                i, (image, _region) = ready[done]
                 self._finish(tasks[i], image, result, records[i])
                 done += 1
         except Exception as exc:
@@ -143,24 +145,27 @@ class RefineWorker:
     def _one_by_one(
         self, tasks: Sequence[Task], ready: list[tuple[int, Any]], records: list[dict[str, Any]]
     ) -> None:
-        for i, image in ready:
+        for i, loaded in ready:
             try:
-                result = self._refine_one(tasks[i], image)
-                self._finish(tasks[i], image, result, records[i])
+                result = self._refine_one(tasks[i], loaded)
+                self._finish(tasks[i], loaded[0], result, records[i])
             except Exception as exc:
                 if is_setup_error(exc):
                     raise
                 records[i].update(status="error", error=error_message(exc))
 
-    def _refine_one(self, task: Task, image: Any) -> Any:
+    def _refine_one(self, task: Task, loaded: tuple[Any, Any]) -> Any:
         if hasattr(self.refiner, "refine_many"):
-            return next(self.refiner.refine_many([self._args(task, image)], batch_size=1))
-        extra = {"seed": task.item.seed} if task.item.seed is not None else {}
-        return self.refiner.refine(image, task.item.prompt, image_id=task.item.id, **extra)
+            return next(self.refiner.refine_many([self._args(task, loaded)], batch_size=1))
+        extra: dict[str, Any] = {"seed": task.item.seed} if task.item.seed is not None else {}
+        if loaded[1] is not None:
+            extra["region"] = loaded[1]
+        return self.refiner.refine(loaded[0], task.item.prompt, image_id=task.item.id, **extra)
 
-    def _args(self, task: Task, image: Any) -> tuple[Any, ...]:
+    def _args(self, task: Task, loaded: tuple[Any, Any]) -> tuple[Any, ...]:
         # an item's own seed replaces the recipe seed: derive_seed(item seed, item id)
-        return (image, task.item.prompt, task.item.id, task.item.seed)
+        image, region = loaded
+        return (image, task.item.prompt, task.item.id, task.item.seed, region)
 
     def _finish(self, task: Task, image: Any, result: Any, record: dict[str, Any]) -> None:
         names = OutputNames(task.stem)
@@ -175,6 +180,16 @@ class RefineWorker:
             return
         record.update(status="ok", **dict(result.report))
         record["outputs"] = [names.image, names.report, *written]
+
+
+def _item_region(task: Task, image: Any) -> Any:
+    """The item's region mask (bool ``(H, W)``) when its manifest names one, else None."""
+    path = getattr(task.item, "region", None)
+    if path is None:
+        return None
+    from grefine_kit.indicators.region_map import read_region
+
+    return read_region(path, image.size)
 
 
 def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_maps: bool) -> list[str]:

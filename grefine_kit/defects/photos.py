@@ -1,0 +1,83 @@
+"""Clean photos to plant defects into: the ones that ship with the toolkit, or the user's own.
+
+``builtin_photos()`` gives the colour photographs bundled inside the scikit-image wheel
+(``skimage.data``: readable offline; the datasets it would download are left out) and the
+clean original of the demo image (``grefine_kit/data/example-clean.png``). Licences: the
+scikit-image photos are public domain or CC0/CC-BY as listed in scikit-image's own
+``skimage/data/README.txt``; the demo image's notice is ``grefine_kit/data/NOTICE``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import attrs
+from PIL import Image
+
+from grefine_kit.errors import MissingDependencyError, UserError
+
+__all__ = ["BUILTIN_NAMES", "Photo", "builtin_photos", "clean_example_path", "load_photos"]
+
+#: skimage.data functions whose files ship in the wheel, all colour photographs
+BUILTIN_NAMES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+)
+
+
+@attrs.frozen
+class Photo:
+    """A named clean RGB photo (``name`` becomes part of the item ids)."""
+
+    name: str
+    image: Image.Image = attrs.field(eq=False, repr=False)
+
+
+def clean_example_path() -> Path:
+    """The demo image's clean original (384×384, no planted defect)."""
+    return Path(str(resources.files("grefine_kit") / "data" / "example-clean.png"))
+
+
+def builtin_photos() -> list[Photo]:
+    """The bundled photos (see the module docstring), in :data:`BUILTIN_NAMES` order, then the
+    demo image's clean original as ``example``."""
+    try:
+        from skimage import data
+    except ImportError as exc:  # a core dependency; only a broken install gets here
+        raise MissingDependencyError("the bundled photos need scikit-image (pip install scikit-image)") from exc
+    photos = []
+    for name in BUILTIN_NAMES:
+        loader: Callable[[], object] = getattr(data, name)
+        arr = loader()
+        if isinstance(arr, tuple):  # stereo_motorcycle: (left, right, disparity); the left view
+            arr = arr[0]
+        photos.append(Photo(name, Image.fromarray(arr).convert("RGB")))  # type: ignore[arg-type]
+    with Image.open(clean_example_path()) as im:
+        photos.append(Photo("example", im.convert("RGB")))
+    return photos
+
+
+def load_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Photo]:
+    """The user's photos: files, or folders (their images, sorted), safely loaded as RGB."""
+    from grefine_kit.inputs import expand_inputs
+    from grefine_kit.images import load_image
+
+    files = expand_inputs(paths)
+    photos = []
+    seen: set[str] = set()
+    for f in files:
+        name = Path(f).stem
+        if name in seen:
+            raise UserError(f"{f}: two photos are named {name!r}; item ids must be unique, rename one")
+        seen.add(name)
+        photos.append(Photo(name, load_image(f)))
+    return photos
