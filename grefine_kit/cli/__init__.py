@@ -17,6 +17,7 @@ def _load() -> Any:
     from grefine_kit.cli import (  # noqa: F401  (registers the commands)
         app,
         benchmark_commands,
+        defect_commands,
         doctor_commands,
         image_commands,
         iqa_commands,
