@@ -47,15 +47,12 @@ class Item:
         image: the input file.
         prompt: the text prompt (None: the indicator needs none, or the prompts CSV has no row).
         seed: a base seed for this item overriding the recipe's (None: the recipe's).
-        region: a region mask file for this item (a manifest's ``region`` column), read for
-            the ``region-map`` indicator (None: none).
     """
 
     id: str
     image: Path
     prompt: str | None = None
     seed: int | None = None
-    region: Path | None = None
 
 
 def input_root(paths: Sequence[Path]) -> Path:

@@ -10,9 +10,6 @@ line), ``.parquet`` (needs ``pyarrow``). Columns (case-insensitive; others are i
                       ``/`` separators); keys the record log, the shard and the seed
 ``prompt`` optional   the prompt (refine needs one per item; a blank cell is "none")
 ``seed``   optional   the item's base seed, an integer 0..2**63-1 (blank: the recipe's)
-``region`` optional   a region mask file (relative like ``image``), read by the
-                      ``region-map`` indicator (``grefine make-defects`` writes one);
-                      a missing or bad mask is that item's error
 =========  =========  ==============================================================
 
 A missing ``image`` column, a duplicate id, a bad seed or an unreadable file is one
@@ -39,7 +36,7 @@ MAX_MANIFEST_BYTES: Final = 2 * 2**30
 """The largest CSV/JSONL manifest read (2 GiB: tens of millions of rows)."""
 MAX_SEED: Final = 2**63 - 1
 
-_COLUMNS: Final = ("id", "image", "prompt", "seed", "region")
+_COLUMNS: Final = ("id", "image", "prompt", "seed")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Item]:
@@ -185,17 +182,12 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
             )
         first_line[item_id] = line
         path = Path(image)
-        region = _text(row.get("region"))
-        region_path = Path(region.replace("\\", "/")) if region is not None else None
         items.append(
             Item(
                 id=item_id,
                 image=path if path.is_absolute() else base / path,
                 prompt=_text(row.get("prompt")),
                 seed=_seed(p, line, row.get("seed")),
-                region=None
-                if region_path is None
-                else (region_path if region_path.is_absolute() else base / region_path),
             )
         )
     if not items:
