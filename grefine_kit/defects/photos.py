@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -19,7 +18,7 @@ from PIL import Image
 
 from grefine_kit.errors import MissingDependencyError, UserError
 
-__all__ = ["BUILTIN_MAX_SIDE", "BUILTIN_NAMES", "Photo", "builtin_photos", "clean_example_path", "load_photos"]
+__all__ = ["BUILTIN_MAX_SIDE", "BUILTIN_NAMES", "Photo", "builtin_photos", "load_photos"]
 
 #: skimage.data functions whose files ship in the wheel, all colour photographs
 BUILTIN_NAMES = (
@@ -40,11 +39,6 @@ class Photo:
 
     name: str
     image: Image.Image = attrs.field(eq=False, repr=False)
-
-
-def clean_example_path() -> Path:
-    """The demo image's clean original (384×384, no planted defect)."""
-    return Path(str(resources.files("grefine_kit") / "data" / "example-clean.png"))
 
 
 #: bundled photos larger than this (px, longer side) are downscaled (Lanczos) to it, so a set
@@ -74,7 +68,9 @@ def builtin_photos(max_side: int = BUILTIN_MAX_SIDE) -> list[Photo]:
         if isinstance(arr, tuple):  # stereo_motorcycle: (left, right, disparity); the left view
             arr = arr[0]
         photos.append(Photo(name, _fit(Image.fromarray(arr).convert("RGB"), max_side)))  # type: ignore[arg-type]
-    with Image.open(clean_example_path()) as im:
+    from grefine_kit.demo import clean_path
+
+    with Image.open(clean_path()) as im:
         photos.append(Photo("example", im.convert("RGB")))
     return photos
 

@@ -148,6 +148,16 @@ def _stages_cell(item: ReportItem) -> str:
     return f'<table class="small">{"".join(rows)}</table>'
 
 
+def _fidelity_cell(item: ReportItem) -> str:
+    """The ``<stem>.fidelity.json`` figures (against a clean reference), when there are any."""
+    if not item.fidelity:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td></tr>" for k, v in item.fidelity.items()
+    )
+    return f'<div style="margin-top:.4em"><table class="small"><tr><th colspan=2>vs reference</th></tr>{rows}</table></div>'
+
+
 def _phrases_cell(item: ReportItem) -> str:
     if not item.phrases:
         return "&ndash;"
@@ -178,7 +188,8 @@ def _row(item: ReportItem, score_names: Sequence[str], max_size: int) -> str:
     cells += [
         _images_cell(item, max_size),
         _maps_cell(item, max_size),
-        f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>',
+        f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>'
+        + _fidelity_cell(item),
     ]
     return f"<tr {attrs_text}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
