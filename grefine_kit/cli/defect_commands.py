@@ -38,16 +38,23 @@ def _sizes(text: str) -> tuple[float, float]:
 
 @cli.command("make-defects")
 @click.argument("photos", nargs=-1, type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="folder to write the set into")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="folder to write the set into"
+)
 @click.option(
     "--builtin",
     is_flag=True,
     help="add the bundled photos: scikit-image's colour photographs and the demo image's clean original",
 )
 @click.option("--kinds", default="noise,blur,jpeg", show_default=True, help="defect kinds, comma-separated")
-@click.option("--seeds", default="0", show_default=True, help="one defect per photo, kind and seed (e.g. 0,1)")
 @click.option(
-    "--sizes", default="1/25,1/6", show_default=True, help="smallest,largest defect area as a fraction of the image"
+    "--seeds", default="0", show_default=True, help="one defect per photo, kind and seed (e.g. 0,1)"
+)
+@click.option(
+    "--sizes",
+    default="1/25,1/6",
+    show_default=True,
+    help="smallest,largest defect area as a fraction of the image",
 )
 @user_errors
 def make_defects_command(

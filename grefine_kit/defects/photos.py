@@ -60,7 +60,9 @@ def builtin_photos(max_side: int = BUILTIN_MAX_SIDE) -> list[Photo]:
     try:
         from skimage import data
     except ImportError as exc:  # a core dependency; only a broken install gets here
-        raise MissingDependencyError("the bundled photos need scikit-image (pip install scikit-image)") from exc
+        raise MissingDependencyError(
+            "the bundled photos need scikit-image (pip install scikit-image)"
+        ) from exc
     photos = []
     for name in BUILTIN_NAMES:
         loader: Callable[[], object] = getattr(data, name)
@@ -77,8 +79,8 @@ def builtin_photos(max_side: int = BUILTIN_MAX_SIDE) -> list[Photo]:
 
 def load_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Photo]:
     """The user's photos: files, or folders (their images, sorted), safely loaded as RGB."""
-    from grefine_kit.inputs import expand_inputs
     from grefine_kit.images import load_image
+    from grefine_kit.inputs import expand_inputs
 
     files = expand_inputs(paths)
     photos = []

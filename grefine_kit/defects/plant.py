@@ -78,7 +78,9 @@ class Planted:
 def _check_sizes(sizes: tuple[float, float]) -> tuple[float, float]:
     lo, hi = (float(s) for s in sizes)
     if not (0.0 < lo <= hi < 1.0):
-        raise UserError(f"defect sizes must satisfy 0 < smallest <= largest < 1 (area fractions); got {lo}, {hi}")
+        raise UserError(
+            f"defect sizes must satisfy 0 < smallest <= largest < 1 (area fractions); got {lo}, {hi}"
+        )
     return lo, hi
 
 

@@ -1,28 +1,32 @@
-"""Per-block evidence of three local defects (noise, blur, JPEG blocking), weight-free, numpy only.
+"""Per-block evidence of three local defects (noise, blur, JPEG blocking), weight-free.
 
 Each detector compares a block with the rest of *the same image*, so no training data or
 weights are involved: a planted or accidental defect is a region whose statistics depart from
-the image's own typical block. All work is on ``BLOCK``×``BLOCK`` px blocks of the luma
-``Y = 0.299 R + 0.587 G + 0.114 B`` (and, for noise, the two chroma differences).
+the image's own typical block. All work is on ``BLOCK``×``BLOCK`` px blocks (16) of the luma
+``Y = 0.299 R + 0.587 G + 0.114 B`` or of the chroma differences (numpy + scipy.ndimage).
 
-- **noise**: the block's noise level ``σ`` by Donoho's robust estimator on the finest diagonal
-  Haar band, ``σ = median(|HH|) / 0.6745``, taken as the largest of luma and the chroma
-  differences ``R − G`` and ``B − G`` (sensor-like noise is independent per channel, so it shows
-  in chroma, where natural texture is weak). Evidence ``(σ − t) / t`` clipped to [0, 1] with
-  ``t = max(noise_ratio × median σ, median σ + noise_floor)``: up from ``noise_ratio`` times
-  the image's typical level (and at least ``noise_floor`` grey levels above it).
-- **blur**: loss of fine detail where there is coarse structure. Fine energy ``F`` is the mean
-  ``HH² + HL² + LH²`` of the finest Haar level, coarse structure ``C`` the variance of the
-  block's 4×4-px cell means. ``r = sqrt(F / C)`` is scale-free; a blurred patch loses ``F``
-  while keeping much of ``C``. Evidence ``(1 − r / (blur_ratio × r_ref))`` scaled to [0, 1],
-  where ``r_ref`` is the median ``r`` of the image's structured blocks, counted only where
-  ``C ≥ structure_floor`` (a flat sky has nothing to lose).
-- **jpeg**: blocking on the 8-px grid. Per block, the mean absolute luma step across the
-  grid lines that bound it over the mean absolute step between neighbouring pixels inside it
-  (plus one grey level, so flat blocks read 1). Natural images give about 1 whatever the
-  texture; heavy JPEG gives flat 8×8 cells with steps at their edges. Evidence
-  ``(b − jpeg_ratio) / jpeg_ratio`` clipped to [0, 1]. The grid's phase (a cropped JPEG's grid
-  need not start at pixel 0) is found per image as the offset with the strongest steps.
+- **noise** (colour noise, independent per channel as a sensor's): the block's noise level
+  ``σ`` by Donoho's robust estimator on the finest diagonal Haar band,
+  ``σ = median(|HH|) / 0.6745``, of the chroma differences ``(R − G)/√2`` and ``(B − G)/√2``
+  (the larger). Natural texture lives in the luma and barely shows there, so textured photos
+  do not read as noisy; noise that is the same in R, G and B (grey noise) is not seen. Evidence
+  ``(σ − t) / t`` clipped to [0, 1] with ``t = max(noise_ratio × m, m + noise_floor)``, ``m``
+  the image's median block σ.
+- **blur**: the re-blur test. Per block, ``R = max |∇Y| / max |∇(G_2 * Y)|``: how much the
+  block's strongest gradient drops when the image is blurred by a further σ = 2 px
+  (``REBLUR``). A sharp edge loses most of its gradient (``R`` about 2-3); an edge already
+  blurred by σ keeps ``sqrt(σ² + 4)/σ`` of it (``R`` → 1). Only blocks with an edge count
+  (``max |∇(G_2 * Y)| ≥ edge_floor``, fewer than ``CLIPPED_MAX`` clipped pixels: a blown
+  highlight has no gradient of its own); ``R`` is averaged in log over the 3×3 neighbourhood's
+  edge blocks. Evidence ``(t − R) / (t − BLUR_FLOOR)`` clipped to [0, 1] with
+  ``t = min(blur_sharp, blur_rel × median R)``: below an absolute sharpness and clearly below
+  the image's own. An image that is soft all over (``t`` near 1) gets no blur evidence.
+- **jpeg**: blocking on the 8-px grid. Per block, the mean absolute luma step across the grid
+  lines inside it over the mean absolute step between other neighbouring pixels (each plus one
+  grey level, so flat blocks read 1). Natural images give about 1 whatever the texture; heavy
+  JPEG gives flat 8×8 cells with steps at their edges. Evidence ``(b − jpeg_ratio) /
+  jpeg_ratio`` clipped to [0, 1]. The grid is JPEG's own (cells starting at pixel 0) unless
+  another offset has clearly stronger steps (a JPEG cropped off its grid).
 
 Every evidence map is median-filtered over 3×3 blocks (one flagged block alone is not a region;
 a region of 2×2 blocks survives), so texture edges that fire one block are dropped.
@@ -40,6 +44,8 @@ BLOCK = 16
 JPEG_GRID = 8
 #: the extra blur (px) of the blur detector's re-blur test
 REBLUR = 2.0
+#: blocks with more than this fraction of clipped pixels (luma <= 5 or >= 250) get no blur verdict
+CLIPPED_MAX = 0.1
 #: the re-blur ratio of an edge that is already very blurred (a step edge blurred by σ
 #: keeps ``sqrt(σ² + REBLUR²) / σ`` of its gradient: 1.05 at σ = 6)
 BLUR_FLOOR = 1.05
@@ -94,24 +100,10 @@ def _edge_sharpness(y: np.ndarray, edge_floor: float) -> tuple[np.ndarray, np.nd
 
     sharp = _blocks(_gradient(y), BLOCK).max(axis=(2, 3))
     soft = _blocks(_gradient(ndimage.gaussian_filter(y, REBLUR)), BLOCK).max(axis=(2, 3))
-    return sharp / np.maximum(soft, 1e-6), soft >= edge_floor
-
-
-def _detail_energies(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per block: the finest Haar level's detail energy and that of the third level (8-px
-    scale), each the mean of ``HL² + LH² + HH²`` over the block at its level's resolution."""
-    energies = []
-    a = y
-    for level in range(3):
-        hl, lh, hh = _haar(a)
-        if level in (0, 2):
-            size = BLOCK >> (level + 1)
-            energies.append(_blocks(hl**2 + lh**2 + hh**2, size).mean(axis=(2, 3)))
-        a = a[: (a.shape[0] // 2) * 2, : (a.shape[1] // 2) * 2]
-        a = (a[0::2, 0::2] + a[0::2, 1::2] + a[1::2, 0::2] + a[1::2, 1::2]) / 2
-    fine, coarse = energies
-    n = (min(fine.shape[0], coarse.shape[0]), min(fine.shape[1], coarse.shape[1]))
-    return fine[: n[0], : n[1]], coarse[: n[0], : n[1]]
+    # clipped pixels (blown highlights, crushed shadows) have no gradient of their own: a block
+    # with many of them reads as blurred whatever its focus, so it is not judged
+    clipped = _blocks(((y >= 250) | (y <= 5)).astype(np.float64), BLOCK).mean(axis=(2, 3))
+    return sharp / np.maximum(soft, 1e-6), (soft >= edge_floor) & (clipped < CLIPPED_MAX)
 
 
 def _masked_mean3(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -128,9 +120,17 @@ def _blockiness(y: np.ndarray) -> np.ndarray:
     """Per ``BLOCK`` block: mean |step| across the 8-px grid lines / (mean |step| inside + 1)."""
     dx = np.abs(np.diff(y, axis=1))  # step between column j and j+1
     dy = np.abs(np.diff(y, axis=0))
-    # the grid phase: the column offset whose steps are strongest (same for rows)
-    px = int(np.argmax([dx[:, k::JPEG_GRID].mean() for k in range(JPEG_GRID)])) if dx.shape[1] > JPEG_GRID else 7
-    py = int(np.argmax([dy[k::JPEG_GRID, :].mean() for k in range(JPEG_GRID)])) if dy.shape[0] > JPEG_GRID else 7
+    # the grid's phase: JPEG's own (steps between pixels 8k + 7 and 8k + 8) unless another
+    # offset has clearly stronger steps (a JPEG cropped off its grid)
+    px, py = JPEG_GRID - 1, JPEG_GRID - 1
+    if dx.shape[1] > 2 * JPEG_GRID:
+        cols = [dx[:, k::JPEG_GRID].mean() for k in range(JPEG_GRID)]
+        if max(cols) > 1.1 * cols[px]:
+            px = int(np.argmax(cols))
+    if dy.shape[0] > 2 * JPEG_GRID:
+        rows = [dy[k::JPEG_GRID, :].mean() for k in range(JPEG_GRID)]
+        if max(rows) > 1.1 * rows[py]:
+            py = int(np.argmax(rows))
     on_x = (np.arange(dx.shape[1]) % JPEG_GRID) == px
     on_y = (np.arange(dy.shape[0]) % JPEG_GRID) == py
     h, w = y.shape
@@ -191,12 +191,9 @@ def defect_evidence(
         raise ValueError(f"defect_evidence needs an RGB image of at least {BLOCK}x{BLOCK} px; got {a.shape}")
     y = luma(a)
     # noise: the largest of luma and the chroma differences (scaled to comparable units)
-    sig = np.maximum.reduce(
-        [
-            _noise_sigma(y),
-            _noise_sigma(a[..., 0] - a[..., 1]) / np.sqrt(2.0),
-            _noise_sigma(a[..., 2] - a[..., 1]) / np.sqrt(2.0),
-        ]
+    sig = np.maximum(
+        _noise_sigma(a[..., 0] - a[..., 1]) / np.sqrt(2.0),
+        _noise_sigma(a[..., 2] - a[..., 1]) / np.sqrt(2.0),
     )
     typical = float(np.median(sig))
     t = max(noise_ratio * typical, typical + noise_floor)

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import attrs
 import numpy as np
-from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.types import QualityMap
@@ -49,7 +48,9 @@ def _upsample(values: np.ndarray, size: tuple[int, int], block: int) -> np.ndarr
     """Block values → ``(H, W)``: bilinear between block centres, edges repeated."""
     w, h = size
     nby, nbx = values.shape
-    up = Image.fromarray(values.astype(np.float32), "F").resize((nbx * block, nby * block), Image.Resampling.BILINEAR)
+    up = Image.fromarray(values.astype(np.float32), "F").resize(
+        (nbx * block, nby * block), Image.Resampling.BILINEAR
+    )
     arr = np.asarray(up, np.float32)
     arr = np.pad(arr, ((0, max(0, h - arr.shape[0])), (0, max(0, w - arr.shape[1]))), mode="edge")
     return np.clip(arr[:h, :w], 0.0, 1.0)

@@ -112,7 +112,9 @@ def _fidelity(path: Path) -> Mapping[str, Any]:
         return {}
     if not isinstance(data, Mapping):
         return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    return {
+        str(k): v for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
 
 
 def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:

@@ -155,7 +155,8 @@ def _fidelity_cell(item: ReportItem) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td></tr>" for k, v in item.fidelity.items()
     )
-    return f'<div style="margin-top:.4em"><table class="small"><tr><th colspan=2>vs reference</th></tr>{rows}</table></div>'
+    head = "<tr><th colspan=2>vs reference</th></tr>"
+    return f'<div style="margin-top:.4em"><table class="small">{head}{rows}</table></div>'
 
 
 def _phrases_cell(item: ReportItem) -> str:

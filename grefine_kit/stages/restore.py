@@ -36,7 +36,7 @@ NOISE_RATIO = 1.8
 NOISE_MARGIN = 3.0  # grey levels
 JPEG_BLOCKINESS = 1.2
 JPEG_MARGIN = 0.15
-BLUR_RATIO = 0.85
+BLUR_RATIO = 0.9
 #: global auto: a kind is acted on when its evidence covers at least this fraction of the blocks
 GLOBAL_MIN_AREA = 0.005
 
@@ -54,8 +54,9 @@ def choose_method(evidence: Any, inside: np.ndarray) -> str:
 
     1. ``denoise`` when the median noise σ inside is at least ``NOISE_RATIO`` × and
        ``NOISE_MARGIN`` grey levels above the median outside;
-    2. else ``deblock`` when the median blockiness inside is at least ``JPEG_BLOCKINESS`` and
-       ``JPEG_MARGIN`` above the outside's;
+    2. else ``deblock`` when the upper quartile of blockiness inside is at least
+       ``JPEG_BLOCKINESS`` and ``JPEG_MARGIN`` above the outside's (the quartile, not the
+       median: a flat sky compressed to flat 8×8 cells shows no steps, its textured part does);
     3. else ``deblur`` when the median edge sharpness inside (blocks with an edge) is below
        ``BLUR_RATIO`` × the outside's;
     4. else ``wiener``: no kind stands out, so only the mild adaptive filter runs.
@@ -68,13 +69,17 @@ def choose_method(evidence: Any, inside: np.ndarray) -> str:
     s_in, s_out = float(np.median(evidence.sigma[inside])), float(np.median(evidence.sigma[outside]))
     if s_in >= NOISE_RATIO * s_out and s_in >= s_out + NOISE_MARGIN:
         return "denoise"
-    b_in, b_out = float(np.median(evidence.blockiness[inside])), float(np.median(evidence.blockiness[outside]))
+    b_in = float(np.percentile(evidence.blockiness[inside], 75))
+    b_out = float(np.percentile(evidence.blockiness[outside], 75))
     if b_in >= JPEG_BLOCKINESS and b_in >= b_out + JPEG_MARGIN:
         return "deblock"
     edges_in, edges_out = inside & evidence.edges, outside & evidence.edges
-    if edges_in.any() and edges_out.any():
-        if np.median(evidence.sharpness[edges_in]) < BLUR_RATIO * np.median(evidence.sharpness[edges_out]):
-            return "deblur"
+    if (
+        edges_in.any()
+        and edges_out.any()
+        and np.median(evidence.sharpness[edges_in]) < BLUR_RATIO * np.median(evidence.sharpness[edges_out])
+    ):
+        return "deblur"
     return "wiener"
 
 
@@ -142,7 +147,7 @@ class RestoreStage(PartBase):
         from grefine_kit.indicators.defect_features import BLOCK
         from grefine_kit.stages.restore_methods import noise_sigma, restore
 
-        labels, n = ndimage.label(binary)
+        labels, _count = ndimage.label(binary)
         evidence = self._evidence(rgb) if self.method == "auto" else None
         out = rgb.copy()
         methods: list[str] = []
@@ -187,7 +192,10 @@ class RestoreStage(PartBase):
                     where = np.kron(flagged, np.ones((BLOCK, BLOCK), bool))
                     where = np.pad(
                         where,
-                        ((0, max(0, rgb.shape[0] - where.shape[0])), (0, max(0, rgb.shape[1] - where.shape[1]))),
+                        (
+                            (0, max(0, rgb.shape[0] - where.shape[0])),
+                            (0, max(0, rgb.shape[1] - where.shape[1])),
+                        ),
                     )[: rgb.shape[0], : rgb.shape[1]]
         restored = restore(rgb, method, noise_sigma(rgb, where))
         return rgb + s * (restored - rgb), [method]
