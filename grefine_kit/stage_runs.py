@@ -31,7 +31,7 @@ def region_seed(image_seed: int, index: int) -> int:
 
 
 def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, Any]:
-    report = {
+    report: dict[str, Any] = {
         "strength": float(strength),
         "steps": int(steps),
         "steps_run": int(result.steps_run),

@@ -19,7 +19,6 @@ CASES = [
     ("indicator", "clip-surgery", {**TINY_BACKBONE, "ensemble": False}),
     ("indicator", "piqe-map", {}),
     ("indicator", "defect-map", {}),
-    ("indicator", "region-map", {}),
     ("parser", "rules", {}),
     pytest.param(
         "parser", "spacy", {}, marks=pytest.mark.skipif(not HAS_SPACY_MODEL, reason="no spaCy English model")

@@ -127,8 +127,10 @@ def test_oracle_repairs_without_harm_where_the_whole_image_pass_harms(measured):
     for kind in ("noise", "blur", "jpeg"):
         oracle, whole = table[(kind, "oracle")], table[(kind, "global")]
         assert oracle["ssim_rest_min"] >= 0.99, oracle  # stage 2 included
-        assert whole["ssim_rest"] <= 0.95 or kind == "jpeg", whole
-        assert oracle["ssim_rest"] > whole["ssim_rest"]
+        assert oracle["ssim_rest_min"] > whole["ssim_rest_min"], (oracle, whole)
+    # on 3 photos the whole-image pass finds blur and JPEG on one of them only (the full table
+    # in docs/benchmark.md has all three below 0.95); noise it finds everywhere
+    assert table[("noise", "global")]["ssim_rest"] <= 0.95
     assert table[("noise", "oracle")]["gain"] >= 4.0
     assert table[("blur", "oracle")]["gain_min"] >= 0.0  # never worse than the defective input
     assert table[("jpeg", "oracle")]["gain"] > 0.0  # the issue asks 1 dB: not reached (docs/benchmark.md)
@@ -137,7 +139,8 @@ def test_oracle_repairs_without_harm_where_the_whole_image_pass_harms(measured):
 def test_detector_finds_defects_and_leaves_the_rest(measured):
     rows, table = measured
     assert table[("noise", "restore")]["mask_iou"] >= 0.5
+    assert table[("jpeg", "restore")]["mask_iou"] >= 0.5
     for kind in ("noise", "blur", "jpeg"):
-        assert table[("jpeg", "restore")]["mask_rest"] <= 0.05
+        assert table[(kind, "restore")]["mask_rest"] <= 0.05
     detector = [r for r in rows if r.arm == "restore"]
-    assert sum(r.psnr < r.psnr_in for r in detector) <= 1
+    assert sum(r.psnr < r.psnr_in for r in detector) == 0  # no negative optimisation
