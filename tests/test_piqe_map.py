@@ -175,3 +175,31 @@ def test_neighbourhood_median_is_exact_at_its_samples() -> None:
     exact = np.median(windows.reshape(50, 70, -1), axis=-1)
     np.testing.assert_allclose(got[::4, ::4], exact[::4, ::4], atol=1e-6)
     assert np.abs(got - exact).max() < 0.1  # a smooth reference in between
+
+
+def test_piqe_grey_levels_are_matlab_rgb2gray_rounded() -> None:
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], np.uint8)
+    # 0.298936 * 255 = 76.23, 0.587043 * 255 = 149.70, 0.114021 * 255 = 29.08, 18.17
+    assert grey_levels(rgb).tolist() == [[76.0, 150.0, 29.0, 18.0]]
+
+
+def test_piqe_pools_the_official_block_distortion() -> None:
+    rng = np.random.default_rng(3)
+    grey = np.clip(128 + rng.normal(0, 20, (96, 80)), 0, 255).round()  # top half: noise
+    grey[48:, :] = np.where((np.arange(80) % 16) >= 8, 200.0, 100.0)  # bottom: a step in each block
+    result = piqe(grey)
+    a, n, v = result.artifact, result.noise, result.variance.astype(np.float64)
+    assert n[:3].all() and (a & ~n)[3:].all()  # noise above; flat edges, no noise below
+    d = a * (1.0 - v) + n * v
+    expected = 100.0 * (d[result.active].sum() + 1.0) / (result.active.sum() + 1.0)
+    assert result.score == pytest.approx(expected, abs=1e-3)
+    np.testing.assert_allclose(result.distortion, d, atol=1e-5)
+
+
+def test_piqe_pads_odd_sizes_by_mirroring() -> None:
+    rng = np.random.default_rng(4)
+    grey = np.clip(128 + rng.normal(0, 25, (40, 50)), 0, 255).round()
+    result = piqe(grey)
+    assert result.active.shape == (3, 4)  # ceil(40/16) x ceil(50/16): the padding is judged too
+    mirrored = np.pad(grey, ((0, 8), (0, 14)), mode="symmetric")
+    assert result.score == piqe(mirrored).score

@@ -21,6 +21,7 @@ def _load() -> Any:
         doctor_commands,
         image_commands,
         iqa_commands,
+        metric_commands,
         registry_commands,
         report_commands,
     )

@@ -2,7 +2,8 @@
 
 Per 16×16 block (see :mod:`grefine_kit.indicators.piqe` for the PIQE part):
 
-- ``D_piqe`` in [0, 1]: PIQE's block distortion (noticeable artifact 1, noise ``v_k``, flat 0).
+- ``D_piqe`` in [0, 1]: PIQE's block distortion ``D_k`` (noticeable artifact ``1 − v_k``, noise
+  ``v_k``, both 1, inactive 0), clipped to [0, 1] (the official pooling does not clip it).
 - ``L`` in [0, 1], *loss of detail*: PIQE judges flat blocks as inactive, so a blurred patch
   inside textured surroundings reads as "fine". With ``E_k`` the block's high-frequency energy
   (mean of ``(Y − μ)²``, the MSCN numerator) and ``E_ref`` the median ``E`` of the blocks within
@@ -34,7 +35,7 @@ from attrs import validators as v
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from grefine_kit.indicators.piqe import BLOCK, grey_levels, piqe
+from grefine_kit.indicators.piqe import BLOCK, grey_levels, pad_to_blocks, piqe
 from grefine_kit.types import QualityMap
 
 __all__ = ["PiqeMap", "detail_loss"]
@@ -104,9 +105,11 @@ def detail_loss(
 
 def _block_structure(grey: np.ndarray) -> np.ndarray:
     """Per block, the variance of its sixteen 4×4-px cell means (grey levels²): structure at
-    4-16 px, which a moderate blur keeps but a flat (defocused, sky) block lacks."""
-    h, w = (grey.shape[0] // BLOCK) * BLOCK, (grey.shape[1] // BLOCK) * BLOCK
-    cells = grey[:h, :w].astype(np.float64).reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+    4-16 px, which a moderate blur keeps but a flat (defocused, sky) block lacks. The image is
+    padded to whole blocks as PIQE pads it, so the grid is PIQE's."""
+    grey = pad_to_blocks(grey)
+    h, w = grey.shape
+    cells = grey.astype(np.float64).reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
     n = BLOCK // 4
     per_block = cells.reshape(h // BLOCK, n, w // BLOCK, n).swapaxes(1, 2).reshape(h // BLOCK, w // BLOCK, -1)
     return per_block.var(axis=-1).astype(np.float32)
@@ -128,8 +131,8 @@ def _block_energy(high_pass: np.ndarray) -> np.ndarray:
 
 
 def _upsample_blocks(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Block values ``(nby, nbx)`` → ``(H, W)``: bilinear between block centres over the cropped
-    area, the remainder rows/columns (H, W not multiples of 16) repeating the last ones."""
+    """Block values ``(nby, nbx)`` → ``(H, W)``: bilinear between block centres over the block
+    grid, cut to ``(H, W)`` (PIQE pads a side that is not a multiple of 16 to the next one)."""
     w, h = size
     nby, nbx = values.shape
     up = Image.fromarray(values.astype(np.float32), "F").resize(
@@ -215,7 +218,7 @@ class PiqeMap:
         result = piqe(
             grey, activity_threshold=self.activity_threshold, segment_threshold=self.segment_threshold
         )
-        deficiency = result.distortion
+        deficiency = np.clip(result.distortion, 0.0, 1.0)
         loss = np.zeros_like(deficiency)
         if self.detail:
             radius = round(self.neighbourhood * min(deficiency.shape))

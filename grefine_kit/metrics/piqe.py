@@ -1,6 +1,7 @@
 """``piqe``: PIQE (Venkatanath et al., 2015) as a metric; weight-free, so it runs anywhere.
 
-The score is ``grefine_kit.indicators.piqe.piqe`` on the image's BT.601 luma: 0..100, lower =
+The score is ``grefine_kit.indicators.piqe.piqe`` on the image's MATLAB rgb2gray luma (as MATLAB's
+``piqe``; it reproduces the official scores, ``grefine metrics check``): 0..100, lower =
 better. It is the same PIQE that ``piqe-map`` pools into its score (``1 − PIQE/100``), so a
 recipe whose mask comes from ``piqe-map`` is judged by its own yardstick here.
 """
