@@ -27,7 +27,9 @@ def _small_photos(size: int = 256):
 
     wanted = ("astronaut", "coffee", "example")
     return [
-        Photo(p.name, p.image.resize((size, size * p.image.height // p.image.width), Image.Resampling.LANCZOS))
+        Photo(
+            p.name, p.image.resize((size, size * p.image.height // p.image.width), Image.Resampling.LANCZOS)
+        )
         for p in builtin_photos()
         if p.name in wanted
     ]
@@ -123,7 +125,7 @@ def measured(small_set: Path):
 
 
 def test_oracle_repairs_without_harm_where_the_whole_image_pass_harms(measured):
-    rows, table = measured
+    _rows, table = measured
     for kind in ("noise", "blur", "jpeg"):
         oracle, whole = table[(kind, "oracle")], table[(kind, "global")]
         assert oracle["ssim_rest_min"] >= 0.99, oracle  # stage 2 included

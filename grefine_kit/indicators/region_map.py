@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -27,37 +28,19 @@ __all__ = ["RegionMap", "read_region"]
 
 
 def read_region(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
-    """A region mask file as bool ``(H, W)`` (True = inside). A mask is a greyscale (or RGB with
-    equal channels) image whose pixels are all 0 or all-on (1 or 255); anything else, a file
-    that is no image, or a size other than ``size = (width, height)`` is an ``ImageError`` (one
-    line, that item's error)."""
-    from grefine_kit.runs.items import display_path
+    """A region mask file as bool ``(H, W)`` (True = inside), by the fidelity metrics' rule
+    (:func:`grefine_kit.metrics.context.load_region`: black and white only, the image's
+    ``size = (width, height)``). Any problem is an ``ImageError``: one line, that item's error,
+    never the run's."""
+    from grefine_kit.errors import UserError
+    from grefine_kit.metrics.context import load_region
 
-    name = display_path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode, got = im.mode, im.size
-            arr = np.asarray(im.convert("RGB") if mode not in ("1", "L", "I", "I;16") else im)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: region mask not found") from None
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{name}: region mask is not a readable image ({exc})") from None
-    if size is not None and got != tuple(size):
-        raise ImageError(
-            f"{name}: region mask is {got[0]}x{got[1]}, the image is {size[0]}x{size[1]} (they must match)"
-        )
-    if arr.ndim == 3:
-        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
-            raise ImageError(f"{name}: region mask is a colour image, not a mask (use black and white)")
-        arr = arr[..., 0]
-    values = np.unique(arr)
-    on = values[values > 0]
-    if len(on) > 1 or (len(on) == 1 and on[0] not in (1, 255)):
-        raise ImageError(
-            f"{name}: region mask is not a mask: it has {len(values)} grey levels (use 0 and 255 only)"
-        )
-    return np.asarray(arr > 0)
+        return load_region(Path(path), size)
+    except ImageError:
+        raise
+    except UserError as exc:
+        raise ImageError(str(exc)) from None
 
 
 @attrs.define(kw_only=True)
