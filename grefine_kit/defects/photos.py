@@ -2,9 +2,10 @@
 
 ``builtin_photos()`` gives the colour photographs bundled inside the scikit-image wheel
 (``skimage.data``: readable offline; the datasets it would download are left out) and the
-clean original of the demo image (``grefine_kit/data/example-clean.png``). Licences: the
-scikit-image photos are public domain or CC0/CC-BY as listed in scikit-image's own
-``skimage/data/README.txt``; the demo image's notice is ``grefine_kit/data/NOTICE``.
+clean original of the demo image (``grefine_kit/data/example-clean.png``). The scikit-image
+photos are read from the installed scikit-image at run time, never copied into this
+repository; their licences (public domain, CC0 or CC-BY) are stated in the docstring of each
+``skimage.data`` function. The demo image's notice is ``grefine_kit/data/NOTICE``.
 """
 
 from __future__ import annotations
