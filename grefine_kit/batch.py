@@ -17,12 +17,12 @@ record's ``redone`` says why.
 
 The runner plans (resume, ``shard``), an engine (``grefine_kit.engines``; ``local`` by
 default) carries the tasks out in batches through :class:`~grefine_kit.refine_work.RefineWorker`
-s, and the runner appends each record as it comes back.
+s, and the runner appends each record as it comes back (per image with the local engine) and
+reports it to a :class:`~grefine_kit.progress.RunProgress`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +32,7 @@ import attrs
 
 from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import UserError
+from grefine_kit.progress import RunProgress
 from grefine_kit.refine_work import RefineWork
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
@@ -75,7 +76,7 @@ def refine_files(
     prompts: Mapping[str, str] | str,
     save_maps: bool = False,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
     shard: Shard | None = None,
     engine: Engine | None = None,
     batch_size: int | None = None,
@@ -166,7 +167,7 @@ def refine_items(
     *,
     save_maps: bool = False,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
     shard: Shard | None = None,
     engine: Engine | None = None,
     batch_size: int | None = None,
@@ -176,17 +177,17 @@ def refine_items(
     ``shard``: do only the items whose id falls in it (output names are chosen over all
     ``items`` first, so the shards' union is the unsharded run). ``engine``: who runs the
     tasks (default: the local engine). ``batch_size``: images per indicator batch (default:
-    the refiner's ``batch_size`` option; outputs do not depend on it).
+    the refiner's ``batch_size`` option; outputs do not depend on it). ``progress``: a
+    :class:`~grefine_kit.progress.RunProgress` mode (True: a bar on a terminal only; ``"auto"``,
+    ``"text"``, ``"jsonl"``: also one line per item; False: silent).
     """
-    from tqdm.auto import tqdm
-
     from grefine_kit.engines.local import LocalEngine
 
     if not items:
         raise UserError("no images to refine")
     if len({it.id for it in items}) != len(items):
         raise UserError("item ids must be unique within a run")
-    stems = output_stems([it.image for it in items])
+    stems = output_stems([it.image for it in items], [it.id for it in items])
     if shard is not None:
         ids = [it.id for it in items]
         mine = shard.select(list(zip(items, stems, strict=True)), ids)
@@ -198,8 +199,8 @@ def refine_items(
     n_ok = n_failed = 0
     redone: Counter[str] = Counter()
     failures = FailureSummary()
-    bar = tqdm(total=len(mine), unit="img", desc="refining", disable=not progress or not sys.stderr.isatty())
-    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder:
+    report = RunProgress("refine", len(mine), mode=progress)
+    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, report.active():
         try:
             tasks, n_skipped = plan_tasks(
                 folder,
@@ -210,9 +211,9 @@ def refine_items(
                 save_maps=save_maps,
                 resume=resume,
             )
-            bar.update(n_skipped)
+            report.planned(n_skipped)
             work = RefineWork(refiner, folder.path, save_maps)
-            for record in engine.run(work, tasks, batch_size=size):
+            for record in engine.run(work, tasks, batch_size=size, on_start=report.started):
                 fault_point("between-record-and-log")
                 folder.append(record)
                 if record.get("redone"):
@@ -222,10 +223,9 @@ def refine_items(
                 else:
                     n_failed += 1
                     failures.add(record)
-                bar.update(1)
-                bar.set_postfix(failed=n_failed, refresh=False)
+                report.item(record)
         finally:
-            bar.close()
+            report.close()
     return BatchSummary(
         n_ok,
         n_failed,

@@ -80,10 +80,9 @@ def test_score_folder_with_tiny_recipe(mixed_folder: Path, tmp_path: Path):
         row = by_name[name]
         assert row["status"] == "ok", row
         assert 0.0 <= float(row["score"]) <= 1.0
-        stem = Path(name).stem
-        overlay = Image.open(out / f"{stem}.heatmap.png")
+        overlay = Image.open(out / row["heatmap"])  # large.jpg -> large.jpg.heatmap.png
         assert overlay.size == (w, h)
-        assert np.load(out / f"{stem}.map.npy").shape == (h, w)
+        assert np.load(out / row["map"]).shape == (h, w)
     assert not (out / "corrupt.heatmap.png").exists()
 
 
@@ -166,8 +165,10 @@ def test_demo_runs_offline(tmp_path: Path):
     assert figures["psnr-region"] >= figures["psnr-region (input)"] + 6.0, figures
     assert figures["ssim-rest"] >= 0.98, figures
     # the printed figures are the report's
-    assert f"psnr-region {figures['psnr-region (input)']:.2f} -> {figures['psnr-region']:.2f} dB" in result.stdout
-    assert f"ssim-rest   {figures['ssim-rest (input)']:.4f} -> {figures['ssim-rest']:.4f}" in result.stdout
+    before, after = figures["psnr-region (input)"], figures["psnr-region"]
+    assert f"psnr-region {before:.2f} -> {after:.2f} dB" in result.stdout
+    before, after = figures["ssim-rest (input)"], figures["ssim-rest"]
+    assert f"ssim-rest   {before:.4f} -> {after:.4f}" in result.stdout
     page = (out / "report.html").read_text()
     assert f"{figures['psnr-region']:.4f}" in page and f"{figures['ssim-rest']:.4f}" in page
     next_line = [line for line in result.stdout.splitlines() if line.startswith("Next:")]
