@@ -61,6 +61,8 @@ CASES = [
             "g-refine-alignment",
             "g-refine-stage1",
             "g-refine-regions",
+            "g-refine-paper",
+            "g-refine-reference",
             "img2img-baseline",
             "restore",
             "restore-global",

@@ -267,12 +267,13 @@ def test_the_oracle_arm_runs_through_a_manifest(tmp_path: Path):
         ],
     )
     assert result.exit_code == 1, result.output  # one item failed, the other is done
-    mask = np.asarray(Image.open(out / "a.mask.png").convert("L")) > 127
-    assert np.array_equal(mask, region > 0)
     import json
 
     records = {r["id"]: r for r in map(json.loads, (out / "reports.jsonl").read_text().splitlines())}
     assert records["a"]["status"] == "ok"
+    (mask_name,) = [name for name in records["a"]["outputs"] if name.endswith(".mask.png")]
+    mask = np.asarray(Image.open(out / mask_name).convert("L")) > 127
+    assert np.array_equal(mask, region > 0)
     assert records["b"]["status"] == "error" and "the image is 192×192" in records["b"]["error"]
 
 
