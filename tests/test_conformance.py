@@ -48,6 +48,7 @@ CASES = [
             "ssim-rest",
             "ssim-unmasked",
             "mask-iou",
+            "seam",
         )
     ],
     ("metric", "ssim", {"convention": "skimage"}),
@@ -61,8 +62,8 @@ CASES = [
             "g-refine-alignment",
             "g-refine-stage1",
             "g-refine-regions",
-            "g-refine-paper",
             "g-refine-reference",
+            "g-refine-paper",
             "img2img-baseline",
             "restore",
             "restore-global",

@@ -200,8 +200,8 @@ def test_region_map_reads_the_region_through_the_refiner():
     result = refiner.refine(noisy, "", image_id="x", region=region)
     assert np.array_equal(result.mask.binary > 0, region)  # the exact region, no growth
     assert result.maps["perceptual"].indicator == "region-map"
-    # refine_many takes the region as the 5th element of an item
-    again = next(refiner.refine_many([(noisy, "", "x", None, region)]))
+    # refine_many takes the region as the 6th element of an item (after the region prompts)
+    again = next(refiner.refine_many([(noisy, "", "x", None, None, region)]))
     assert again.image.tobytes() == result.image.tobytes()
     with pytest.raises(ImageError, match="needs the item's region mask"):
         refiner.refine(noisy, "", image_id="x")
