@@ -33,13 +33,16 @@ def region_seed(image_seed: int, index: int) -> int:
 
 
 def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, Any]:
-    return {
+    report: dict[str, Any] = {
         "strength": float(strength),
         "steps": int(steps),
         "steps_run": int(result.steps_run),
         "skipped": result.skipped,
         "seconds": float(result.seconds),
     }
+    if result.details:  # a stage's own findings (restore: the methods it chose)
+        report["details"] = dict(result.details)
+    return report
 
 
 def _checked(result: StageResult, size: tuple[int, int], name: str) -> StageResult:
