@@ -27,7 +27,7 @@ import attrs
 from grefine_kit.combiners import empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.options import RefinerOptions
-from grefine_kit.parts import PartBase, capabilities
+from grefine_kit.parts import PartBase, as_part, capabilities
 from grefine_kit.regions import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role, role
 from grefine_kit.stage_runs import run_global, run_masked
@@ -127,8 +127,9 @@ class IndicatorBlock(Block):
         if not states:
             return
         started = time.perf_counter()
-        prompts = [s.prompt for s in states] if self.part.needs_prompt else None
-        if getattr(self.part, "needs_region", False):  # region-map: the items' own regions
+        declared = as_part(self.part)
+        prompts = [s.prompt for s in states] if declared.needs_prompt else None
+        if declared.needs_region:  # region-map: the items' own regions
             maps = self.part.score([s.original for s in states], prompts, regions=[s.region for s in states])
         else:
             maps = self.part.score([s.original for s in states], prompts)

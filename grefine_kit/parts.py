@@ -9,6 +9,8 @@ with a documented default (docs/plugins.md, "Capabilities"):
 - :attr:`PartBase.requires`: the maps (indicator roles) the part cannot work without; the
   Refiner checks at build time that earlier blocks write them. Default: none.
 - :attr:`PartBase.needs_prompt`: the part reads one prompt per image. Default: False.
+- :attr:`PartBase.needs_region`: an indicator that reads each item's region mask: it is called
+  as ``score(images, prompts, regions=...)``. Default: False.
 - :attr:`PartBase.quality_kind`: what an indicator's score judges, ``"perceptual"`` or
   ``"alignment"``. Default: ``"alignment"`` when it needs a prompt, else ``"perceptual"``.
 - :attr:`PartBase.score_range`: ``(lo, hi)``, the values a score can take. Default: open,
@@ -125,6 +127,12 @@ class PartBase:
         return False
 
     @property
+    def needs_region(self) -> bool:
+        """True for an indicator that reads each item's region mask (``score(images, prompts,
+        regions=...)``, one bool ``(H, W)`` mask or None per image). Default: False."""
+        return False
+
+    @property
     def quality_kind(self) -> str:
         """What an indicator's score judges: ``"perceptual"`` or ``"alignment"``. Default:
         ``"alignment"`` for a part that needs a prompt, ``"perceptual"`` otherwise."""
@@ -212,6 +220,7 @@ class Capabilities:
     requires: tuple[str, ...] = ()
     fetches_weights: bool = False
     needs_prompt: bool = False
+    needs_region: bool = False
     quality_kind: str = "perceptual"
     score_range: tuple[float, float] = (-math.inf, math.inf)
 
@@ -224,6 +233,7 @@ def capabilities(part: Any) -> Capabilities:
         requires=tuple(type(view).requires),
         fetches_weights=type(view).fetch_weights is not PartBase.fetch_weights,
         needs_prompt=bool(view.needs_prompt),
+        needs_region=bool(view.needs_region),
         quality_kind=str(view.quality_kind),
         score_range=view.score_range,
     )

@@ -75,7 +75,7 @@ def test_protocol_only_parts_get_the_defaults_and_their_protocol_members() -> No
     indicator = as_part(ProtocolOnlyIndicator())
     assert indicator.needs_prompt is True  # the Indicator protocol's member, read as declared
     assert indicator.quality_kind == "alignment"  # default: follows needs_prompt
-    assert indicator.score_range == (-math.inf, math.inf)
+    assert indicator.score_range == (-math.inf, math.inf) and indicator.needs_region is False
     assert indicator.required_weights() == [] and indicator.preflight() == []
     assert indicator.name == "ProtocolOnlyIndicator"
     metric = as_part(ProtocolOnlyMetric())
@@ -209,6 +209,7 @@ def test_doctor_imports_no_torch_with_a_plugin_installed(tmp_path: Path) -> None
 #: capabilities the toolkit once probed for on its own parts; reading them goes through as_part
 _CAPABILITY_NAMES = {
     "needs_prompt",
+    "needs_region",
     "quality_kind",
     "score_range",
     "preflight",
