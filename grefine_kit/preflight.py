@@ -22,16 +22,13 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.hub import hub_reachable, offline_requested
 from grefine_kit.parts import DEVICE, FILE, PACKAGE, WEIGHTS, HubWeights, Missing, as_part
-
-if TYPE_CHECKING:
-    from grefine_kit.recipe import Recipe
 
 __all__ = [
     "DEVICE",
@@ -260,7 +257,7 @@ def fetch_command(*, recipe: str | None = None, indicator: str | None = None) ->
     return " ".join(words)
 
 
-def recipe_argument(recipe: Recipe | str | None) -> str | None:
+def recipe_argument(recipe: Any) -> str | None:
     """How a user names ``recipe`` on the command line: its name for built-in/plugin recipes,
     its file path otherwise (``None`` for no recipe)."""
     if recipe is None or isinstance(recipe, str):
@@ -291,8 +288,9 @@ def check_parts(parts: Mapping[str, object]) -> list[Missing]:
     return found
 
 
-def recipe_parts(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's parts by role, built (cheap: nothing loads)."""
+def recipe_parts(recipe: Any) -> dict[str, Any]:
+    """The ``Recipe``'s parts by role, built (cheap: nothing loads). (Typed ``Any``: this module
+    stays below the recipe in the import graph, since parts call its checks.)"""
     from grefine_kit.roles import ROLES
 
     return {
