@@ -224,10 +224,11 @@ def ssim(output: Any, reference: Any, region: Any = None, convention: str = "can
     ``UserError`` on bad shapes, an image smaller than the window, or a region with no map
     pixel left.
     """
-    smap, f, r = ssim_map(output, reference, convention)
+    out, ref = _pair(output, reference)  # converted once; arrays pass through ssim_map as they are
+    smap, f, r = ssim_map(out, ref, convention)
     if region is None:
         return float(smap.mean())
-    height, width = _rgb(output, "output").shape[:2]
+    height, width = out.shape[:2]
     mask = _region_down(as_region(region, (height, width)), f)
     inside = mask[r : r + smap.shape[0], r : r + smap.shape[1]]
     if not inside.any():
