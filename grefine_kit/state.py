@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 from PIL import Image
 
+from grefine_kit.region_rules import RegionPrompts
 from grefine_kit.regions import Region
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
@@ -46,10 +48,13 @@ class RefineState:
         image: the current image (each stage replaces it; same size as ``original``).
         prompt / image_id / seed: the inputs; ``seed`` is the per-image seed
             (``derive_seed(recipe seed, image_id)``).
+        region: the item's own region mask, bool ``(H, W)``, when its manifest gives one (the
+            ``region-map`` indicator reads it); None otherwise.
         maps: the indicators' QualityMaps by role (1 = good).
         alignment_report: the typed alignment findings, when an indicator gave one.
         mask: the combiner's repaint mask at the image size (1 = repaint), once combined.
         regions: the regions block's output (None: no regions block, stage 1 runs whole-image).
+        region_prompts: this image's own region prompts (None: the recipe's).
         stages: per-stage JSON-able results by role (strength, steps, steps run, skipped, ...).
         timings: seconds per block (indicator seconds are per image of their batch).
     """
@@ -59,17 +64,21 @@ class RefineState:
     prompt: str
     image_id: str
     seed: int
+    region: np.ndarray | None = attrs.field(default=None, repr=False, eq=False)
     maps: dict[str, QualityMap] = attrs.field(factory=dict, repr=False)
     alignment_report: AlignmentReport | None = attrs.field(default=None, repr=False)
     mask: Mask | None = attrs.field(default=None, repr=False)
     regions: tuple[Region, ...] | None = attrs.field(default=None, repr=False)
+    region_prompts: RegionPrompts | None = attrs.field(default=None, repr=False)
     stages: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     timings: dict[str, float] = attrs.field(factory=dict)
 
     @classmethod
-    def start(cls, image: Image.Image, prompt: str, image_id: str, seed: int) -> RefineState:
+    def start(
+        cls, image: Image.Image, prompt: str, image_id: str, seed: int, region: np.ndarray | None = None
+    ) -> RefineState:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return cls(original=rgb, image=rgb, prompt=prompt, image_id=image_id, seed=seed)
+        return cls(original=rgb, image=rgb, prompt=prompt, image_id=image_id, seed=seed, region=region)
 
     @property
     def size(self) -> tuple[int, int]:
