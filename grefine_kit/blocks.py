@@ -123,13 +123,17 @@ class Block:
 class IndicatorBlock(Block):
     batched: ClassVar[bool] = True
 
+    @property
+    def needs_region(self) -> bool:
+        """True when the part reads each item's own region mask (``region-map``)."""
+        return as_part(self.part).needs_region
+
     def run(self, states: Sequence[RefineState]) -> None:
         if not states:
             return
         started = time.perf_counter()
-        declared = as_part(self.part)
-        prompts = [s.prompt for s in states] if declared.needs_prompt else None
-        if declared.needs_region:  # region-map: the items' own regions
+        prompts = [s.prompt for s in states] if as_part(self.part).needs_prompt else None
+        if self.needs_region:  # region-map: the items' own regions
             maps = self.part.score([s.original for s in states], prompts, regions=[s.region for s in states])
         else:
             maps = self.part.score([s.original for s in states], prompts)

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from PIL import Image
 
-from grefine_kit.blocks import Block, blocks_for, check_blocks
+from grefine_kit.blocks import Block, IndicatorBlock, blocks_for, check_blocks
 from grefine_kit.combiners import empty_mask
 from grefine_kit.errors import UserError
 from grefine_kit.options import MIGRATIONS, RefinerOptions
@@ -132,6 +132,12 @@ class Refiner:
     def part(self, name: str) -> Any:
         """The part in role ``name``, or None when the Refiner has none."""
         return next((b.part for b in self.blocks if b.name == name), None)
+
+    @property
+    def needs_region(self) -> bool:
+        """True when a part reads each item's own region mask (a manifest's ``region``
+        column): only then does the runner read those masks."""
+        return any(isinstance(b, IndicatorBlock) and b.needs_region for b in self.blocks)
 
     @property
     def batch_size(self) -> int:

@@ -218,8 +218,7 @@ def _scorer(target: Target, part: Any, calibration: Calibration) -> Callable[[An
             return float(raw if raw is not None else q.score * target.scale)
 
         return indicator_value
-    needs = metric_needs(part)
-    if not needs:
+    if not metric_needs(part):
         return lambda image, _name: float(part.score([image])[0]) * target.scale
 
     def reference_value(image: Any, name: str) -> float:
