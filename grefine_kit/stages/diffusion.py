@@ -24,7 +24,10 @@ from grefine_kit.devices import DTYPE_NAMES
 from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
+from grefine_kit.stages.controls import LoraSpec, parse_loras
 from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
+from grefine_kit.stages.schedulers import check_scheduler_name
+from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
 from grefine_kit.strength import steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
@@ -102,6 +105,17 @@ class _DiffusersStage(PartBase):
         size × VAE factor).
     resize: ``model`` (resample to ~resolution² area) or ``input`` (pad to a multiple of 8).
     use_emphasis: add the emphasised phrases to the conditioning (paper eq. 7).
+    lora: LoRA ``.safetensors`` files for this stage alone, each with a scale
+        (:mod:`grefine_kit.stages.controls`); default none.
+    scheduler: a diffusers scheduler class or a sampler name (``"Euler a"``, ``"DPM++ 2M
+        Karras"``; :mod:`grefine_kit.stages.schedulers`); ``""`` keeps the model's.
+    vae: a VAE (folder, ``.safetensors`` file or hub id) replacing the model's; ``""`` keeps it.
+    vae_tiling / vae_slicing: decode (and encode) the latents in tiles / one image at a time:
+        bounded memory on large images; tiling changes pixels slightly at tile seams.
+    attention_slicing: ``""`` (off), ``"auto"`` or a slice size: attention in slices (less
+        peak memory, slower).
+    sequential_offload: accelerate's sequential CPU offload (CUDA only: weights stay in CPU
+        memory and move to the GPU layer by layer; the smallest GPU memory, the slowest).
     """
 
     task: ClassVar[str]
@@ -122,6 +136,13 @@ class _DiffusersStage(PartBase):
     )
     resize: str = attrs.field(default="model", validator=choice(RESIZE_MODES))
     use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    lora: tuple[LoraSpec, ...] = attrs.field(factory=tuple, converter=parse_loras)
+    scheduler: str = attrs.field(default="", validator=[v.instance_of(str), check_scheduler_name])
+    vae: str = attrs.field(default="", validator=v.instance_of(str))
+    vae_tiling: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    vae_slicing: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    attention_slicing: str | int = attrs.field(default="", validator=check_attention_slicing)
+    sequential_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def pipeline(self) -> Any:
@@ -137,7 +158,9 @@ class _DiffusersStage(PartBase):
                 revision=self.revision,
                 config=self.config,
                 arch=self.arch,
+                sequential_offload=self.sequential_offload,
             )
+            self._pipe = stage_view(self._pipe, self)
         return self._pipe
 
     load = pipeline
@@ -148,6 +171,12 @@ class _DiffusersStage(PartBase):
             return self.resolution
         pipe = self.pipeline()
         return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    def extra_files(self) -> list[str]:
+        """Local files this stage reads beyond its model (they enter the run's fingerprint)."""
+        files = [spec.path for spec in self.lora]
+        files += [p for p in (self.vae.removeprefix("local-dir:"),) if p and _is_local_path(p)]
+        return files
 
     def required_weights(self) -> list[str]:
         """Hub ids this stage downloads (for ``grefine fetch-weights``); none for local/tiny."""
@@ -202,6 +231,7 @@ class _DiffusersStage(PartBase):
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
+        prepare_call(pipe, self)
         with _quiet_upcast_warning():
             array = pipe(**kwargs).images[0]
         out = _to_pil(array, f"{self.role} stage")
@@ -238,6 +268,12 @@ def _quiet_upcast_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop)
+
+
+def _is_local_path(text: str) -> bool:
+    from pathlib import Path
+
+    return Path(text).expanduser().exists()
 
 
 def _is_local(text: str) -> bool:

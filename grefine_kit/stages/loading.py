@@ -139,15 +139,18 @@ def load_pipeline(
     revision: str = "",
     config: str = "",
     arch: str = "auto",
+    sequential_offload: bool = False,
 ) -> Any:
     """The ``task`` pipeline (``"inpaint"`` or ``"img2img"``) of ``model``, loaded at most once
-    per process and option set; progress bars off."""
+    per process and option set; progress bars off. ``sequential_offload`` (CUDA only, else
+    ignored): accelerate's layer-by-layer CPU offload."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}; got {task!r}")
     source = parse_model(model)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    key = (source.kind, source.location, dev, str(torch_dtype), variant, revision, cpu_offload, config, arch)
+    offload: bool | str = "sequential" if sequential_offload and dev.startswith("cuda") else cpu_offload
+    key = (source.kind, source.location, dev, str(torch_dtype), variant, revision, offload, config, arch)
     with _lock:
         pipe = _tasks.get((*key, task))
         if pipe is not None:
@@ -158,9 +161,9 @@ def load_pipeline(
         else:
             base = _pipelines.get(key)
             if base is None:
-                share = not cpu_offload  # accelerate's offload hooks must not be shared by two pipelines
+                share = not offload  # accelerate's offload hooks must not be shared by two pipelines
                 base = _load(source, task, dev, torch_dtype, variant, revision, config, arch, share)
-                _place(base, dev, cpu_offload)
+                _place(base, dev, offload)
                 _pipelines[key] = base
                 _loads.append(f"{source.kind}:{source.location}")
             pipe = _as_task(base, task)
@@ -190,8 +193,10 @@ def _check_task(pipe: Any, task: str, model: str) -> None:
         )
 
 
-def _place(pipe: Any, device: str, cpu_offload: bool) -> None:
-    if cpu_offload and device.startswith("cuda"):
+def _place(pipe: Any, device: str, cpu_offload: bool | str) -> None:
+    if cpu_offload == "sequential" and device.startswith("cuda"):
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)

@@ -33,6 +33,7 @@ import torch
 
 __all__ = [
     "clip_bpe_tokenizer",
+    "save_tiny_lora",
     "save_tiny_pipeline",
     "tiny_components",
     "tiny_pipeline",
@@ -299,3 +300,21 @@ def save_tiny_pipeline(path: str | Path, task: str = "img2img", arch: str = "sdx
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}; got {arch!r}")
+
+
+def save_tiny_lora(path: str | Path, unet: Any, rank: int = 4, seed: int = 0, std: float = 0.1) -> Path:
+    """Write a RANDOM LoRA for ``unet``'s attention projections (``to_q/k/v``, ``to_out.0``) as a
+    ``.safetensors`` file in the diffusers/PEFT key layout (``unet.<module>.lora_A/B.weight``),
+    which ``load_lora_weights`` reads. For tests and the LoRA recipe example."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(seed)
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(("to_q", "to_k", "to_v", "to_out.0")):
+            down = torch.randn(rank, module.in_features, generator=gen) * std
+            up = torch.randn(module.out_features, rank, generator=gen) * std
+            tensors[f"unet.{name}.lora_A.weight"], tensors[f"unet.{name}.lora_B.weight"] = down, up
+    out = Path(path)
+    save_file(tensors, str(out))
+    return out
