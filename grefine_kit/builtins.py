@@ -141,6 +141,49 @@ def register_metrics(register: Register) -> None:
         lower_better=False,
         score_range=(0.0, 1.0),
     )
+    # full-reference and mask metrics: `needs` says what each reads per image (MetricBase.needs)
+    for name, factory, summary, score_range, needs in _FIDELITY_METRICS:
+        register(
+            name,
+            f"grefine_kit.metrics.fidelity_parts:{factory}",
+            summary=summary,
+            lower_better=False,
+            score_range=score_range,
+            needs_prompt=False,
+            needs=needs,
+        )
+
+
+_REF = ("reference",)
+_REF_REGION = ("reference", "region")
+_FIDELITY_METRICS = (
+    ("psnr", "Psnr", "PSNR vs the reference, RGB 0-255, dB (capped at 100)", (0.0, 100.0), _REF),
+    (
+        "ssim",
+        "Ssim",
+        "SSIM vs the reference (Wang et al.'s reference code; luma, 11x11 Gaussian)",
+        (-1.0, 1.0),
+        _REF,
+    ),
+    ("psnr-region", "PsnrRegion", "PSNR inside the region", (0.0, 100.0), _REF_REGION),
+    ("ssim-region", "SsimRegion", "SSIM map's mean inside the region", (-1.0, 1.0), _REF_REGION),
+    ("psnr-rest", "PsnrRest", "PSNR outside the region", (0.0, 100.0), _REF_REGION),
+    ("ssim-rest", "SsimRest", "SSIM map's mean outside the region", (-1.0, 1.0), _REF_REGION),
+    (
+        "ssim-unmasked",
+        "SsimUnmasked",
+        "SSIM vs the refiner's own input where its mask left pixels alone (harm; no reference)",
+        (-1.0, 1.0),
+        ("input", "refiner_mask"),
+    ),
+    (
+        "mask-iou",
+        "MaskIou",
+        "IoU of the refiner's mask and the region",
+        (0.0, 1.0),
+        ("refiner_mask", "region"),
+    ),
+)
 
 
 @hookimpl

@@ -44,9 +44,10 @@ class RefineResult:
         mask: the combiner's mask at the input size (1 = repaint); empty without a combiner.
         maps: the indicators' QualityMaps by role.
         regions: the regions block's regions (None without one).
-        report: JSON-able dict: scores, mask area, per-stage strength / steps / steps run /
-            skip reason / seconds (and per region), seed, timings, recipe name and hash,
-            package versions.
+        report: JSON-able dict: scores, mask area, ``ssim_unmasked`` (SSIM of the output vs
+            the input over the pixels the mask left alone; None when none is left), per-stage
+            strength / steps / steps run / skip reason / seconds (and per region), seed,
+            timings, recipe name and hash, package versions.
     """
 
     image: Image.Image = attrs.field(eq=False)
@@ -189,6 +190,7 @@ class Refiner:
             "seed": state.seed,
             "scores": {r: state.score(r) for r in INDICATOR_ROLES},
             "mask_area": mask.area,
+            "ssim_unmasked": _ssim_unmasked(state.image, state.original, mask),
             "emphasis": [list(e) for e in state.emphasis],
             "recipe": {
                 "name": self.recipe_name,
@@ -206,6 +208,19 @@ class Refiner:
         return RefineResult(
             image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
         )
+
+
+def _ssim_unmasked(image: Image.Image, original: Image.Image, mask: Mask) -> float | None:
+    """SSIM of the refined image vs the input over the pixels the mask left alone (the whole
+    image when it is empty): how much of what was to be kept changed. None when no SSIM-map
+    pixel is left (a mask over nearly everything, an image under 11 pixels a side)."""
+    from grefine_kit.errors import UserError
+    from grefine_kit.metrics.fidelity import ssim_unmasked
+
+    try:
+        return ssim_unmasked(image, original, mask.binary)
+    except UserError:
+        return None
 
 
 @functools.lru_cache(maxsize=1)

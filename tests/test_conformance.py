@@ -35,6 +35,20 @@ CASES = [
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("metric", "clipscore", TINY_BACKBONE),
     ("metric", "piqe", {}),
+    *[
+        ("metric", name, {})
+        for name in (
+            "psnr",
+            "ssim",
+            "psnr-region",
+            "ssim-region",
+            "psnr-rest",
+            "ssim-rest",
+            "ssim-unmasked",
+            "mask-iou",
+        )
+    ],
+    ("metric", "ssim", {"convention": "skimage"}),
     ("engine", "local", {}),
     *[
         ("recipe", name, {})

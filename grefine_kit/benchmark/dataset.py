@@ -3,7 +3,10 @@
 - a folder (or files / globs) plus a prompts CSV (``image,prompt``, as ``grefine refine``) or
   one prompt for every image; ids are the output stems (``cat.png`` -> ``cat``);
 - a manifest CSV with columns ``id,image,prompt`` (``id`` optional: the stem), image paths
-  relative to the manifest's folder.
+  relative to the manifest's folder; optional ``reference`` (a clean image of the same size)
+  and ``region`` (a black/white mask) columns feed the full-reference metrics (``psnr``,
+  ``ssim-region``...), relative like ``image``. Those files are checked when a metric reads
+  them: a missing or mismatched one is that item's error (a blank cell), not the run's.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ __all__ = ["Dataset", "Item", "load_dataset", "read_manifest"]
 
 @attrs.frozen
 class Item:
-    """One benchmark image: ``id`` (unique, the row key), its file and its prompt."""
+    """One benchmark image: ``id`` (unique, the row key), its file and its prompt, and
+    optionally a ``reference`` image and a ``region`` mask file (manifest columns)."""
 
     id: str
     path: Path
     prompt: str
+    reference: Path | None = None
+    region: Path | None = None
 
 
 @attrs.frozen
@@ -119,5 +125,15 @@ def read_manifest(path: str | os.PathLike[str]) -> Dataset:
         ident = row.get("id") or Path(image).stem
         if any(c in ident for c in '/\\:*?"<>|') or ident in (".", ".."):
             raise UserError(f"{p}, line {line}: id {ident!r} must be usable as a file name")
-        items.append(Item(ident, file, text))
+        items.append(
+            Item(ident, file, text, _side_file(p, row.get("reference")), _side_file(p, row.get("region")))
+        )
     return Dataset(tuple(items), source=str(p))
+
+
+def _side_file(manifest: Path, cell: str | None) -> Path | None:
+    """A ``reference`` / ``region`` cell: None when blank, else relative to the manifest."""
+    if not cell:
+        return None
+    path = Path(cell)
+    return path if path.is_absolute() else manifest.parent / path

@@ -11,10 +11,18 @@ Layout of ``out_dir``:
 - ``chart.png``: each recipe's change per metric against the original images.
 
 The original images are scored first, so missing metric weights stop the run before any
-refining; each recipe's outputs are scored right after it refines them. A metric that fails on
-an image gives NaN there (``n/a`` in the tables), as does an image a recipe failed to refine;
-missing weights or libraries stop the run with one clear error (refined images and computed
-scores stay on disk).
+refining; each recipe's outputs are scored right after it refines them.
+
+Full-reference and mask metrics (``MetricBase.needs``) get per image: the refiner's ``input``
+(the dataset image), the item's ``reference`` and ``region`` (manifest columns) and the
+``refiner_mask`` (the recipe's ``<stem>.mask.png``: maps are saved when a metric needs it). The
+``original`` row is the refiner that changes nothing: its input is the image itself and its
+mask is empty. An item lacking what a metric needs gets a blank cell and a one-line error.
+Those metrics are not cached (their inputs are other files; they are cheap to recompute).
+
+A metric that fails on an image gives NaN there (``n/a`` in the tables), as does an image a
+recipe failed to refine; missing weights or libraries stop the run with one clear error
+(refined images and computed scores stay on disk).
 """
 
 from __future__ import annotations
@@ -23,17 +31,18 @@ import csv
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 from tqdm.auto import tqdm
 
 from grefine_kit.benchmark.cache import CACHE_NAME, ScoreCache, metric_key
 from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.metrics.base import MetricInfo, describe
+from grefine_kit.metrics.base import MetricContext, MetricInfo, describe, metric_needs, score_with
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
 from grefine_kit.recipe import PartSpec, Recipe
 
@@ -204,13 +213,21 @@ def run_benchmark(
     prompts = [item.prompt for item in dataset.items]
     ids = [item.id for item in dataset.items]
     cache = ScoreCache(out / CACHE_NAME, enabled=resume)
+    stems = output_stems(dataset.paths)
     # the originals first: every metric loads its weights now, so a missing one stops the run
     # before hours of refining rather than after
+    needs = frozenset().union(*(metric_needs(part) for _, part in built))
     scores[ORIGINAL], errors[ORIGINAL], reused = _score_row(
-        ORIGINAL, dataset.paths, ids, prompts, built, cache, progress
+        ORIGINAL,
+        dataset.paths,
+        ids,
+        prompts,
+        built,
+        cache,
+        progress,
+        _contexts(dataset, needs, None, stems=[]),
     )
     counts: dict[str, dict[str, int]] = {}
-    stems = output_stems(dataset.paths)
     for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
         if progress:
             print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
@@ -219,13 +236,21 @@ def run_benchmark(
             refiner,
             out / folder,
             prompts=dataset.prompts,
+            save_maps="refiner_mask" in needs,  # the mask file mask metrics read
             resume=resume,
             progress=progress,
         )
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
         files = [out / folder / f"{stem}.png" for stem in stems]
         scores[row.name], errors[row.name], n = _score_row(
-            row.name, files, ids, prompts, built, cache, progress
+            row.name,
+            files,
+            ids,
+            prompts,
+            built,
+            cache,
+            progress,
+            _contexts(dataset, needs, out / folder, stems),
         )
         reused += n
     result = BenchmarkResult(
@@ -243,6 +268,43 @@ def run_benchmark(
     return result
 
 
+ContextOf = Callable[[int, Any], MetricContext]
+
+
+def _contexts(
+    dataset: Dataset, needs: frozenset[str], folder: Path | None, stems: Sequence[str]
+) -> ContextOf:
+    """What the metrics with needs get for image ``i`` of a row: ``folder`` None = the
+    ``original`` row (input = the image, empty refiner mask), else a recipe's run folder."""
+    from grefine_kit.metrics.context import build_context
+    from grefine_kit.runs.layout import OutputNames
+
+    def context_of(i: int, image: Any) -> MetricContext:
+        item = dataset.items[i]
+        if folder is None:
+            mask: Path | np.ndarray = np.zeros((image.height, image.width), bool)
+        else:
+            mask = folder / OutputNames(stems[i]).mask
+        context = build_context(
+            needs,
+            image.size,
+            input_image=image if folder is None else item.path,
+            reference=item.reference,
+            region=item.region,
+            refiner_mask=mask,
+        )
+        if "refiner_mask" in needs and isinstance(mask, Path) and not mask.is_file():
+            # refined before a metric asked for masks (a resumed run): say how to get them
+            problems = {
+                **context.problems,
+                "refiner_mask": f"no refiner mask {mask.name} (rerun into a new --out)",
+            }
+            context = attrs.evolve(context, problems=problems)
+        return context
+
+    return context_of
+
+
 def _score_row(
     row: str,
     files: Sequence[Path],
@@ -251,12 +313,14 @@ def _score_row(
     built: Sequence[tuple[MetricSpec, Any]],
     cache: ScoreCache,
     progress: bool,
+    context_of: ContextOf,
 ) -> tuple[dict[str, list[float]], list[str], int]:
     """``({label: scores}, errors, number of scores reused from the cache)`` for one row."""
     from grefine_kit.images import load_image
 
     values: dict[str, list[float]] = {m.label: [] for m, _ in built}
     keys = {m.label: metric_key(m.name, m.options) for m, _ in built}
+    uncached = {m.label for m, part in built if metric_needs(part)}  # their inputs are other files
     errors: list[str] = []
     reused = 0
     bar = tqdm(
@@ -267,7 +331,10 @@ def _score_row(
             chunk = list(range(start, min(start + _CHUNK, len(files))))
             cached = {
                 m.label: {
-                    i: v for i in chunk if (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
+                    i: v
+                    for i in chunk
+                    if m.label not in uncached
+                    and (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
                 }
                 for m, _ in built
             }
@@ -278,11 +345,13 @@ def _score_row(
                     images[i] = load_image(files[i])
                 except UserError as exc:  # a recipe that failed on this image wrote no output
                     errors.append(f"{files[i].name}: {exc}")
+            contexts = {i: context_of(i, im) for i, im in images.items()} if uncached else {}
             new: list[tuple[str, str, str, Path, float]] = []
             for spec, metric in built:
                 todo = {i: im for i, im in images.items() if i not in cached[spec.label]}
-                scored = _score_chunk(spec, metric, todo, prompts, errors)
-                new += [(keys[spec.label], row, ids[i], files[i], v) for i, v in scored.items()]
+                scored = _score_chunk(spec, metric, todo, prompts, errors, contexts)
+                if spec.label not in uncached:
+                    new += [(keys[spec.label], row, ids[i], files[i], v) for i, v in scored.items()]
                 scored.update(cached[spec.label])
                 reused += len(cached[spec.label])
                 values[spec.label].extend(scored.get(i, math.nan) for i in chunk)
@@ -294,16 +363,33 @@ def _score_row(
 
 
 def _score_chunk(
-    spec: MetricSpec, metric: Any, images: Mapping[int, Any], prompts: Sequence[str], errors: list[str]
+    spec: MetricSpec,
+    metric: Any,
+    images: Mapping[int, Any],
+    prompts: Sequence[str],
+    errors: list[str],
+    contexts: Mapping[int, MetricContext],
 ) -> dict[int, float]:
-    """Scores by dataset index; one failing image is retried alone so it costs only its own cell."""
+    """Scores by dataset index; one failing image is retried alone so it costs only its own cell.
+    An image lacking what the metric needs is not scored: its error names what is missing."""
+    needs = sorted(metric_needs(metric))
+    if needs:
+        ready = {}
+        for i, image in images.items():
+            try:
+                contexts[i].require(needs, spec.label)
+                ready[i] = image
+            except UserError as exc:
+                errors.append(f"{spec.label} on image {i}: {exc}")
+        images = ready
     if not images:
         return {}
     keys = list(images)
 
     def call(indices: list[int]) -> list[float]:
         texts = [prompts[i] for i in indices] if metric.needs_prompt else None
-        got = metric.score([images[i] for i in indices], texts)
+        extra = [contexts[i] for i in indices] if needs else None
+        got = score_with(metric, [images[i] for i in indices], texts, extra)
         if len(got) != len(indices):
             raise RuntimeError(f"returned {len(got)} scores for {len(indices)} images")
         return [float(v) for v in got]

@@ -52,18 +52,21 @@ def list_command(kind: str | None, pattern: str) -> None:
     kinds = [kind] if kind else list(KINDS)
     for k in kinds:
         names = [n for n in registry.names(k) if fnmatch.fnmatchcase(n, pattern)]
+        facts = {n: _metric_facts(registry.get(k, n).metadata) for n in names} if k == "metric" else {}
+        width = max([19, *(len(f) + 2 for f in facts.values())])
         for name in names:
             entry = registry.get(k, name)
             summary = f"  {entry.summary}" if entry.summary else ""
             if k == "metric":
-                summary = f"  {_metric_facts(entry.metadata):<19}{summary}"
+                summary = f"  {facts[name]:<{width}}{summary}"
             click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
     warn_plugin_failures()
 
 
 def _metric_facts(metadata: Mapping[str, Any]) -> str:
-    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none)."""
-    from grefine_kit.metrics.base import format_range
+    """``↑ [0, 1] prompt`` from a metric's registry metadata (``?`` where a plugin gave none),
+    with ``needs reference+region`` for a metric that reads more than the image."""
+    from grefine_kit.metrics.base import format_needs, format_range
 
     lower = metadata.get("lower_better")
     arrow = "?" if lower is None else ("↓" if lower else "↑")
@@ -73,7 +76,9 @@ def _metric_facts(metadata: Mapping[str, Any]) -> str:
     except (TypeError, ValueError):
         shown = "[?]"
     prompt = " prompt" if metadata.get("needs_prompt") else ""
-    return f"{arrow} {shown}{prompt}"
+    needs = metadata.get("needs")
+    shown_needs = format_needs(needs) if isinstance(needs, (list, tuple, set, frozenset)) else ""
+    return f"{arrow} {shown}{prompt}" + (f" needs {shown_needs}" if shown_needs else "")
 
 
 # -- recipes ----------------------------------------------------------------------------

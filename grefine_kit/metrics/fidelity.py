@@ -35,8 +35,9 @@ A region SSIM is the mean of the SSIM map over the region *at the map's resoluti
    when that centre is in the region.
 
 A region with no pixel left after these steps is a ``UserError`` (it names the sizes), as is an
-image too small for the window. :func:`mask_iou` compares two masks: ``|A∩B| / |A∪B|``, and
-1.0 when both are empty.
+image too small for the window. :func:`ssim_unmasked` is the SSIM of a refined image against
+the refiner's input over the pixels its mask left alone. :func:`mask_iou` compares two masks:
+``|A∩B| / |A∪B|``, and 1.0 when both are empty.
 
 Inputs: RGB PIL images or ``H×W×3`` uint8 arrays; anything else is a ``UserError``.
 """
@@ -50,7 +51,16 @@ import numpy as np
 
 from grefine_kit.errors import UserError
 
-__all__ = ["CONVENTIONS", "as_region", "downsample_factor", "mask_iou", "psnr", "ssim", "ssim_map"]
+__all__ = [
+    "CONVENTIONS",
+    "as_region",
+    "downsample_factor",
+    "mask_iou",
+    "psnr",
+    "ssim",
+    "ssim_map",
+    "ssim_unmasked",
+]
 
 #: the SSIM conventions :func:`ssim` knows (see the module docstring)
 CONVENTIONS = ("canonical", "downsampled", "skimage")
@@ -141,15 +151,10 @@ def _box_down(arr: np.ndarray, f: int) -> np.ndarray:
 
 def _valid(arr: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Separable correlation with the symmetric 1-D ``taps`` on both axes, ``valid`` part only."""
-    n = len(taps)
-    height, width = arr.shape[0] - n + 1, arr.shape[1] - n + 1
-    rows = np.zeros((height, arr.shape[1]))
-    for k in range(n):
-        rows += taps[k] * arr[k : k + height, :]
-    out = np.zeros((height, width))
-    for k in range(n):
-        out += taps[k] * rows[:, k : k + width]
-    return out
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    rows = sliding_window_view(arr, len(taps), axis=0) @ taps  # (H - n + 1, W)
+    return np.asarray(sliding_window_view(rows, len(taps), axis=1) @ taps)
 
 
 def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -231,6 +236,18 @@ def ssim(output: Any, reference: Any, region: Any = None, convention: str = "can
             f"(image {width}×{height}, downsampled by {f}, {r} pixels cropped per side)"
         )
     return float(smap[inside].mean())
+
+
+def ssim_unmasked(output: Any, original: Any, mask: Any, convention: str = "canonical") -> float:
+    """SSIM of ``output`` against ``original`` (the refiner's input) over the pixels ``mask``
+    left alone. ``mask``: ``H×W``, True / values above 0.5 = repainted (a float mask such as
+    ``Mask.binary`` works); an empty mask gives the whole-image SSIM. ``UserError`` when the
+    mask leaves no SSIM-map pixel (see :func:`ssim`)."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise UserError(f"ssim-unmasked: expected an H×W mask, got shape {arr.shape}")
+    keep = ~(arr > 0.5)
+    return ssim(output, original, None if keep.all() else keep, convention=convention)
 
 
 def mask_iou(mask: Any, region: Any) -> float:

@@ -51,6 +51,8 @@ class ReportItem:
     mask_path: Path | None = None
     scores: Mapping[str, float | None] = attrs.field(factory=dict)
     mask_area: float | None = None
+    #: SSIM of the refined image vs its input where the mask left pixels alone (refine records)
+    ssim_unmasked: float | None = None
     stages: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     phrases: tuple[Mapping[str, Any], ...] = ()
 
@@ -99,6 +101,12 @@ def _phrases(details: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(r for r in rows if isinstance(r, Mapping)) if isinstance(rows, list) else ()
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from a record, else None (missing, null, text, NaN)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     output = str(rec.get("output") or rec.get("image_id") or rec.get("file") or "?")
     stem = Path(output).stem
@@ -118,6 +126,7 @@ def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> R
         mask_path=mask,
         scores={k: v for k, v in scores.items() if v is None or isinstance(v, (int, float))},
         mask_area=rec.get("mask_area") if isinstance(rec.get("mask_area"), (int, float)) else None,
+        ssim_unmasked=_number(rec.get("ssim_unmasked")),
         stages=stages,
         phrases=_phrases(alignment.get("details") if isinstance(alignment, Mapping) else None),
     )

@@ -148,6 +148,14 @@ def _stages_cell(item: ReportItem) -> str:
     return f'<table class="small">{"".join(rows)}</table>'
 
 
+def _unmasked_line(item: ReportItem) -> str:
+    """``ssim-unmasked 0.998``: how much the refiner changed what its mask left alone."""
+    if item.ssim_unmasked is None:
+        return ""
+    tip = "SSIM of the refined image vs its input where the mask left pixels alone"
+    return f'<div class="meta" title="{tip}">ssim-unmasked {item.ssim_unmasked:.4f}</div>'
+
+
 def _phrases_cell(item: ReportItem) -> str:
     if not item.phrases:
         return "&ndash;"
@@ -178,7 +186,8 @@ def _row(item: ReportItem, score_names: Sequence[str], max_size: int) -> str:
     cells += [
         _images_cell(item, max_size),
         _maps_cell(item, max_size),
-        f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>',
+        f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>'
+        + _unmasked_line(item),
     ]
     return f"<tr {attrs_text}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 

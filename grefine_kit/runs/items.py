@@ -1,8 +1,9 @@
 """The unit of work every runner shares: an :class:`Item` in, a record out.
 
-An item is one image with its prompt (and optional seed). Its ``id`` is the path relative to
-the run's input root (:func:`item_ids`), so two ``cat.png`` files in different folders never
-collide; ids are display-safe text even for file names that are not valid UTF-8.
+An item is one image with its prompt (and optional seed, reference image and region mask). Its
+``id`` is the path relative to the run's input root (:func:`item_ids`), so two ``cat.png``
+files in different folders never collide; ids are display-safe text even for file names that
+are not valid UTF-8.
 """
 
 from __future__ import annotations
@@ -47,12 +48,16 @@ class Item:
         image: the input file.
         prompt: the text prompt (None: the indicator needs none, or the prompts CSV has no row).
         seed: a base seed for this item overriding the recipe's (None: the recipe's).
+        reference: a clean reference image for full-reference metrics (None: none given).
+        region: a region mask file, white = inside (None: none given).
     """
 
     id: str
     image: Path
     prompt: str | None = None
     seed: int | None = None
+    reference: Path | None = None
+    region: Path | None = None
 
 
 def input_root(paths: Sequence[Path]) -> Path:

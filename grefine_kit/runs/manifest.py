@@ -3,18 +3,24 @@
 Formats, by extension: ``.csv`` (a header row), ``.jsonl`` / ``.ndjson`` (one JSON object a
 line), ``.parquet`` (needs ``pyarrow``). Columns (case-insensitive; others are ignored):
 
-=========  =========  ==============================================================
-``image``  required   the image file; relative paths are relative to the manifest's
-                      folder, so a manifest and its images move together
-``id``     optional   unique item id (default: the ``image`` value as written, with
-                      ``/`` separators); keys the record log, the shard and the seed
-``prompt`` optional   the prompt (refine needs one per item; a blank cell is "none")
-``seed``   optional   the item's base seed, an integer 0..2**63-1 (blank: the recipe's)
-=========  =========  ==============================================================
+=============  =========  ==========================================================
+``image``      required   the image file; relative paths are relative to the
+                          manifest's folder, so a manifest and its images move together
+``id``         optional   unique item id (default: the ``image`` value as written, with
+                          ``/`` separators); keys the record log, the shard and the seed
+``prompt``     optional   the prompt (refine needs one per item; a blank cell is "none")
+``seed``       optional   the item's base seed, an integer 0..2**63-1 (blank: the recipe's)
+``reference``  optional   a clean reference image for full-reference metrics (``psnr``,
+                          ``ssim``...), the size of ``image``; relative like ``image``
+``region``     optional   a region mask (black = outside, white = inside), the size of
+                          ``image``, for the region metrics; relative like ``image``
+=============  =========  ==========================================================
 
 A missing ``image`` column, a duplicate id, a bad seed or an unreadable file is one
 :class:`~grefine_kit.errors.UserError` naming the line, before any work. A listed image that
-does not exist is not: it becomes that item's error record and the run goes on.
+does not exist is not: it becomes that item's error record and the run goes on; so do a
+missing reference or region file, one of another size, or a region that is not a mask (checked
+when a metric reads them: that item's one-line error, the other items go on).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ MAX_MANIFEST_BYTES: Final = 2 * 2**30
 """The largest CSV/JSONL manifest read (2 GiB: tens of millions of rows)."""
 MAX_SEED: Final = 2**63 - 1
 
-_COLUMNS: Final = ("id", "image", "prompt", "seed")
+_COLUMNS: Final = ("id", "image", "prompt", "seed", "reference", "region")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Item]:
@@ -149,6 +155,16 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _side_file(base: Path, value: Any) -> Path | None:
+    """A ``reference`` / ``region`` cell as a path (relative to the manifest's folder, like
+    ``image``); None for a blank cell. Whether the file exists is checked when it is read."""
+    text = _text(value)
+    if text is None:
+        return None
+    path = Path(text.replace("\\", "/"))
+    return path if path.is_absolute() else base / path
+
+
 def _seed(p: Path, line: int, value: Any) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -188,6 +204,8 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
                 image=path if path.is_absolute() else base / path,
                 prompt=_text(row.get("prompt")),
                 seed=_seed(p, line, row.get("seed")),
+                reference=_side_file(base, row.get("reference")),
+                region=_side_file(base, row.get("region")),
             )
         )
     if not items:

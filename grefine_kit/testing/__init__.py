@@ -4,7 +4,8 @@
   ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
   ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
-  ``check_engine``, and ``check_part(kind, name, **options)``; ``run_files.check_files_whole``
+  ``check_engine``, and ``check_part(kind, name, **options)``; ``sample_images`` and, for
+  metrics that declare ``needs``, ``sample_contexts``; ``run_files.check_files_whole``
   (every file a killed and resumed run left is complete).
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
@@ -19,6 +20,7 @@ from grefine_kit.testing.conformance import (
     check_recipe,
     check_regions,
     check_stage,
+    sample_contexts,
     sample_images,
 )
 from grefine_kit.testing.engine_check import check_engine
@@ -37,5 +39,6 @@ __all__ = [
     "check_recipe",
     "check_regions",
     "check_stage",
+    "sample_contexts",
     "sample_images",
 ]

@@ -185,14 +185,50 @@ def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "
     return result
 
 
+def sample_contexts(images: Sequence[Image.Image]) -> list[Any]:
+    """A :class:`~grefine_kit.metrics.base.MetricContext` per image with every field set: the
+    input is the image with a brightened band, the reference the image with mild noise, the
+    region the middle third of the rows, the refiner's mask the left half of that band."""
+    from grefine_kit.metrics.base import MetricContext
+
+    rng = np.random.default_rng(1)
+    contexts = []
+    for image in images:
+        arr = np.asarray(image.convert("RGB"), np.int16)
+        h, w = arr.shape[:2]
+        region = np.zeros((h, w), bool)
+        region[h // 3 : 2 * h // 3] = True
+        mask = region.copy()
+        mask[:, w // 2 :] = False
+        given = arr.copy()
+        given[region] += 25
+        noisy = arr + rng.normal(0, 6, arr.shape)
+        contexts.append(
+            MetricContext(
+                input=Image.fromarray(np.clip(given, 0, 255).astype(np.uint8), "RGB"),
+                reference=Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB"),
+                region=region,
+                refiner_mask=mask,
+            )
+        )
+    return contexts
+
+
 def check_metric(metric: Any, *, prompt: str = "a red square on a blue background") -> list[float]:
     """A metric follows the ``Metric`` protocol: a name, a direction and a score range, one
     finite float per image inside that range, deterministically, for odd-sized images in one
-    batch; ``score([])`` is ``[]``; a prompt-reading metric refuses a call without prompts."""
+    batch; ``score([])`` is ``[]``; a prompt-reading metric refuses a call without prompts.
+
+    A metric that declares ``needs`` (``MetricBase``) must hold only known needs, is given
+    :func:`sample_contexts`, and must refuse (``UserError``) a call without them and a context
+    that lacks one of its needs."""
     import math
+
+    import attrs
 
     from grefine_kit.errors import UserError
     from grefine_kit.metrics import Metric
+    from grefine_kit.metrics.base import METRIC_NEEDS, metric_needs, score_with
 
     assert isinstance(metric, Metric), f"{metric!r} does not follow the Metric protocol"
     assert isinstance(metric.name, str) and metric.name, "name must be a non-empty string"
@@ -202,9 +238,18 @@ def check_metric(metric: Any, *, prompt: str = "a red square on a blue backgroun
     assert isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo < hi, (
         f"score_range must be (lo, hi) numbers with lo < hi; got {metric.score_range!r}"
     )
+    needs = metric_needs(metric)
+    assert needs <= set(METRIC_NEEDS), f"needs {sorted(needs)} must be among {METRIC_NEEDS}"
     images = sample_images()
     prompts = [prompt] * len(images) if metric.needs_prompt else None
-    values = metric.score(images, prompts)
+    contexts = sample_contexts(images) if needs else None
+
+    def score(
+        batch: Sequence[Image.Image], texts: Sequence[str] | None, extra: Any = contexts
+    ) -> list[float]:
+        return score_with(metric, batch, texts, None if extra is None else extra[: len(batch)])
+
+    values = score(images, prompts)
     assert isinstance(values, list) and len(values) == len(images), "score() must return one value per image"
     assert all(isinstance(v, float) and math.isfinite(v) for v in values), (
         f"values must be finite floats: {values}"
@@ -213,11 +258,22 @@ def check_metric(metric: Any, *, prompt: str = "a red square on a blue backgroun
     assert all(lo - slack <= v <= hi + slack for v in values), (
         f"values {values} outside score_range {(lo, hi)}"
     )
-    again = metric.score(images, prompts)
+    again = score(images, prompts)
     assert np.allclose(values, again, rtol=1e-5, atol=1e-6), "metric values must be deterministic"
-    single = metric.score(images[:1], prompts[:1] if prompts else None)
+    single = score(images[:1], prompts[:1] if prompts else None)
     assert np.allclose(single, values[:1], rtol=1e-4, atol=1e-5), "a value must not depend on the batch"
-    assert metric.score([], [] if metric.needs_prompt else None) == [], "score([]) must be []"
+    assert score([], [] if metric.needs_prompt else None) == [], "score([]) must be []"
+    declared: Any = metric  # a MetricBase: score takes contexts
+    for need in sorted(needs):
+        assert contexts is not None
+        lacking = [attrs.evolve(c, **{need: None}) for c in contexts]
+        for extra in (None, lacking):
+            try:
+                declared.score(images, prompts, extra)
+            except UserError:
+                pass
+            else:
+                raise AssertionError(f"a metric that needs {need} must raise UserError without it")
     if metric.needs_prompt:
         try:
             metric.score(images, None)

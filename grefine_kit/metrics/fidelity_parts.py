@@ -1,0 +1,180 @@
+"""Full-reference and mask metrics as metric parts (``psnr``, ``ssim``, ``psnr-region``,
+``ssim-region``, ``psnr-rest``, ``ssim-rest``, ``ssim-unmasked``, ``mask-iou``).
+
+Each declares what it needs per image (``MetricBase.needs``) and computes with
+:mod:`grefine_kit.metrics.fidelity` (whose docstring gives the exact definitions):
+
+=================  ==========================  ============================================
+``psnr``           reference                   PSNR of the image vs the reference, dB
+``ssim``           reference                   SSIM of the image vs the reference
+``psnr-region``    reference, region           the same over the region's pixels
+``ssim-region``    reference, region           the SSIM map's mean over the region
+``psnr-rest``      reference, region           over the pixels outside the region
+``ssim-rest``      reference, region           the SSIM map's mean outside the region
+``ssim-unmasked``  input, refiner_mask         SSIM of the image vs the refiner's *input*
+                                               over the pixels its mask left alone (the
+                                               whole image when the mask is empty)
+``mask-iou``       refiner_mask, region        IoU of the refiner's mask and the region
+=================  ==========================  ============================================
+
+PSNR parts cap the score at ``max_db`` (100 dB): identical pixels would be ``+inf``, which no
+mean, table or JSON file can hold. SSIM parts take ``convention`` (``canonical``, the default;
+``downsampled``; ``skimage``). An image whose needs are missing, or whose region leaves no
+pixel, fails alone with a one-line ``UserError`` (a blank cell in ``grefine benchmark``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+import numpy as np
+from PIL import Image
+
+from grefine_kit.metrics.base import MetricBase, MetricContext, check_prompts
+from grefine_kit.metrics.fidelity import CONVENTIONS, mask_iou, psnr, ssim, ssim_unmasked
+
+__all__ = [
+    "MaskIou",
+    "Psnr",
+    "PsnrRegion",
+    "PsnrRest",
+    "Ssim",
+    "SsimRegion",
+    "SsimRest",
+    "SsimUnmasked",
+]
+
+
+def _area(context: MetricContext, area: str) -> np.ndarray | None:
+    """The pixels counted: all (None), the region's, or the rest's."""
+    if area == "all":
+        return None
+    assert context.region is not None  # checked by contexts_for
+    return context.region if area == "region" else ~context.region
+
+
+class _Fidelity(MetricBase):
+    """Shared plumbing: one value per image from ``_one(image, context)``."""
+
+    name: ClassVar[str]
+    needs_prompt: ClassVar[bool] = False
+
+    def score(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[str] | None = None,
+        contexts: Sequence[MetricContext] | None = None,
+    ) -> list[float]:
+        if self.needs_prompt:
+            check_prompts(self.name, images, prompts)
+        checked = self.contexts_for(images, contexts)
+        return [self._one(image, context) for image, context in zip(images, checked, strict=True)]
+
+    def _one(self, image: Image.Image, context: MetricContext) -> float:
+        raise NotImplementedError
+
+
+@attrs.define(kw_only=True)
+class Psnr(_Fidelity):
+    """``psnr``: PSNR (dB, RGB 0..255) of the image against the reference, capped at ``max_db``."""
+
+    max_db: float = attrs.field(default=100.0, converter=float, validator=attrs.validators.gt(0.0))
+
+    name: ClassVar[str] = "psnr"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference"})
+    lower_better: ClassVar[bool] = False
+    area: ClassVar[str] = "all"
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        return (0.0, self.max_db)
+
+    def _one(self, image: Image.Image, context: MetricContext) -> float:
+        return min(self.max_db, psnr(image, context.reference, _area(context, self.area)))
+
+
+@attrs.define(kw_only=True)
+class PsnrRegion(Psnr):
+    """``psnr-region``: PSNR over the region's pixels."""
+
+    name: ClassVar[str] = "psnr-region"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "region"
+
+
+@attrs.define(kw_only=True)
+class PsnrRest(Psnr):
+    """``psnr-rest``: PSNR over the pixels outside the region."""
+
+    name: ClassVar[str] = "psnr-rest"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "rest"
+
+
+@attrs.define(kw_only=True)
+class Ssim(_Fidelity):
+    """``ssim``: SSIM of the image against the reference (``convention``: canonical, downsampled
+    or skimage; see ``grefine_kit.metrics.fidelity``)."""
+
+    convention: str = attrs.field(default="canonical", validator=attrs.validators.in_(CONVENTIONS))
+
+    name: ClassVar[str] = "ssim"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference"})
+    lower_better: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    area: ClassVar[str] = "all"
+
+    def _one(self, image: Image.Image, context: MetricContext) -> float:
+        return ssim(image, context.reference, _area(context, self.area), convention=self.convention)
+
+
+@attrs.define(kw_only=True)
+class SsimRegion(Ssim):
+    """``ssim-region``: the SSIM map's mean over the region."""
+
+    name: ClassVar[str] = "ssim-region"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "region"
+
+
+@attrs.define(kw_only=True)
+class SsimRest(Ssim):
+    """``ssim-rest``: the SSIM map's mean outside the region."""
+
+    name: ClassVar[str] = "ssim-rest"
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "rest"
+
+
+@attrs.define(kw_only=True)
+class SsimUnmasked(Ssim):
+    """``ssim-unmasked``: SSIM of the image against the refiner's own input over the pixels its
+    mask left alone: how much of what it was told to keep it changed. Needs no reference."""
+
+    name: ClassVar[str] = "ssim-unmasked"
+    needs: ClassVar[frozenset[str]] = frozenset({"input", "refiner_mask"})
+
+    def _one(self, image: Image.Image, context: MetricContext) -> float:
+        return ssim_unmasked(image, context.input, context.refiner_mask, convention=self.convention)
+
+
+@attrs.define(kw_only=True)
+class MaskIou(_Fidelity):
+    """``mask-iou``: intersection over union of the refiner's mask and the region (1.0 when
+    both are empty)."""
+
+    name: ClassVar[str] = "mask-iou"
+    needs: ClassVar[frozenset[str]] = frozenset({"refiner_mask", "region"})
+    lower_better: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def _one(self, image: Image.Image, context: MetricContext) -> float:
+        return mask_iou(context.refiner_mask, context.region)
+
+
+#: every part here by registry name (builtins registers them; tests check the two agree)
+PARTS: dict[str, type[_Fidelity]] = {
+    cls.name: cls for cls in (Psnr, PsnrRegion, PsnrRest, Ssim, SsimRegion, SsimRest, SsimUnmasked, MaskIou)
+}
