@@ -40,6 +40,7 @@ from grefine_kit.runs.folder import RunFolder
 from grefine_kit.runs.items import Item, make_items
 from grefine_kit.runs.layout import OutputNames, output_stems
 from grefine_kit.runs.shards import Shard
+from grefine_kit.stages.stepping import StepEvent, on_denoising_step
 
 __all__ = ["BatchSummary", "make_items", "plan_tasks", "refine_files", "refine_items"]
 
@@ -102,6 +103,29 @@ def refine_files(
         engine=engine,
         batch_size=batch_size,
     )
+
+
+class _StepBar:
+    """A second bar under the images' bar that advances per denoising step of the stage call
+    running now (``grefine_kit.stages.stepping``); created on the first step."""
+
+    def __init__(self, tqdm: Any, *, disabled: bool) -> None:
+        self._tqdm, self._disabled = tqdm, disabled
+        self._bar: Any = None
+
+    def update(self, event: StepEvent) -> None:
+        if self._disabled:
+            return
+        if self._bar is None:
+            self._bar = self._tqdm(total=event.total, unit="step", position=1, leave=False)
+        if event.step == 1:
+            self._bar.reset(total=event.total)
+            self._bar.set_description(f"denoising ({event.role})", refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _config(refiner: Any) -> str:
@@ -210,7 +234,9 @@ def refine_items(
     redone: Counter[str] = Counter()
     failures = FailureSummary()
     bar = tqdm(total=len(mine), unit="img", desc="refining", disable=not progress or not sys.stderr.isatty())
-    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder:
+    steps = _StepBar(tqdm, disabled=bar.disable)
+    listening = on_denoising_step(steps.update)
+    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, listening:
         try:
             tasks, n_skipped = plan_tasks(
                 folder,
@@ -236,6 +262,7 @@ def refine_items(
                 bar.update(1)
                 bar.set_postfix(failed=n_failed, refresh=False)
         finally:
+            steps.close()
             bar.close()
     return BatchSummary(
         n_ok,

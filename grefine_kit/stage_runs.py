@@ -37,6 +37,7 @@ def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, 
         "steps_run": int(result.steps_run),
         "skipped": result.skipped,
         "seconds": float(result.seconds),
+        **({"previews": [int(k) for k, _ in result.previews]} if result.previews else {}),
     }
 
 
@@ -68,6 +69,9 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             seed=state.seed,
         )
         result = _checked(stage.run(request), state.image.size, "stage1")
+        if result.previews:
+            shown = [(k, paste_back(state.image, im, mask.soft)) for k, im in result.previews]
+            state.previews["stage1"] = shown
         state.image = paste_back(state.image, result.image, mask.soft)
         return {**stage_report(result, strength, steps), "regions": None}
     current = state.image.copy()
@@ -86,6 +90,10 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             max_upscale=region.max_upscale,
         )
         result = _checked(stage.run(request), crop.size, f"stage1 on region {index}")
+        for k, im in result.previews:
+            whole = current.copy()
+            whole.paste(paste_back(crop, im, region.mask.soft), region.crop[:2])
+            state.previews.setdefault(f"stage1-region{index}", []).append((k, whole))
         current.paste(paste_back(crop, result.image, region.mask.soft), region.crop[:2])
         per_region.append({**region.to_json(), **stage_report(result, strength, steps), "seed": seed})
     state.image = current
@@ -119,6 +127,8 @@ def run_global(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         seed=state.seed,
     )
     result = _checked(stage.run(request), state.image.size, "stage2")
+    if result.previews:
+        state.previews["stage2"] = list(result.previews)
     state.image = result.image
     return stage_report(result, options.delta, steps)
 

@@ -64,6 +64,8 @@ class RefineState:
     mask: Mask | None = attrs.field(default=None, repr=False)
     regions: tuple[Region, ...] | None = attrs.field(default=None, repr=False)
     stages: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: intermediate whole-image previews per stage role, ``(step, image)`` (stage option previews)
+    previews: dict[str, list[tuple[int, Image.Image]]] = attrs.field(factory=dict, repr=False)
     timings: dict[str, float] = attrs.field(factory=dict)
 
     @classmethod

@@ -198,3 +198,55 @@ def test_lora_and_vae_files_enter_the_fingerprint(tmp_path: Path) -> None:
     assert set(stage_file_digests([stage])) == {str(lora), str(tmp_path)}
     refiner = with_lora.build()
     assert _config(refiner) == _config(with_lora)
+
+
+# -- per-step events and previews ------------------------------------------------------------------
+
+
+def test_every_denoising_step_is_reported_and_previews_are_kept() -> None:
+    from grefine_kit.stages.stepping import StepEvent, on_denoising_step, preview_steps
+
+    events: list[StepEvent] = []
+    with on_denoising_step(events.append):
+        result = InpaintStage(model="tiny-sd", previews=2).run(request(steps=6, strength=1.0))
+    assert [(e.role, e.step, e.total) for e in events] == [("masked", k, 6) for k in range(1, 7)]
+    assert [k for k, _ in result.previews] == preview_steps(6, 2) == [2, 4]
+    assert all(im.size == result.image.size for _, im in result.previews)
+    plain = InpaintStage(model="tiny-sd").run(request(steps=6, strength=1.0))
+    assert np.array_equal(np.asarray(plain.image), np.asarray(result.image))  # previews change nothing
+    assert plain.previews == () and not np.array_equal(
+        np.asarray(result.previews[0][1]), np.asarray(result.image)
+    )
+    events.clear()
+    InpaintStage(model="tiny-sd").run(request(steps=6, strength=1.0))
+    assert events == []  # the listener is gone after its block
+
+
+def test_a_failing_listener_never_fails_the_stage() -> None:
+    from grefine_kit.stages.stepping import on_denoising_step
+
+    def broken(_event: Any) -> None:
+        raise RuntimeError("display gone")
+
+    with on_denoising_step(broken):
+        assert InpaintStage(model="tiny-sd").run(request()).steps_run == 2
+
+
+def test_previews_reach_the_run_folder_and_the_report(tmp_path: Path) -> None:
+    from grefine_kit.batch import refine_files
+    from grefine_kit.overrides import apply_overrides
+    from grefine_kit.recipe import Recipe
+    from grefine_kit.report.collect import collect
+
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    sample_images([(64, 64)])[0].save(image)
+    recipe = apply_overrides(Recipe.load("tiny"), [("stage2.previews", 1), ("refiner.iterations", 16)])
+    summary = refine_files([image], recipe, tmp_path / "out", prompts="a cat", progress=False)
+    assert summary.n_ok == 1
+    names = [p.name for p in (tmp_path / "out").glob("a.stage2.step*.png")]
+    assert len(names) == 1
+    _kind, items = collect(tmp_path / "out")
+    assert [label for label in items[0].heatmaps if "step" in label] == [
+        f"stage2 step {int(names[0][-7:-4])}"
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,10 @@ class ReportItem:
         return sum(values) / len(values) if values else None
 
 
+#: ``<stem>.<stage role>.stepNNN.png``: a stage's intermediate preview
+_PREVIEW = re.compile(r"(stage[\w-]*)\.step(\d+)")
+
+
 def _existing(path: Path | None) -> Path | None:
     return path.resolve() if path is not None and path.is_file() else None
 
@@ -88,6 +93,8 @@ def _overlays(folder: Path, stem: str) -> tuple[dict[str, Path], Path | None]:
             mask = path.resolve()
         elif tag in _TAGS:
             heatmaps.setdefault(_TAGS[tag], path.resolve())
+        elif (step := _PREVIEW.fullmatch(tag)) is not None:  # stage option previews
+            heatmaps.setdefault(f"{step[1]} step {int(step[2])}", path.resolve())
     return heatmaps, mask
 
 

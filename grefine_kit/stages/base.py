@@ -78,12 +78,14 @@ class StageRequest:
 @attrs.frozen
 class StageResult:
     """What a stage did: the output image (same size as the request's), the denoising steps it
-    actually ran, why it skipped (None if it ran), and its wall time in seconds."""
+    actually ran, why it skipped (None if it ran), its wall time in seconds, and intermediate
+    ``previews`` as ``(step, image)`` pairs at the output's size (stage option ``previews``)."""
 
     image: Image.Image = attrs.field(eq=False)
     steps_run: int = 0
     skipped: str | None = None
     seconds: float = 0.0
+    previews: tuple[tuple[int, Image.Image], ...] = attrs.field(default=(), eq=False)
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from grefine_kit.stages.controls import LoraSpec, parse_loras
 from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
 from grefine_kit.stages.schedulers import check_scheduler_name
 from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
+from grefine_kit.stages.stepping import step_callback
 from grefine_kit.strength import steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
@@ -116,6 +117,8 @@ class _DiffusersStage(PartBase):
         peak memory, slower).
     sequential_offload: accelerate's sequential CPU offload (CUDA only: weights stay in CPU
         memory and move to the GPU layer by layer; the smallest GPU memory, the slowest).
+    previews: keep this many intermediate images (evenly spaced denoising steps, one VAE
+        decode each; 0..16, default 0); the report shows them.
     """
 
     task: ClassVar[str]
@@ -143,6 +146,7 @@ class _DiffusersStage(PartBase):
     vae_slicing: bool = attrs.field(default=False, validator=v.instance_of(bool))
     attention_slicing: str | int = attrs.field(default="", validator=check_attention_slicing)
     sequential_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    previews: int = attrs.field(default=0, validator=integer(0, 16))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def pipeline(self) -> Any:
@@ -232,11 +236,15 @@ class _DiffusersStage(PartBase):
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
         prepare_call(pipe, self)
+        kept: list[tuple[int, Any]] = []
+        kwargs["callback_on_step_end"] = step_callback(pipe, self.role, steps, self.previews, kept)
         with _quiet_upcast_warning():
             array = pipe(**kwargs).images[0]
         out = _to_pil(array, f"{self.role} stage")
         result = back(out.convert("RGB"))
-        return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+        previews = tuple((step, back(_to_pil(a, "preview"))) for step, a in kept)
+        seconds = time.perf_counter() - started
+        return StageResult(image=result, steps_run=steps, skipped=None, seconds=seconds, previews=previews)
 
 
 def _to_pil(array: Any, what: str) -> Any:
