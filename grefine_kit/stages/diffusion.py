@@ -25,6 +25,7 @@ from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
 from grefine_kit.stages.controls import LoraSpec, parse_loras
+from grefine_kit.stages.families import default_guidance, native_resolution, size_multiple, uses_cfg
 from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
 from grefine_kit.stages.schedulers import check_scheduler_name
 from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
@@ -43,9 +44,10 @@ RESIZE_MODES = ("model", "input")
 
 
 def working_size(
-    size: tuple[int, int], resolution: int, mode: str = "model", max_upscale: float = 0.0
+    size: tuple[int, int], resolution: int, mode: str = "model", max_upscale: float = 0.0, multiple: int = 8
 ) -> tuple[int, int]:
-    """The ``(width, height)`` the pipeline runs at, multiples of 8.
+    """The ``(width, height)`` the pipeline runs at, multiples of ``multiple`` (8; 16 for SD3 and
+    FLUX with their real VAEs).
 
     ``model``: the image's aspect ratio at an area of about ``resolution²`` (what SD models are
     trained for), enlarged at most ``max_upscale`` times when that is > 0 (a small region crop
@@ -53,12 +55,13 @@ def working_size(
     image size rounded up to a multiple of 8 (padding, no resampling).
     """
     w, h = size
+    m = multiple
     if mode == "input":
-        return (math.ceil(w / 8) * 8, math.ceil(h / 8) * 8)
+        return (math.ceil(w / m) * m, math.ceil(h / m) * m)
     scale = resolution / math.sqrt(w * h)
     if max_upscale > 0:
         scale = min(scale, max_upscale)
-    return (max(8, round(w * scale / 8) * 8), max(8, round(h * scale / 8) * 8))
+    return (max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m))
 
 
 def _to_working(
@@ -100,7 +103,9 @@ class _DiffusersStage(PartBase):
     cpu_offload: accelerate's model CPU offload (CUDA only; saves GPU memory, slower).
     variant / revision: hub file variant (e.g. ``fp16``) and git revision.
     config / arch: for single files: the diffusers config (folder or hub id) and ``sdxl``/``sd``.
-    guidance_scale: classifier-free guidance, a finite number >= 0; <= 1 turns it off.
+    guidance_scale: classifier-free guidance, a finite number >= 0; <= 1 turns it off; unset:
+        the model family's default (:mod:`grefine_kit.stages.families`; FLUX's is its distilled
+        guidance input, not CFG).
     negative_prompt: text the pipeline steers away from.
     resolution: working-area side in px, at most 8192; 0 = the model's native one (UNet sample
         size × VAE factor).
@@ -132,7 +137,7 @@ class _DiffusersStage(PartBase):
     revision: str = attrs.field(default="", validator=v.instance_of(str))
     config: str = attrs.field(default="", validator=v.instance_of(str))
     arch: str = attrs.field(default="auto", validator=choice(("auto", "sdxl", "sd")))
-    guidance_scale: float = attrs.field(default=7.5, validator=number(0))
+    guidance_scale: float | None = attrs.field(default=None, validator=v.optional(number(0)))
     negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
     resolution: int = attrs.field(
         default=0, validator=integer(0, MAX_RESOLUTION)
@@ -173,8 +178,13 @@ class _DiffusersStage(PartBase):
         """Working-area side in px (``resolution`` or the model's native one); loads the model."""
         if self.resolution:
             return self.resolution
-        pipe = self.pipeline()
-        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        return native_resolution(self.pipeline())
+
+    def guidance(self) -> float:
+        """``guidance_scale``, or the model family's default when unset; loads the model."""
+        if self.guidance_scale is not None:
+            return float(self.guidance_scale)
+        return default_guidance(self.pipeline(), self.task)
 
     def extra_files(self) -> list[str]:
         """Local files this stage reads beyond its model (they enter the run's fingerprint)."""
@@ -215,10 +225,12 @@ class _DiffusersStage(PartBase):
         import torch
 
         pipe = self.pipeline()
-        target = working_size(request.image.size, self.native_resolution(), self.resize, request.max_upscale)
+        size, res = request.image.size, self.native_resolution()
+        target = working_size(size, res, self.resize, request.max_upscale, size_multiple(pipe))
         work_mask_source = mask if self.role == "masked" else None
         image, work_mask, back = _to_working(request.image, work_mask_source, target, self.resize)
-        guidance = self.guidance_scale > 1
+        scale = self.guidance()
+        guidance = scale > 1 and uses_cfg(pipe)
         emphasis = request.emphasis if self.use_emphasis else ()
         kwargs: dict[str, Any] = encode_conditioning(
             pipe, request.prompt, emphasis, negative_prompt=self.negative_prompt, guidance=guidance
@@ -227,7 +239,7 @@ class _DiffusersStage(PartBase):
             image=image,
             strength=request.strength,
             num_inference_steps=request.steps,
-            guidance_scale=self.guidance_scale,
+            guidance_scale=scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
             # numbers, not PIL: a NaN (fp16 overflow, an extreme guidance) would silently become
             # black pixels in diffusers' uint8 cast; we fail the item instead
@@ -310,4 +322,3 @@ class Img2ImgStage(_DiffusersStage):
     role: ClassVar[str] = "global"
 
     model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))
-    guidance_scale: float = attrs.field(default=5.0, validator=number(0))

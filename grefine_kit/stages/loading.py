@@ -176,6 +176,11 @@ def load_pipeline(
 def _as_task(base: Any, task: str) -> Any:
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
+    if type(base).__name__ == "FluxFillPipeline":  # not in diffusers' auto tables
+        if task != "inpaint":
+            raise UserError("FLUX Fill is an inpainting model; use a FLUX base model for the global stage")
+        return base
+
     auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
     try:
         return auto.from_pipe(base)
@@ -185,6 +190,8 @@ def _as_task(base: Any, task: str) -> Any:
 
 def _check_task(pipe: Any, task: str, model: str) -> None:
     unet = getattr(pipe, "unet", None)
+    if unet is None:  # transformer families: diffusers checks their channels itself
+        return
     channels = getattr(getattr(unet, "config", None), "in_channels", 4)
     if task == "img2img" and channels != 4:
         raise UserError(
@@ -219,7 +226,11 @@ def _load(
         return _load_single_file(source.location, task, dtype, config, arch)
     folder = source.location if source.kind == "dir" else _hub_folder(source.location, variant, revision)
     shared = _shared_components(Path(folder), device, dtype) if share else {}
-    auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+    auto: Any = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+    if _index_class(Path(folder)) == "FluxFillPipeline":  # not in diffusers' auto tables
+        from diffusers import DiffusionPipeline
+
+        auto = DiffusionPipeline
     kwargs: dict[str, Any] = {**dtype_kwarg(dtype), **shared}
     if variant:
         kwargs["variant"] = variant
@@ -230,6 +241,13 @@ def _load(
     if share:
         _remember_components(Path(folder), pipe, device, dtype)
     return pipe
+
+
+def _index_class(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "model_index.json").read_text("utf-8")).get("_class_name", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) -> Any:
