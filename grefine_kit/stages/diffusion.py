@@ -24,6 +24,7 @@ from grefine_kit.devices import DTYPE_NAMES
 from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
+from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs
 from grefine_kit.stages.controls import LoraSpec, parse_loras
 from grefine_kit.stages.families import default_guidance, native_resolution, size_multiple, uses_cfg
 from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
@@ -247,6 +248,7 @@ class _DiffusersStage(PartBase):
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
+            kwargs.update(control_kwargs(self, image, work_mask))
         prepare_call(pipe, self)
         kept: list[tuple[int, Any]] = []
         kwargs["callback_on_step_end"] = step_callback(pipe, self.role, steps, self.previews, kept)
@@ -302,14 +304,29 @@ def _is_local(text: str) -> bool:
 
 @attrs.define(kw_only=True)
 class InpaintStage(_DiffusersStage):
-    """Stage 1: inpaint inside the mask (``role = "masked"``). SDXL and SD 1.x inpainting models
-    work (the family is read from the loaded pipeline); so do base models (4-channel UNets),
-    which diffusers inpaints by blending latents. Default: the paper's SDXL-Inpainting 0.1."""
+    """Stage 1: inpaint inside the mask (``role = "masked"``). SD 1.x, SDXL, SD3 and FLUX Fill
+    inpainting models work (the family is read from the loaded pipeline); so do SD/SDXL base
+    models (4-channel UNets), which diffusers inpaints by blending latents. Default: the paper's
+    SDXL-Inpainting 0.1.
+
+    controlnet: a ControlNet (folder, ``.safetensors`` file or hub id; SD 1.x / SDXL) guiding
+        the repaint; ``""`` (default) = none. controlnet_kind: ``inpaint`` or ``tile`` (how the
+        control image is derived: :mod:`grefine_kit.stages.controlnet`). controlnet_scale: its
+        conditioning scale (default 1.0).
+    """
 
     task: ClassVar[str] = "inpaint"
     role: ClassVar[str] = "masked"
 
     model: str = attrs.field(default=DEFAULT_INPAINT_MODEL, validator=v.instance_of(str))
+    controlnet: str = attrs.field(default="", validator=v.instance_of(str))
+    controlnet_kind: str = attrs.field(default="inpaint", validator=choice(CONTROLNET_KINDS))
+    controlnet_scale: float = attrs.field(default=1.0, validator=number(0, 10))
+
+    def extra_files(self) -> list[str]:
+        files = super().extra_files()
+        path = self.controlnet.removeprefix("local-dir:")
+        return files + ([path] if path and _is_local_path(path) else [])
 
 
 @attrs.define(kw_only=True)

@@ -48,7 +48,11 @@ def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
 
         if arch == "flux-fill" and task != "inpaint":
             raise UserError("tiny-flux-fill is an inpainting model (FLUX Fill); use it for stage 1 only")
-        return tiny_family_pipeline(arch, task, seed=TINY_SEED).to(device=device, dtype=dtype)
+        pipe = tiny_family_pipeline(arch, task, seed=TINY_SEED)
+        first = next(iter(pipe.transformer.parameters()))
+        if first.dtype != dtype or str(first.device) != str(device):  # diffusers warns on any cast
+            pipe.to(device=device, dtype=dtype)
+        return pipe
     key = (arch, str(device), str(dtype))
     with _lock:
         comps = _components.get(key)

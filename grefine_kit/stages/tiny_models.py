@@ -36,6 +36,7 @@ __all__ = [
     "save_tiny_lora",
     "save_tiny_pipeline",
     "tiny_components",
+    "tiny_controlnet",
     "tiny_pipeline",
     "tiny_refiner_pipeline",
     "tiny_text_encoder",
@@ -318,3 +319,39 @@ def save_tiny_lora(path: str | Path, unet: Any, rank: int = 4, seed: int = 0, st
     out = Path(path)
     save_file(tensors, str(out))
     return out
+
+
+def tiny_controlnet(arch: str = "sd", seed: int = 0) -> Any:
+    """A RANDOM ``ControlNetModel`` shaped for the tiny ``arch`` UNet (4 latent input channels,
+    the control image downsampled by the tiny VAE's factor 2). Its zero-initialised output
+    convolutions are randomised too, so that it visibly changes the result."""
+    from diffusers import ControlNetModel
+
+    _check_arch(arch)
+    common: dict[str, Any] = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        conditioning_embedding_out_channels=(16, 32),
+    )
+    if arch == "sdxl":
+        common.update(
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
+            cross_attention_dim=2 * TEXT_HIDDEN,
+        )
+    else:
+        common.update(cross_attention_dim=TEXT_HIDDEN)
+    cls: Any = ControlNetModel
+    with _seeded(seed):
+        model = cls(**common).eval()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "zero_conv" in name or "mid_block" in name or "conv_out" in name:
+                    param.normal_(0.0, 0.05)
+    return model
