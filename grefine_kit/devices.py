@@ -16,6 +16,7 @@ from grefine_kit.errors import SetupError, UserError
 __all__ = [
     "DTYPE_NAMES",
     "check_device",
+    "check_runnable",
     "require_device",
     "resolve_device",
     "resolve_dtype",
@@ -24,6 +25,14 @@ __all__ = [
 
 #: the dtype names every part accepts
 DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
+
+
+#: torch device types that hold no tensor data: every model would fail on its first number
+_NO_DATA = frozenset({"meta"})
+_NO_DATA_TEXT = (
+    "device {value!r} holds no data (torch's shape-only device): models cannot run on it; "
+    "use auto, cpu, cuda or mps"
+)
 
 
 def resolve_device(device: str) -> str:
@@ -65,11 +74,20 @@ def check_device(_inst: Any, _attribute: Any, value: str) -> None:
     import torch
 
     try:
-        torch.device(value)
+        parsed = torch.device(value)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be 'auto' or a torch device like 'cpu', 'cuda:0'; got {value!r}"
         ) from exc
+    if parsed.type in _NO_DATA:
+        raise ValueError(_NO_DATA_TEXT.format(value=value))
+
+
+def check_runnable(_inst: Any, attribute: Any, value: Any) -> None:
+    """attrs validator (no torch import): refuse a device that holds no data (``meta``), which
+    would otherwise fail every item of a run instead of the run once."""
+    if isinstance(value, str) and value.split(":")[0].strip().lower() in _NO_DATA:
+        raise ValueError(_NO_DATA_TEXT.format(value=value))
 
 
 def require_device(device: str) -> str:
@@ -84,6 +102,8 @@ def require_device(device: str) -> str:
         raise SetupError(
             f"--device {device!r}: not a torch device (use auto, cpu, cuda, cuda:N or mps)"
         ) from None
+    if parsed.type in _NO_DATA:
+        raise SetupError("--" + _NO_DATA_TEXT.format(value=device))
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             raise SetupError(f"--device {device}: CUDA is not available on this machine; use --device cpu")

@@ -49,13 +49,62 @@ class PluginError(GrefineError):
     """A plugin is broken (duplicate names, a failing hook)."""
 
 
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    str: "text",
+    bool: "true or false",
+    list: "a list",
+    tuple: "a list",
+    dict: "a table",
+}
+
+
+def _kind(types: object) -> str:
+    if isinstance(types, tuple):
+        return " or ".join(dict.fromkeys(_kind(t) for t in types))
+    if isinstance(types, type):
+        return _KINDS.get(types, f"a {types.__name__}")
+    return str(types)
+
+
 def error_text(exc: BaseException) -> str:
     """The message of ``exc`` as one line. attrs' type validators raise
     ``TypeError(message, attribute, type, value)``, whose ``str`` is a tuple with the whole
-    ``Attribute`` repr; keep just the message."""
-    attrs_style = len(exc.args) > 1 and isinstance(exc.args[0], str)
-    text = exc.args[0] if attrs_style else str(exc)
+    ``Attribute`` repr, and whose message says ``must be <class 'int'>``: say it in words
+    (``'iterations' must be an integer (got 1000000000.0, a decimal number)``)."""
+    args = exc.args
+    if isinstance(exc, TypeError) and len(args) == 4 and isinstance(args[2], (type, tuple)):
+        name = getattr(args[1], "name", None)
+        if isinstance(name, str):
+            value = args[3]
+            got = "a decimal number" if isinstance(value, float) else _kind(type(value))
+            return f"{name!r} must be {_kind(args[2])} (got {value!r}, {got})"
+    attrs_style = len(args) > 1 and isinstance(args[0], str)
+    text = args[0] if attrs_style else str(exc)
     return " ".join(text.split())
+
+
+#: the reason given for a checkpoint that ``torch.load(weights_only=True)`` refused
+REFUSED_PICKLE = "refused: it holds pickled Python objects, not only tensors (never executed for safety)"
+
+
+_REFUSAL_MARKS = ("weights_only", "Unsupported global")
+
+
+def refused_pickle(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from or while handling, is torch refusing a
+    pickled checkpoint under ``weights_only=True`` (whose six-line text advises
+    ``weights_only=False``, i.e. running the file's code: we never do, nor quote it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if type(current).__name__ == "UnpicklingError" or any(m in text for m in _REFUSAL_MARKS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def error_message(exc: BaseException) -> str:

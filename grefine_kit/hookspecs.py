@@ -81,3 +81,14 @@ def register_recipes(register: Register) -> None:
 
     The path may be a ``pathlib.Path`` or an ``importlib.resources`` traversable.
     """
+
+
+@hookspec
+def register_commands(register: Register) -> None:
+    """Register ``grefine`` subcommands: ``register(name, "package.module:command")``.
+
+    The target is a ``click.Command``, imported only when that subcommand runs (``grefine
+    --help`` lists it from the ``summary`` metadata without importing it). A name the core
+    already uses, or one registered twice, is ignored with a warning. Not a part kind:
+    commands are not listed by ``grefine list`` (see ``grefine_kit.cli.plugin_commands``).
+    """

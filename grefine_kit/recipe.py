@@ -39,6 +39,7 @@ they become are checked like the Refiner checks them (every read written earlier
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
@@ -116,11 +117,17 @@ class Recipe:
 
     @classmethod
     def load(cls, path_or_name: str | Path, registry: Registry | None = None) -> Recipe:
-        """Load a recipe from a ``.toml`` path or by built-in / plugin recipe name."""
+        """Load a recipe from a file or by built-in / plugin recipe name.
+
+        A bare name (``tiny``, ``g-refine``) always means the registered recipe, whatever files
+        the working folder holds; a file is named by something that looks like a path: a
+        ``Path`` object, a name ending in ``.toml``, or one with a folder part or a leading
+        ``.``/``~`` (``./tiny``, ``recipes/mine``, ``~/r.toml``).
+        """
         registry = registry or get_registry()
-        path = Path(path_or_name)
+        path = Path(path_or_name).expanduser()
         text: str
-        if path.suffix == ".toml" or path.exists() or "/" in str(path_or_name):
+        if looks_like_recipe_path(path_or_name):
             if not path.is_file():
                 raise RecipeError(f"{path}: no such recipe file")
             try:
@@ -135,9 +142,10 @@ class Recipe:
             name = str(path_or_name)
             if name not in registry.entries["recipe"]:
                 known = ", ".join(registry.names("recipe"))
+                here = f"; to load the file {name!r}, write ./{name}" if path.exists() else ""
                 raise RecipeError(
                     f"unknown recipe {name!r}{suggest(name, registry.entries['recipe'])}; "
-                    f"built-in and plugin recipes: {known}; or give a path to a .toml file"
+                    f"built-in and plugin recipes: {known}; or give a path to a .toml file{here}"
                 )
             entry = registry.get("recipe", name)
             target = entry.load()
@@ -327,6 +335,21 @@ class Recipe:
     def validate(self, registry: Registry | None = None) -> None:
         """Construct every part (cheap: no weights load) so that option values are checked too."""
         self.build(registry)
+
+
+def looks_like_recipe_path(path_or_name: str | os.PathLike[str]) -> bool:
+    """Whether ``--recipe`` names a file (see :meth:`Recipe.load`) rather than a registered
+    recipe; never looks at the disk, so a file in the working folder cannot shadow a name."""
+    if isinstance(path_or_name, os.PathLike):
+        return True
+    text = str(path_or_name)
+    return (
+        text.lower().endswith(".toml")
+        or "/" in text
+        or os.sep in text
+        or text.startswith((".", "~"))
+        or os.path.isabs(text)
+    )
 
 
 def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:

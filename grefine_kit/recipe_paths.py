@@ -5,8 +5,10 @@ A recipe that says ``prompt_checkpoints = ["prompts/overall.pth", ...]`` or
 ``pyproject.toml`` or a Dockerfile would). ``resolve_recipe_paths`` rewrites such values to
 absolute paths once, when a recipe is loaded from a file; built-in recipes and hub ids are left
 alone. A value counts as a path when it starts with ``./``, ``../`` or ``~``, ends with a
-checkpoint suffix, or names something that exists next to the recipe; a hub id such as
-``org/model`` is therefore untouched unless a folder of that name sits beside the recipe.
+checkpoint suffix, or has a folder part (``org/model``) and names something that exists next to
+the recipe; a hub id such as ``org/model`` is therefore untouched unless a folder of that name
+sits beside the recipe. A bare name (``tiny``, ``random``, ``rules``) is never a path, whatever
+sits beside the recipe: write ``./tiny`` for a folder of that name.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def _resolve(value: str, base: Path, *, force: bool = False) -> str:
     if os.path.isabs(value) or not value:
         return value
     looks_like_path = force or value.startswith(("./", "../")) or value.lower().endswith(_SUFFIXES)
-    if looks_like_path or (base / value).exists():
+    beside = "/" in value.replace("\\", "/") and (base / value).exists()
+    if looks_like_path or beside:
         return str((base / value).resolve())
     return value
 

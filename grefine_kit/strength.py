@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 __all__ = [
+    "STEP_RULES",
     "STRENGTH_RULES",
     "quality_of",
+    "schedule_for",
     "split_iterations",
     "stage1_strength",
     "steps_that_run",
@@ -28,6 +30,25 @@ def steps_that_run(steps: int, strength: float) -> int:
     if steps < 0 or not (0.0 <= strength <= 1.0):
         raise ValueError(f"need steps >= 0 and strength in [0, 1]; got {steps}, {strength}")
     return min(int(steps * strength), steps)
+
+
+#: what a stage's share of ``iterations`` counts: ``schedule`` (the diffusers schedule length, of
+#: which ``int(steps × strength)`` run; our default) or ``denoising`` (the denoising steps that
+#: run, the paper's n1 = n2 of eq. 10; the schedule is lengthened to fit)
+STEP_RULES = ("schedule", "denoising")
+
+
+def schedule_for(denoising_steps: int, strength: float) -> int:
+    """The shortest schedule length ``S`` with ``steps_that_run(S, strength) == denoising_steps``
+    (0 when ``strength`` or ``denoising_steps`` is 0: nothing runs)."""
+    if denoising_steps < 0 or not (0.0 <= strength <= 1.0):
+        raise ValueError(f"need steps >= 0 and strength in [0, 1]; got {denoising_steps}, {strength}")
+    if denoising_steps == 0 or strength == 0.0:
+        return 0
+    length = max(denoising_steps, math.ceil(denoising_steps / strength) - 1)
+    while steps_that_run(length, strength) < denoising_steps:
+        length += 1
+    return length
 
 
 def split_iterations(iterations: int, split: float) -> tuple[int, int]:

@@ -67,7 +67,7 @@ threshold = 0.4
         (GOOD.replace("threshold = 0.4", "threshold = true"), "'threshold' must be a number, not a boolean"),
         (GOOD + "[refiner]\ndelta = true\n", "refiner: 'delta' must be a number, not a boolean"),
         (GOOD + "[refiner]\niterations = true\n", "refiner: 'iterations' must be a number, not a boolean"),
-        (GOOD + '[refiner]\niterations = "20"\n', "refiner: 'iterations' must be <class 'int'>"),
+        (GOOD + '[refiner]\niterations = "20"\n', "'iterations' must be an integer (got '20', text)"),
         (GOOD + "[refiner]\nbatch_size = 9223372036854775807\n", "'batch_size' must be <= 1024"),
         (GOOD + "[stage1]\npart = 'inpaint'\nresolution = 1000000000\n", "'resolution' must be <= 8192"),
         (GOOD + "[stage1]\npart = 'inpaint'\nguidance_scale = inf\n", "must be a finite number"),

@@ -192,3 +192,24 @@ def test_cli_evaluate_on_the_tiny_backbone(tmp_path: Path):
     assert "SRCC" in result.stdout and "4/5 images" in result.stdout
     saved = json.loads((tmp_path / "o" / "evaluation.json").read_text())
     assert saved["indicator"] == "pq-map" and -1.0 <= saved["srcc"] <= 1.0
+
+
+def test_logistic_fit_failure_is_never_a_silent_raw_value(monkeypatch):
+    """A fit that does not converge raises; evaluate() then reports the raw PLCC as raw."""
+    import scipy.optimize
+
+    from grefine_kit.evaluation.correlation import LogisticFitError
+    from grefine_kit.evaluation.run import Evaluation
+
+    def no_convergence(*_args, **_kwargs):
+        raise RuntimeError("Optimal parameters not found")
+
+    monkeypatch.setattr(scipy.optimize, "curve_fit", no_convergence)
+    pred, mos = [0.1, 0.4, 0.35, 0.8, 0.9, 0.2], [1.0, 2.0, 2.5, 4.0, 4.5, 1.5]
+    with pytest.raises(LogisticFitError, match="did not converge"):
+        plcc(pred, mos, fit="logistic")
+    raw = Evaluation("x", 6, 6, 0.9, 0.8, None, 0.7, Path("r.csv"))
+    fitted = Evaluation("x", 6, 6, 0.9, 0.8, 0.85, 0.7, Path("r.csv"))
+    assert (raw.plcc_kind, raw.plcc_reported) == ("raw", 0.8)
+    assert (fitted.plcc_kind, fitted.plcc_reported) == ("fitted", 0.85)
+    assert fitted.to_json()["plcc_kind"] == "fitted" and raw.to_json()["plcc_reported"] == 0.8

@@ -70,3 +70,26 @@ def test_cli_train_pq(rated: list[MosRow], tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert "prompt_checkpoints = [" in result.stdout and (tmp_path / "ck" / "overall.pth").is_file()
+
+
+def test_separate_factors_train_one_independent_checkpoint_each(rated: list[MosRow], tmp_path: Path):
+    import torch
+
+    pq = PQMap(**TINY_BACKBONE, device="cpu")
+    sep = train_pq_prompts(rated, pq, tmp_path / "s", epochs=20, lr=5e-2, progress=False, factors="separate")
+    joint = train_pq_prompts(rated, pq, tmp_path / "j", epochs=20, lr=5e-2, progress=False)
+    assert sep.losses[-1] < 0.5 * sep.losses[0] and len(sep.checkpoints) == 4
+    saved = json.loads((tmp_path / "s" / "training.json").read_text())
+    assert saved["settings"]["factors"] == "separate"
+    ctx = [torch.load(p, weights_only=True)["params"]["prompt_learner.ctx"] for p in sep.checkpoints]
+    ctx_joint = torch.load(joint.checkpoints[1], weights_only=True)["params"]["prompt_learner.ctx"]
+    assert not torch.allclose(ctx[1], ctx_joint, atol=1e-4)  # a different objective, a different fit
+    # each factor alone ranks the images like the MOS (it was fitted to it on its own)
+    from grefine_kit.evaluation import srcc
+
+    trained = PQMap(**TINY_BACKBONE, device="cpu", prompt_checkpoints=tuple(map(str, sep.checkpoints)))
+    results = trained.score([load_image(r.image) for r in rated])
+    for factor in ("overall", "technical"):
+        assert srcc([q.details["factors"][factor] for q in results], [r.mos for r in rated]) > 0.8
+    with pytest.raises(UserError, match="factors must be"):
+        train_pq_prompts(rated, pq, tmp_path / "x", epochs=1, progress=False, factors="each")

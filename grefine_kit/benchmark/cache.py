@@ -4,7 +4,8 @@
 and a hash of its options), the row, the image id, the scored file's size and modification
 time, and the value. A score is reused only when all of these match, so a re-refined image, a
 changed option or another metric is scored again. NaN (a failure) is never cached: it is
-retried. A torn last line (a crash mid-write) is ignored.
+retried. A torn last line (a crash mid-write) is ignored, and the next write starts on a new line
+after it, so it never swallows a good record.
 """
 
 from __future__ import annotations
@@ -70,5 +71,20 @@ class ScoreCache:
                 json.dumps({"metric": metric, "row": row, "id": ident, "stamp": stamp, "value": value})
             )
         if lines:
+            # a torn last line (a crash mid-write) is closed first, so that it stays one
+            # unreadable line instead of swallowing the first record of this write
+            lead = "" if _ends_a_line(self.path) else "\n"
             with self.path.open("a", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
+                f.write(lead + "\n".join(lines) + "\n")
+
+
+def _ends_a_line(path: Path) -> bool:
+    """True when ``path`` is missing, empty or ends with a newline."""
+    try:
+        with path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except FileNotFoundError:
+        return True

@@ -2,7 +2,8 @@
 handling; each ``*_commands`` module adds one family of commands to it.
 
 The command modules are imported on first use (:func:`main`, or an attribute such as ``cli``),
-so a Ctrl-C while they import is caught like any other: exit 130, no traceback.
+so a Ctrl-C while they import is caught like any other: exit 130, no traceback (SIGTERM: the
+same, exit 143).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from typing import Any
 
 __all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_USER_ERROR", "cli", "main", "user_errors"]
 
+_plugins_added = False
+
 
 def _load() -> Any:
     from grefine_kit.cli import (  # noqa: F401  (registers the commands)
         app,
         benchmark_commands,
+        calibrate_commands,
         doctor_commands,
         image_commands,
         iqa_commands,
@@ -25,16 +29,25 @@ def _load() -> Any:
         report_commands,
     )
 
+    global _plugins_added
+    if not _plugins_added:  # commands contributed by plugins (hook register_commands)
+        _plugins_added = True
+        from grefine_kit.cli.plugin_commands import add_plugin_commands
+
+        add_plugin_commands(app.cli)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM is handled like Ctrl-C: ``cli.signals``)."""
+    from grefine_kit.cli.signals import exit_code, handle_termination, interruption_line
+
     try:
+        handle_termination()
         app = _load()
-    except KeyboardInterrupt:
-        sys.stderr.write("grefine: interrupted\n")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(interruption_line(exc) + "\n")
+        raise SystemExit(exit_code(exc)) from None
     app.main(argv)
 
 

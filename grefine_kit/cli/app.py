@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 some images failed (the others were processed and saved);
 2 a user or setup error (bad file, recipe, option, unknown part, unwritable output folder,
-full disk, a folder locked by another run), printed as one line; 130 interrupted (Ctrl-C).
+full disk, a folder locked by another run), printed as one line; 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM, handled like Ctrl-C: finished items and the results file are kept).
 Heavy libraries are imported inside the commands that need them, so ``grefine --help``
 and ``grefine list`` stay instant.
 """
@@ -51,15 +52,18 @@ def user_errors(func: F) -> F:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")
-        except KeyboardInterrupt:
-            _interrupted()
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
 
     return wrapper  # type: ignore[return-value]
 
 
-def _interrupted() -> None:
-    click.echo("grefine: interrupted (finished items are kept; rerun to continue)", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+def _interrupted(exc: BaseException) -> None:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143, :mod:`grefine_kit.cli.signals`): one line."""
+    from grefine_kit.cli.signals import exit_code, interruption_line
+
+    click.echo(interruption_line(exc), err=True)
+    sys.exit(exit_code(exc))
 
 
 def maps_option(default: bool) -> Callable[[F], F]:
@@ -76,7 +80,10 @@ def maps_option(default: bool) -> Callable[[F], F]:
 
 
 def echo_run_summary(summary: Any) -> None:
-    """The closing lines of a run on stderr: why items were redone, failures by reason."""
+    """The closing lines of a run on stderr: why items were redone, failures by reason (file
+    names and messages escaped: one line each, whatever a name holds)."""
+    from grefine_kit.cli.score_table import printable
+
     reasons = getattr(summary, "redo_reasons", {}) or {}
     if reasons:
         text = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
@@ -85,7 +92,7 @@ def echo_run_summary(summary: Any) -> None:
     if failures is not None and failures.n_failed:
         click.echo(f"failed: {failures.n_failed} item(s), by reason:", err=True)
         for line in failures.lines():
-            click.echo(line, err=True)
+            click.echo(printable(line), err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,5 +136,5 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (Ctrl-C anywhere, imports included: exit 130, no traceback)."""
     try:
         cli.main(args=argv, prog_name="grefine")
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)

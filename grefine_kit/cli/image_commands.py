@@ -122,11 +122,10 @@ def score_command(
 def _indicator_builder(name: str, recipe: str | None, device: str | None, dtype: str | None) -> Any:
     """A picklable zero-argument builder of the same indicator (``--set`` values included)."""
     from grefine_kit.api import build_indicator
-    from grefine_kit.cli.override_options import indicator_overrides
+    from grefine_kit.cli.override_options import indicator_runtime
 
-    return functools.partial(
-        build_indicator, name, recipe=recipe, device=device, dtype=dtype, **indicator_overrides()
-    )
+    device, dtype, options = indicator_runtime(device, dtype)
+    return functools.partial(build_indicator, name, recipe=recipe, device=device, dtype=dtype, **options)
 
 
 def _set_config() -> dict[str, Any]:

@@ -79,11 +79,14 @@ def evaluate_command(
         mos_column=column,
         config=_score_config(indicator_name, recipe_name, dtype),
     )
-    logistic = f" (logistic {result.plcc_logistic:.4f})" if result.plcc_logistic is not None else ""
+    if result.plcc_logistic is not None:
+        plcc_text = f"PLCC {result.plcc_logistic:.4f} (fitted; raw {result.plcc:.4f})"
+    else:
+        plcc_text = f"PLCC {result.plcc:.4f} (raw: no logistic fit, see the note)"
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(
-        f"{indicator_name}: SRCC {result.srcc:.4f}  PLCC {result.plcc:.4f}{logistic}  KRCC {result.krcc:.4f}"
+        f"{indicator_name}: SRCC {result.srcc:.4f}  {plcc_text}  KRCC {result.krcc:.4f}"
         f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
     )
     sys.exit(EXIT_FAILURES if result.n_failed else EXIT_OK)
@@ -106,6 +109,14 @@ def evaluate_command(
 )
 @click.option("--val-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option(
+    "--factors",
+    type=click.Choice(["joint", "separate"]),
+    default="joint",
+    show_default=True,
+    help="joint: the four prompts fitted together through the cask effect; separate: one "
+    "independent checkpoint per factor, as the reference trains them",
+)
 @device_option
 @dtype_option
 @user_errors
@@ -120,6 +131,7 @@ def train_pq_command(
     n_ctx: int,
     val_fraction: float,
     seed: int,
+    factors: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -145,6 +157,7 @@ def train_pq_command(
         n_ctx=n_ctx,
         val_fraction=val_fraction,
         seed=seed,
+        factors=factors,
     )
     val = f", held-out SRCC {report.val_srcc:.4f}" if report.val_srcc is not None else ""
     click.echo(

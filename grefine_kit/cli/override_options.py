@@ -92,12 +92,14 @@ def build_indicator_with_overrides(
     """``api.build_indicator`` with this command line's ``--set`` values as indicator options.
 
     Keys are the indicator's option names (``--set model=ViT-B-32``); a recipe-style prefix
-    ``indicators.perceptual.`` / ``indicators.alignment.`` is accepted and dropped.
+    ``indicators.perceptual.`` / ``indicators.alignment.`` is accepted and dropped. ``--set
+    device=...`` / ``dtype=...`` are the same as ``--device`` / ``--dtype`` (see
+    :func:`indicator_runtime`).
     """
     from grefine_kit.api import build_indicator
     from grefine_kit.errors import UserError
 
-    options = indicator_overrides()
+    device, dtype, options = indicator_runtime(device, dtype)
     try:
         return build_indicator(name, recipe=recipe, device=device, dtype=dtype, **options)
     except UserError as exc:
@@ -118,3 +120,20 @@ def indicator_overrides() -> dict[str, Any]:
             raise UserError(f"--set {key}: an indicator option has no dots (e.g. --set model=ViT-B-32)")
         options[short] = value
     return options
+
+
+def indicator_runtime(device: str | None, dtype: str | None) -> tuple[Any, Any, dict[str, Any]]:
+    """``(device, dtype, other options)`` of this command line: ``--set device=X`` (or
+    ``dtype``) counts as ``--device X``; both given with different values is a UserError."""
+    from grefine_kit.errors import UserError
+
+    options = indicator_overrides()
+    runtime: dict[str, Any] = {"device": device, "dtype": dtype}
+    for key in ("device", "dtype"):
+        if key not in options:
+            continue
+        value = options.pop(key)
+        if runtime[key] is not None and runtime[key] != value:
+            raise UserError(f"--set {key}={value} and --{key} {runtime[key]} disagree; give one of them")
+        runtime[key] = value
+    return runtime["device"], runtime["dtype"], options

@@ -27,17 +27,27 @@ def read_scores(results_path: Path) -> list[tuple[str, float | None, str]]:
     return rows
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (a newline, a tab, a terminal escape,
+    an undecodable byte kept as a surrogate) written as its Python escape (``a\\nb.png``), so one
+    row stays one line and a file name cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def print_score_table(results_path: Path, indicator: str) -> None:
-    """Print the table on stdout (the results file stays the machine-readable output)."""
-    rows = read_scores(results_path)
+    """Print the table on stdout (the results file stays the machine-readable output); names
+    and errors are passed through :func:`printable`."""
+    rows = [(printable(Path(f).name), s, printable(e)) for f, s, e in read_scores(results_path)]
     if not rows:
         return
-    width = max(len(Path(f).name) for f, _, _ in rows) if len(rows) <= MAX_ROWS else 0
+    width = max(len(name) for name, _, _ in rows) if len(rows) <= MAX_ROWS else 0
     if len(rows) <= MAX_ROWS:
-        click.echo(f"{'file':<{width}}  {indicator}")
-        for file, score, error in rows:
+        click.echo(f"{'file':<{width}}  {printable(indicator)}")
+        for name, score, error in rows:
             cell = f"{score:.4f}" if score is not None else f"failed: {error}"
-            click.echo(f"{Path(file).name:<{width}}  {cell}")
+            click.echo(f"{name:<{width}}  {cell}")
     scores = [s for _, s, _ in rows if s is not None and math.isfinite(s)]
     if scores:
         mean = sum(scores) / len(scores)

@@ -19,7 +19,7 @@ import numpy as np
 
 from grefine_kit.errors import MissingDependencyError, UserError
 
-__all__ = ["LOGISTIC_MIN", "krcc", "plcc", "rankdata", "srcc"]
+__all__ = ["LOGISTIC_MIN", "LogisticFitError", "krcc", "plcc", "rankdata", "srcc"]
 
 #: the logistic has 4 parameters: with fewer than 5 points it fits anything exactly (or not at all)
 LOGISTIC_MIN = 5
@@ -73,13 +73,21 @@ def krcc(pred: Sequence[float], mos: Sequence[float]) -> float:
     return concordance / float(np.sqrt(tx * ty)) if tx and ty else float("nan")
 
 
+class LogisticFitError(UserError):
+    """``plcc(fit="logistic")`` could not fit the logistic (no convergence); no value is returned."""
+
+
 def _logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
     return (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4))) + b2
 
 
 def plcc(pred: Sequence[float], mos: Sequence[float], fit: str = "none") -> float:
     """Pearson linear correlation, on raw predictions (``fit="none"``) or after fitting the
-    4-parameter logistic ``(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2`` to the MOS."""
+    4-parameter logistic ``(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2`` to the MOS.
+
+    Raises ``LogisticFitError`` when the fit does not converge (never a silent fallback to the
+    raw value), ``UserError`` with fewer than ``LOGISTIC_MIN`` points, ``MissingDependencyError``
+    without SciPy."""
     x, y = _pair(pred, mos)
     if fit == "none":
         return _pearson(x, y)
@@ -100,6 +108,10 @@ def plcc(pred: Sequence[float], mos: Sequence[float], fit: str = "none") -> floa
             # a perfect or degenerate fit has no covariance estimate; we only use the parameters
             warnings.simplefilter("ignore")
             params, _ = curve_fit(_logistic4, x, y, p0=start, maxfev=20000)
-    except (RuntimeError, ValueError, TypeError):  # no convergence: the linear PLCC is the honest fallback
-        return _pearson(x, y)
-    return _pearson(_logistic4(x, *params), y)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        # never fall back silently: a caller that wants the raw PLCC asks for fit="none"
+        raise LogisticFitError(f"the 4-parameter logistic fit did not converge ({exc})") from exc
+    fitted = _logistic4(x, *params)
+    if not np.all(np.isfinite(fitted)):
+        raise LogisticFitError("the 4-parameter logistic fit gave non-finite values")
+    return _pearson(fitted, y)

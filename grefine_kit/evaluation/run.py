@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.evaluation.correlation import LOGISTIC_MIN, krcc, plcc, srcc
+from grefine_kit.evaluation.correlation import LOGISTIC_MIN, LogisticFitError, krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
 from grefine_kit.runs.atomic import write_json
 from grefine_kit.scoring import score_files
@@ -37,6 +37,16 @@ class Evaluation:
     notes: tuple[str, ...] = ()
 
     @property
+    def plcc_kind(self) -> str:
+        """``"fitted"`` when the logistic PLCC exists (the figure IQA papers report), else ``"raw"``."""
+        return "fitted" if self.plcc_logistic is not None else "raw"
+
+    @property
+    def plcc_reported(self) -> float:
+        """The PLCC to quote: the fitted one when it exists, else the raw one (``plcc_kind`` says which)."""
+        return self.plcc_logistic if self.plcc_logistic is not None else self.plcc
+
+    @property
     def n_failed(self) -> int:
         return self.n_rated - self.n_scored
 
@@ -45,6 +55,8 @@ class Evaluation:
         data["results_path"] = str(self.results_path)
         data["notes"] = list(self.notes)
         data["n_failed"] = self.n_failed
+        data["plcc_kind"] = self.plcc_kind
+        data["plcc_reported"] = self.plcc_reported
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
@@ -94,6 +106,8 @@ def evaluate(
             logistic = plcc(pred, mos, fit="logistic")
         except MissingDependencyError:
             notes.append("no logistic PLCC: it needs SciPy (pip install scipy)")
+        except LogisticFitError as exc:
+            notes.append(f"no logistic PLCC: {exc}")
     name = str(getattr(indicator, "name", None) or type(indicator).__name__)
     result = Evaluation(
         indicator=name,

@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_A_BOUND",
     "DEFAULT_BETA",
     "DEFAULT_EMPHASIS",
+    "DEFECT_CASES",
+    "DEFECT_RULES",
     "AlignmentDecision",
     "cask_score",
     "classify_defects",
@@ -54,27 +56,51 @@ def classify_defects(
     return out
 
 
+#: how the defect regions accumulate: "union" (ours, pixel-wise max) or "product" (eq. 6 as
+#: printed: the product of the regions, starting from 1; no defect -> no defect map)
+DEFECT_RULES = ("union", "product")
+#: which region a defect is drawn on: "text" (the paper's prose and Figure 5: noun unmatched ->
+#: the ancestor's noun region, adjective unmatched -> its own) or "printed" (eq. 6 as typeset,
+#: whose two cases are swapped relative to the prose)
+DEFECT_CASES = ("text", "printed")
+
+
 def defect_map(
     defects: Sequence[str | None],
     ancestors: Sequence[int],
     noun_maps: Sequence[np.ndarray] | np.ndarray,
     size: tuple[int, int],
+    rule: str = "union",
+    cases: str = "text",
 ) -> np.ndarray:
-    """``A_def``: float32 ``(H, W)`` in [0, 1], the pixel-wise max of the defect regions.
+    """``A_def``: float32 ``(H, W)`` in [0, 1], 1 where the prompt is not drawn well.
 
     Phrase j's region is ``noun_maps[ancestors[j]]`` for a noun defect (draw it where its
     ancestor is; the root phrase is its own ancestor) and ``noun_maps[j]`` for an adjective
-    defect. Max (a soft union) keeps overlapping defects from adding up past 1. No defect -> zeros.
+    defect (``cases = "printed"`` swaps the two). ``rule = "union"``: the pixel-wise max, so
+    overlapping defects do not add up past 1; ``"product"``: the pixel-wise product of the
+    regions (eq. 6 read literally with ``A`` as the defect weight of eq. 9: where *all* defect
+    regions overlap). No defect -> zeros under either rule.
     """
-    out = np.zeros(size, np.float32)
+    if rule not in DEFECT_RULES or cases not in DEFECT_CASES:
+        raise ValueError(f"rule must be one of {DEFECT_RULES} and cases one of {DEFECT_CASES}")
+    out: np.ndarray | None = None
     for j, kind in enumerate(defects):
         if kind is None:
             continue
-        src = ancestors[j] if kind == "noun" else j
+        on_ancestor = (kind == "noun") == (cases == "text")
+        src = ancestors[j] if on_ancestor else j
         region = np.asarray(noun_maps[src], dtype=np.float32)
         if region.shape != tuple(size):
             raise ValueError(f"noun map {src} has shape {region.shape}, expected {tuple(size)}")
-        np.maximum(out, region, out=out)
+        if out is None:
+            out = region.copy()
+        elif rule == "union":
+            np.maximum(out, region, out=out)
+        else:
+            out *= region
+    if out is None:
+        return np.zeros(size, np.float32)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -113,6 +139,8 @@ def decide_alignment(
     adjective_margin: float = 0.0,
     emphasis_weight: float = DEFAULT_EMPHASIS,
     note: str = "",
+    defect_rule: str = "union",
+    defect_cases: str = "text",
 ) -> AlignmentDecision:
     """Defects, alignment map, cask score and report from per-phrase numbers (no model involved).
 
@@ -127,7 +155,7 @@ def decide_alignment(
         raise ValueError("phrases, phrase_scores, noun_scores and noun_maps must have the same length")
     defects = classify_defects(phrase_scores, noun_scores, a_bound, adjective_margin)
     ancestors = [p.ancestor for p in phrases]
-    a_def = defect_map(defects, ancestors, noun_maps, size)
+    a_def = defect_map(defects, ancestors, noun_maps, size, defect_rule, defect_cases)
     score = cask_score(prompt_score, phrase_scores, beta)
     reports = [
         PhraseReport(

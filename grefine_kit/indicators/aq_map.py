@@ -37,12 +37,15 @@ from grefine_kit.indicators.alignment_rules import (
     DEFAULT_A_BOUND,
     DEFAULT_BETA,
     DEFAULT_EMPHASIS,
+    DEFECT_CASES,
+    DEFECT_RULES,
     AlignmentDecision,
     cask_score,
     classify_defects,
     decide_alignment,
     defect_map,
 )
+from grefine_kit.parsers.tree import ANCESTOR_RULES
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -79,6 +82,9 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 
 #: how the CLS-to-text similarity fed to ``sigmoid(slope * .)`` is scaled (docs/indicators/aq-map.md)
 SCORE_SCALES = ("cosine", "reference", "raw")
+#: how the prompt becomes phrases: "ours" (noun-centred grouping of the dependency tree,
+#: ``extract_phrases``) or "reference" (the released script's noun-chunk partition and parents)
+PARSER_MODES = ("ours", "reference")
 
 # One text forward holds at most this many sequences (texts x templates); more go in chunks.
 _MAX_TEXT_ROWS = 4096
@@ -136,7 +142,11 @@ class AQMap(ClipIndicator):
     ``"none"`` or a list of templates with one ``{}``); ``a_bound``, ``beta``,
     ``adjective_margin``, ``emphasis_weight``, ``score_slope``, ``score_scale``;
     ``interpolation``, ``pos_embed_interpolation``, ``native_size``, ``surgery_depth``,
-    ``batch_size``; ``keep_maps`` (put the per-phrase and per-noun maps in ``details``).
+    ``batch_size``; ``keep_maps`` (put the per-phrase and per-noun maps in ``details``);
+    ``parser_mode`` (``"ours"`` or ``"reference"``), ``ancestor_rule`` (``"phrase-head"`` or
+    ``"noun-ancestor"``, Algorithm 1 as printed); ``defect_rule`` (``"union"`` or eq. 6's
+    ``"product"``), ``defect_cases`` (``"text"`` or eq. 6 as ``"printed"``); ``reference_compat``
+    (the released ``AQ-Map.py`` step by step, ``grefine_kit.indicators.aq_reference``).
     ``parser_instance`` (Python only) injects a parser object. See docs/indicators/aq-map.md.
     """
 
@@ -161,9 +171,29 @@ class AQMap(ClipIndicator):
     score_slope: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0.0))
     score_scale: str = attrs.field(default="cosine", validator=attrs.validators.in_(SCORE_SCALES))
     keep_maps: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    parser_mode: str = attrs.field(default="ours", validator=attrs.validators.in_(PARSER_MODES))
+    ancestor_rule: str = attrs.field(default="phrase-head", validator=attrs.validators.in_(ANCESTOR_RULES))
+    reference_compat: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    defect_rule: str = attrs.field(default="union", validator=attrs.validators.in_(DEFECT_RULES))
+    defect_cases: str = attrs.field(default="text", validator=attrs.validators.in_(DEFECT_CASES))
     parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
 
     _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.reference_compat or self.parser_mode == "reference") and self.parser != "spacy":
+            raise ValueError(
+                "aq-map: parser_mode = 'reference' and reference_compat need parser = 'spacy' "
+                f"(the released script parses with spaCy); got parser = {self.parser!r}"
+            )
+
+    def spacy_pipeline(self) -> Any:
+        """The spaCy pipeline of the ``spacy`` parser in use (parser mode ``reference``)."""
+        parser = self.get_parser()
+        load = getattr(parser, "load", None)
+        if not callable(load):
+            raise UserError("aq-map: parser mode 'reference' needs the spaCy parser (parser = 'spacy')")
+        return load()
 
     @property
     def template_list(self) -> tuple[str, ...]:
@@ -193,11 +223,18 @@ class AQMap(ClipIndicator):
         return self.backbone()
 
     def analyse(self, prompt: str) -> tuple[PromptTree, list[Phrase]]:
-        """Parse ``prompt`` and group it into phrases with ancestors (no model needed)."""
+        """Parse ``prompt`` and group it into phrases with ancestors (no model needed): our
+        grouping with ``ancestor_rule``, or under ``parser_mode = "reference"`` the released
+        script's noun-chunk parts (``grefine_kit.parsers.reference``)."""
         from grefine_kit.parsers.tree import extract_phrases
 
         tree = self.get_parser().parse(prompt)
-        return tree, extract_phrases(tree)
+        if self.parser_mode == "reference":
+            from grefine_kit.indicators.aq_reference import reference_phrases
+            from grefine_kit.parsers.reference import analyse_reference
+
+            return tree, reference_phrases(analyse_reference(self.spacy_pipeline(), prompt), tree)
+        return tree, extract_phrases(tree, ancestor_rule=self.ancestor_rule)
 
     def encode_texts(self, backbone: SurgeryCLIP, texts: Sequence[str]) -> torch.Tensor:
         """Ensemble features ``[N, D]`` of distinct ``texts``: one batched forward (chunked only
@@ -258,6 +295,10 @@ class AQMap(ClipIndicator):
                 f"prompts for {len(images)} images"
             )
         prompts = [str(p) for p in prompts]
+        if self.reference_compat:
+            from grefine_kit.indicators.aq_reference import score_reference
+
+            return score_reference(self, images, prompts)
         # parse first: a missing parser model fails before any CLIP weights are loaded
         parsed = {p: self.analyse(p) for p in dict.fromkeys(prompts)}
         backbone = self.load()
@@ -303,6 +344,8 @@ class AQMap(ClipIndicator):
                     adjective_margin=self.adjective_margin,
                     emphasis_weight=self.emphasis_weight,
                     note=notes[prompt],
+                    defect_rule=self.defect_rule,
+                    defect_cases=self.defect_cases,
                 )
                 details: dict[str, Any] = {
                     "parser": tree.parser,

@@ -45,12 +45,14 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_PAIRS",
     "FACTORS",
+    "MAP_NORMALISATIONS",
     "PQMap",
     "assemble_prompts",
     "cask_effect",
     "load_prompt_features",
     "pair_probabilities",
     "prompt_parts",
+    "rank_blend",
     "reference_logits",
     "save_prompt_checkpoint",
 ]
@@ -118,6 +120,34 @@ def reference_logits(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return logits.reshape(*tokens.shape[:2], table.shape[0], 2)
 
 
+#: how the learned-prompt map (the per-patch cask product) is normalised per image:
+#: "rank-blend" (default: ``w * P + (1 - w) * rank(P)``, see ``rank_blend``), "absolute" (the
+#: cask product as is; before 2026-12 the only rule) or "minmax" (over the image's patches)
+MAP_NORMALISATIONS = ("rank-blend", "absolute", "minmax")
+
+
+def rank_blend(values: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+    """``[K, N]`` -> ``weight * values + (1 - weight) * r``, ``r`` the mid-rank of each value in its
+    row scaled to (0, 1) (``(#below + #equal / 2) / N``: 0.5 for a constant row).
+
+    Why: the result keeps the absolute level (an image whose patches are all good stays above
+    a 0.5 threshold) and spreads any row over ``1 - weight`` of the range, so the area under a
+    threshold moves smoothly. For a threshold ``t``, maps without ties and any change of the
+    values by at most ``eps`` per patch, the fraction of the row below ``t`` changes by at most
+    ``weight / (1 - weight) * eps + 1 / N``; it never grows when no value falls (docs/refiner.md).
+    """
+    import torch
+
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"weight must be in [0, 1); got {weight}")
+    x = values.float().contiguous()
+    ordered = x.sort(dim=-1).values
+    below = torch.searchsorted(ordered, x, right=False)
+    upto = torch.searchsorted(ordered, x, right=True)
+    rank = (below + upto).float() / (2.0 * x.shape[-1])
+    return weight * x + (1.0 - weight) * rank
+
+
 def _minmax_rows(values: torch.Tensor, constant: float) -> torch.Tensor:
     """Min-max of ``[K, N]`` over N; a constant row becomes ``constant``."""
     lo = values.min(dim=-1, keepdim=True).values
@@ -154,6 +184,11 @@ def _check_alpha(_inst: Any, _attribute: attrs.Attribute[Any], value: tuple[floa
 
 
 _pos_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+
+
+def _weight(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1); got {value}")
 ZERO_SHOT_CALIBRATIONS = ("minmax", "none")
 
 
@@ -165,7 +200,8 @@ class PQMap(ClipIndicator):
     ``prompt_checkpoints`` (``"g-refine"``: the paper's learned prompts, bundled; ``"zero-shot"``,
     the class default; or 4 learned-prompt files, one per factor), ``prompt_pairs`` (zero-shot
     texts), ``prompt_name_len``, ``alpha``, ``reference_alpha_bug``, ``reference_compat``,
-    ``zero_shot_calibration``, ``interpolation``, ``pos_embed_interpolation``, ``native_size``,
+    ``zero_shot_calibration``, ``map_normalisation``, ``map_weight`` (learned prompts: how the
+    per-patch cask product becomes the map), ``interpolation``, ``pos_embed_interpolation``, ``native_size``,
     ``surgery_depth``, ``batch_size``, ``factor_maps``. See docs/indicators/pq-map.md.
     """
 
@@ -190,6 +226,10 @@ class PQMap(ClipIndicator):
         default="minmax", validator=attrs.validators.in_(ZERO_SHOT_CALIBRATIONS)
     )
     factor_maps: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    map_normalisation: str = attrs.field(
+        default="rank-blend", validator=attrs.validators.in_(MAP_NORMALISATIONS)
+    )
+    map_weight: float = attrs.field(default=0.5, converter=float, validator=_weight)
 
     _table: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -274,7 +314,14 @@ class PQMap(ClipIndicator):
             # alpha was derived for the learned prompts; zero-shot probabilities sit far below it,
             # so the score is CLIP-IQA's overall pair and the map is min-max normalised per image
             return raw[:, 0], raw[:, 0, 0], _minmax_rows(per[:, 1:], 1.0), raw[:, 1:]
-        return raw[:, 0], per[:, 0], per[:, 1:], raw[:, 1:]
+        patches = per[:, 1:]
+        if mode != "learned":  # zero-shot-raw: the raw cask product, as documented
+            pass
+        elif self.map_normalisation == "rank-blend":
+            patches = rank_blend(patches, self.map_weight)
+        elif self.map_normalisation == "minmax":
+            patches = _minmax_rows(patches, 1.0)
+        return raw[:, 0], per[:, 0], patches, raw[:, 1:]
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:
         """One QualityMap per image (``prompts`` is ignored); details hold the four factors."""

@@ -29,7 +29,7 @@ import attrs
 import torch
 
 from grefine_kit.devices import DTYPE_NAMES, check_device, resolve_device, resolve_dtype, resolve_dtype_name
-from grefine_kit.errors import MissingDependencyError, SetupError, UserError
+from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
 from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
@@ -278,8 +278,8 @@ def checkpoint_problem(exc: BaseException) -> str:
     """A short reason for a checkpoint that did not load (torch's refusal text is six lines
     and advises ``weights_only=False``, which would execute the file's code: we never do)."""
     text = str(exc)
-    if "weights_only" in text or "Unsupported global" in text or "Unpickling" in text:
-        return "refused: it holds pickled Python objects, not only tensors (never executed for safety)"
+    if refused_pickle(exc):
+        return REFUSED_PICKLE
     first = " ".join(text.split())[:160]
     return f"not a readable checkpoint ({type(exc).__name__}: {first})"
 

@@ -18,6 +18,7 @@ from grefine_kit.parsers.stopwords import STOPWORDS, is_stopword
 from grefine_kit.types import Phrase, PromptTree, Token
 
 __all__ = [
+    "ANCESTOR_RULES",
     "MAX_PARSE_CHARS",
     "NOUN_POS",
     "build_tree",
@@ -30,6 +31,11 @@ __all__ = [
 MAX_PARSE_CHARS = 10_000
 
 NOUN_POS = frozenset({"NOUN", "PROPN"})
+#: how ``extract_phrases`` picks a phrase's ancestor at a phrase boundary head -> child:
+#: "phrase-head" (ours: the phrase holding the head; the first such edge breadth-first wins) or
+#: "noun-ancestor" (Algorithm 1 as printed, and the released script: the phrase of the child's
+#: first NOUN/PROPN ancestor, none = itself; a later boundary edge overwrites an earlier one)
+ANCESTOR_RULES = ("phrase-head", "noun-ancestor")
 _COMPOUND_DEPS = frozenset({"compound", "flat"})
 _GLUE = frozenset("-\u2010\u2011'\u2019")  # intra-word hyphens/apostrophes kept in phrase texts
 
@@ -170,7 +176,9 @@ def phrase_text(tree: PromptTree, indices: Sequence[int], stopwords: frozenset[s
     return " ".join(parts)
 
 
-def extract_phrases(tree: PromptTree, stopwords: frozenset[str] = STOPWORDS) -> list[Phrase]:
+def extract_phrases(
+    tree: PromptTree, stopwords: frozenset[str] = STOPWORDS, ancestor_rule: str = "phrase-head"
+) -> list[Phrase]:
     """Group the tree's tokens into noun phrases and link each to its ancestor (docs/design.md 6.3).
 
     Centres are the nouns (NOUN/PROPN, not lone punctuation) that are not a ``compound``/``flat``
@@ -179,11 +187,16 @@ def extract_phrases(tree: PromptTree, stopwords: frozenset[str] = STOPWORDS) -> 
     the text, else the nearest after it. The ancestor (Algorithm 1, read as the parent in the
     tree of phrases contracted to nodes) is found breadth-first from the root: the first edge
     from a token in phrase Q to a child in phrase P != Q makes Q the ancestor of P. The root's
-    phrase is its own ancestor.
+    phrase is its own ancestor. ``ancestor_rule = "noun-ancestor"`` reads Algorithm 1 literally
+    instead: at each such edge (breadth-first, later edges overwriting earlier ones) P gets the
+    phrase of the child's first NOUN/PROPN ancestor token, and keeps itself when there is none
+    ("A dog chases a ball": ours ball -> dog, literal ball -> ball).
 
     Returns phrases ordered by their noun's position in the text; ``Phrase.ancestor`` indexes
     this list. A prompt without nouns gives ``[]``.
     """
+    if ancestor_rule not in ANCESTOR_RULES:
+        raise ValueError(f"ancestor_rule must be one of {ANCESTOR_RULES}; got {ancestor_rule!r}")
     toks = tree.tokens
     n = len(toks)
     if n == 0:
@@ -244,8 +257,16 @@ def extract_phrases(tree: PromptTree, stopwords: frozenset[str] = STOPWORDS) -> 
         for child in children[obj]:
             queue.append(child)
             p, q = slot[owner[child]], slot[owner[obj]]
-            if p != q and ancestor[p] is None:
-                ancestor[p] = q
+            if p == q:
+                continue
+            if ancestor_rule == "phrase-head":
+                if ancestor[p] is None:
+                    ancestor[p] = q
+                continue
+            j = obj  # the child's ancestors, nearest first
+            while j != -1 and not (toks[j].pos in NOUN_POS and not is_punctuation(toks[j].text)):
+                j = toks[j].head
+            ancestor[p] = slot[owner[j]] if j != -1 else p
 
     phrases = []
     for k, c in enumerate(centres):

@@ -2,7 +2,8 @@
 
 ``fault_point("after-output-write")`` does nothing unless the environment variable
 ``GREFINE_FAULT`` names that point: ``GREFINE_FAULT=after-output-write:2`` makes the process
-SIGKILL itself the 2nd time it passes there (count defaults to 1). This is how the
+SIGKILL itself the 2nd time it passes there (count defaults to 1; ``...:2:TERM`` sends SIGTERM
+instead, to test the graceful stop). This is how the
 fault-injection tests kill a run at an exact write boundary, without sleeps or races. A kill
 is the worst a crash, an OOM killer or a power cut can do to the files, so surviving it means
 surviving them.
@@ -39,12 +40,18 @@ def _target() -> tuple[str, int] | None:
     spec = os.environ.get(ENV_FAULT, "")
     if not spec:
         return None
-    name, _, count = spec.partition(":")
+    name, _, rest = spec.partition(":")
+    count = rest.partition(":")[0]
     try:
         n = int(count) if count else 1
     except ValueError:
         n = 1
     return name.strip(), max(1, n)
+
+
+def _signal() -> int:
+    how = os.environ.get(ENV_FAULT, "").split(":")[2:3]
+    return signal.SIGTERM if how == ["TERM"] else signal.SIGKILL
 
 
 def fault_armed(name: str) -> bool:
@@ -61,4 +68,4 @@ def fault_point(name: str) -> None:
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] == target[1]:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), _signal())

@@ -16,7 +16,8 @@ line), ``.parquet`` (needs ``pyarrow``). Columns (case-insensitive; others are i
                           ``image``, for the region metrics; relative like ``image``
 =============  =========  ==========================================================
 
-A missing ``image`` column, a duplicate id, a bad seed or an unreadable file is one
+A missing ``image`` column, a duplicate id, a bad seed, a NUL byte in a cell, a JSON list,
+object or boolean where text belongs, or an unreadable file is one
 :class:`~grefine_kit.errors.UserError` naming the line, before any work. A listed image that
 does not exist is not: it becomes that item's error record and the run goes on; so do a
 missing reference or region file, one of another size, or a region that is not a mask (checked
@@ -148,17 +149,27 @@ def _check_columns(p: Path, names: list[str], header: list[str]) -> None:
         raise UserError(f"{display_path(p)}: column {repeated[0]!r} appears twice")
 
 
-def _text(value: Any) -> str | None:
+def _text(p: Path, line: int, column: str, value: Any) -> str | None:
+    """A cell as text (None when blank). JSON numbers are written as text; lists, objects and
+    booleans are refused (never stringified into a file name or a prompt), and so is a NUL
+    byte, which no file name or prompt holds."""
     if value is None:
         return None
+    if isinstance(value, (bool, list, tuple, dict)) or not isinstance(value, (str, int, float)):
+        kind = {bool: "a boolean", list: "a list", tuple: "a list", dict: "an object"}.get(
+            type(value), type(value).__name__
+        )
+        raise UserError(f"{display_path(p)}, line {line}: {column!r} must be text, not {kind}")
     text = str(value).strip()
+    if "\x00" in text:
+        raise UserError(f"{display_path(p)}, line {line}: the {column!r} cell holds a NUL byte")
     return text or None
 
 
-def _side_file(base: Path, value: Any) -> Path | None:
+def _side_file(p: Path, line: int, column: str, base: Path, value: Any) -> Path | None:
     """A ``reference`` / ``region`` cell as a path (relative to the manifest's folder, like
     ``image``); None for a blank cell. Whether the file exists is checked when it is read."""
-    text = _text(value)
+    text = _text(p, line, column, value)
     if text is None:
         return None
     path = Path(text.replace("\\", "/"))
@@ -186,11 +197,11 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
     items: list[Item] = []
     first_line: dict[str, int] = {}
     for line, row in rows:
-        image = _text(row.get("image"))
+        image = _text(p, line, "image", row.get("image"))
         if image is None:
             raise UserError(f"{display_path(p)}, line {line}: empty 'image' cell")
         image = image.replace("\\", "/")
-        item_id = _text(row.get("id")) or os.path.normpath(image).replace(os.sep, "/")
+        item_id = _text(p, line, "id", row.get("id")) or os.path.normpath(image).replace(os.sep, "/")
         if item_id in first_line:
             raise UserError(
                 f"{display_path(p)}, line {line}: duplicate id {item_id!r} (first on line "
@@ -202,10 +213,10 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
             Item(
                 id=item_id,
                 image=path if path.is_absolute() else base / path,
-                prompt=_text(row.get("prompt")),
+                prompt=_text(p, line, "prompt", row.get("prompt")),
                 seed=_seed(p, line, row.get("seed")),
-                reference=_side_file(base, row.get("reference")),
-                region=_side_file(base, row.get("region")),
+                reference=_side_file(p, line, "reference", base, row.get("reference")),
+                region=_side_file(p, line, "region", base, row.get("region")),
             )
         )
     if not items:

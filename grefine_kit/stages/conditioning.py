@@ -22,10 +22,64 @@ classifier-free guidance, so no negative embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["content_mask", "encode_conditioning", "is_sdxl_family"]
+__all__ = ["content_mask", "encode_conditioning", "is_sdxl_family", "reset_truncation_warning"]
+
+#: what diffusers and transformers log, per text encoder and per call, for a prompt longer than
+#: the encoders' context (77 tokens): with a 5,000-word prompt, ~27 KB of repeated prompt text
+#: each time. It is replaced by one short line per process (see encode_conditioning).
+_TRUNCATION_TEXTS = ("was truncated because CLIP can only handle", "Token indices sequence length is longer")
+_TRUNCATION_LOGGERS = ("transformers.tokenization_utils_base",)
+_truncation_warned = False
+
+
+class _Truncations(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(text in record.getMessage() for text in _TRUNCATION_TEXTS):
+            self.seen = True
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _one_truncation_warning(pipe: Any) -> Iterator[None]:
+    """Drop the libraries' truncation warnings while encoding; warn once per process instead."""
+    global _truncation_warned
+    drop = _Truncations()
+    encode = getattr(type(pipe), "encode_prompt", None)
+    names = {type(pipe).__module__, getattr(encode, "__module__", None) or type(pipe).__module__}
+    loggers = [logging.getLogger(n) for n in (*sorted(names), *_TRUNCATION_LOGGERS)]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+    if drop.seen and not _truncation_warned:
+        _truncation_warned = True
+        tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
+        limit = getattr(tokenizer, "model_max_length", 77)
+        print(
+            f"grefine: warning: a prompt is longer than the text encoders' {limit}-token context; "
+            "the stages see only its beginning (said once per run)",
+            file=sys.stderr,
+        )
+
+
+def reset_truncation_warning() -> None:
+    """Let the next long prompt warn again (tests; a long-lived process starting a new run)."""
+    global _truncation_warned
+    _truncation_warned = False
 
 
 def is_sdxl_family(pipe: Any) -> bool:
@@ -154,11 +208,15 @@ def encode_conditioning(
     Phrases that are empty after stripping are ignored.
 
     Shapes: ``prompt_embeds`` ``[1, 77, D]``; ``pooled_prompt_embeds`` ``[1, D_pooled]``.
+
+    A prompt longer than the encoders' context is cut to its first tokens (as diffusers does);
+    instead of the libraries' warning per encoder and call, which repeats the whole cut-off
+    text, one short ``grefine: warning:`` line is printed per process.
     """
     import torch
 
     device = device if device is not None else pipe._execution_device
-    with torch.no_grad():
+    with torch.no_grad(), _one_truncation_warning(pipe):
         encoded = _encode(pipe, prompt, device, guidance, negative_prompt)
         embeds, negative_embeds, pooled, negative_pooled = encoded
         for phrase, weight in emphasis:

@@ -20,7 +20,7 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.checks import choice, integer, number
-from grefine_kit.devices import DTYPE_NAMES
+from grefine_kit.devices import DTYPE_NAMES, check_runnable
 from grefine_kit.parts import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
@@ -31,7 +31,7 @@ from grefine_kit.stages.loading import download_weights, load_pipeline, parse_mo
 from grefine_kit.stages.schedulers import check_scheduler_name
 from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
 from grefine_kit.stages.stepping import step_callback
-from grefine_kit.strength import steps_that_run
+from grefine_kit.strength import STEP_RULES, schedule_for, steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
 
@@ -125,13 +125,16 @@ class _DiffusersStage(PartBase):
         memory and move to the GPU layer by layer; the smallest GPU memory, the slowest).
     previews: keep this many intermediate images (evenly spaced denoising steps, one VAE
         decode each; 0..16, default 0); the report shows them.
+    step_rule: ``schedule`` (default: the stage's steps are the schedule length, of which
+        ``int(steps × strength)`` run) or ``denoising`` (they are the denoising steps that run,
+        the paper's n1 = n2 of eq. 10: the schedule is lengthened to ``schedule_for(steps, strength)``).
     """
 
     task: ClassVar[str]
     role: ClassVar[str]
 
     model: str = attrs.field(validator=v.instance_of(str))
-    device: str = attrs.field(default="auto", validator=v.instance_of(str))
+    device: str = attrs.field(default="auto", validator=[v.instance_of(str), check_runnable])
     dtype: str = attrs.field(default="auto", validator=choice(DTYPE_NAMES))
     cpu_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
     variant: str = attrs.field(default="", validator=v.instance_of(str))
@@ -153,6 +156,7 @@ class _DiffusersStage(PartBase):
     attention_slicing: str | int = attrs.field(default="", validator=check_attention_slicing)
     sequential_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
     previews: int = attrs.field(default=0, validator=integer(0, 16))
+    step_rule: str = attrs.field(default="schedule", validator=choice(STEP_RULES))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def pipeline(self) -> Any:
@@ -213,11 +217,14 @@ class _DiffusersStage(PartBase):
 
     def run(self, request: StageRequest) -> StageResult:
         started = time.perf_counter()
-        steps = steps_that_run(request.steps, request.strength)
+        schedule = request.steps
+        if self.step_rule == "denoising":
+            schedule = schedule_for(request.steps, request.strength)
+        steps = steps_that_run(schedule, request.strength)
         if steps == 0:
             return skipped_result(
                 request,
-                f"int(steps × strength) = int({request.steps} × {request.strength:.4g}) = 0 denoising steps",
+                f"int(steps × strength) = int({schedule} × {request.strength:.4g}) = 0 denoising steps",
                 started,
             )
         mask = request.mask.binary if request.mask is not None else None
@@ -239,7 +246,7 @@ class _DiffusersStage(PartBase):
         kwargs.update(
             image=image,
             strength=request.strength,
-            num_inference_steps=request.steps,
+            num_inference_steps=schedule,
             guidance_scale=scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
             # numbers, not PIL: a NaN (fp16 overflow, an extreme guidance) would silently become

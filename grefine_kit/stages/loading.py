@@ -18,6 +18,10 @@ Caches (process-wide, guarded by a lock; a pipeline is not safe to *run* from tw
    an already loaded one (same hub blob SHA-256, or same bytes for files under 64 MB) is reused,
    so e.g. an img2img model that ships the inpainting model's VAE/text encoders loads only its
    own UNet. (An inpainting UNet has 9 input channels and cannot run img2img: NOTES-ENV.)
+
+A weight file that ``torch.load(weights_only=True)`` refuses (a pickle holding more than tensors)
+is one :class:`~grefine_kit.errors.SetupError` naming the file: the run stops with one line, and
+torch's advice to load it with ``weights_only=False`` (running the file's code) is not repeated.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.devices import resolve_device, resolve_dtype
-from grefine_kit.errors import MissingDependencyError, UserError
+from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
 from grefine_kit.hub import hub_reachable, quiet_hub_logs
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
 
@@ -236,8 +240,15 @@ def _load(
         kwargs["variant"] = variant
     try:
         pipe = auto.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"could not load a diffusers pipeline from {folder}: {exc}") from exc
+    except Exception as exc:  # diffusers and transformers raise many types for a bad file
+        if refused_pickle(exc):
+            raise SetupError(
+                f"could not load a diffusers pipeline from {folder}: {_pickled_files(Path(folder))}"
+                f"{REFUSED_PICKLE}; convert the weights to .safetensors"
+            ) from None
+        if isinstance(exc, (OSError, ValueError, KeyError)):
+            raise UserError(f"could not load a diffusers pipeline from {folder}: {exc}") from exc
+        raise
     if share:
         _remember_components(Path(folder), pipe, device, dtype)
     return pipe
@@ -269,10 +280,25 @@ def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) 
     try:
         return cls.from_single_file(path, **kwargs)
     except Exception as exc:  # from_single_file raises many types (missing config offline, bad keys)
+        if refused_pickle(exc):
+            raise SetupError(f"could not load single-file checkpoint {path}: {REFUSED_PICKLE}") from None
         raise UserError(
             f"could not load single-file checkpoint {path} as {names[family, task]}: {exc} "
             f"(offline, pass the stage option config = a local diffusers folder of the same model)"
         ) from exc
+
+
+def _pickled_files(folder: Path) -> str:
+    """``"unet/x.bin: "`` (up to two pickle-format weight files of ``folder``), or ``""``."""
+    try:
+        pickles = (".bin", ".pt", ".pth", ".ckpt")
+        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in pickles)
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    more = f" (and {len(found) - 2} more)" if len(found) > 2 else ""
+    return f"{', '.join(found[:2])}{more}: "
 
 
 def dtype_kwarg(dtype: Any) -> dict[str, Any]:

@@ -7,6 +7,12 @@ the frozen text tower with its token-embedding layer bypassed (CoOp / CLIP-IQA+)
 PQ-Map's own: per factor, a softmax over the pair; the cask effect combines the four; the loss is
 the mean squared error against the MOS scaled to [0, 1]; the optimiser Adam.
 
+``factors = "separate"`` trains the four pairs independently instead, as the reference code does
+(one CLIP-IQA+ checkpoint per factor): each factor's own positive probability is fitted to the
+MOS (the only label given), with no cask effect in the loss; the four losses are summed, which
+keeps the four contexts independent (each one's gradient comes from its own term only, and Adam
+steps each parameter on its own).
+
 The result is four checkpoints in pyiqa's CLIP-IQA+ format, which ``PQMap(prompt_checkpoints=...)``
 loads (``grefine train-pq`` prints the recipe lines).
 """
@@ -41,7 +47,11 @@ from grefine_kit.runs.atomic import write_json
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TrainingReport", "train_pq_prompts"]
+__all__ = ["TRAIN_FACTORS", "TrainingReport", "train_pq_prompts"]
+
+#: "joint": the four prompts fitted together through the cask effect (default); "separate": one
+#: independent fit per factor, as the reference trains one checkpoint per factor
+TRAIN_FACTORS = ("joint", "separate")
 
 
 @attrs.frozen
@@ -121,17 +131,22 @@ def train_pq_prompts(
     val_fraction: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    factors: str = "joint",
 ) -> TrainingReport:
     """Learn the prompt context of ``pq``'s four pairs from ``rows`` and write the checkpoints.
 
     ``pq`` gives the backbone, the class words (``prompt_pairs``) and ``alpha``; its text table
     is not used. ``val_fraction`` of the images (chosen with ``seed``) are held out and only
-    scored. Writes ``<factor>.pth`` (x4) and ``training.json`` into ``out_dir``.
+    scored. ``factors``: ``"joint"`` (the cask product fitted to the MOS) or ``"separate"`` (each
+    factor fitted to the MOS on its own; see the module docstring). Writes ``<factor>.pth`` (x4)
+    and ``training.json`` into ``out_dir``.
     """
     import torch
 
     if epochs < 1 or batch_size < 1 or n_ctx < 2 or not 0.0 <= val_fraction < 1.0 or not lr > 0:
         raise UserError("need epochs >= 1, batch_size >= 1, n_ctx >= 2, 0 <= val_fraction < 1 and lr > 0")
+    if factors not in TRAIN_FACTORS:
+        raise UserError(f"factors must be one of {', '.join(TRAIN_FACTORS)}; got {factors!r}")
     check_mos_range([row.mos for row in rows])
     out = make_output_dir(out_dir)
     torch.manual_seed(seed)
@@ -168,9 +183,21 @@ def train_pq_prompts(
         feats = backbone.encode_text_embeddings(torch.cat(rows_), eots, normalize=True)
         return feats.reshape(len(FACTORS), 2, -1)
 
+    def factor_probs(index: Sequence[int]) -> torch.Tensor:
+        return pair_probabilities(features[list(index)], text_table(), scale)[:, 0]  # [b, 4]
+
     def predict(index: Sequence[int]) -> torch.Tensor:
-        raw = pair_probabilities(features[list(index)], text_table(), scale)[:, 0]  # [b, 4]
-        return cask_effect(raw, pq.alpha, pq.reference_alpha_bug)
+        return cask_effect(factor_probs(index), pq.alpha, pq.reference_alpha_bug)
+
+    def batch_loss(index: Sequence[int]) -> torch.Tensor:
+        truth = target[list(index)].to(features.device)
+        if factors == "joint":
+            return torch.nn.functional.mse_loss(predict(index), truth)
+        probs = factor_probs(index)
+        return sum(
+            (torch.nn.functional.mse_loss(probs[:, f], truth) for f in range(len(FACTORS))),
+            start=torch.zeros((), device=features.device),
+        )
 
     losses: list[float] = []
     bar = progress_bar(range(epochs), unit="epoch", desc="training", enabled=progress)
@@ -179,7 +206,7 @@ def train_pq_prompts(
         total = 0.0
         for start in range(0, len(train_idx), batch_size):
             batch = train_idx[start : start + batch_size]
-            loss = torch.nn.functional.mse_loss(predict(batch), target[batch].to(features.device))
+            loss = batch_loss(batch)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -230,6 +257,7 @@ def train_pq_prompts(
         "weights": pq.weights,
         "prompt_pairs": [list(p) for p in pq.prompt_pairs],
         "alpha": list(pq.alpha),
+        "factors": factors,
     }
     write_json(out / "training.json", {**report.to_json(), "settings": settings})
     return report

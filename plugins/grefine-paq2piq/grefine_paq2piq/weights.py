@@ -106,7 +106,11 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or pickled objects that weights_only refuses
-        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        from grefine_kit.errors import REFUSED_PICKLE, refused_pickle
+
+        if refused_pickle(exc):  # torch's text advises weights_only=False: never quoted
+            raise UserError(f"cannot read PaQ-2-PiQ weights {path}: {REFUSED_PICKLE}") from None
+        reason = " ".join(f"{type(exc).__name__}: {str(exc)[:200]}".split())
         raise UserError(f"cannot read PaQ-2-PiQ weights {path}: {reason}") from exc
     return _unwrap(raw, str(path))
 

@@ -1,0 +1,154 @@
+"""``grefine calibrate``: fit the mask threshold, ``a_bound`` and ``beta`` to images with MOS."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
+
+WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
+
+
+def _small(array: Any, side: int = WORKING_SIDE) -> Any:
+    """A ``(H, W)`` float map at a shorter side of ``side`` px (bilinear)."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = array.shape
+    f = min(1.0, side / min(h, w))
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if size == (w, h):
+        return np.asarray(array, np.float32)
+    picture = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), "F")
+    resized = picture.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(resized, np.float32)
+
+
+def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None) -> tuple[list[Any], int]:
+    """Score every rated image with the recipe's indicators; ``(items, images that failed)``."""
+    import numpy as np
+
+    from grefine_kit.api import build_indicator
+    from grefine_kit.evaluation.calibration import CalibrationItem
+    from grefine_kit.images import load_image
+    from grefine_kit.indicators.aq_map import AQMap
+
+    perceptual, alignment = recipe.part("perceptual"), recipe.part("alignment")
+    if perceptual is None and alignment is None:
+        from grefine_kit.errors import UserError
+
+        raise UserError(f"recipe {recipe.name!r} has no perceptual or alignment indicator to calibrate")
+    pq = build_indicator(perceptual.part, recipe=recipe, device=device, dtype=dtype) if perceptual else None
+    aq = None
+    if alignment is not None:
+        aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype)
+        if isinstance(aq, AQMap) and not aq.reference_compat:
+            aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype, keep_maps=True)
+        else:
+            aq = None  # only AQ-Map's own phrase numbers can be refitted
+    items, failed = [], 0
+    for row in rows:
+        try:
+            image = load_image(row.image)
+        except Exception:  # an unreadable image is counted, as evaluate counts it
+            failed += 1
+            continue
+        deficiency = None if pq is None else _small(1.0 - pq.score([image])[0].map)
+        kwargs: dict[str, Any] = {}
+        if aq is not None and row.prompt:
+            (qmap,) = aq.score([image], [row.prompt])
+            phrases = aq.analyse(row.prompt)[1]
+            if phrases:
+                kwargs = {
+                    "phrase_scores": [p.phrase_score for p in qmap.report.phrases],
+                    "noun_scores": [p.noun_score for p in qmap.report.phrases],
+                    "noun_maps": np.stack([_small(m) for m in qmap.details["noun_maps"]]),
+                    "ancestors": [p.ancestor for p in phrases],
+                }
+        items.append(CalibrationItem(mos=row.mos, perceptual_deficiency=deficiency, **kwargs))
+    return items, failed
+
+
+@cli.command("calibrate")
+@click.argument("mos_csv", type=click.Path(dir_okay=False))
+@click.option("--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe to calibrate")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="override a recipe value first")
+@click.option(
+    "--root", type=click.Path(file_okay=False), default=None, help="image folder (default: the CSV's)"
+)
+@click.option("--mos-column", default=None, help="the CSV column holding the MOS (default: the quality MOS)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
+@click.option("--best-area", default=0.01, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="median mask area allowed in the best-rated quarter")  # fmt: skip
+@click.option("--worst-area", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="median mask area the worst-rated quarter should reach (else a note)")  # fmt: skip
+@click.option("--beta-quantile", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="beta = this quantile of the best quarter's phrase scores")  # fmt: skip
+@device_option
+@dtype_option
+@user_errors
+def calibrate_command(
+    mos_csv: str,
+    recipe_name: str,
+    set_items: tuple[str, ...],
+    root: str | None,
+    mos_column: str | None,
+    out_dir: str,
+    best_area: float,
+    worst_area: float,
+    beta_quantile: float,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Fit the thresholds that decide how much gets refined (mask threshold, a_bound, beta) so
+    that the best-rated quarter of MOS_CSV's images gets little or no mask and the worst-rated
+    quarter a real one. MOS_CSV is read as `grefine evaluate` reads it. Writes calibration.toml
+    (a recipe overlay) and calibration.json into --out and prints the --set lines."""
+    from grefine_kit.evaluation.calibration import fit_calibration
+    from grefine_kit.evaluation.mos import read_mos_table
+    from grefine_kit.inputs import make_output_dir
+    from grefine_kit.overrides import apply_overrides, parse_assignment
+    from grefine_kit.recipe import Recipe
+    from grefine_kit.runs.atomic import write_json
+
+    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind="perceptual")
+    recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
+    out = make_output_dir(out_dir)
+    click.echo(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")
+    items, failed = collect_items(rows, recipe, device, dtype)
+    fit = fit_calibration(items, best_area=best_area, worst_area=worst_area, beta_quantile=beta_quantile)
+    header = f"# grefine calibrate {Path(mos_csv).name} --recipe {recipe.name}: merge into a recipe\n"
+    (out / "calibration.toml").write_text(header + fit.toml(), encoding="utf-8")
+    data: dict[str, Any] = {
+        "threshold": fit.threshold,
+        "a_bound": fit.a_bound,
+        "beta": fit.beta,
+        "n_images": fit.n_images,
+        "n_quarter": fit.n_quarter,
+        "median_mask_area_best_quarter": fit.best_area,
+        "median_mask_area_worst_quarter": fit.worst_area,
+        "n_failed": failed,
+        "mos_column": column,
+        "recipe": recipe.name,
+        "set": fit.set_lines(),
+        "notes": list(fit.notes),
+    }
+    write_json(out / "calibration.json", data)
+    for note in fit.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(
+        f"threshold = {fit.threshold:g}: a pixel is repainted where (1 - P) + A_def exceeds it; median mask "
+        f"area {fit.best_area:.3f} in the best-rated quarter, {fit.worst_area:.3f} in the worst"
+    )
+    if fit.a_bound is not None:
+        click.echo(f"a_bound = {fit.a_bound:g}: a noun scoring below it counts as missing from the image")
+    if fit.beta is not None:
+        click.echo(f"beta = {fit.beta:g}: phrases scoring at least this cost nothing in the alignment score")
+    click.echo("apply with: " + " ".join(f"--set {line}" for line in fit.set_lines()))
+    click.echo(json.dumps({"overlay": str(out / "calibration.toml")}))
+    sys.exit(EXIT_FAILURES if failed else EXIT_OK)
