@@ -250,3 +250,44 @@ def test_previews_reach_the_run_folder_and_the_report(tmp_path: Path) -> None:
     assert [label for label in items[0].heatmaps if "step" in label] == [
         f"stage2 step {int(names[0][-7:-4])}"
     ]
+
+
+# -- memory options ------------------------------------------------------------------------------
+
+
+def test_memory_options_take_effect_per_stage() -> None:
+    req = request(size=(160, 160), strength=0.5, steps=4)
+    base = InpaintStage(model="tiny-sd", resize="input")
+    plain = pixels(base, size=(160, 160), strength=0.5, steps=4)
+    tiled_stage = InpaintStage(model="tiny-sd", resize="input", vae_tiling=True, vae_slicing=True)
+    tiled = np.asarray(tiled_stage.run(req).image)
+    assert tiled_stage.pipeline().vae.use_tiling  # set for this stage's call
+    # tiles of 64 px with overlap and blending: close to the untiled decode, not equal to it
+    assert not np.array_equal(plain, tiled)
+    assert np.abs(plain.astype(int) - tiled.astype(int)).mean() < 40
+    sliced_stage = InpaintStage(model="tiny-sd", resize="input", attention_slicing=1)
+    sliced = np.asarray(sliced_stage.run(req).image)
+    assert np.abs(plain.astype(int) - sliced.astype(int)).max() <= 2
+    from grefine_kit.stages.stage_setup import _sliced
+
+    assert _sliced(sliced_stage.pipeline().unet)
+    # the next stage without the options gets the shared modules back as they were
+    assert np.array_equal(plain, np.asarray(base.run(req).image))
+    assert not base.pipeline().vae.use_tiling and not _sliced(base.pipeline().unet)
+    # sequential offload is for CUDA; on CPU it is ignored (same bytes)
+    assert np.array_equal(
+        plain,
+        pixels(
+            InpaintStage(model="tiny-sd", resize="input", sequential_offload=True),
+            size=(160, 160),
+            strength=0.5,
+            steps=4,
+        ),
+    )
+
+
+def test_memory_option_values_are_checked() -> None:
+    with pytest.raises(UserError, match="attention_slicing"):
+        create_part("stage", "inpaint", model="tiny", attention_slicing="half")
+    with pytest.raises(UserError, match="previews"):
+        create_part("stage", "inpaint", model="tiny", previews=17)
