@@ -10,7 +10,7 @@ Each case runs in a fresh Python process (peak RSS only grows within a process) 
   with the memory options off or on (VAE tiling / slicing, attention slicing).
 
 Run: ``python benchmarks/bench_memory.py`` (``--sizes 1024 2048`` for a shorter run; ``--json``
-for machine-readable rows). Figures in docs/refiner.md ("Big images, small devices").
+for one JSON row per case). Figures in docs/refiner.md ("Big images, small devices").
 """
 
 from __future__ import annotations
@@ -96,20 +96,20 @@ def label(row: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[256])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [run_case(spec) for spec in cases(args.sizes, args.resolutions)]
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return
-    print("| case | peak RSS (MiB) | seconds |")
-    print("|---|---:|---:|")
-    for row in rows:
-        if "error" in row:
-            print(f"| {label(row)} | failed: {row['error']} | |")
+    if not args.json:
+        print("| case | peak RSS (MiB) | seconds |")
+        print("|---|---:|---:|", flush=True)
+    for spec in cases(args.sizes, args.resolutions):  # one line per case as it finishes
+        row = run_case(spec)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        elif "error" in row:
+            print(f"| {label(row)} | failed: {row['error']} | |", flush=True)
         else:
-            print(f"| {label(row)} | {row['peak_rss_mib']:.0f} | {row['seconds']:.1f} |")
+            print(f"| {label(row)} | {row['peak_rss_mib']:.0f} | {row['seconds']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ class _DiffusersStage(PartBase):
                 arch=self.arch,
                 sequential_offload=self.sequential_offload,
             )
-            self._pipe = stage_view(self._pipe, self)
+            with _quiet_upcast_warning():  # from_pipe / .to() casts log it for every module
+                self._pipe = stage_view(self._pipe, self)
         return self._pipe
 
     load = pipeline
