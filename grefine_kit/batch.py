@@ -17,12 +17,12 @@ record's ``redone`` says why.
 
 The runner plans (resume, ``shard``), an engine (``grefine_kit.engines``; ``local`` by
 default) carries the tasks out in batches through :class:`~grefine_kit.refine_work.RefineWorker`
-s, and the runner appends each record as it comes back.
+s, and the runner appends each record as it comes back (per image with the local engine) and
+reports it to a :class:`~grefine_kit.progress.RunProgress`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +32,7 @@ import attrs
 
 from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import UserError
+from grefine_kit.progress import RunProgress
 from grefine_kit.refine_work import RefineWork
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
@@ -40,7 +41,6 @@ from grefine_kit.runs.folder import RunFolder
 from grefine_kit.runs.items import Item, make_items
 from grefine_kit.runs.layout import OutputNames, output_stems
 from grefine_kit.runs.shards import Shard
-from grefine_kit.stages.stepping import StepEvent, on_denoising_step
 
 __all__ = ["BatchSummary", "make_items", "plan_tasks", "refine_files", "refine_items"]
 
@@ -76,7 +76,7 @@ def refine_files(
     prompts: Mapping[str, str] | str,
     save_maps: bool = False,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
     shard: Shard | None = None,
     engine: Engine | None = None,
     batch_size: int | None = None,
@@ -103,29 +103,6 @@ def refine_files(
         engine=engine,
         batch_size=batch_size,
     )
-
-
-class _StepBar:
-    """A second bar under the images' bar that advances per denoising step of the stage call
-    running now (``grefine_kit.stages.stepping``); created on the first step."""
-
-    def __init__(self, tqdm: Any, *, disabled: bool) -> None:
-        self._tqdm, self._disabled = tqdm, disabled
-        self._bar: Any = None
-
-    def update(self, event: StepEvent) -> None:
-        if self._disabled:
-            return
-        if self._bar is None:
-            self._bar = self._tqdm(total=event.total, unit="step", position=1, leave=False)
-        if event.step == 1:
-            self._bar.reset(total=event.total)
-            self._bar.set_description(f"denoising ({event.role})", refresh=False)
-        self._bar.update(1)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 def _config(refiner: Any) -> str:
@@ -201,7 +178,7 @@ def refine_items(
     *,
     save_maps: bool = False,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
     shard: Shard | None = None,
     engine: Engine | None = None,
     batch_size: int | None = None,
@@ -211,17 +188,17 @@ def refine_items(
     ``shard``: do only the items whose id falls in it (output names are chosen over all
     ``items`` first, so the shards' union is the unsharded run). ``engine``: who runs the
     tasks (default: the local engine). ``batch_size``: images per indicator batch (default:
-    the refiner's ``batch_size`` option; outputs do not depend on it).
+    the refiner's ``batch_size`` option; outputs do not depend on it). ``progress``: a
+    :class:`~grefine_kit.progress.RunProgress` mode (True: a bar on a terminal only; ``"auto"``,
+    ``"text"``, ``"jsonl"``: also one line per item; False: silent).
     """
-    from tqdm.auto import tqdm
-
     from grefine_kit.engines.local import LocalEngine
 
     if not items:
         raise UserError("no images to refine")
     if len({it.id for it in items}) != len(items):
         raise UserError("item ids must be unique within a run")
-    stems = output_stems([it.image for it in items])
+    stems = output_stems([it.image for it in items], [it.id for it in items])
     if shard is not None:
         ids = [it.id for it in items]
         mine = shard.select(list(zip(items, stems, strict=True)), ids)
@@ -233,10 +210,8 @@ def refine_items(
     n_ok = n_failed = 0
     redone: Counter[str] = Counter()
     failures = FailureSummary()
-    bar = tqdm(total=len(mine), unit="img", desc="refining", disable=not progress or not sys.stderr.isatty())
-    steps = _StepBar(tqdm, disabled=bar.disable)
-    listening = on_denoising_step(steps.update)
-    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, listening:
+    report = RunProgress("refine", len(mine), mode=progress)
+    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, report.active():
         try:
             tasks, n_skipped = plan_tasks(
                 folder,
@@ -247,9 +222,9 @@ def refine_items(
                 save_maps=save_maps,
                 resume=resume,
             )
-            bar.update(n_skipped)
+            report.planned(n_skipped)
             work = RefineWork(refiner, folder.path, save_maps)
-            for record in engine.run(work, tasks, batch_size=size):
+            for record in engine.run(work, tasks, batch_size=size, on_start=report.started):
                 fault_point("between-record-and-log")
                 folder.append(record)
                 if record.get("redone"):
@@ -259,11 +234,9 @@ def refine_items(
                 else:
                     n_failed += 1
                     failures.add(record)
-                bar.update(1)
-                bar.set_postfix(failed=n_failed, refresh=False)
+                report.item(record)
         finally:
-            steps.close()
-            bar.close()
+            report.close()
     return BatchSummary(
         n_ok,
         n_failed,

@@ -40,6 +40,11 @@ class RunLockedError(SetupError):
     """Another run holds the output folder's lock; the message names it."""
 
 
+class OutputNameError(ImageError):
+    """One item's output file cannot be created under its name (too long for the file system,
+    or characters it refuses): that item's error record; the run goes on."""
+
+
 class NonFiniteError(GrefineError):
     """A model produced NaN or infinite values (an overflow, e.g. fp16 or an extreme option):
     that item fails with reason "non-finite output"; the run goes on."""

@@ -102,13 +102,18 @@ def resolve_max_pixels(max_pixels: MaxPixels) -> int | None:
     return max_pixels
 
 
+def _pixels(n: int) -> str:
+    """``64.0 MP`` for large counts, ``1,000 pixels`` below 0.1 MP (never a ``0.0 MP`` limit)."""
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n:,} pixels"
+
+
 def _check_size(size: tuple[int, int], limit: int | None, name: str) -> None:
     w, h = size
     if w <= 0 or h <= 0:
         raise ImageError(f"{name}: the image is empty ({w}x{h})")
     if limit is not None and w * h > limit:
         raise ImageError(
-            f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the {limit / 1e6:.1f} MP limit "
+            f"{name}: {w}x{h} = {_pixels(w * h)} exceeds the {_pixels(limit)} limit "
             f"(raise it with {ENV_MAX_PIXELS} or max_pixels=; 'none' disables it)"
         )
 

@@ -375,6 +375,10 @@ def recipe_parts(recipe: Any) -> dict[str, Any]:
     }
 
 
+#: first words of a fix that is a shell command (others are advice, e.g. "use --device cpu")
+_COMMANDS = frozenset({"grefine", "pip", "python", "python3"})
+
+
 def _merge(found: list[Missing]) -> list[tuple[str, list[str], Missing]]:
     merged: dict[str, tuple[str, list[str], Missing]] = {}
     for item in found:
@@ -401,7 +405,12 @@ def format_missing(found: list[Missing], *, fetch_command: str) -> str:
         fix = fetch_command if m.kind == WEIGHTS else m.fix
         if fix and fix not in fixes:
             fixes.append(fix)
-    line2 = "fix: " + " && ".join(fixes)
+    # shell commands chain with &&; advice ("use --device cpu") is no command to chain
+    commands = [f for f in fixes if f.split(maxsplit=1)[0] in _COMMANDS]
+    advice = [f for f in fixes if f not in commands]
+    if commands:
+        advice.append(("run " if advice else "") + " && ".join(commands))
+    line2 = "fix: " + "; ".join(advice)
     if weights and not offline_requested() and fetch_command in fixes:
         line2 += " (on a machine with network, then copy its Hugging Face cache here)"
     elif weights:

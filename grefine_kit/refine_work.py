@@ -4,14 +4,15 @@
 A worker refines a batch of tasks with one ``Refiner.refine_many`` call, so the indicators
 score the whole batch together; per image it writes the refined PNG (and, with maps, the mask,
 heatmaps and raw maps) and ``<stem>.report.json`` into the run folder, each by temp file +
-rename, and returns the records for the runner to append to ``reports.jsonl``. Outputs do not
+rename, and hands the image's record on as soon as that image is done (``process_each``; the
+runner appends it to ``reports.jsonl`` and shows progress per image). Outputs do not
 depend on the batching: seeds come from (seed, item id) and the indicators are batch-invariant.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,64 +87,116 @@ class RefineWorker:
     save_maps: bool = False
 
     def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-        started = time.perf_counter()
+        """:meth:`process_each`'s records, in task order."""
+        order = {t.item.id: i for i, t in enumerate(tasks)}
+        return sorted(self.process_each(tasks), key=lambda r: order[r["id"]])
+
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+        """One record per task, in task order, each yielded as soon as that image and every
+        one before it are done (outputs and ``<stem>.report.json`` written): the batch hands
+        its refined images out one by one. ``seconds_total``: the image's own load, refine
+        (with its share of the batched indicators) and write time."""
         records = [base_record(t) for t in tasks]
+        seconds = [0.0] * len(tasks)
+        final = [False] * len(tasks)
         ready: list[tuple[int, Any]] = []
         for i, task in enumerate(tasks):
             fault_point("before-item")
-            record = records[i]
-            if task.fingerprint is None:
-                record.update(status="error", error=f"{record['file']}: {task.problem or 'cannot read'}")
-                continue
-            if not isinstance(task.item.prompt, str):
-                record.update(
-                    status="error",
-                    error=f"{record['file']}: no prompt for this image (give --prompt, or a prompt in the "
-                    "prompts CSV or manifest)",
-                )
-                continue
-            try:
-                ready.append((i, load_image(task.item.image)))
-            except Exception as exc:  # one unreadable image must not sink the batch
-                if is_setup_error(exc):
-                    raise
-                record.update(status="error", error=error_message(exc))
+            began = time.perf_counter()
+            final[i] = self._load(task, records[i], ready, i)
+            seconds[i] = time.perf_counter() - began
+        done = 0
+
+        def flush() -> Iterator[dict[str, Any]]:
+            nonlocal done
+            while done < len(tasks) and final[done]:
+                yield self._close(tasks[done], records[done], seconds[done])
+                done += 1
+
+        yield from flush()
         if ready:
-            self._refine(tasks, ready, records)
-        share = (time.perf_counter() - started) / max(1, len(tasks))
-        for task, record in zip(tasks, records, strict=True):
-            # the batch's wall time shared out: the indicators ran for the batch as a whole
-            record["seconds_total"] = round(share, 3)
+            for i in self._refine(tasks, ready, records, seconds):
+                final[i] = True
+                yield from flush()
+
+    def _load(self, task: Task, record: dict[str, Any], ready: list[tuple[int, Any]], i: int) -> bool:
+        """Load ``task``'s image into ``ready``; False when it is ready, True when ``record``
+        now says why it cannot be refined."""
+        if task.fingerprint is None:
+            record.update(status="error", error=f"{record['file']}: {task.problem or 'cannot read'}")
+            return True
+        if not isinstance(task.item.prompt, str):
+            record.update(
+                status="error",
+                error=f"{record['file']}: no prompt for this image (give --prompt, or a prompt in the "
+                "prompts CSV or manifest)",
+            )
+            return True
+        try:
+            ready.append((i, load_image(task.item.image)))
+        except Exception as exc:  # one unreadable image must not sink the batch
+            if is_setup_error(exc):
+                raise
+            record.update(status="error", error=error_message(exc))
+            return True
+        return False
+
+    def _close(self, task: Task, record: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """``record`` with its time, once its per-image report is written (a name the disk
+        refuses is this item's error only)."""
+        record["seconds_total"] = round(seconds, 3)
+        try:
             atomic.write_json(self.out_dir / OutputNames(task.stem).report, record)
-        return records
+        except ImageError as exc:
+            record.update(status="error", error=error_message(exc))
+            record.pop("outputs", None)
+        return record
 
     def _refine(
-        self, tasks: Sequence[Task], ready: list[tuple[int, Any]], records: list[dict[str, Any]]
-    ) -> None:
-        """Refine the loaded images as one batch; if the batch raises, redo the images it did
-        not finish one at a time, so that one bad image becomes one error record."""
+        self,
+        tasks: Sequence[Task],
+        ready: list[tuple[int, Any]],
+        records: list[dict[str, Any]],
+        seconds: list[float],
+    ) -> Iterator[int]:
+        """Refine the loaded images as one batch, yielding each task index as its image is
+        done; if the batch raises, redo the images it did not finish one at a time, so that
+        one bad image becomes one error record."""
         if not hasattr(self.refiner, "refine_many"):  # a duck-typed refiner: one image a call
-            self._one_by_one(tasks, ready, records)
+            yield from self._one_by_one(tasks, ready, records, seconds)
             return
         args = [self._args(tasks[i], image) for i, image in ready]
         done = 0
+        began = time.perf_counter()
         try:
             for result in self.refiner.refine_many(args, batch_size=len(args)):
                 i, image = ready[done]
+                measured = time.perf_counter() - began
+                began = time.perf_counter()
                 self._finish(tasks[i], image, result, records[i])
+                # the refiner's own figure shares the batched indicators out fairly
+                seconds[i] += _refine_seconds(result, measured) + time.perf_counter() - began
                 done += 1
+                yield i
+                began = time.perf_counter()
         except Exception as exc:
             if is_setup_error(exc):
                 raise
             if len(args) - done == 1:  # the image that raised is known: no need to redo it
                 records[ready[done][0]].update(status="error", error=error_message(exc))
+                yield ready[done][0]
                 return
-            self._one_by_one(tasks, ready[done:], records)
+            yield from self._one_by_one(tasks, ready[done:], records, seconds)
 
     def _one_by_one(
-        self, tasks: Sequence[Task], ready: list[tuple[int, Any]], records: list[dict[str, Any]]
-    ) -> None:
+        self,
+        tasks: Sequence[Task],
+        ready: list[tuple[int, Any]],
+        records: list[dict[str, Any]],
+        seconds: list[float],
+    ) -> Iterator[int]:
         for i, image in ready:
+            began = time.perf_counter()
             try:
                 result = self._refine_one(tasks[i], image)
                 self._finish(tasks[i], image, result, records[i])
@@ -151,6 +204,8 @@ class RefineWorker:
                 if is_setup_error(exc):
                     raise
                 records[i].update(status="error", error=error_message(exc))
+            seconds[i] += time.perf_counter() - began
+            yield i
 
     def _refine_one(self, task: Task, image: Any) -> Any:
         if hasattr(self.refiner, "refine_many"):
@@ -175,6 +230,14 @@ class RefineWorker:
             return
         record.update(status="ok", **dict(result.report))
         record["outputs"] = [names.image, names.report, *written]
+
+
+def _refine_seconds(result: Any, measured: float) -> float:
+    """The refine time the result's report gives (batched indicators shared out), else ``measured``."""
+    report = getattr(result, "report", None)
+    timings = report.get("timings") if isinstance(report, dict) else None
+    value = timings.get("refine") if isinstance(timings, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else measured
 
 
 def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_maps: bool) -> list[str]:

@@ -30,6 +30,7 @@ import pluggy
 
 from grefine_kit import hookspecs
 from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
+from grefine_kit.plugin_hints import plugin_fix
 
 __all__ = [
     "KINDS",
@@ -265,6 +266,7 @@ class Registry:
             known = ", ".join(self.names(kind)) or "none installed"
             raise UnknownPartError(
                 f"unknown {kind} {name!r}{suggest(name, self.entries[kind])}; known: {known}"
+                + plugin_fix(kind, name)
             ) from None
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:

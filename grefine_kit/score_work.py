@@ -3,14 +3,14 @@ indicator scoring task batches), used by every engine (``grefine_kit.engines``).
 
 A worker loads a batch's images, scores them in one ``indicator.score`` call (on failure, one
 image at a time, so one bad image cannot sink the others), writes ``<stem>.heatmap.png`` and
-``<stem>.map.npy`` atomically when maps are kept, and returns one record per task for the
-runner to append. An indicator raising a ``UserError`` that is not an ``ImageError`` (missing
-weights, bad options) is raised: every image would hit it.
+``<stem>.map.npy`` atomically when maps are kept, and hands each task's record on as soon as
+it is final (``process_each``) for the runner to append. An indicator raising a ``UserError``
+that is not an ``ImageError`` (missing weights, bad options) is raised: every image would hit it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,62 +116,91 @@ class ScoreWorker:
 
     def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
         """Log records for ``tasks``, in order (see the module docstring)."""
-        records: list[dict[str, Any]] = []
+        order = {t.item.id: i for i, t in enumerate(tasks)}
+        return sorted(self.process_each(tasks), key=lambda r: order[r["id"]])
+
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+        """The same records in task order, each yielded as soon as it is final (a scored
+        image once its maps are written; the batch is scored in one call)."""
         ready: list[_Ready] = []
-        for i, task in enumerate(tasks):
-            fault_point("before-item")
-            item, stem = task.item, task.stem
-            prompt = item.prompt
-            rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
-            records.append(rec)
-            if task.fingerprint is None:
-                rec["error"] = f"{display_path(item.image)}: {task.problem or 'cannot read'}"
-                continue
-            if self.indicator.needs_prompt and not prompt:
-                how = (
-                    f"no row for {display_path(item.image.name)} in the prompts CSV"
-                    if self.prompts_given
-                    else "give --prompt"
-                )
-                rec["error"] = f"indicator {self.name!r} needs a prompt ({how})"
-                continue
-            try:
-                image = load_image(item.image, max_pixels=self.limit)
-            except Exception as e:  # one unreadable file never stops the run
-                rec["error"] = safe_text(error_message(e))
-                continue
-            rec.update(width=image.width, height=image.height)
-            ready.append(_Ready(i, item, stem, image))
+        records = [self._load(task, ready, i) for i, task in enumerate(tasks)]
+        done = 0
+        for i, rec in enumerate(records):  # those before the first scorable image: final now
+            if "error" not in rec:
+                break
+            yield _logged(tasks[i], rec)
+            done = i + 1
         results = _score(self.indicator, ready) if ready else []
         for ready_item, result in zip(ready, results, strict=True):
             rec = records[ready_item.index]
             if isinstance(result, Exception):
                 rec["error"] = safe_text(error_message(result))
-                continue
-            rec.update(status="ok", **result.to_json())
-            rec["indicator"] = result.indicator or self.name
-            if self.save_maps:
-                names = OutputNames(ready_item.stem)
-                heatmap, npy = names.heatmap(), names.raw_map()
+            else:
+                self._keep(ready_item, result, rec)
+                fault_point("after-output-write")
+            while done <= ready_item.index:
+                yield _logged(tasks[done], records[done])
+                done += 1
+        for i in range(done, len(tasks)):
+            yield _logged(tasks[i], records[i])
+
+    def _load(self, task: Task, ready: list[_Ready], i: int) -> dict[str, Any]:
+        """The task's record so far: with ``error`` when it cannot be scored, else its image
+        is appended to ``ready``."""
+        fault_point("before-item")
+        item, prompt = task.item, task.item.prompt
+        rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
+        if task.fingerprint is None:
+            rec["error"] = f"{display_path(item.image)}: {task.problem or 'cannot read'}"
+            return rec
+        if self.indicator.needs_prompt and not prompt:
+            how = (
+                f"no row for {display_path(item.image.name)} in the prompts CSV"
+                if self.prompts_given
+                else "give --prompt"
+            )
+            rec["error"] = f"indicator {self.name!r} needs a prompt ({how})"
+            return rec
+        try:
+            image = load_image(item.image, max_pixels=self.limit)
+        except Exception as e:  # one unreadable file never stops the run
+            rec["error"] = safe_text(error_message(e))
+            return rec
+        rec.update(width=image.width, height=image.height)
+        ready.append(_Ready(i, item, task.stem, image))
+        return rec
+
+    def _keep(self, ready_item: _Ready, result: QualityMap, rec: dict[str, Any]) -> None:
+        """Fill ``rec`` from ``result``; with maps, write the heatmap and raw map first (a name
+        the disk refuses is this item's ``error`` only)."""
+        if self.save_maps:
+            names = OutputNames(ready_item.stem)
+            heatmap, npy = names.heatmap(), names.raw_map()
+            try:
                 # compress_level 3: much faster than the default on large maps, a little bigger
                 overlay = overlay_heatmap(ready_item.image, result.map)
                 atomic.write_png(self.out_dir / heatmap, overlay, compress_level=3)
                 atomic.write_npy(self.out_dir / npy, np.asarray(result.map, dtype=np.float32))
-                rec.update(heatmap=heatmap, map=npy)
-        fault_point("after-output-write")
-        out = []
-        for task, rec in zip(tasks, records, strict=True):
-            item, fp, why = task.item, task.fingerprint, task.redone
-            ok = rec.get("status") == "ok"
-            logged: dict[str, Any] = {"id": item.id, **_ordered(rec, ok)}
-            if fp is not None:
-                logged["fingerprint"] = fp
-            if ok and rec.get("heatmap"):
-                logged["outputs"] = [rec["heatmap"], rec["map"]]
-            if why and fp is not None:
-                logged["redone"] = why
-            out.append(logged)
-        return out
+            except ImageError as e:
+                rec["error"] = safe_text(error_message(e))
+                return
+            rec.update(heatmap=heatmap, map=npy)
+        rec.update(status="ok", **result.to_json())
+        rec["indicator"] = result.indicator or self.name
+
+
+def _logged(task: Task, rec: dict[str, Any]) -> dict[str, Any]:
+    """The log record of ``task`` from its working record ``rec``."""
+    item, fp, why = task.item, task.fingerprint, task.redone
+    ok = rec.get("status") == "ok"
+    logged: dict[str, Any] = {"id": item.id, **_ordered(rec, ok)}
+    if fp is not None:
+        logged["fingerprint"] = fp
+    if ok and rec.get("heatmap"):
+        logged["outputs"] = [rec["heatmap"], rec["map"]]
+    if why and fp is not None:
+        logged["redone"] = why
+    return logged
 
 
 def _ordered(rec: dict[str, Any], ok: bool) -> dict[str, Any]:

@@ -1,30 +1,30 @@
 """The batch scoring runner behind ``grefine score`` (outputs: docs/scoring.md).
 
 The output folder is a run folder (``grefine_kit.runs``): each image's record is appended to
-``reports.jsonl`` as its batch finishes, a rerun skips what is done, and ``results.csv`` or
-``results.jsonl`` (one row per input file, in input order; ``grefine_kit.results``) is rebuilt
-from the records when the run ends. A bad image (unreadable, too large, NaN in its map)
-becomes an error row and the run goes on; when the indicator raises on a batch, that batch
-is re-scored one image at a time so one bad image cannot sink the others. An indicator
-raising a ``UserError`` that is not an ``ImageError`` (missing weights, bad options) stops
-the run: that is a setup problem every image would hit.
+``reports.jsonl`` as soon as it is done (progress per image: ``grefine_kit.progress``), a
+rerun skips what is done, and ``results.csv`` or ``results.jsonl`` (one row per input file,
+in input order; ``grefine_kit.results``) is rebuilt from the records when the run ends. A
+bad image (unreadable, too large, NaN in its map) becomes an error row and the run goes on;
+when the indicator raises on a batch, that batch is re-scored one image at a time so one bad
+image cannot sink the others. An indicator raising a ``UserError`` that is not an
+``ImageError`` (missing weights, bad options) stops the run: that is a setup problem every
+image would hit.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-from tqdm import tqdm
 
 from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import SetupError, UserError
 from grefine_kit.images import FROM_ENV, MaxPixels, resolve_max_pixels
 from grefine_kit.indicators.base import Indicator
+from grefine_kit.progress import RunProgress
 from grefine_kit.results import (
     HEAD_COLUMNS,
     RESULTS_NAMES,
@@ -85,7 +85,7 @@ def score_files(
     prompts: Mapping[str, str] | str | None = None,
     fmt: Format = "csv",
     batch_size: int = 8,
-    progress: bool = True,
+    progress: bool | str = True,
     save_maps: bool = True,
     max_pixels: MaxPixels = FROM_ENV,
     resume: bool = True,
@@ -102,10 +102,10 @@ def score_files(
     (float32 (H, W), 1 = good) per scored image. ``max_pixels``: as in ``load_image``.
     ``resume``: skip items whose record in ``reports.jsonl`` is ``ok`` with a matching
     fingerprint (the indicator's name and options, plus ``config``: e.g. the recipe's hash).
-    ``shard`` / ``engine``: as in :func:`grefine_kit.batch.refine_items`; ``indicator`` may be
-    a picklable zero-argument builder instead (each worker builds its own: for engines that
-    run workers in other processes). Raises UserError for bad arguments and setup problems;
-    per-image problems become error rows.
+    ``shard`` / ``engine`` / ``progress``: as in :func:`grefine_kit.batch.refine_items`;
+    ``indicator`` may be a picklable zero-argument builder instead (each worker builds its
+    own: for engines that run workers in other processes). Raises UserError for bad arguments
+    and setup problems; per-image problems become error rows.
     """
     if fmt not in RESULTS_NAMES:
         raise UserError(f"unknown format {fmt!r}; choose csv or json")
@@ -142,7 +142,7 @@ def score_items(
     *,
     fmt: Format = "csv",
     batch_size: int = 8,
-    progress: bool = True,
+    progress: bool | str = True,
     save_maps: bool = True,
     max_pixels: MaxPixels = FROM_ENV,
     resume: bool = True,
@@ -161,15 +161,15 @@ def score_items(
     work = ScoreWork(indicator, Path(out_dir), save_maps, limit, prompts_given)
     described = indicator_config(indicator) if not work.portable else _builder_config(indicator)
     cfg = config_hash({**described, **(dict(config) if config is not None else {})})
-    stems = output_stems([it.image for it in items])
+    stems = output_stems([it.image for it in items], [it.id for it in items])
     pairs = list(zip(items, stems, strict=True))
     mine = shard.select(pairs, [it.id for it in items]) if shard is not None else pairs
     engine = engine if engine is not None else LocalEngine()
     n_ok = n_failed = n_skipped = 0
     redone: Counter[str] = Counter()
     failures = FailureSummary()
-    bar = tqdm(total=len(mine), unit="img", disable=not progress or not sys.stderr.isatty(), desc="scoring")
-    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder:
+    report = RunProgress("score", len(mine), mode=progress)
+    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, report.active():
         work.out_dir = folder.path
         results_path = folder.path / RESULTS_NAMES[fmt]
         try:
@@ -178,12 +178,12 @@ def score_items(
                 fp, why, done = _resume_check(folder, item, cfg, save_maps, resume)
                 if done:
                     n_skipped += 1
-                    bar.update(1)
                     continue
                 todo.append(
                     Task(item, stem, fp, why if fp is not None else None, why if fp is None else None)
                 )
-            for record in engine.run(work, todo, batch_size=batch_size):
+            report.planned(n_skipped)
+            for record in engine.run(work, todo, batch_size=batch_size, on_start=report.started):
                 fault_point("between-record-and-log")
                 folder.append(record)
                 ok = record["status"] == "ok"
@@ -192,10 +192,9 @@ def score_items(
                     failures.add(record)
                 if record.get("redone"):
                     redone[str(record["redone"])] += 1
-                bar.update(1)
-                bar.set_postfix(failed=n_failed, refresh=False)
+                report.item(record)
         finally:
-            bar.close()
+            report.close()
             # the results file is a view of the log, rebuilt whole (never truncated up front);
             # it lists every item with a record, whichever shard wrote it
             ordered = [folder.records[it.id] for it in items if it.id in folder.records]

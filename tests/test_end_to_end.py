@@ -78,10 +78,9 @@ def test_score_folder_with_tiny_recipe(mixed_folder: Path, tmp_path: Path):
         row = by_name[name]
         assert row["status"] == "ok", row
         assert 0.0 <= float(row["score"]) <= 1.0
-        stem = Path(name).stem
-        overlay = Image.open(out / f"{stem}.heatmap.png")
+        overlay = Image.open(out / row["heatmap"])  # large.jpg -> large.jpg.heatmap.png
         assert overlay.size == (w, h)
-        assert np.load(out / f"{stem}.map.npy").shape == (h, w)
+        assert np.load(out / row["map"]).shape == (h, w)
     assert not (out / "corrupt.heatmap.png").exists()
 
 

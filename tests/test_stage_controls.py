@@ -291,3 +291,14 @@ def test_memory_option_values_are_checked() -> None:
         create_part("stage", "inpaint", model="tiny", attention_slicing="half")
     with pytest.raises(UserError, match="previews"):
         create_part("stage", "inpaint", model="tiny", previews=17)
+
+
+def test_denoising_steps_reach_the_runs_progress_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grefine_kit.progress import RunProgress
+
+    report = RunProgress("refine", 1, mode="off")
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(report, "step", lambda done, total: seen.append((done, total)))
+    with report.active():
+        InpaintStage(model="tiny-sd").run(request(steps=3))
+    assert seen == [(1, 3), (2, 3), (3, 3)]

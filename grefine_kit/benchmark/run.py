@@ -198,6 +198,12 @@ def run_benchmark(
         # chart.png and the summaries would be read back as input images on the next run
         raise UserError(f"--out {out_dir} holds the benchmark's input images: choose another folder")
     out = make_output_dir(out_dir)
+    for name in (CACHE_NAME, *folders):  # appended to / used as run folders: never through a link
+        if (out / name).is_symlink():
+            raise UserError(
+                f"{out / name} is a symbolic link; grefine never writes through links in an output "
+                "folder: remove it, or choose another --out"
+            )
     registry = get_registry()
     # --device/--dtype reach the metrics that take them, unless their own options say otherwise
     metrics = [_with_runtime(m, registry, device=device, dtype=dtype) for m in metrics]

@@ -28,6 +28,8 @@ EXIT_OK, EXIT_FAILURES, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 # errors of the machine, not of one item: the run cannot go on, and says so in one line
 _SETUP_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
+    # a path given on the command line that the file system refuses (issue 20: long names)
+    | {errno.ENAMETOOLONG, errno.ELOOP}
 )
 
 

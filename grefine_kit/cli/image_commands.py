@@ -28,6 +28,7 @@ from grefine_kit.cli.override_options import (
     refine_shortcuts,
     set_options,
 )
+from grefine_kit.cli.progress_options import log_format_option
 from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
 from grefine_kit.cli.scale_options import (
     engine_name,
@@ -59,6 +60,7 @@ from grefine_kit.cli.score_table import print_score_table
 @maps_option(default=True)
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @scale_options
+@log_format_option
 @device_option
 @dtype_option
 @set_options
@@ -74,6 +76,7 @@ def score_command(
     batch_size: int,
     maps: bool,
     no_resume: bool,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -107,6 +110,7 @@ def score_command(
         prompts_given=per_item,
         shard=shard,
         engine=engine,
+        progress=log_format,
     )
     echo_run_summary(summary)
     done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
@@ -115,7 +119,8 @@ def score_command(
         f"-> {summary.results_path}",
         err=True,
     )
-    print_score_table(summary.results_path, indicator_name)
+    if log_format != "jsonl":  # with jsonl, stdout carries only the JSON lines
+        print_score_table(summary.results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
 
@@ -161,6 +166,7 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 @maps_option(default=False)
 @click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
 @scale_options
+@log_format_option
 @device_option
 @dtype_option
 @set_options
@@ -176,6 +182,7 @@ def refine_command(
     batch_size: int | None,
     maps: bool,
     no_resume: bool,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -200,6 +207,7 @@ def refine_command(
         shard=shard,
         engine=engine,
         batch_size=batch_size,
+        progress=log_format,
     )
     echo_run_summary(summary)
     click.echo(

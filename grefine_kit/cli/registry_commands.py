@@ -50,16 +50,19 @@ def list_command(kind: str | None, pattern: str) -> None:
 
     registry = get_registry()
     kinds = [kind] if kind else list(KINDS)
-    for k in kinds:
-        names = [n for n in registry.names(k) if fnmatch.fnmatchcase(n, pattern)]
-        facts = {n: _metric_facts(registry.get(k, n).metadata) for n in names} if k == "metric" else {}
-        width = max([19, *(len(f) + 2 for f in facts.values())])
-        for name in names:
-            entry = registry.get(k, name)
-            summary = f"  {entry.summary}" if entry.summary else ""
-            if k == "metric":
-                summary = f"  {facts[name]:<{width}}{summary}"
-            click.echo(f"{k:<10} {name:<22} {entry.distribution}{summary}")
+    rows = [
+        (k, registry.get(k, n)) for k in kinds for n in registry.names(k) if fnmatch.fnmatchcase(n, pattern)
+    ]
+    # columns as wide as their longest cell (a plugin's names can be long: pyiqa:clipiqa+_vitL14_512)
+    name_w = max([22, *(len(e.name) for _, e in rows)])
+    dist_w = max([0, *(len(e.distribution) for _, e in rows)])
+    facts = {e.name: _metric_facts(e.metadata) for k, e in rows if k == "metric"}
+    facts_w = max([0, *(len(f) for f in facts.values())])
+    for k, entry in rows:
+        summary = f"  {entry.summary}" if entry.summary else ""
+        if k == "metric":
+            summary = f"  {facts[entry.name]:<{facts_w}}{summary}"
+        click.echo(f"{k:<10} {entry.name:<{name_w}} {entry.distribution:<{dist_w}}{summary}".rstrip())
     warn_plugin_failures()
 
 

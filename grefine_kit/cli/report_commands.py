@@ -8,13 +8,14 @@ from grefine_kit.cli.app import cli, user_errors
 
 
 @cli.command("report")
-@click.argument("folder", type=click.Path(file_okay=False))
+# plain strings: build_report checks them (one line for a missing folder or a NUL byte)
+@click.argument("folder", type=str)
 @click.option(
     "--out",
     "out_file",
-    type=click.Path(dir_okay=False),
+    type=str,
     default=None,
-    help="HTML file to write [default: FOLDER/report.html]",
+    help="HTML file to write [default: FOLDER/report.html]; a link there is replaced, not followed",
 )
 @click.option(
     "--max-size",
@@ -26,7 +27,7 @@ from grefine_kit.cli.app import cli, user_errors
 @click.option(
     "--inputs",
     "inputs_dir",
-    type=click.Path(file_okay=False),
+    type=str,
     default=None,
     help="folder the run's input images are under [default: look in ., FOLDER and its parent]",
 )

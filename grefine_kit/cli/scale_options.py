@@ -39,7 +39,8 @@ def scale_options(func: F) -> F:
             "--engine",
             default="local",
             show_default=True,
-            help="who runs the items: local, or an engine plugin (ray: pip install grefine-ray)",
+            help="who runs the items: local, or an engine plugin (ray: pip install ./plugins/grefine-ray "
+            "in a grefine_kit checkout; not on PyPI)",
         ),
         click.option(
             "--workers", type=click.IntRange(1, 100_000), default=None, help="engine workers (ray: actors)"

@@ -22,7 +22,7 @@ import attrs
 
 from grefine_kit.runs.items import Item
 
-__all__ = ["Engine", "Task", "Work", "Worker", "batches"]
+__all__ = ["Engine", "Task", "Work", "Worker", "batches", "each_record"]
 
 
 @attrs.frozen
@@ -53,7 +53,12 @@ class Worker(Protocol):
         ``error``), after writing the task's outputs (and report) into the run folder.
 
         A per-image problem is an error record. A setup problem every task would hit (missing
-        weights, an unwritable folder) is raised as a ``UserError``: the run stops there."""
+        weights, an unwritable folder) is raised as a ``UserError``: the run stops there.
+
+        A worker may also offer ``process_each(tasks)``: the same records, yielded one by one
+        as each task finishes (any order), so that in-process engines hand each item to the
+        runner (its record appended, progress shown) without waiting for the whole batch
+        (:func:`each_record`)."""
         ...
 
 
@@ -107,3 +112,13 @@ def batches(tasks: Sequence[Task], size: int) -> Iterator[list[Task]]:
         raise ValueError(f"batch size must be at least 1; got {size}")
     for start in range(0, len(tasks), size):
         yield list(tasks[start : start + size])
+
+
+def each_record(worker: Worker, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+    """``worker``'s records for ``tasks``, each as soon as it is done: through the worker's
+    ``process_each`` when it has one, else the whole ``process`` list at once."""
+    each = getattr(worker, "process_each", None)
+    if callable(each):
+        yield from each(tasks)
+    else:
+        yield from worker.process(tasks)

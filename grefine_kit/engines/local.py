@@ -1,4 +1,5 @@
-"""The ``local`` engine: every task in this process, one batch after another."""
+"""The ``local`` engine: every task in this process, one batch after another; each record is
+handed on as soon as its item is done (``each_record``), not when its batch is."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 import attrs
 
-from grefine_kit.engines.base import Task, Work, batches
+from grefine_kit.engines.base import Task, Work, batches, each_record
 from grefine_kit.errors import UserError
+from grefine_kit.plugin_hints import install_hint
 from grefine_kit.runs.faults import fault_point
 
 __all__ = ["LocalEngine"]
@@ -18,7 +20,7 @@ def _one_worker(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None
     if isinstance(value, bool) or not isinstance(value, int) or value != 1:
         raise UserError(
             f"the local engine runs one worker in this process (workers = 1, got {value!r}); "
-            "for more, install grefine-ray and use --engine ray"
+            f"for more, use --engine ray ({install_hint('grefine-ray')})"
         )
 
 
@@ -45,4 +47,4 @@ class LocalEngine:
             on_start()
         for chunk in batches(tasks, batch_size):
             fault_point("before-batch")
-            yield from worker.process(chunk)
+            yield from each_record(worker, chunk)

@@ -159,6 +159,8 @@ def read_mos_table(
                     raise UserError(f"{p}, line {line}: MOS {raw!r} is not a number") from None
                 if not name or not math.isfinite(mos):
                     raise UserError(f"{p}, line {line}: needs an image name and a finite MOS")
+                if "\0" in name:
+                    raise UserError(f"{p}, line {line}: the image name holds a NUL byte")
                 prompt = row[prompt_col].strip() if prompt_col is not None and prompt_col < len(row) else None
                 rows.append(MosRow(base / name, mos, prompt or None))
     except FileNotFoundError:

@@ -92,7 +92,11 @@ def backbone_for(part: Any) -> SurgeryCLIP:
 
 
 def fetch_backbone_weights(part: Any) -> list[str]:
-    """``fetch_weights`` of the CLIP indicators: download the backbone into the local caches."""
+    """``fetch_weights`` of the CLIP indicators: download the backbone into the local caches.
+    Random weights answer at once (no torch or open_clip import: ``--recipe tiny`` is instant)."""
+    weights = str(part.weights)
+    if weights == "random" or weights.startswith("random:"):
+        return [f"CLIP {part.model} / {weights}: built in process (random weights): nothing to fetch"]
     from grefine_kit.models.loading import BackboneSpec, fetch_weights
 
     spec = BackboneSpec(model=part.model, weights=part.weights, device="cpu", dtype=part.dtype)

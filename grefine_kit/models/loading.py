@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -179,10 +180,27 @@ def _random_open_clip(model_name: str, weights: str) -> tuple[Any, Any]:
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        model = open_clip.create_model(model_name, pretrained=None)
+        model = _unpretrained(open_clip, model_name)
     finally:
         torch.random.set_rng_state(state)
     return model, open_clip.get_tokenizer(model_name)
+
+
+class _DropRandomInit(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+def _unpretrained(open_clip: Any, model_name: str) -> Any:
+    """``open_clip.create_model(model_name, pretrained=None)`` without open_clip's "No pretrained
+    weights loaded ... initialized randomly" warning: here either the weights are loaded next,
+    or random weights were asked for by name (``weights = "random"``)."""
+    root, drop = logging.getLogger(), _DropRandomInit()
+    root.addFilter(drop)
+    try:
+        return open_clip.create_model(model_name, pretrained=None)
+    finally:
+        root.removeFilter(drop)
 
 
 def _missing(spec: BackboneSpec, cause: BaseException | str) -> MissingDependencyError:
@@ -316,7 +334,7 @@ def _from_checkpoint(path: Path, model_name: str | None) -> tuple[Any, Any]:
         # (e.g. ViT-H-14 + the HPSv2 checkpoint) keeps its own activation, not OpenAI's QuickGELU
         import open_clip
 
-        model = open_clip.create_model(model_name, pretrained=None)
+        model = _unpretrained(open_clip, model_name)
         extra = {"input_resolution", "context_length", "vocab_size"}
         try:
             model.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
@@ -338,7 +356,7 @@ def _from_checkpoint(path: Path, model_name: str | None) -> tuple[Any, Any]:
     import open_clip
 
     _check_known(model_name, None)
-    model = open_clip.create_model(model_name, pretrained=None)
+    model = _unpretrained(open_clip, model_name)
     try:
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
     except Exception as exc:

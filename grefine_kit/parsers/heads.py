@@ -116,7 +116,8 @@ def find_heads(words: Sequence[str], tags: Sequence[str]) -> list[tuple[int, str
                 attach(k, root, "dep")
             if k not in possessor:
                 last_noun = last_anchor = k
-                if out[k][1] not in ("pobj", "dobj"):
+                # "a photo of an astronaut holding": the noun after "of" is what a verb describes
+                if out[k][1] not in ("pobj", "dobj") or (out[k][1] == "pobj" and before == "of"):
                     last_subject = k
         elif t == "VERB":
             if prev == "CCONJ" and last_verb is not None:

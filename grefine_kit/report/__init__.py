@@ -24,10 +24,33 @@ def build_report(
     max_size: int = 320,
 ) -> Path:
     """Write the report of ``folder`` to ``out`` (default ``folder/report.html``); returns its path.
-    ``inputs``: the folder the run's input images are under (see ``collect``)."""
+    ``inputs``: the folder the run's input images are under (see ``collect``).
+
+    The page is written by temp file + rename: a link at ``out`` is replaced, never written
+    through. A missing or unwritable target folder is one UserError line."""
+    from grefine_kit.errors import UserError
+    from grefine_kit.runs import atomic
+    from grefine_kit.runs.items import display_path
+
+    for given in (folder, out, inputs):
+        if given is not None and "\0" in str(given):
+            raise UserError(f"{display_path(str(given).replace(chr(0), '?'))}: a path cannot hold a NUL byte")
     folder = Path(folder)
     kind, items = collect(folder, Path(inputs) if inputs is not None else None)
     target = Path(out) if out is not None else folder / "report.html"
-    title = f"grefine report: {folder.resolve().name}"
-    target.write_text(render(kind, items, title=title, max_size=max_size), encoding="utf-8")
-    return target.resolve()
+    try:
+        if not target.parent.is_dir():
+            raise UserError(
+                f"{display_path(target)}: the folder {display_path(target.parent)} does not exist"
+            )
+        if target.is_dir():
+            raise UserError(f"{display_path(target)}: a folder; give a file name for the page")
+    except OSError as exc:
+        raise UserError(f"{display_path(target)}: cannot write the page ({exc.strerror or exc})") from None
+    title = f"grefine report: {display_path(folder.resolve().name)}"
+    page = render(kind, items, title=title, max_size=max_size)
+    try:
+        atomic.write_text(target, page)
+    except UserError as exc:
+        raise UserError(str(exc).replace("; finished items are kept", "")) from None
+    return target.absolute()

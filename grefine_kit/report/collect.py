@@ -1,16 +1,24 @@
 """Read a ``grefine refine`` or ``grefine score`` output folder into ``ReportItem`` values.
 
-Refine folders hold ``reports.jsonl`` (one JSON report per image, possibly repeated when a run
-resumed: the last line per image wins) or ``<stem>.report.json`` files; with ``--save-maps``
-also ``<stem>.mask.png`` and the heatmap overlays. Score folders hold ``results.jsonl`` or
-``results.csv`` and a heatmap overlay per image. Overlay names are matched by tag
-(``<stem>.<tag>.png`` with tag ``pq.heatmap``/``aq.heatmap``, the older ``pq``/``aq``, or
-``heatmap``), so folders of this and earlier versions both work.
+Both kinds of run folder hold ``reports.jsonl``, the record log (one JSON record per image,
+possibly repeated when a run resumed: the last line per image wins). It is read first: it has
+every field (AQ-Map's phrases too) and is there even when a run was interrupted before writing
+its results file. A refine record names its ``output``; a score record does not. Without a log,
+refine folders are read from ``<stem>.report.json`` files and score folders from
+``results.jsonl`` or ``results.csv``. Overlay names are matched by tag (``<stem>.<tag>.png``
+with tag ``pq.heatmap``/``aq.heatmap``, the older ``pq``/``aq``, or ``heatmap``), so folders
+of this and earlier versions both work.
+
+Malformed content never stops the page: a line that is not a JSON object, a truncated report
+file or a score that is not a number becomes that row's error or a blank. Files in the folder
+are never read through a symbolic link (a link planted there could pull any file on the disk
+into the page).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -21,6 +29,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
+from grefine_kit.runs.items import display_path
 
 __all__ = ["ReportItem", "collect"]
 
@@ -56,6 +65,8 @@ class ReportItem:
     ssim_unmasked: float | None = None
     stages: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     phrases: tuple[Mapping[str, Any], ...] = ()
+    #: the maps come from a model with random weights (a test or demo setup): meaningless
+    random_weights: bool = False
 
     @property
     def sort_score(self) -> float | None:
@@ -69,7 +80,35 @@ _PREVIEW = re.compile(r"(stage[\w-]*)\.step(\d+)")
 
 
 def _existing(path: Path | None) -> Path | None:
-    return path.resolve() if path is not None and path.is_file() else None
+    """``path`` (absolute) when it is a regular file in the folder, not a link."""
+    if path is None or path.is_symlink() or not path.is_file():
+        return None
+    return path.absolute()
+
+
+def _own(folder: Path, name: Any) -> Path | None:
+    """The run folder's own file ``name`` (a bare file name: a record naming ``../x.png`` or an
+    absolute path cannot pull other files into the page), if it is there."""
+    text = str(name or "")
+    if not text or "/" in text or "\0" in text or text in (".", ".."):
+        return None
+    return _existing(folder / text)
+
+
+def _number(value: Any) -> float | None:
+    """A score as a float; None when blank or not a number (a hand-edited ``score=abc``)."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _random_weights(*details: Any) -> bool:
+    """True when a map's details name a random-weight backbone (``grefine-tiny/random``)."""
+    return any(isinstance(d, Mapping) and "random" in str(d.get("backbone") or "").lower() for d in details)
 
 
 def _input_path(value: Any, folder: Path, inputs: Path | None = None) -> Path | None:
@@ -89,12 +128,14 @@ def _overlays(folder: Path, stem: str) -> tuple[dict[str, Path], Path | None]:
     mask = None
     for path in sorted(folder.glob(f"{glob_escape(stem)}.*.png")):
         tag = path.name[len(stem) + 1 : -len(".png")]
+        if _existing(path) is None:
+            continue
         if tag == "mask":
-            mask = path.resolve()
+            mask = path.absolute()
         elif tag in _TAGS:
-            heatmaps.setdefault(_TAGS[tag], path.resolve())
+            heatmaps.setdefault(_TAGS[tag], path.absolute())
         elif (step := _PREVIEW.fullmatch(tag)) is not None:  # stage option previews
-            heatmaps.setdefault(f"{step[1]} step {int(step[2])}", path.resolve())
+            heatmaps.setdefault(f"{step[1]} step {int(step[2])}", path.absolute())
     return heatmaps, mask
 
 
@@ -108,12 +149,6 @@ def _phrases(details: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(r for r in rows if isinstance(r, Mapping)) if isinstance(rows, list) else ()
 
 
-def _number(value: Any) -> float | None:
-    """A finite number from a record, else None (missing, null, text, NaN)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     output = str(rec.get("output") or rec.get("image_id") or rec.get("file") or "?")
     stem = Path(output).stem
@@ -122,20 +157,22 @@ def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> R
     alignment = maps.get("alignment")
     scores: Mapping[str, Any] = rec["scores"] if isinstance(rec.get("scores"), Mapping) else {}
     stages = {k: rec[k] for k in ("stage1", "stage2") if isinstance(rec.get(k), Mapping)}
+    details = [m.get("details") for m in maps.values() if isinstance(m, Mapping)]
     return ReportItem(
         name=output,
         status=str(rec.get("status", "ok")),
         error=str(rec.get("error") or ""),
         prompt=str(rec.get("prompt") or ""),
         input_path=_input_path(rec.get("file"), folder, inputs),
-        output_path=_existing(folder / output) if rec.get("status", "ok") == "ok" else None,
+        output_path=_own(folder, output) if rec.get("status", "ok") == "ok" else None,
         heatmaps=heatmaps,
         mask_path=mask,
-        scores={k: v for k, v in scores.items() if v is None or isinstance(v, (int, float))},
-        mask_area=rec.get("mask_area") if isinstance(rec.get("mask_area"), (int, float)) else None,
+        scores={str(k): _number(v) for k, v in scores.items() if v is None or _number(v) is not None},
+        mask_area=_number(rec.get("mask_area")),
         ssim_unmasked=_number(rec.get("ssim_unmasked")),
         stages=stages,
         phrases=_phrases(alignment.get("details") if isinstance(alignment, Mapping) else None),
+        random_weights=_random_weights(*details),
     )
 
 
@@ -143,37 +180,89 @@ def _score_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> Re
     file = str(rec.get("file") or "?")
     heatmaps: dict[str, Path] = {}
     if rec.get("heatmap"):
-        found = _existing(folder / str(rec["heatmap"]))
+        found = _own(folder, rec["heatmap"])
         if found is not None:
             heatmaps[str(rec.get("indicator") or "heatmap")] = found
     else:
         heatmaps = _overlays(folder, Path(file).stem)[0]
     raw = rec.get("score")
-    score = float(raw) if raw not in (None, "") else None
+    score = _number(raw)
+    error = str(rec.get("error") or "")
+    status = str(rec.get("status", "ok"))
+    if score is None and raw not in (None, "") and status == "ok":
+        status, error = "error", f"score {str(raw)[:40]!r} is not a number"
+    backbone = rec.get("backbone")  # results.csv flattens the details into columns
+    details = rec.get("details") if isinstance(rec.get("details"), Mapping) else {"backbone": backbone}
     return ReportItem(
         name=Path(file).name,
-        status=str(rec.get("status", "ok")),
-        error=str(rec.get("error") or ""),
+        status=status,
+        error=error,
         prompt=str(rec.get("prompt") or ""),
         input_path=_input_path(file, folder, inputs),
         heatmaps=heatmaps,
         scores={str(rec.get("indicator") or "score"): score},
         phrases=_phrases(rec.get("details")),
+        random_weights=_random_weights(details),
     )
+
+
+def _read_text(path: Path) -> str:
+    """A file of the folder as text, never through a link; a problem is one UserError line."""
+    if path.is_symlink():
+        raise UserError(f"{display_path(path)} is a symbolic link; grefine report reads no file through one")
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except OSError as exc:
+        raise UserError(f"{display_path(path)}: cannot read ({exc.strerror or exc})") from None
+
+
+def _unreadable(where: str, why: str) -> dict[str, Any]:
+    return {"file": where, "status": "error", "error": why}
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by an interrupted run: keep the others
-            records.append(
-                {"file": f"{path.name} line {number}", "status": "error", "error": "unreadable line"}
-            )
+            rec = json.loads(line)
+        except ValueError:  # a line cut by an interrupted run: keep the others
+            rec = _unreadable(f"{path.name} line {number}", "unreadable line")
+        if not isinstance(rec, dict):
+            rec = _unreadable(f"{path.name} line {number}", f"not a record (a JSON {type(rec).__name__})")
+        records.append(rec)
     return records
+
+
+def _report_files(folder: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(folder.glob("*.report.json")):
+        try:
+            rec = json.loads(_read_text(path))
+        except ValueError:
+            rec = None
+        records.append(rec if isinstance(rec, dict) else _unreadable(path.name, "unreadable report file"))
+    return records
+
+
+def _csv(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [dict(row) for row in csv.DictReader(io.StringIO(_read_text(path), newline=""))]
+    except csv.Error as exc:
+        raise UserError(f"{display_path(path)}: not a readable CSV file ({exc})") from None
+
+
+def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in records:  # a rerun appends: the last record of an item wins
+        latest[str(rec.get("id") or rec.get("output") or rec.get("file"))] = rec
+    return list(latest.values())
+
+
+def _kind(records: list[dict[str, Any]]) -> str:
+    """``refine`` when a record names a refined ``output`` (refine records always do)."""
+    return "refine" if any("output" in rec for rec in records) else "score"
 
 
 def collect(folder: Path, inputs: Path | None = None) -> tuple[str, list[ReportItem]]:
@@ -181,24 +270,29 @@ def collect(folder: Path, inputs: Path | None = None) -> tuple[str, list[ReportI
     folder the run's inputs were under (default: look in the working folder, ``folder`` and its
     parent), for the input pictures."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder (give the --out folder of grefine refine or score)")
-    # a score folder has its results file (and a record log); a refine folder only the log
-    if (folder / "results.jsonl").is_file():
-        return "score", [_score_item(rec, folder, inputs) for rec in _jsonl(folder / "results.jsonl")]
-    if (folder / "results.csv").is_file():
-        with (folder / "results.csv").open(encoding="utf-8", newline="") as fh:
-            return "score", [_score_item(rec, folder, inputs) for rec in csv.DictReader(fh)]
-    if (folder / "reports.jsonl").is_file() or list(folder.glob("*.report.json")):
-        if (folder / "reports.jsonl").is_file():
-            records = _jsonl(folder / "reports.jsonl")
-        else:
-            records = [json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("*.report.json"))]
-        latest: dict[str, dict[str, Any]] = {}
-        for rec in records:  # a rerun appends: the last record of an item wins
-            latest[str(rec.get("id") or rec.get("output") or rec.get("file"))] = rec
-        return "refine", [_refine_item(rec, folder, inputs) for rec in latest.values()]
-    raise UserError(
-        f"{folder}: no reports.jsonl, *.report.json, results.jsonl or results.csv here "
-        "(give the --out folder of grefine refine or grefine score)"
-    )
+    try:
+        is_folder = folder.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long for the disk, a NUL byte
+        why = getattr(exc, "strerror", None) or "not a usable path"
+        raise UserError(f"{display_path(str(folder).replace(chr(0), '?'))}: {why}") from None
+    if not is_folder:
+        raise UserError(
+            f"{display_path(folder)}: not a folder (give the --out folder of grefine refine or score)"
+        )
+    log = folder / "reports.jsonl"
+    if log.is_file() or log.is_symlink():
+        records = _latest(_jsonl(log))
+        kind = _kind(records)
+    elif list(folder.glob("*.report.json")):
+        records, kind = _latest(_report_files(folder)), "refine"
+    elif (folder / "results.jsonl").is_file():
+        records, kind = _jsonl(folder / "results.jsonl"), "score"
+    elif (folder / "results.csv").is_file():
+        records, kind = _csv(folder / "results.csv"), "score"
+    else:
+        raise UserError(
+            f"{display_path(folder)}: no reports.jsonl, *.report.json, results.jsonl or results.csv "
+            "here (give the --out folder of grefine refine or grefine score)"
+        )
+    make = _refine_item if kind == "refine" else _score_item
+    return kind, [make(rec, folder, inputs) for rec in records]

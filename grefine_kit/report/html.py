@@ -10,7 +10,7 @@ import base64
 import datetime
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,12 @@ from PIL import Image, ImageFilter
 from grefine_kit.report.collect import ReportItem
 from grefine_kit.report.page import SCRIPT, STYLE
 
-__all__ = ["render"]
+__all__ = ["RANDOM_NOTE", "render"]
+
+RANDOM_NOTE = (
+    "random-weight model (a test or demo setup): these maps and scores are meaningless; "
+    "use a recipe with trained weights for real results"
+)
 
 
 def _uri(image: Image.Image, fmt: str = "JPEG") -> str:
@@ -114,7 +119,7 @@ def _maps_cell(item: ReportItem, max_size: int) -> str:
         thumb = _thumb(path, max_size * 2 // 5)
         if thumb is not None:
             figure = _img(_uri(thumb), f"{item.name} {label}")
-            parts.append(f"<figure>{figure}<figcaption>{label}</figcaption></figure>")
+            parts.append(f"<figure>{figure}<figcaption>{html.escape(label)}</figcaption></figure>")
     base = _thumb(item.input_path, max_size * 2 // 5)
     if item.mask_path is not None and base is not None:
         outlined = _outline(base, item.mask_path)
@@ -136,6 +141,8 @@ def _stages_cell(item: ReportItem) -> str:
         return "&ndash;"
     rows = ["<tr><th>stage</th><th>strength</th><th>steps run / schedule</th></tr>"]
     for name, stage in item.stages.items():
+        if not isinstance(stage, Mapping):
+            continue
         skipped = stage.get("skipped")
         run = (
             f"skipped: {html.escape(str(skipped))}"
@@ -143,7 +150,8 @@ def _stages_cell(item: ReportItem) -> str:
             else (f"{_fmt(stage.get('steps_run'))} / {_fmt(stage.get('steps'))}")
         )
         rows.append(
-            f"<tr><td>{name}</td><td class='num'>{_fmt(stage.get('strength'), 3)}</td><td>{run}</td></tr>"
+            f"<tr><td>{html.escape(str(name))}</td><td class='num'>{_fmt(stage.get('strength'), 3)}</td>"
+            f"<td>{run}</td></tr>"
         )
     return f'<table class="small">{"".join(rows)}</table>'
 
@@ -172,7 +180,7 @@ def _phrases_cell(item: ReportItem) -> str:
     return f'<table class="small">{"".join(rows)}</table>'
 
 
-def _row(item: ReportItem, score_names: Sequence[str], max_size: int) -> str:
+def _row(item: ReportItem, score_names: Sequence[str], max_size: int, one_score: bool = False) -> str:
     data = {"name": item.name, "score": item.sort_score}
     data.update({f"s{i}": item.scores.get(n) for i, n in enumerate(score_names)})
     attrs_text = " ".join(f'data-{k}="{html.escape("" if v is None else str(v))}"' for k, v in data.items())
@@ -181,12 +189,19 @@ def _row(item: ReportItem, score_names: Sequence[str], max_size: int) -> str:
         head += f'<div class="prompt">{html.escape(item.prompt)}</div>'
     if item.status != "ok":
         head += f'<div class="error">{html.escape(item.status)}: {html.escape(item.error)}</div>'
+    if item.random_weights:
+        head += '<div class="warn">random weights: maps and scores are meaningless</div>'
     cells = [head, f"<span class='num'>{_fmt(item.sort_score)}</span>"]
-    cells += [f"<span class='num'>{_fmt(item.scores.get(n))}</span>" for n in score_names]
+    if not one_score:  # one score column only: it is the sort column itself
+        cells += [f"<span class='num'>{_fmt(item.scores.get(n))}</span>" for n in score_names]
     cells += [
         _images_cell(item, max_size),
         _maps_cell(item, max_size),
-        f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>'
+        (
+            f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>'
+            if item.stages
+            else _phrases_cell(item)
+        )
         + _unmasked_line(item),
     ]
     return f"<tr {attrs_text}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -198,22 +213,34 @@ def render(kind: str, items: Sequence[ReportItem], *, title: str, max_size: int 
     for item in items:
         names += [n for n in item.scores if n not in names]
     n_ok = sum(item.status == "ok" for item in items)
-    head = ["image", "score" if kind == "score" else "mean score", *names]
-    keys = ["name", "score", *(f"s{i}" for i in range(len(names)))]
+    # a score run has one score per image: its column is the sort column (no duplicate)
+    one_score = kind == "score" and len(names) == 1
+    if one_score:
+        head, keys = ["image", names[0]], ["name", "score"]
+    else:
+        head = ["image", "score" if kind == "score" else "mean score", *names]
+        keys = ["name", "score", *(f"s{i}" for i in range(len(names)))]
     header = "".join(f'<th data-key="{k}">{html.escape(h)}</th>' for k, h in zip(keys, head, strict=True))
-    header += "<th>input / refined</th><th>maps</th><th>stages; phrases (AQ-Map)</th>"
-    if kind == "score":
-        header = header.replace("<th>input / refined</th>", "<th>image</th>")
-    rows = "\n".join(_row(item, names, max_size) for item in items)
+    header += "<th>image</th>" if kind == "score" else "<th>input / refined</th>"
+    header += (
+        "<th>maps</th><th>phrases (AQ-Map)</th>"
+        if kind == "score"
+        else ("<th>maps</th><th>stages; phrases (AQ-Map)</th>")
+    )
+    rows = "\n".join(_row(item, names, max_size, one_score) for item in items)
+    banner = ""
+    if any(item.random_weights for item in items):
+        banner = f'<div class="warn banner">{RANDOM_NOTE}</div>'
+    what = "refine" if kind == "refine" else "score"
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<div class="meta">grefine {kind} run: {len(items)} image(s), {n_ok} ok, {len(items) - n_ok} failed;
+<div class="meta">grefine {what} run: {len(items)} image(s), {n_ok} ok, {len(items) - n_ok} failed;
 generated {stamp}. Click a column title to sort. Scores and maps: 1 = good.</div>
-{_legend()}
+{banner}{_legend()}
 <table class="items"><thead><tr>{header}</tr></thead>
 <tbody>
 {rows}

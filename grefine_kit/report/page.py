@@ -2,7 +2,8 @@
 
 The script sorts the table by any column with a ``data-key`` header (click; again to reverse),
 drives the before/after sliders, and, when the page is opened with ``#selftest``, sorts by
-score both ways and writes the resulting row orders and the image load counts into
+score both ways and writes the resulting row orders, the image load counts and the page's
+width against the window's (a page wider than the window cuts off its last column) into
 ``<pre id="selftest">`` as JSON, so a headless browser's ``--dump-dom`` can check the page.
 After ``load`` the body always carries ``data-images-total`` / ``data-images-loaded``.
 """
@@ -19,13 +20,15 @@ th[data-key]::after { content: " \\2195"; color: #999; }
 th.asc::after { content: " \\25B2"; color: #222; } th.desc::after { content: " \\25BC"; color: #222; }
 table.items > tbody > tr > td { vertical-align: top; padding: .5em .4em; border-bottom: 1px solid #e3e3e3; }
 .name { font-weight: 600; word-break: break-all; } .prompt { color: #555; font-style: italic; }
-.error { color: #b00020; }
+.error { color: #b00020; } .warn { color: #8a4b00; font-size: 12px; }
+.warn.banner { font-size: 14px; background: #fff4e0; border: 1px solid #e0b070; padding: .4em .6em;
+  margin-bottom: 1em; }
 .cmp { position: relative; display: inline-block; line-height: 0; }
 .cmp img { display: block; } .cmp .after { position: absolute; top: 0; left: 0; }
 .cmp input { width: 100%; margin: .3em 0 0; }
 .cmp .tag { position: absolute; top: 4px; font: 11px system-ui; line-height: 1.2; color: #fff;
   background: rgba(0,0,0,.55); padding: 1px 4px; }
-.maps { display: flex; flex-wrap: nowrap; gap: .4em; }
+.maps { display: flex; flex-wrap: wrap; gap: .4em; max-width: 20em; }
 table.items > tbody > tr > td:first-child { min-width: 11em; max-width: 16em; }
 figure { display: inline-block; margin: 0 .5em .5em 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; }
@@ -87,7 +90,9 @@ SCRIPT = """
                       .map(function (i) { return i.alt; }),
         asc: sortBy('score', 'asc'),
         desc: sortBy('score', 'desc'),
-        scores: rows().map(function (r) { return value(r, 'score'); })
+        scores: rows().map(function (r) { return value(r, 'score'); }),
+        page_width: document.documentElement.scrollWidth,
+        view_width: window.innerWidth
       };
       document.getElementById('selftest').textContent = JSON.stringify(out);
     }

@@ -1,26 +1,31 @@
 """Atomic file writes: a file in a run folder is either absent, its old version, or whole.
 
-Every write goes to a unique temporary name in the same folder (``.<name>.<pid>-<random>.tmp``)
-and is renamed over the target with ``os.replace`` (atomic on POSIX within one file system),
-after an ``fsync`` of the data. A failed write removes its temporary file and raises
-:class:`~grefine_kit.errors.OutputWriteError` (a setup error: a read-only folder or a full disk
-would fail every item). Temporary files left by a killed run are removed by
+No write ever follows a symbolic link: a link planted at an output's name is replaced by the
+file, and whatever it pointed to is left alone. Every write goes to a unique temporary name in
+the same folder (``.<name>.<pid>-<random>.tmp``) and is renamed over the target with
+``os.replace`` (atomic on POSIX within one file system), after an ``fsync`` of the data. A
+failed write removes its temporary file and raises :class:`~grefine_kit.errors.OutputWriteError`
+(a setup error: a read-only folder or a full disk would fail every item), or
+:class:`~grefine_kit.errors.OutputNameError` when the file's name is at fault (too long for the
+file system): that item's error, the run goes on. Temporary files left by a killed run are removed by
 :func:`remove_stale_temps` when the next run takes the folder's lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from grefine_kit.errors import OutputWriteError
+from grefine_kit.errors import OutputNameError, OutputWriteError, UserError
 from grefine_kit.runs.faults import fault_point
+from grefine_kit.runs.items import display_path
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -39,10 +44,21 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def write_failure(path: Path, exc: OSError) -> OutputWriteError:
-    """The one-line setup error for a write that failed (read-only folder, full disk...)."""
+#: errors that belong to one file's name, not to the folder: that item fails, the run goes on
+NAME_ERRNOS: Final = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+
+
+def write_failure(path: Path, exc: OSError, *, per_item: bool = True) -> UserError:
+    """The one-line error for a write that failed: a setup error (read-only folder, full
+    disk...), or, with ``per_item``, :class:`OutputNameError` (that item's error) when the
+    file's name is at fault."""
     why = exc.strerror or str(exc)
-    return OutputWriteError(f"{path.parent}: cannot write {path.name} ({why}); finished items are kept")
+    name = display_path(path.name)
+    if per_item and exc.errno in NAME_ERRNOS:
+        return OutputNameError(f"{display_path(path.parent)}: cannot create {name} ({why})")
+    return OutputWriteError(
+        f"{display_path(path.parent)}: cannot write {name} ({why}); finished items are kept"
+    )
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -50,7 +66,9 @@ def write_bytes(path: Path, data: bytes) -> Path:
     path = Path(path)
     tmp = _temp_name(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # O_EXCL never opens an existing name (a planted link included); the rename below
+        # replaces a link at ``path`` itself, never the file it points to
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             half = len(data) // 2
             _write_all(fd, data[:half])

@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -113,9 +114,9 @@ class RunFolder:
         line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode("ascii")
         if self._log_fd < 0:
             try:
-                self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._log_fd = _open_own(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             except OSError as exc:
-                raise write_failure(self.log_path, exc) from None
+                raise write_failure(self.log_path, exc, per_item=False) from None
         start = -1
         try:
             start = os.lseek(self._log_fd, 0, os.SEEK_END)
@@ -131,7 +132,7 @@ class RunFolder:
             if start >= 0:  # never leave half a line behind (we hold the lock: no other writer)
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._log_fd, start)
-            raise write_failure(self.log_path, exc) from None
+            raise write_failure(self.log_path, exc, per_item=False) from None
         self.records[str(record["id"])] = dict(record)
         fault_point("after-log-line")
 
@@ -172,7 +173,7 @@ def _lock(out: Path) -> int:
 
     path = out / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_own(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise OutputWriteError(
             f"{display_path(out)}: cannot write to the output folder ({exc.strerror or exc})"
@@ -198,8 +199,33 @@ def _lock(out: Path) -> int:
         os.pwrite(fd, info.encode() + b"\n", 0)
     except OSError as exc:
         os.close(fd)
-        raise write_failure(path, exc) from None
+        raise write_failure(path, exc, per_item=False) from None
     return fd
+
+
+def _open_own(path: Path, flags: int) -> int:
+    """Open a file the run owns in its folder, never through a symbolic link and only when it
+    is a regular file: a link or a FIFO planted there is one UserError line, and nothing
+    outside the folder is read or written."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise _not_ours(path, "a symbolic link") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _not_ours(path, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _not_ours(path: Path, what: str) -> SetupError:
+    return SetupError(
+        f"{display_path(path)} is {what}; grefine never writes through links or into special "
+        "files in an output folder: remove it, or choose another --out"
+    )
 
 
 def _holder(fd: int) -> str:
@@ -215,9 +241,16 @@ def _holder(fd: int) -> str:
 def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Records by id (last wins), after cutting off a partial last line; ids of cut lines."""
     try:
-        data = path.read_bytes()
+        fd = _open_own(path, os.O_RDONLY)
     except FileNotFoundError:
         return {}, set()
+    except OSError as exc:
+        raise SetupError(
+            f"{display_path(path)}: cannot read the record log ({exc.strerror or exc})"
+        ) from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise SetupError(
             f"{display_path(path)}: cannot read the record log ({exc.strerror or exc})"
@@ -232,12 +265,14 @@ def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
         )
         repaired |= _ids_in(tail)
         try:
-            with open(path, "r+b") as f:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
+            fd = _open_own(path, os.O_RDWR)
+            try:
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise write_failure(path, exc) from None
+            raise write_failure(path, exc, per_item=False) from None
         data = data[:keep]
     records: dict[str, dict[str, Any]] = {}
     bad = 0

@@ -1,11 +1,12 @@
 """Per-denoising-step events and intermediate previews of the diffusers stages.
 
-A stage reports every denoising step it runs to the listeners registered with
-:func:`on_denoising_step` (process-wide; a progress bar is one), through diffusers'
-``callback_on_step_end``. Listeners get a :class:`StepEvent`; one that raises is dropped
-from that call, never breaking the refinement. With the stage option ``previews = N`` the stage
-also decodes the latents at ``N`` evenly spaced steps (the last one excluded: that is the
-result) into images at the request's size, one VAE decode each.
+A stage reports every denoising step it runs, through diffusers' ``callback_on_step_end``, to
+the run's progress report (``grefine_kit.progress.active_progress``: the bar shows ``step k/n``)
+and to the listeners registered with :func:`on_denoising_step` (process-wide). Listeners get a
+:class:`StepEvent`; one that raises is skipped for that event, never breaking the refinement.
+With the stage option ``previews = N`` the stage also decodes the latents at ``N`` evenly spaced
+steps (the last one excluded: that is the result) into images at the request's size, one VAE
+decode each.
 """
 
 from __future__ import annotations
@@ -45,10 +46,20 @@ def on_denoising_step(listener: Callable[[StepEvent], None]) -> Iterator[None]:
             _listeners.remove(listener)
 
 
+def _run_progress(event: StepEvent) -> None:
+    """The runner's progress report of this thread (``grefine_kit.progress``), if any."""
+    from grefine_kit.progress import active_progress
+
+    report = active_progress()
+    if report is not None:
+        report.step(event.step, event.total)
+
+
 def notify(event: StepEvent) -> None:
-    """Send ``event`` to the current listeners (a failing listener is ignored)."""
+    """Send ``event`` to the run's progress report and the current listeners (a failing one is
+    ignored)."""
     with _lock:
-        current = list(_listeners)
+        current = [_run_progress, *_listeners]
     for listener in current:
         try:
             listener(event)

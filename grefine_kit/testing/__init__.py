@@ -5,8 +5,9 @@
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
   ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
   ``check_engine``, and ``check_part(kind, name, **options)``; ``sample_images`` and, for
-  metrics that declare ``needs``, ``sample_contexts``; ``run_files.check_files_whole``
-  (every file a killed and resumed run left is complete).
+  metrics that declare ``needs``, ``sample_contexts``; ``check_plugin_light`` (a plugin's
+  entry module, ``grefine list`` and ``grefine doctor`` import no heavy library);
+  ``run_files.check_files_whole`` (every file a killed and resumed run left is complete).
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
 """
@@ -24,6 +25,7 @@ from grefine_kit.testing.conformance import (
     sample_images,
 )
 from grefine_kit.testing.engine_check import check_engine
+from grefine_kit.testing.light import check_plugin_light
 
 #: backbone options that select the tiny random CLIP (offline, random weights)
 TINY_BACKBONE = {"model": "grefine-tiny", "weights": "random"}
@@ -36,6 +38,7 @@ __all__ = [
     "check_metric",
     "check_parser",
     "check_part",
+    "check_plugin_light",
     "check_recipe",
     "check_regions",
     "check_stage",

@@ -4,6 +4,9 @@ Per image (at full resolution up to ``max_side``): RGB in [0, 1] with no mean/st
 (as the model was trained), one body forward, then RoIPool + head on the whole-image box and the
 grid's boxes. Raw outputs are MOS-like, about 0..100 (the training data's scale), higher = better.
 
+Importing this module imports no torch (``grefine doctor`` and preflight build the part):
+the model and weight modules load inside ``load`` and ``raw_scores``.
+
 Mapping to the toolkit's [0, 1] convention: ``score = clip(raw_global / 100, 0, 1)`` and the map
 is ``clip(raw_block / 100, 0, 1)`` per block, upsampled to the image's ``(H, W)``. The raw values
 are in ``details`` (``raw_score``; ``raw_map`` as a ``grid × grid`` array, top row first).
@@ -11,6 +14,7 @@ are in ``details`` (``raw_score``; ``raw_map`` as a ``grid × grid`` array, top 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -20,14 +24,14 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.types import QualityMap
-from grefine_paq2piq.model import GRID, boxes_for
-from grefine_paq2piq.weights import DEFAULT_WEIGHTS, HUB_PREFIX, get_model, parse_hub_ref
+from grefine_paq2piq.refs import DEFAULT_WEIGHTS, GRID, HUB_PREFIX, parse_hub_ref
 
 __all__ = ["RAW_SCALE", "PaQ2PiQ"]
 
 #: raw PaQ-2-PiQ outputs are on a 0..100 MOS scale
 RAW_SCALE = 100.0
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta|hpu|mtia|privateuseone)(:\d+)?")
 #: below this the ResNet body has no 2 × 2 feature cell left to pool: smaller images are upscaled
 MIN_SIDE = 64
 
@@ -45,14 +49,12 @@ def _max_side(_inst: object, attribute: attrs.Attribute[Any], value: int | None)
 
 
 def _device(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    """``auto`` or a torch device name; checked without importing torch (torch checks the
+    rest, e.g. ``cuda:7`` on a one-GPU machine, when the model loads)."""
     if value == "auto":
         return
-    import torch
-
-    try:
-        torch.device(value)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be 'auto' or a torch device like 'cpu'; got {value!r}") from exc
+    if _DEVICE.fullmatch(value) is None:
+        raise ValueError(f"device must be 'auto' or a torch device like 'cpu'; got {value!r}")
 
 
 def _weights(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
@@ -97,6 +99,8 @@ class PaQ2PiQ:
 
     def load(self) -> Any:
         """Load the weights now (else on first ``score``); returns the shared model."""
+        from grefine_paq2piq.weights import get_model  # torch: only when a model is needed
+
         return get_model(self.weights, self._resolved_device())
 
     def fetch_weights(self) -> list[str]:
@@ -131,6 +135,8 @@ class PaQ2PiQ:
     def raw_scores(self, image: Image.Image) -> tuple[float, np.ndarray]:
         """``(global raw score, grid × grid raw block scores)`` for one image."""
         import torch
+
+        from grefine_paq2piq.model import boxes_for
 
         model = self.load()
         device = next(model.parameters()).device

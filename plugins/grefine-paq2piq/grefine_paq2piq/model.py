@@ -21,10 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GRID", "PaQ2PiQNet", "boxes_for"]
+from grefine_paq2piq.refs import GRID
 
-#: blocks per side of the local map, as published (20 × 20 = 400 patches)
-GRID = 20
+__all__ = ["GRID", "PaQ2PiQNet", "boxes_for"]
 
 
 class _ConcatPool(nn.Module):

@@ -21,11 +21,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_paq2piq.model import PaQ2PiQNet
+from grefine_paq2piq.refs import DEFAULT_WEIGHTS, HUB_PREFIX, HubRef, parse_hub_ref
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -36,27 +36,6 @@ __all__ = [
     "parse_hub_ref",
     "resolve_weights",
 ]
-
-#: the file pyiqa publishes for PaQ-2-PiQ, by hub reference (CC BY-NC: see the README)
-DEFAULT_WEIGHTS = "hf-hub:chaofengc/IQA-PyTorch-Weights/P2P_RoIPoolModel-fit.10.bs.120-ca69882e.pth"
-HUB_PREFIX = "hf-hub:"
-
-
-@attrs.frozen
-class HubRef:
-    repo_id: str
-    filename: str
-    revision: str | None = None
-
-
-def parse_hub_ref(value: str) -> HubRef:
-    """``hf-hub:ORG/REPO/FILE[@REVISION]`` → HubRef; UserError if malformed."""
-    body = value.removeprefix(HUB_PREFIX)
-    body, _, revision = body.partition("@")
-    parts = body.split("/")
-    if len(parts) < 3 or not all(parts):
-        raise UserError(f"weights {value!r}: a hub reference looks like hf-hub:ORG/REPO/FILE[@REVISION]")
-    return HubRef("/".join(parts[:2]), "/".join(parts[2:]), revision or None)
 
 
 def resolve_weights(weights: str) -> Path:

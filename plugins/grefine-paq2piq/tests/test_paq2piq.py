@@ -243,3 +243,16 @@ def test_fetch_weights_lines(tmp_path: Path) -> None:
     assert PaQ2PiQ(weights="random:2").fetch_weights() == ["random weights: nothing to fetch"]
     local = PaQ2PiQ(weights=str(tmp_path / "random.pth")).fetch_weights()
     assert local[0].startswith("local file")
+
+
+def test_entry_module_list_and_doctor_import_no_torch() -> None:
+    """`grefine doctor` builds the paq2piq part: that must not import torch (issue 20, item 14)."""
+    from grefine_kit.testing import check_plugin_light
+
+    check_plugin_light("grefine_paq2piq", distribution="grefine-paq2piq")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "", "CPU"])
+def test_a_bad_device_is_refused_at_construction_without_torch(device: str) -> None:
+    with pytest.raises(ValueError, match="device must be"):
+        PaQ2PiQ(weights="random", device=device)

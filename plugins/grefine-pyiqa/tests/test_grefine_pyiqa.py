@@ -126,3 +126,9 @@ def test_unknown_name_and_missing_weights_are_clear_errors(monkeypatch, tmp_path
     metric = create_part("metric", "pyiqa:brisque", device="cpu")
     with pytest.raises(MissingDependencyError, match="pyiqa:brisque"):
         metric.score([_astronaut()])
+
+
+def test_entry_module_list_and_doctor_stay_light():
+    from grefine_kit.testing import check_plugin_light
+
+    check_plugin_light("grefine_pyiqa", distribution="grefine-pyiqa")

@@ -14,6 +14,7 @@ later runs in the same process skip the start-up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -109,9 +110,10 @@ class RayEngine:
                 f"other processes); this {work.kind} work is not: use --engine local"
             )
         ray = _import_ray()
-        self._connect(ray)
-        dataset = self._dataset(ray, work, tasks, batch_size)
-        yield from _stream(dataset, {t.item.id for t in tasks}, on_start)
+        with _quiet_ray():
+            self._connect(ray)
+            dataset = self._dataset(ray, work, tasks, batch_size)
+            yield from _stream(dataset, {t.item.id for t in tasks}, on_start)
 
     def _connect(self, ray: Any) -> None:
         """Use the caller's Ray, else start (or connect to) one and keep it for the process."""
@@ -215,6 +217,44 @@ def _failure(marker: dict[str, Any]) -> UserError:
     if not (isinstance(cls, type) and issubclass(cls, UserError)):
         cls = SetupError
     return cls(message)
+
+
+#: Ray's notices on every successful run: not news for a grefine user (see _RayChatter)
+_CHATTER = ("Token authentication is enabled", "Progress bars disabled")
+
+
+class _RayChatter(logging.Filter):
+    """Drops Ray's INFO lines (dataset start, execution plan, finish) and the notices in
+    ``_CHATTER`` from the console; every other warning and every error still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        message = record.getMessage()
+        return not any(text in message for text in _CHATTER)
+
+
+@contextlib.contextmanager
+def _quiet_ray() -> Iterator[None]:
+    """While a run goes on, the console handlers of Ray's and Ray Data's loggers (and the
+    loggers) drop :class:`_RayChatter`'s lines; Ray's log files keep everything."""
+    chatter = _RayChatter()
+    targets: list[logging.Filterer] = []
+    for name in ("ray", "ray.data"):
+        logger = logging.getLogger(name)
+        targets.append(logger)
+        targets += [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not _is_file(h)]
+    for target in targets:
+        target.addFilter(chatter)
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.removeFilter(chatter)
+
+
+def _is_file(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.FileHandler) or "File" in type(handler).__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -86,3 +86,31 @@ def test_no_tasks_and_non_portable_work_need_no_ray(tmp_path: Path) -> None:
     assert "this echo work is not: use --engine local" in str(info.value)
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         list(RayEngine().run(EchoWork(tmp_path), echo_tasks(2), batch_size=0))
+
+
+def test_entry_module_list_and_doctor_stay_light() -> None:
+    from grefine_kit.testing import check_plugin_light
+
+    check_plugin_light("grefine_ray", distribution="grefine-ray")
+
+
+def test_ray_chatter_is_dropped_and_real_warnings_kept() -> None:
+    """A successful run showed 6 lines of Ray INFO and notices (issue 20, item 17)."""
+    import logging
+
+    from grefine_ray.engine import _quiet_ray, _RayChatter
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.data.x", level, __file__, 1, message, None, None)
+
+    chatter = _RayChatter()
+    assert not chatter.filter(record(logging.INFO, "Starting execution of Dataset dataset_1"))
+    assert not chatter.filter(record(logging.WARNING, "Token authentication is enabled for this cluster"))
+    assert not chatter.filter(record(logging.WARNING, "Progress bars disabled. To enable, set ..."))
+    assert chatter.filter(record(logging.WARNING, "The actor pool cannot be scheduled: not enough CPUs"))
+    assert chatter.filter(record(logging.ERROR, "anything"))
+    logger = logging.getLogger("ray.data")
+    before = list(logger.filters)
+    with _quiet_ray():
+        assert any(isinstance(f, _RayChatter) for f in logger.filters)
+    assert logger.filters == before
