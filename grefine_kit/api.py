@@ -89,9 +89,12 @@ def refine(
     image_id: str = "image",
     device: str | None = None,
     dtype: str | None = None,
+    region_prompts: str | list[str] | None = None,
 ) -> RefineResult:
     """Refine one image with a recipe (``"g-refine"`` by default; ``"tiny"`` runs offline).
 
+    ``region_prompts``: a prompt per region (``"a [SEP] b"``, a list, or ``"[label] ..."``
+    parts; the recipe needs a ``[regions]`` table), see docs/refiner.md.
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
     from grefine_kit.images import load_image
@@ -103,4 +106,4 @@ def refine(
     command = fetch_command(recipe=recipe_argument(recipe))
     ensure_ready(recipe_parts(recipe_obj), fetch_command=command)
     refiner = recipe_obj.build()
-    return refiner.refine(load_image(image), prompt, image_id=image_id)
+    return refiner.refine(load_image(image), prompt, image_id=image_id, region_prompts=region_prompts)

@@ -156,6 +156,7 @@ def plan_tasks(
                 config=config,
                 options={"maps": bool(save_maps)},
                 known=old.get("fingerprint") if isinstance(old, dict) else None,
+                region_prompts=item.region_prompts,
             )
         except OSError as exc:
             tasks.append(Task(item, stem, None, None, f"cannot read ({exc.strerror or exc})"))

@@ -152,6 +152,15 @@ def register_metrics(register: Register) -> None:
             needs_prompt=False,
             needs=needs,
         )
+    register(
+        "seam",
+        "grefine_kit.metrics.seam:Seam",
+        summary="change of the colour step across the refiner mask's border vs its input (seams)",
+        lower_better=True,
+        score_range=(0.0, 442.0),
+        needs_prompt=False,
+        needs=("input", "refiner_mask"),
+    )
 
 
 _REF = ("reference",)

@@ -27,6 +27,7 @@ from grefine_kit.parts import PartBase
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = [
+    "COLOUR_MATCH_MODES",
     "AlignmentCombiner",
     "Combiner",
     "GRefineCombiner",
@@ -34,9 +35,11 @@ __all__ = [
     "SoftCombiner",
     "at_size",
     "box_mean",
+    "box_sum",
     "dilate",
     "empty_mask",
     "feather",
+    "match_colour",
 ]
 
 
@@ -69,6 +72,57 @@ def dilate(binary: np.ndarray, radius: int) -> np.ndarray:
         return (binary > 0).astype(np.float32)
     padded = np.pad((binary > 0).astype(np.float64), radius)
     return (_box_sum(padded, radius) > 0.5).astype(np.float32)
+
+
+def box_sum(arr: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over the (2r+1)^2 window around each pixel of a ``(H, W)`` array, zeros beyond the
+    edges; float64 out (exact for 0/1 masks)."""
+    if radius <= 0:
+        return arr.astype(np.float64)
+    return _box_sum(np.pad(arr.astype(np.float64), radius), radius)
+
+
+#: colour matching of a repaint to its surroundings at paste-back (see :func:`match_colour`)
+COLOUR_MATCH_MODES = ("none", "mean", "local")
+
+
+def match_colour(
+    original: np.ndarray, refined: np.ndarray, binary: np.ndarray, mode: str, width: int
+) -> np.ndarray:
+    """``refined`` (float32 ``(H, W, 3)``, 0..255) shifted so that its colour agrees with
+    ``original`` around the mask ``binary`` (1 = repainted).
+
+    The *ring* is the pixels outside the mask within ``width`` px of it: there the stage was
+    told to keep the original, so ``original − refined`` on the ring is the colour drift the
+    pipeline brought (VAE round trip, a tone the model prefers), which shows as a seam once the
+    repaint is pasted into untouched pixels. ``mean`` adds the ring's mean drift (per channel)
+    to every pixel; ``local`` adds the drift of the ring pixels near each pixel (their mean
+    within ``4 · width`` px; the ring's mean where none is that close), so a drift that differs
+    from one side of the region to the other is followed. ``none``, an empty mask or an
+    empty ring: ``refined`` as is. Only what is pasted changes: outside the mask the paste
+    keeps the original pixels anyway.
+    """
+    if mode == "none":
+        return refined
+    if mode not in COLOUR_MATCH_MODES:
+        raise ValueError(f"colour match must be one of {COLOUR_MATCH_MODES}, not {mode!r}")
+    inside = binary > 0
+    if not inside.any():
+        return refined
+    ring = (box_sum(inside.astype(np.float32), max(1, width)) > 0.5) & ~inside
+    if not ring.any():
+        return refined
+    drift = (original.astype(np.float32) - refined) * ring[..., None]
+    mean = drift.sum((0, 1)) / float(ring.sum())
+    if mode == "mean":
+        offset = np.broadcast_to(mean.astype(np.float32), refined.shape)
+    else:
+        reach = 4 * max(1, width)
+        count = box_sum(ring.astype(np.float32), reach)
+        local = np.stack([box_sum(drift[..., c], reach) for c in range(3)], -1)
+        near = count > 0.5
+        offset = np.where(near[..., None], local / np.maximum(count, 1.0)[..., None], mean)
+    return np.clip(refined + offset, 0.0, 255.0).astype(np.float32)
 
 
 def box_mean(arr: np.ndarray, radius: int) -> np.ndarray:

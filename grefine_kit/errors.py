@@ -11,7 +11,12 @@ class UserError(GrefineError):
     """Bad input from the user (file, recipe, option): the CLI prints it and exits 2."""
 
 
-class ImageError(UserError):
+class ItemError(UserError):
+    """A problem of one item alone (its image, its own inputs): that item fails with this
+    message and a run goes on with the others."""
+
+
+class ImageError(ItemError):
     """An image could not be read safely (corrupt, truncated, too large, odd format)."""
 
 

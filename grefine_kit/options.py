@@ -13,7 +13,9 @@ from typing import Any
 import attrs
 
 from grefine_kit.checks import choice, integer, unit
+from grefine_kit.combiners import COLOUR_MATCH_MODES
 from grefine_kit.errors import UserError
+from grefine_kit.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
 from grefine_kit.registry import error_text, suggest
 from grefine_kit.strength import STRENGTH_RULES, split_iterations
 
@@ -33,6 +35,25 @@ MIGRATIONS: dict[str, str] = {
 }
 
 
+_REGION_KEYS = (
+    "region_prompts",
+    "region_prompt_fallback",
+    "region_skip",
+    "region_min_area",
+    "region_max_area",
+    "region_min_score",
+)
+
+
+def _segments(value: object) -> tuple[str, ...]:
+    """A ``[SEP]`` text or a list of texts as a tuple of texts (kept as written, for the table)."""
+    if isinstance(value, str):
+        return (value,) if value.strip() else ()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"'region_prompts' must be a text or a list of texts, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RefinerOptions:
     """How the Refiner runs its stages (recipe ``[refiner]`` keys).
@@ -49,6 +70,17 @@ class RefinerOptions:
         mask_min_area: skip stage 1 when the mask covers this fraction of the image or less
             (the combiner already empties masks below its own ``min_area``).
         batch_size: images per indicator batch in ``refine_many`` (1..1024).
+        region_prompts: prompts per region (with a ``[regions]`` table): a ``[SEP]``-separated
+            text or a list of segments, by order or ``[label] ...`` (:mod:`grefine_kit.region_rules`).
+        region_prompt_fallback: a region without its own prompt gets ``emphasis`` (the whole
+            prompt plus its AQ-Map phrase's emphasis), ``phrase`` or ``prompt``.
+        region_skip: region indices (0 = the first) and labels to leave untouched.
+        region_min_area / region_max_area: leave untouched the regions whose area (fraction of
+            the image) is outside this range.
+        region_min_score: leave untouched the regions whose detector score is below this.
+        colour_match: shift stage 1's repaint to the colour of its surroundings before pasting
+            it back: ``none``, ``mean`` or ``local`` (:func:`grefine_kit.combiners.match_colour`).
+        colour_match_width: the ring (px outside the mask) whose colour drift is measured.
     """
 
     iterations: int = attrs.field(default=20, validator=integer(0, 1000))
@@ -59,10 +91,34 @@ class RefinerOptions:
     delta: float = attrs.field(default=0.2, validator=unit)
     mask_min_area: float = attrs.field(default=0.0, validator=unit)
     batch_size: int = attrs.field(default=4, validator=integer(1, 1024))
+    region_prompts: tuple[str, ...] = attrs.field(default=(), converter=_segments)
+    region_prompt_fallback: str = attrs.field(default="emphasis", validator=choice(PROMPT_FALLBACKS))
+    region_skip: tuple[int | str, ...] = attrs.field(default=(), converter=parse_skip)
+    region_min_area: float = attrs.field(default=0.0, validator=unit)
+    region_max_area: float = attrs.field(default=1.0, validator=unit)
+    region_min_score: float = attrs.field(default=0.0, validator=unit)
+    colour_match: str = attrs.field(default="none", validator=choice(COLOUR_MATCH_MODES))
+    colour_match_width: int = attrs.field(default=8, validator=integer(1, 1024))
 
     def __attrs_post_init__(self) -> None:
         if self.strength_min > self.strength_max:
             raise ValueError(f"strength_min ({self.strength_min}) > strength_max ({self.strength_max})")
+        if self.region_min_area > self.region_max_area:
+            raise ValueError(
+                f"region_min_area ({self.region_min_area}) > region_max_area ({self.region_max_area})"
+            )
+        RegionPrompts.parse(self.region_prompts)  # a label given twice is refused here
+
+    @property
+    def region_rules(self) -> SkipRules:
+        """The ``region_skip`` / area / score options as :class:`SkipRules`."""
+        return SkipRules(self.region_skip, self.region_min_area, self.region_max_area, self.region_min_score)
+
+    @property
+    def uses_regions(self) -> list[str]:
+        """The region options set away from their defaults (they need a ``[regions]`` table)."""
+        defaults = RefinerOptions()
+        return [k for k in _REGION_KEYS if getattr(self, k) != getattr(defaults, k)]
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -88,11 +144,15 @@ class RefinerOptions:
 
     def to_table(self, *, only_changed: bool = True) -> dict[str, Any]:
         """The ``[refiner]`` table (only the keys that differ from the defaults, by default)."""
-        out = attrs.asdict(self)
+        out = _table(self)
         if only_changed:
-            defaults = attrs.asdict(RefinerOptions())
+            defaults = _table(RefinerOptions())
             out = {k: val for k, val in out.items() if defaults[k] != val}
         return out
+
+
+def _table(options: RefinerOptions) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(options).items()}
 
 
 def option_names() -> list[str]:

@@ -21,7 +21,9 @@ from PIL import Image
 
 from grefine_kit.blocks import Block, blocks_for, check_blocks
 from grefine_kit.combiners import empty_mask
+from grefine_kit.errors import UserError
 from grefine_kit.options import MIGRATIONS, RefinerOptions
+from grefine_kit.region_rules import RegionPromptError, RegionPrompts
 from grefine_kit.regions import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES
 from grefine_kit.stage_runs import paste_back
@@ -30,6 +32,9 @@ from grefine_kit.state import RefineState
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["RefineResult", "Refiner", "paste_back"]
+
+#: one image as refine_many batches it: image, prompt, id, base seed, its own region prompts
+_Item = tuple[Image.Image, str, str, int | None, RegionPrompts | None]
 
 _VERSIONED = ("grefine-kit", "torch", "diffusers", "transformers", "open_clip_torch")
 _ROLE_NAMES = frozenset(r.name for r in ROLES)
@@ -115,6 +120,11 @@ class Refiner:
             check_blocks((b.label, b.reads, b.writes) for b in self.blocks)
         else:
             self.blocks = blocks_for(parts, self.options, part_names)
+        if self.options.uses_regions and self.part("regions") is None:
+            raise ValueError(
+                f"{', '.join(self.options.uses_regions)} act on regions: add a [regions] table "
+                '(e.g. part = "components") or leave them out'
+            )
         self.seed = seed
         self.recipe_name = recipe_name
         self.recipe_hash = recipe_hash
@@ -134,26 +144,41 @@ class Refiner:
     # -- public API ------------------------------------------------------------------------
 
     def refine(
-        self, image: Image.Image, prompt: str, image_id: str = "image", *, seed: int | None = None
+        self,
+        image: Image.Image,
+        prompt: str,
+        image_id: str = "image",
+        *,
+        seed: int | None = None,
+        region_prompts: str | Sequence[str] | None = None,
     ) -> RefineResult:
         """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
-        unless ``seed`` gives the image's base seed explicitly."""
-        return next(self.refine_many([(image, prompt, image_id, seed)]))
+        unless ``seed`` gives the image's base seed explicitly. ``region_prompts``: this
+        image's prompts per region (``"a [SEP] b"`` or a list; docs/refiner.md), replacing the
+        ``region_prompts`` option; they need a regions block."""
+        return next(self.refine_many([(image, prompt, image_id, seed, region_prompts)]))
 
     def refine_many(
         self, items: Iterable[tuple[Any, ...]], *, batch_size: int | None = None
     ) -> Iterator[RefineResult]:
-        """Refine ``(image, prompt, image_id)`` or ``(image, prompt, image_id, seed)`` items
-        lazily, scoring ``batch_size`` (default: the ``batch_size`` option) at a time. Results
-        do not depend on the batching (seeds come from the ids, or from the explicit seed:
-        ``derive_seed(seed, image_id)``)."""
+        """Refine ``(image, prompt, image_id)``, ``(image, prompt, image_id, seed)`` or
+        ``(image, prompt, image_id, seed, region_prompts)`` items lazily, scoring ``batch_size``
+        (default: the ``batch_size`` option) at a time. Results do not depend on the batching
+        (seeds come from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``)."""
         size = self.options.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {size!r}")
-        batch: list[tuple[Image.Image, str, str, int | None]] = []
+        batch: list[_Item] = []
         for item in items:
             image, prompt, image_id, *rest = item
-            batch.append((image, prompt, image_id, rest[0] if rest else None))
+            own = rest[1] if len(rest) > 1 else None
+            if own is not None and self.part("regions") is None:
+                raise UserError(
+                    f"{image_id}: region prompts need a regions block (a [regions] table in the recipe)"
+                )
+            batch.append(
+                (image, prompt, image_id, rest[0] if rest else None, None if own is None else _parse(own))
+            )
             if len(batch) == size:
                 yield from self._refine_batch(batch)
                 batch = []
@@ -162,14 +187,14 @@ class Refiner:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _refine_batch(
-        self, batch: Sequence[tuple[Image.Image, str, str, int | None]]
-    ) -> Iterator[RefineResult]:
+    def _refine_batch(self, batch: Sequence[_Item]) -> Iterator[RefineResult]:
         started = time.perf_counter()
         states = [
             RefineState.start(im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id))
-            for im, prompt, image_id, bs in batch
+            for im, prompt, image_id, bs, _ in batch
         ]
+        for state, item in zip(states, batch, strict=True):
+            state.region_prompts = item[4]
         # the leading batched blocks (indicators) see the whole batch; the rest run image by
         # image, so a finished image is handed out before the next one starts
         n_batched = next((i for i, b in enumerate(self.blocks) if not b.batched), len(self.blocks))
@@ -215,6 +240,13 @@ class Refiner:
             report=report,
             previews={role: tuple(p) for role, p in state.previews.items()},
         )
+
+
+def _parse(value: Any) -> RegionPrompts:
+    try:
+        return value if isinstance(value, RegionPrompts) else RegionPrompts.parse(value)
+    except ValueError as exc:
+        raise RegionPromptError(str(exc)) from None
 
 
 def _ssim_unmasked(image: Image.Image, original: Image.Image, mask: Mask) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.engines.base import Task
-from grefine_kit.errors import ImageError, UserError, error_message
+from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images import load_image, overlay_heatmap
 from grefine_kit.roles import ROLES
 from grefine_kit.runs import atomic
@@ -32,10 +32,11 @@ __all__ = ["RefineWork", "RefineWorker", "base_record", "is_setup_error"]
 
 
 def is_setup_error(exc: BaseException) -> bool:
-    """A ``UserError`` other than a bad image (missing weights, a broken checkpoint, a full
-    disk): every item would fail the same way, so the run stops (finished items keep their
-    outputs and records) instead of recording it per image."""
-    return isinstance(exc, UserError) and not isinstance(exc, ImageError)
+    """A ``UserError`` other than an item's own (a bad image, region prompts that do not fit
+    its regions): missing weights, a broken checkpoint, a full disk: every item would fail the
+    same way, so the run stops (finished items keep their outputs and records) instead of
+    recording it per image."""
+    return isinstance(exc, UserError) and not isinstance(exc, ItemError)
 
 
 def base_record(task: Task) -> dict[str, Any]:
@@ -47,6 +48,8 @@ def base_record(task: Task) -> dict[str, Any]:
         "output": names.image,
         "prompt": task.item.prompt,
     }
+    if task.item.region_prompts is not None:
+        record["region_prompts"] = task.item.region_prompts
     if task.redone:
         record["redone"] = task.redone
     if task.fingerprint is not None:
@@ -210,12 +213,15 @@ class RefineWorker:
     def _refine_one(self, task: Task, image: Any) -> Any:
         if hasattr(self.refiner, "refine_many"):
             return next(self.refiner.refine_many([self._args(task, image)], batch_size=1))
-        extra = {"seed": task.item.seed} if task.item.seed is not None else {}
+        extra: dict[str, Any] = {"seed": task.item.seed} if task.item.seed is not None else {}
+        if task.item.region_prompts is not None:
+            extra["region_prompts"] = task.item.region_prompts
         return self.refiner.refine(image, task.item.prompt, image_id=task.item.id, **extra)
 
     def _args(self, task: Task, image: Any) -> tuple[Any, ...]:
-        # an item's own seed replaces the recipe seed: derive_seed(item seed, item id)
-        return (image, task.item.prompt, task.item.id, task.item.seed)
+        # an item's own seed replaces the recipe seed: derive_seed(item seed, item id); its own
+        # region prompts replace the recipe's refiner.region_prompts
+        return (image, task.item.prompt, task.item.id, task.item.seed, task.item.region_prompts)
 
     def _finish(self, task: Task, image: Any, result: Any, record: dict[str, Any]) -> None:
         names = OutputNames(task.stem)

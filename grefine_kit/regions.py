@@ -58,6 +58,10 @@ class Region:
         phrase: for alignment regions, the prompt phrase whose defect made it (else None).
         emphasis: ``(phrase, weight)`` pairs added to stage 1's conditioning for this region.
         max_upscale: the most stage 1 may enlarge the crop to reach its working area (0 = no cap).
+        label: what the detector calls it (``face``, ``hand``...; ``components`` uses its
+            source); region prompts and skip rules match it (None: unlabelled).
+        score: the detector's confidence in [0, 1] (``components``: the mean deficiency of its
+            source over it); ``refiner.region_min_score`` skips below it (None: no score).
     """
 
     box: Box
@@ -68,6 +72,8 @@ class Region:
     phrase: str | None = None
     emphasis: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=_pairs)
     max_upscale: float = 0.0
+    label: str | None = None
+    score: float | None = None
 
     def __attrs_post_init__(self) -> None:
         left, top, right, bottom = self.crop
@@ -82,6 +88,8 @@ class Region:
             "source": self.source,
             "phrase": self.phrase,
             "emphasis": [list(e) for e in self.emphasis],
+            "label": self.label,
+            "score": self.score,
         }
 
 
@@ -240,31 +248,37 @@ class ComponentRegions(PartBase):
 
         if self.merge == "single":
             tags = set()
+            best = 0.0
             for k in keep:
                 win, local = window_of(boxes[k])
-                tags.add(self._tag(local == k, win, evidence))
+                source, phrase, score = self._tag(local == k, win, evidence)
+                tags.add((source, phrase))
+                best = max(best, score)
             source, phrase = tags.pop() if len(tags) == 1 else ("mixed", None)
             union_box = _union(boxes[k] for k in keep)
             win, local = window_of(union_box)
             pairs = report.emphasis if report is not None else ()
-            region = self._region(np.isin(local, keep), win, mask, source, phrase, pairs)
+            region = self._region(np.isin(local, keep), win, mask, (source, phrase, best), pairs)
             return [region] if region is not None else []
         out = []
         weights = dict(report.emphasis) if report is not None else {}
         for k in keep:
             win, local = window_of(boxes[k])
             component = local == k
-            source, phrase = self._tag(component, win, evidence)
+            tag = self._tag(component, win, evidence)
+            phrase = tag[1]
             # the phrase's own weight from the report (none when the report does not emphasise it)
             pairs = ((phrase, weights[phrase]),) if phrase is not None and phrase in weights else ()
-            region = self._region(component, win, mask, source, phrase, pairs)
+            region = self._region(component, win, mask, tag, pairs)
             if region is not None:
                 out.append(region)
         return out
 
     def _tag(
         self, component: np.ndarray, window: Box, evidence: list[tuple[str, str | None, np.ndarray]]
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, float]:
+        """``(source, phrase, score)``: the evidence with the highest mean deficiency over the
+        component (its score); ``mask`` when none reaches ``source_threshold``."""
         wl, wt, wr, wb = window
         best: tuple[str, str | None] = ("mask", None)
         best_score = -1.0
@@ -272,15 +286,15 @@ class ComponentRegions(PartBase):
             score = float(deficiency[wt:wb, wl:wr][component].mean())
             if score > best_score:
                 best, best_score = (source, phrase), score
-        return best if best_score >= self.source_threshold else ("mask", None)
+        found = min(max(best_score, 0.0), 1.0)
+        return (*best, found) if best_score >= self.source_threshold else ("mask", None, found)
 
     def _region(
         self,
         component: np.ndarray,
         window: Box,
         mask: Mask,
-        source: str,
-        phrase: str | None,
+        tag: tuple[str, str | None, float],
         pairs: Sequence[tuple[str, float]],
     ) -> Region | None:
         """``component``: the region's pixels inside ``window`` (image coordinates), which
@@ -311,10 +325,12 @@ class ComponentRegions(PartBase):
             crop=crop,
             mask=local_mask,
             area=float(binary.sum()) / (h * w),
-            source=source,
-            phrase=phrase,
+            source=tag[0],
+            phrase=tag[1],
             emphasis=tuple(pairs),
             max_upscale=self.max_upscale,
+            label=tag[0],
+            score=tag[2],
         )
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from grefine_kit.combiners import match_colour
+from grefine_kit.region_rules import RegionPrompts, plan_regions
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.stages.base import StageRequest, StageResult, derive_seed
 from grefine_kit.strength import stage1_strength
@@ -70,20 +72,36 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         )
         result = _checked(stage.run(request), state.image.size, "stage1")
         if result.previews:
-            shown = [(k, paste_back(state.image, im, mask.soft)) for k, im in result.previews]
+            match = _matching(options)
+            shown = [(k, paste_back(state.image, im, mask.soft, *match)) for k, im in result.previews]
             state.previews["stage1"] = shown
-        state.image = paste_back(state.image, result.image, mask.soft)
+        state.image = paste_back(state.image, result.image, mask.soft, *_matching(options))
         return {**stage_report(result, strength, steps), "regions": None}
     current = state.image.copy()
     per_region: list[dict[str, Any]] = []
-    for index, region in enumerate(state.regions):
+    own = state.region_prompts
+    plans = plan_regions(
+        state.regions,
+        prompt=state.prompt,
+        prompts=own if own is not None else RegionPrompts.parse(options.region_prompts),
+        fallback=options.region_prompt_fallback,
+        rules=options.region_rules,
+    )
+    for region, plan in zip(state.regions, plans, strict=True):
+        index = plan.index
         crop = current.crop(region.crop)
         seed = region_seed(state.seed, index)
+        entry = {"index": index, **region.to_json(), "prompt": plan.prompt}
+        entry["prompt_source"] = plan.prompt_source
+        if plan.skip is not None:  # nothing runs: its pixels stay exactly as they are
+            skipped = StageResult(image=crop, skipped=plan.skip)
+            per_region.append({**entry, **stage_report(skipped, strength, steps), "seed": seed})
+            continue
         request = StageRequest(
             image=crop,
             mask=region.mask,
-            prompt=state.prompt,
-            emphasis=region.emphasis,
+            prompt=plan.prompt,
+            emphasis=plan.emphasis,
             strength=strength,
             steps=steps,
             seed=seed,
@@ -92,10 +110,10 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         result = _checked(stage.run(request), crop.size, f"stage1 on region {index}")
         for k, im in result.previews:
             whole = current.copy()
-            whole.paste(paste_back(crop, im, region.mask.soft), region.crop[:2])
+            whole.paste(paste_back(crop, im, region.mask.soft, *_matching(options)), region.crop[:2])
             state.previews.setdefault(f"stage1-region{index}", []).append((k, whole))
-        current.paste(paste_back(crop, result.image, region.mask.soft), region.crop[:2])
-        per_region.append({**region.to_json(), **stage_report(result, strength, steps), "seed": seed})
+        current.paste(paste_back(crop, result.image, region.mask.soft, *_matching(options)), region.crop[:2])
+        per_region.append({**entry, **stage_report(result, strength, steps), "seed": seed})
     state.image = current
     ran = [r for r in per_region if r["skipped"] is None]
     return {
@@ -106,6 +124,10 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         "seconds": sum(float(r["seconds"]) for r in per_region),
         "regions": per_region,
     }
+
+
+def _matching(options: RefinerOptions) -> tuple[str, int]:
+    return options.colour_match, options.colour_match_width
 
 
 def _why_none(per_region: list[dict[str, Any]]) -> str:
@@ -133,11 +155,20 @@ def run_global(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
     return stage_report(result, options.delta, steps)
 
 
-def paste_back(original: Image.Image, refined: Image.Image, soft: np.ndarray) -> Image.Image:
+def paste_back(
+    original: Image.Image,
+    refined: Image.Image,
+    soft: np.ndarray,
+    colour_match: str = "none",
+    match_width: int = 8,
+) -> Image.Image:
     """``soft · refined + (1 − soft) · original`` per pixel; where ``soft == 0`` the original
-    pixel is copied exactly, where ``soft == 1`` the refined one."""
+    pixel is copied exactly, where ``soft == 1`` the refined one. ``colour_match`` (``none``,
+    ``mean``, ``local``) first shifts ``refined``'s colour to agree with the original around
+    the mask (:func:`grefine_kit.combiners.match_colour`, ring ``match_width`` px)."""
     o = np.asarray(original.convert("RGB"), dtype=np.float32)
     r = np.asarray(refined.convert("RGB"), dtype=np.float32)
+    r = match_colour(o, r, soft > 0, colour_match, match_width)
     weight = soft.astype(np.float32)[..., None]
     mixed = np.clip(np.rint(weight * r + (1.0 - weight) * o), 0, 255)
     out = np.where(weight > 0, mixed, o).astype(np.uint8)

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from PIL import Image
 
+from grefine_kit.region_rules import RegionPrompts
 from grefine_kit.regions import Region
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
@@ -50,6 +51,7 @@ class RefineState:
         alignment_report: the typed alignment findings, when an indicator gave one.
         mask: the combiner's repaint mask at the image size (1 = repaint), once combined.
         regions: the regions block's output (None: no regions block, stage 1 runs whole-image).
+        region_prompts: this image's own region prompts (None: the recipe's).
         stages: per-stage JSON-able results by role (strength, steps, steps run, skipped, ...).
         timings: seconds per block (indicator seconds are per image of their batch).
     """
@@ -63,6 +65,7 @@ class RefineState:
     alignment_report: AlignmentReport | None = attrs.field(default=None, repr=False)
     mask: Mask | None = attrs.field(default=None, repr=False)
     regions: tuple[Region, ...] | None = attrs.field(default=None, repr=False)
+    region_prompts: RegionPrompts | None = attrs.field(default=None, repr=False)
     stages: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     #: intermediate whole-image previews per stage role, ``(step, image)`` (stage option previews)
     previews: dict[str, list[tuple[int, Image.Image]]] = attrs.field(factory=dict, repr=False)

@@ -46,6 +46,7 @@ CASES = [
             "ssim-rest",
             "ssim-unmasked",
             "mask-iou",
+            "seam",
         )
     ],
     ("metric", "ssim", {"convention": "skimage"}),
@@ -59,6 +60,8 @@ CASES = [
             "g-refine-alignment",
             "g-refine-stage1",
             "g-refine-regions",
+            "g-refine-reference",
+            "g-refine-paper",
             "img2img-baseline",
             "tiny",
         )

@@ -1,7 +1,8 @@
 """Click options for recipe overrides, as decorators that keep command signatures unchanged.
 
 ``set_options`` adds ``--set KEY=VALUE`` (repeatable); ``refine_shortcuts`` adds ``--steps``,
-``--strength``, ``--negative-prompt`` and ``--guidance-scale``. Both take their values out of the
+``--strength``, ``--negative-prompt``, ``--guidance-scale``, ``--region-prompts`` and
+``--skip-regions``. Both take their values out of the
 command's keyword arguments and keep them in ``click``'s context (``ctx.meta``), so a command
 reads them with :func:`cli_overrides` where it builds its recipe or indicator.
 """
@@ -46,8 +47,11 @@ def set_options(func: F) -> F:
 
 
 def refine_shortcuts(func: F) -> F:
-    """``--steps``, ``--strength``, ``--negative-prompt``, ``--guidance-scale`` (short ``--set``s)."""
-    wrapped = stash_options(func, ("steps", "strength", "negative_prompt", "guidance_scale"))
+    """``--steps``, ``--strength``, ``--negative-prompt``, ``--guidance-scale``,
+    ``--region-prompts``, ``--skip-regions`` (short ``--set``s)."""
+    wrapped = stash_options(
+        func, ("steps", "strength", "negative_prompt", "guidance_scale", "region_prompts", "skip_regions")
+    )
     options = [
         click.option(
             "--steps", type=click.IntRange(1, 1000), default=None, help="= --set refiner.iterations=N"
@@ -61,6 +65,20 @@ def refine_shortcuts(func: F) -> F:
         click.option("--negative-prompt", default=None, help="negative prompt of every stage"),
         click.option(
             "--guidance-scale", type=click.FloatRange(0), default=None, help="guidance scale of every stage"
+        ),
+        click.option(
+            "--region-prompts",
+            default=None,
+            metavar="TEXT",
+            help="a prompt per region, '[SEP]'-separated, by order or '[label] ...' "
+            "(= --set refiner.region_prompts=TEXT; a manifest's region_prompts column wins)",
+        ),
+        click.option(
+            "--skip-regions",
+            default=None,
+            metavar="LIST",
+            help="region indices (0 = first) and labels to leave untouched, e.g. '0,2,perceptual' "
+            "(= --set refiner.region_skip=LIST)",
         ),
     ]
     for option in reversed(options):
@@ -83,6 +101,10 @@ def cli_overrides(recipe: Any = None) -> list[tuple[str, Any]]:
         guidance_scale=meta.get("guidance_scale"),
         stages=stages,
     )
+    if meta.get("region_prompts") is not None:
+        pairs.append(("refiner.region_prompts", meta["region_prompts"]))
+    if meta.get("skip_regions") is not None:
+        pairs.append(("refiner.region_skip", meta["skip_regions"]))
     return pairs
 
 

@@ -156,6 +156,28 @@ def _stages_cell(item: ReportItem) -> str:
     return f'<table class="small">{"".join(rows)}</table>'
 
 
+def _regions_cell(item: ReportItem) -> str:
+    """Stage 1's regions: index, label, area, score, the prompt used (and where it came from)
+    or why the region was left alone."""
+    stage1 = item.stages.get("stage1")
+    regions = stage1.get("regions") if isinstance(stage1, Mapping) else None
+    if not isinstance(regions, list) or not regions:
+        return ""
+    rows = ["<tr><th>region</th><th>label</th><th>area</th><th>score</th><th>prompt</th></tr>"]
+    for r in regions:
+        if not isinstance(r, Mapping):
+            continue
+        used = f"{_fmt(r.get('prompt'))} <span class='meta'>({_fmt(r.get('prompt_source'))})</span>"
+        if r.get("skipped"):
+            used = f"skipped: {html.escape(str(r['skipped']))}"
+        rows.append(
+            f"<tr><td class='num'>{_fmt(r.get('index'))}</td><td>{_fmt(r.get('label'))}</td>"
+            f"<td class='num'>{_fmt(r.get('area'), 3)}</td><td class='num'>{_fmt(r.get('score'), 3)}</td>"
+            f"<td>{used}</td></tr>"
+        )
+    return f'<table class="small" style="margin-top:.4em">{"".join(rows)}</table>'
+
+
 def _unmasked_line(item: ReportItem) -> str:
     """``ssim-unmasked 0.998``: how much the refiner changed what its mask left alone."""
     if item.ssim_unmasked is None:
@@ -198,7 +220,8 @@ def _row(item: ReportItem, score_names: Sequence[str], max_size: int, one_score:
         _images_cell(item, max_size),
         _maps_cell(item, max_size),
         (
-            f'<div>{_stages_cell(item)}</div><div style="margin-top:.4em">{_phrases_cell(item)}</div>'
+            f"<div>{_stages_cell(item)}{_regions_cell(item)}</div>"
+            f'<div style="margin-top:.4em">{_phrases_cell(item)}</div>'
             if item.stages
             else _phrases_cell(item)
         )

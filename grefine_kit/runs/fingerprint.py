@@ -78,21 +78,33 @@ def item_fingerprint(
     config: str,
     options: Mapping[str, Any],
     known: Mapping[str, Any] | None = None,
+    region_prompts: str | None = None,
 ) -> dict[str, Any]:
-    """The fingerprint of one item. ``known``: the recorded fingerprint, for the cheap input check."""
+    """The fingerprint of one item. ``known``: the recorded fingerprint, for the cheap input check.
+    ``region_prompts``: the item's own region prompts (a manifest column), when it has some."""
     known_input = known.get("input") if isinstance(known, Mapping) else None
-    return {
+    out: dict[str, Any] = {
         "input": file_fingerprint(path, known_input if isinstance(known_input, Mapping) else None),
-        "prompt": None
-        if prompt is None
-        else hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16],
+        "prompt": None if prompt is None else _text_hash(prompt),
         "seed": seed,
         "config": config,
         "options": dict(options),
     }
+    if region_prompts is not None:  # absent otherwise: records of older versions stay current
+        out["region_prompts"] = _text_hash(region_prompts)
+    return out
 
 
-_WHAT = (("prompt", "prompt changed"), ("seed", "seed changed"), ("config", "recipe or indicator changed"))
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_WHAT = (
+    ("prompt", "prompt changed"),
+    ("region_prompts", "region prompts changed"),
+    ("seed", "seed changed"),
+    ("config", "recipe or indicator changed"),
+)
 
 
 def _options_cover(recorded: Any, current: Mapping[str, Any]) -> bool:

@@ -50,6 +50,8 @@ class Item:
         seed: a base seed for this item overriding the recipe's (None: the recipe's).
         reference: a clean reference image for full-reference metrics (None: none given).
         region: a region mask file, white = inside (None: none given).
+        region_prompts: this item's own region prompts, ``[SEP]``-separated (None: the
+            recipe's ``refiner.region_prompts``; see :mod:`grefine_kit.region_rules`).
     """
 
     id: str
@@ -58,6 +60,7 @@ class Item:
     seed: int | None = None
     reference: Path | None = None
     region: Path | None = None
+    region_prompts: str | None = None
 
 
 def input_root(paths: Sequence[Path]) -> Path:

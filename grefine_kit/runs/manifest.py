@@ -14,6 +14,8 @@ line), ``.parquet`` (needs ``pyarrow``). Columns (case-insensitive; others are i
                           ``ssim``...), the size of ``image``; relative like ``image``
 ``region``     optional   a region mask (black = outside, white = inside), the size of
                           ``image``, for the region metrics; relative like ``image``
+``region_prompts`` opt.   refine: this image's own prompts per region, ``[SEP]``-separated
+                          or (JSONL) a list (docs/refiner.md; blank: the recipe's)
 =============  =========  ==========================================================
 
 A missing ``image`` column, a duplicate id, a bad seed, a NUL byte in a cell, a JSON list,
@@ -43,7 +45,7 @@ MAX_MANIFEST_BYTES: Final = 2 * 2**30
 """The largest CSV/JSONL manifest read (2 GiB: tens of millions of rows)."""
 MAX_SEED: Final = 2**63 - 1
 
-_COLUMNS: Final = ("id", "image", "prompt", "seed", "reference", "region")
+_COLUMNS: Final = ("id", "image", "prompt", "seed", "reference", "region", "region_prompts")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Item]:
@@ -166,6 +168,13 @@ def _text(p: Path, line: int, column: str, value: Any) -> str | None:
     return text or None
 
 
+def _region_prompts(p: Path, line: int, value: Any) -> str | None:
+    """A ``region_prompts`` cell: one ``[SEP]`` text, or (JSONL, Parquet) a list of texts."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        value = " [SEP] ".join(v.strip() for v in value)
+    return _text(p, line, "region_prompts", value)
+
+
 def _side_file(p: Path, line: int, column: str, base: Path, value: Any) -> Path | None:
     """A ``reference`` / ``region`` cell as a path (relative to the manifest's folder, like
     ``image``); None for a blank cell. Whether the file exists is checked when it is read."""
@@ -217,6 +226,7 @@ def _items(p: Path, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Item]
                 seed=_seed(p, line, row.get("seed")),
                 reference=_side_file(p, line, "reference", base, row.get("reference")),
                 region=_side_file(p, line, "region", base, row.get("region")),
+                region_prompts=_region_prompts(p, line, row.get("region_prompts")),
             )
         )
     if not items:
