@@ -123,12 +123,20 @@ class Block:
 class IndicatorBlock(Block):
     batched: ClassVar[bool] = True
 
+    @property
+    def needs_region(self) -> bool:
+        """True when the part reads each item's own region mask (``region-map``)."""
+        return bool(getattr(self.part, "needs_region", False))
+
     def run(self, states: Sequence[RefineState]) -> None:
         if not states:
             return
         started = time.perf_counter()
         prompts = [s.prompt for s in states] if self.part.needs_prompt else None
-        maps = self.part.score([s.original for s in states], prompts)
+        if self.needs_region:
+            maps = self.part.score([s.original for s in states], prompts, regions=[s.region for s in states])
+        else:
+            maps = self.part.score([s.original for s in states], prompts)
         if len(maps) != len(states):
             raise RuntimeError(f"{self.label} returned {len(maps)} maps for {len(states)} images")
         share = (time.perf_counter() - started) / len(states)
@@ -174,7 +182,7 @@ class StageBlock(Block):
         from grefine_kit.stages.base import Stage
 
         found = self.part.role if isinstance(self.part, Stage) else None
-        if found != self.slot.stage_role:
+        if found not in (self.slot.stage_role, "any"):  # "any": a stage for either slot
             raise RecipeError(f"{self.label} must be a {self.slot.stage_role!r} stage; got role {found!r}")
         n1, n2 = self.options.steps
         if (n1 if self.slot.stage_role == "masked" else n2) == 0:

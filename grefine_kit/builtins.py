@@ -32,6 +32,16 @@ def register_indicators(register: Register) -> None:
         "grefine_kit.indicators.piqe_map:PiqeMap",
         summary="weight-free local quality map: PIQE blocks + loss of detail (numpy, no download)",
     )
+    register(
+        "defect-map",
+        "grefine_kit.indicators.defect_map:DefectMap",
+        summary="weight-free map of local noise, blur and JPEG blocking (one detector per kind)",
+    )
+    register(
+        "region-map",
+        "grefine_kit.indicators.region_map:RegionMap",
+        summary="the item's own region mask as the map (oracle arm of a planted-defect benchmark)",
+    )
 
 
 @hookimpl
@@ -80,6 +90,11 @@ def register_stages(register: Register) -> None:
         "img2img",
         "grefine_kit.stages.diffusion:Img2ImgStage",
         summary="mild global diffusers img2img (stage 2)",
+    )
+    register(
+        "restore",
+        "grefine_kit.stages.restore:RestoreStage",
+        summary="weight-free classical restoration (denoise / deblock / deblur, auto), either slot",
     )
 
 

@@ -22,6 +22,7 @@ from grefine_kit.roles import ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
+
 def _part_tables() -> tuple[str, ...]:
     """Recipe tables whose keys are part options (the table must exist in the recipe)."""
 

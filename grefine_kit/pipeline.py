@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from PIL import Image
 
-from grefine_kit.blocks import Block, blocks_for, check_blocks
+from grefine_kit.blocks import Block, IndicatorBlock, blocks_for, check_blocks
 from grefine_kit.combiners import empty_mask
 from grefine_kit.errors import UserError
 from grefine_kit.options import MIGRATIONS, RefinerOptions
@@ -33,8 +33,9 @@ from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["RefineResult", "Refiner", "paste_back"]
 
-#: one image as refine_many batches it: image, prompt, id, base seed, its own region prompts
-_Item = tuple[Image.Image, str, str, int | None, RegionPrompts | None]
+#: one image as refine_many batches it: image, prompt, id, base seed, its own region prompts,
+#: its own region mask (bool (H, W), for the region-map indicator)
+_Item = tuple[Image.Image, str, str, int | None, RegionPrompts | None, Any]
 
 _VERSIONED = ("grefine-kit", "torch", "diffusers", "transformers", "open_clip_torch")
 _ROLE_NAMES = frozenset(r.name for r in ROLES)
@@ -135,6 +136,12 @@ class Refiner:
         return next((b.part for b in self.blocks if b.name == name), None)
 
     @property
+    def needs_region(self) -> bool:
+        """True when a part reads each item's own region mask (a manifest's ``region``
+        column): only then does the runner read those masks."""
+        return any(isinstance(b, IndicatorBlock) and b.needs_region for b in self.blocks)
+
+    @property
     def batch_size(self) -> int:
         return self.options.batch_size
 
@@ -151,20 +158,24 @@ class Refiner:
         *,
         seed: int | None = None,
         region_prompts: str | Sequence[str] | None = None,
+        region: Any = None,
     ) -> RefineResult:
         """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
         unless ``seed`` gives the image's base seed explicitly. ``region_prompts``: this
         image's prompts per region (``"a [SEP] b"`` or a list; docs/refiner.md), replacing the
-        ``region_prompts`` option; they need a regions block."""
-        return next(self.refine_many([(image, prompt, image_id, seed, region_prompts)]))
+        ``region_prompts`` option; they need a regions block. ``region``: the item's own region
+        mask (bool ``(H, W)``), for the ``region-map`` indicator."""
+        return next(self.refine_many([(image, prompt, image_id, seed, region_prompts, region)]))
 
     def refine_many(
         self, items: Iterable[tuple[Any, ...]], *, batch_size: int | None = None
     ) -> Iterator[RefineResult]:
         """Refine ``(image, prompt, image_id)``, ``(image, prompt, image_id, seed)`` or
-        ``(image, prompt, image_id, seed, region_prompts)`` items lazily, scoring ``batch_size``
-        (default: the ``batch_size`` option) at a time. Results do not depend on the batching
-        (seeds come from the ids, or from the explicit seed: ``derive_seed(seed, image_id)``)."""
+        ``(image, prompt, image_id, seed, region_prompts)`` items, or those plus ``region`` (the
+        item's own region mask, bool ``(H, W)`` or None, for ``region-map``), lazily, scoring
+        ``batch_size`` (default: the ``batch_size`` option) at a time. Results do not depend on
+        the batching (seeds come from the ids, or from the explicit seed:
+        ``derive_seed(seed, image_id)``)."""
         size = self.options.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {size!r}")
@@ -176,8 +187,16 @@ class Refiner:
                 raise UserError(
                     f"{image_id}: region prompts need a regions block (a [regions] table in the recipe)"
                 )
+            region = rest[2] if len(rest) > 2 else None
             batch.append(
-                (image, prompt, image_id, rest[0] if rest else None, None if own is None else _parse(own))
+                (
+                    image,
+                    prompt,
+                    image_id,
+                    rest[0] if rest else None,
+                    None if own is None else _parse(own),
+                    region,
+                )
             )
             if len(batch) == size:
                 yield from self._refine_batch(batch)
@@ -190,8 +209,10 @@ class Refiner:
     def _refine_batch(self, batch: Sequence[_Item]) -> Iterator[RefineResult]:
         started = time.perf_counter()
         states = [
-            RefineState.start(im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id))
-            for im, prompt, image_id, bs, _ in batch
+            RefineState.start(
+                im, prompt, image_id, derive_seed(self.seed if bs is None else bs, image_id), region
+            )
+            for im, prompt, image_id, bs, _, region in batch
         ]
         for state, item in zip(states, batch, strict=True):
             state.region_prompts = item[4]

@@ -136,13 +136,23 @@ class RefineWorker:
             )
             return True
         try:
-            ready.append((i, load_image(task.item.image)))
-        except Exception as exc:  # one unreadable image must not sink the batch
+            image = load_image(task.item.image)
+            region = _item_region(task, image) if self._needs_region else None
+            ready.append((i, (image, region)))
+        except Exception as exc:  # one unreadable image (or region mask) must not sink the batch
             if is_setup_error(exc):
                 raise
             record.update(status="error", error=error_message(exc))
             return True
         return False
+
+    @property
+    def _needs_region(self) -> bool:
+        """Whether the refiner reads the items' region masks (a recipe without ``region-map``
+        ignores a manifest's ``region`` column, as the benchmark's metrics read it on their own)."""
+        from grefine_kit.pipeline import Refiner
+
+        return isinstance(self.refiner, Refiner) and self.refiner.needs_region
 
     def _close(self, task: Task, record: dict[str, Any], seconds: float) -> dict[str, Any]:
         """``record`` with its time, once its per-image report is written (a name the disk
@@ -168,12 +178,12 @@ class RefineWorker:
         if not hasattr(self.refiner, "refine_many"):  # a duck-typed refiner: one image a call
             yield from self._one_by_one(tasks, ready, records, seconds)
             return
-        args = [self._args(tasks[i], image) for i, image in ready]
+        args = [self._args(tasks[i], loaded) for i, loaded in ready]
         done = 0
         began = time.perf_counter()
         try:
             for result in self.refiner.refine_many(args, batch_size=len(args)):
-                i, image = ready[done]
+                i, (image, _region) = ready[done]
                 measured = time.perf_counter() - began
                 began = time.perf_counter()
                 self._finish(tasks[i], image, result, records[i])
@@ -198,11 +208,11 @@ class RefineWorker:
         records: list[dict[str, Any]],
         seconds: list[float],
     ) -> Iterator[int]:
-        for i, image in ready:
+        for i, loaded in ready:
             began = time.perf_counter()
             try:
-                result = self._refine_one(tasks[i], image)
-                self._finish(tasks[i], image, result, records[i])
+                result = self._refine_one(tasks[i], loaded)
+                self._finish(tasks[i], loaded[0], result, records[i])
             except Exception as exc:
                 if is_setup_error(exc):
                     raise
@@ -210,18 +220,22 @@ class RefineWorker:
             seconds[i] += time.perf_counter() - began
             yield i
 
-    def _refine_one(self, task: Task, image: Any) -> Any:
+    def _refine_one(self, task: Task, loaded: tuple[Any, Any]) -> Any:
         if hasattr(self.refiner, "refine_many"):
-            return next(self.refiner.refine_many([self._args(task, image)], batch_size=1))
+            return next(self.refiner.refine_many([self._args(task, loaded)], batch_size=1))
         extra: dict[str, Any] = {"seed": task.item.seed} if task.item.seed is not None else {}
         if task.item.region_prompts is not None:
             extra["region_prompts"] = task.item.region_prompts
-        return self.refiner.refine(image, task.item.prompt, image_id=task.item.id, **extra)
+        if loaded[1] is not None:
+            extra["region"] = loaded[1]
+        return self.refiner.refine(loaded[0], task.item.prompt, image_id=task.item.id, **extra)
 
-    def _args(self, task: Task, image: Any) -> tuple[Any, ...]:
+    def _args(self, task: Task, loaded: tuple[Any, Any]) -> tuple[Any, ...]:
         # an item's own seed replaces the recipe seed: derive_seed(item seed, item id); its own
-        # region prompts replace the recipe's refiner.region_prompts
-        return (image, task.item.prompt, task.item.id, task.item.seed, task.item.region_prompts)
+        # region prompts replace the recipe's refiner.region_prompts; its region mask (a
+        # manifest's region column) is for the region-map indicator
+        image, region = loaded
+        return (image, task.item.prompt, task.item.id, task.item.seed, task.item.region_prompts, region)
 
     def _finish(self, task: Task, image: Any, result: Any, record: dict[str, Any]) -> None:
         names = OutputNames(task.stem)
@@ -236,6 +250,16 @@ class RefineWorker:
             return
         record.update(status="ok", **dict(result.report))
         record["outputs"] = [names.image, names.report, *written]
+
+
+def _item_region(task: Task, image: Any) -> Any:
+    """The item's region mask (bool ``(H, W)``) when its manifest names one, else None."""
+    path = getattr(task.item, "region", None)
+    if path is None:
+        return None
+    from grefine_kit.indicators.region_map import read_region
+
+    return read_region(path, image.size)
 
 
 def _refine_seconds(result: Any, measured: float) -> float:

@@ -33,7 +33,7 @@ def region_seed(image_seed: int, index: int) -> int:
 
 
 def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, Any]:
-    return {
+    report: dict[str, Any] = {
         "strength": float(strength),
         "steps": int(steps),
         "steps_run": int(result.steps_run),
@@ -41,6 +41,9 @@ def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, 
         "seconds": float(result.seconds),
         **({"previews": [int(k) for k, _ in result.previews]} if result.previews else {}),
     }
+    if result.details:  # a stage's own findings (restore: the methods it chose)
+        report["details"] = dict(result.details)
+    return report
 
 
 def _checked(result: StageResult, size: tuple[int, int], name: str) -> StageResult:

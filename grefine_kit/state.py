@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 from PIL import Image
 
 from grefine_kit.region_rules import RegionPrompts
@@ -47,6 +48,8 @@ class RefineState:
         image: the current image (each stage replaces it; same size as ``original``).
         prompt / image_id / seed: the inputs; ``seed`` is the per-image seed
             (``derive_seed(recipe seed, image_id)``).
+        region: the item's own region mask, bool ``(H, W)``, when its manifest gives one (the
+            ``region-map`` indicator reads it); None otherwise.
         maps: the indicators' QualityMaps by role (1 = good).
         alignment_report: the typed alignment findings, when an indicator gave one.
         mask: the combiner's repaint mask at the image size (1 = repaint), once combined.
@@ -61,6 +64,7 @@ class RefineState:
     prompt: str
     image_id: str
     seed: int
+    region: np.ndarray | None = attrs.field(default=None, repr=False, eq=False)
     maps: dict[str, QualityMap] = attrs.field(factory=dict, repr=False)
     alignment_report: AlignmentReport | None = attrs.field(default=None, repr=False)
     mask: Mask | None = attrs.field(default=None, repr=False)
@@ -72,9 +76,11 @@ class RefineState:
     timings: dict[str, float] = attrs.field(factory=dict)
 
     @classmethod
-    def start(cls, image: Image.Image, prompt: str, image_id: str, seed: int) -> RefineState:
+    def start(
+        cls, image: Image.Image, prompt: str, image_id: str, seed: int, region: np.ndarray | None = None
+    ) -> RefineState:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return cls(original=rgb, image=rgb, prompt=prompt, image_id=image_id, seed=seed)
+        return cls(original=rgb, image=rgb, prompt=prompt, image_id=image_id, seed=seed, region=region)
 
     @property
     def size(self) -> tuple[int, int]:

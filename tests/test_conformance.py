@@ -18,6 +18,7 @@ CASES = [
     ("indicator", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
     ("indicator", "clip-surgery", {**TINY_BACKBONE, "ensemble": False}),
     ("indicator", "piqe-map", {}),
+    ("indicator", "defect-map", {}),
     ("parser", "rules", {}),
     pytest.param(
         "parser", "spacy", {}, marks=pytest.mark.skipif(not HAS_SPACY_MODEL, reason="no spaCy English model")
@@ -30,6 +31,7 @@ CASES = [
     ("regions", "components", {"merge": "single", "dilate": 2, "blur": 3}),
     ("stage", "inpaint", TINY_STAGE),
     ("stage", "img2img", TINY_STAGE),
+    ("stage", "restore", {}),
     ("metric", "indicator-score", {"options": TINY_BACKBONE}),
     ("metric", "pq-map", TINY_BACKBONE),
     ("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules", "templates": "none"}),
@@ -63,6 +65,8 @@ CASES = [
             "g-refine-reference",
             "g-refine-paper",
             "img2img-baseline",
+            "restore",
+            "restore-global",
             "tiny",
         )
     ],
@@ -70,7 +74,14 @@ CASES = [
 #: need downloaded models (NLTK tagger data, Stanza models): their own tests cover them with stand-ins
 #: pickscore / hpsv2 default to real hub weights: tests/test_metrics.py runs check_metric on tiny
 #: models of the same libraries loaded back through the same loaders
-SKIPPED = {("parser", "nltk"), ("parser", "stanza"), ("metric", "pickscore"), ("metric", "hpsv2")}
+#: region-map reads each item's region mask, which the generic check cannot give it: tests/test_restore.py
+SKIPPED = {
+    ("parser", "nltk"),
+    ("parser", "stanza"),
+    ("metric", "pickscore"),
+    ("metric", "hpsv2"),
+    ("indicator", "region-map"),
+}
 
 
 @pytest.mark.parametrize(("kind", "name", "options"), CASES)

@@ -61,7 +61,7 @@ def collect() -> list[dict[str, Any]]:
 
 BLOCKS = collect()
 
-DRIVER = r'''
+DRIVER = r"""
 import contextlib, io, json, os, shlex, subprocess, sys, time, traceback
 HIDDEN = set(sys.argv[3].split(","))
 
@@ -126,7 +126,7 @@ for block in jobs:
         results[block["id"]] = "".join(tb[-3:])[-1500:]
 json.dump(results, open(sys.argv[5], "w"))
 print("TIMINGS (wall s, cpu s)", json.dumps(timings), "total cpu", round(time.process_time(), 1))
-'''
+"""
 
 
 def _workspace(folder: Path) -> Path:

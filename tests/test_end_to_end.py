@@ -23,6 +23,8 @@ BUILTIN_RECIPES = (
     "g-refine-stage1",
     "g-refine-regions",
     "img2img-baseline",
+    "restore",
+    "restore-global",
     "tiny",
 )
 
@@ -148,14 +150,35 @@ def test_demo_runs_offline(tmp_path: Path):
     assert refined.size == Image.open(Path(__file__).parents[1] / "grefine_kit" / "data" / "example.png").size
     report = json.loads((out / "example.report.json").read_text())
     assert report["status"] == "ok"
-    # the weight-free piqe-map puts the mask on the planted defect and little else
+    # the weight-free defect-map puts the mask on the planted defect and little else
     from grefine_kit.demo import mask_summary
 
     summary = mask_summary(np.asarray(Image.open(out / "example.mask.png").convert("L")) > 127)
-    assert summary.defect_covered >= 0.6 and summary.outside < 0.05, summary
+    assert summary.defect_covered >= 0.9 and summary.outside < 0.05, summary
     assert report["mask_area"] == pytest.approx(summary.area, abs=1e-6)
     assert f"mask:    {summary.area:.1%} of the image" in result.stdout
-    assert report["stage1"]["steps_run"] > 0  # the mask was repainted
+    assert report["stage1"]["steps_run"] > 0  # the mask was repaired
+    assert report["stage1"]["details"]["methods"] == ["denoise"]
+    # the repair, against the bundled clean original: the patch much better, the rest untouched
+    # but for the mild global pass
+    figures = json.loads((out / "example.fidelity.json").read_text())
+    assert figures["psnr-region"] >= figures["psnr-region (input)"] + 6.0, figures
+    assert figures["ssim-rest"] >= 0.98, figures
+    # the printed figures are the report's
+    before, after = figures["psnr-region (input)"], figures["psnr-region"]
+    assert f"psnr-region {before:.2f} -> {after:.2f} dB" in result.stdout
+    before, after = figures["ssim-rest (input)"], figures["ssim-rest"]
+    assert f"ssim-rest   {before:.4f} -> {after:.4f}" in result.stdout
+    page = (out / "report.html").read_text()
+    assert f"{figures['psnr-region']:.4f}" in page and f"{figures['ssim-rest']:.4f}" in page
+    next_line = [line for line in result.stdout.splitlines() if line.startswith("Next:")]
+    assert next_line and "grefine report" in next_line[0]
+
+
+def test_demo_keeps_the_tiny_flow(tmp_path: Path):
+    result = run("demo", "--recipe", "tiny", "--out", str(tmp_path / "tiny"))
+    assert result.exit_code == 0, result.output
+    assert "random-weight models" in result.stdout
 
 
 def test_fetch_weights_for_tiny_needs_nothing():

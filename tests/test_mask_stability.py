@@ -34,6 +34,7 @@ def _areas(raw: torch.Tensor, normalise, logit: bool = False) -> tuple[torch.Ten
     """Per shift: mask areas ``[S, n]`` and cask maps ``[S, n, N]``. The shift is added to the
     probabilities (clamped to [0, 1]) or, with ``logit``, to their logits (no clamping, so the
     maps stay free of ties)."""
+
     def shifted(d: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(torch.logit(raw) + 4 * d) if logit else (raw + d).clamp(0.0, 1.0)
 

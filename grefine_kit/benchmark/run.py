@@ -172,7 +172,7 @@ def run_benchmark(
     outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
 
     ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
-    from grefine_kit.batch import refine_files
+    from grefine_kit.batch import make_items, refine_items
     from grefine_kit.inputs import make_output_dir
     from grefine_kit.registry import get_registry
     from grefine_kit.runs.layout import output_stems
@@ -234,14 +234,19 @@ def run_benchmark(
         _contexts(dataset, needs, None, stems=[]),
     )
     counts: dict[str, dict[str, int]] = {}
+    # the refiner's items carry each dataset item's reference and region too (the region-map
+    # indicator reads the region: the oracle arm of a planted-defect benchmark)
+    run_items = [
+        attrs.evolve(it, reference=d.reference, region=d.region)
+        for it, d in zip(make_items(dataset.paths, dataset.prompts), dataset.items, strict=True)
+    ]
     for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
         if progress:
             print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
-        summary = refine_files(
-            dataset.paths,
+        summary = refine_items(
+            run_items,
             refiner,
             out / folder,
-            prompts=dataset.prompts,
             save_maps="refiner_mask" in needs,  # the mask file mask metrics read
             resume=resume,
             progress=progress,

@@ -21,6 +21,7 @@ def _load() -> Any:
         app,
         benchmark_commands,
         calibrate_commands,
+        defect_commands,
         doctor_commands,
         image_commands,
         iqa_commands,

@@ -241,22 +241,44 @@ def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dt
 
 
 @cli.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="grefine-demo", show_default=True)
 @click.option(
-    "--recipe", "recipe_name", default="demo", show_default=True, help="recipe to run ('tiny': all CLIP maps)"
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="grefine-demo",
+    show_default=True,
+    help="output folder (the default is in the repository's .gitignore)",
+)
+@click.option(
+    "--recipe",
+    "recipe_name",
+    default="restore",
+    show_default=True,
+    help="recipe to run ('tiny': the G-Refine flow on tiny random-weight models)",
 )
 @user_errors
 def demo_command(out_dir: str, recipe_name: str) -> None:
-    """Refine a bundled AI-generated image with a planted defect, offline (no download).
+    """Repair a bundled AI-generated image with a planted noise patch, offline (no download).
 
-    The `demo` recipe finds the defect with the weight-free piqe-map and repaints it with tiny
-    random pipelines (the repainted pixels are noise by design: the point is where they go).
+    The `restore` recipe finds the patch with the weight-free defect-map, repairs only there
+    (non-local means) and gives the whole image a mild pass; the demo then measures the repair
+    against the bundled clean original and writes an HTML report page.
     """
     import numpy as np
     from PIL import Image
 
     from grefine_kit.batch import refine_files
-    from grefine_kit.demo import DEMO_PROMPT, example_path, mask_summary
+    from grefine_kit.demo import (
+        DEMO_PROMPT,
+        FIDELITY_SUFFIX,
+        clean_path,
+        example_path,
+        mask_summary,
+        repair_summary,
+    )
+    from grefine_kit.images import load_image
+    from grefine_kit.report import build_report
+    from grefine_kit.runs import atomic
 
     started = time.perf_counter()
     example = example_path()
@@ -273,17 +295,28 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
         with Image.open(mask_file) as im:
             for line in mask_summary(np.asarray(im.convert("L")) > 127).lines():
                 click.echo(line)
+    output_file = out / f"{example.stem}.png"
+    if output_file.is_file():
+        repair = repair_summary(load_image(output_file), load_image(example), load_image(clean_path()))
+        for line in repair.lines():
+            click.echo(line)
+        figures = {"reference": clean_path().name, **repair.to_json()}
+        atomic.write_json(out / f"{example.stem}{FIDELITY_SUFFIX}", figures)
+    page = build_report(out, inputs=example.parent)
     click.echo(f"  outputs: {out}/")
     for name in sorted(p.name for p in out.iterdir() if not p.name.startswith(".")):
         click.echo(f"    {name}")
+    click.echo(f"  report:  file://{page}")
+    if recipe_name == "restore":
+        click.echo(
+            "The mask comes from defect-map and the repair from classical restoration: both weight-free."
+            " G-Refine's own recipe puts diffusion models in the same slots (grefine fetch-weights)."
+        )
+    else:
+        click.echo("This recipe uses random-weight models: it shows the flow offline, not real quality.")
     click.echo(
-        "The mask comes from piqe-map, a real (weight-free) quality map; the stages are tiny random-weight"
-        " pipelines, so the repainted pixels are noise by design: the demo shows where G-Refine repaints."
-        if recipe_name == "demo"
-        else "This recipe uses random-weight models: it shows the flow offline, not real quality."
-    )
-    click.echo(
-        "Next: grefine fetch-weights --recipe g-refine, then grefine refine IMAGE --prompt TEXT --out DIR"
+        f"Next: grefine report {out_dir} rebuilds that page (for any refine or score folder); "
+        "grefine refine IMAGE --recipe restore --prompt TEXT --out DIR repairs your own images"
     )
     sys.exit(summary.exit_code)
 

@@ -189,6 +189,8 @@ _pos_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 def _weight(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{attribute.name} must be in [0, 1); got {value}")
+
+
 ZERO_SHOT_CALIBRATIONS = ("minmax", "none")
 
 

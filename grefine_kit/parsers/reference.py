@@ -89,9 +89,9 @@ def _stripped_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start + lead, start + lead + len(piece.strip())
 
 
-def partition_at_chunks(sentence: str, chunks: list[str], starts: list[int] | None = None) -> tuple[
-    list[str], list[tuple[int, int]]
-]:
+def partition_at_chunks(
+    sentence: str, chunks: list[str], starts: list[int] | None = None
+) -> tuple[list[str], list[tuple[int, int]]]:
     """Step 1: ``(parts, spans)``. ``starts`` (the chunks' own offsets) is used only where
     ``str.find`` misses a chunk (the script asserts there)."""
     if len(chunks) <= 1:

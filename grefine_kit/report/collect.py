@@ -67,6 +67,9 @@ class ReportItem:
     phrases: tuple[Mapping[str, Any], ...] = ()
     #: the maps come from a model with random weights (a test or demo setup): meaningless
     random_weights: bool = False
+    #: full-reference figures written next to the output (``<stem>.fidelity.json``, e.g. by
+    #: ``grefine demo``: PSNR inside the defect and SSIM outside it against a clean original)
+    fidelity: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def sort_score(self) -> float | None:
@@ -149,6 +152,21 @@ def _phrases(details: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(r for r in rows if isinstance(r, Mapping)) if isinstance(rows, list) else ()
 
 
+def _fidelity(path: Path) -> Mapping[str, Any]:
+    """The figures of a ``<stem>.fidelity.json`` file ({} when there is none or it is unreadable)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, Mapping):
+        return {}
+    return {
+        str(k): v for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
+
+
 def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     output = str(rec.get("output") or rec.get("image_id") or rec.get("file") or "?")
     stem = Path(output).stem
@@ -173,6 +191,7 @@ def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> R
         stages=stages,
         phrases=_phrases(alignment.get("details") if isinstance(alignment, Mapping) else None),
         random_weights=_random_weights(*details),
+        fidelity=_fidelity(folder / f"{stem}.fidelity.json"),
     )
 
 

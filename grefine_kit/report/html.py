@@ -156,6 +156,17 @@ def _stages_cell(item: ReportItem) -> str:
     return f'<table class="small">{"".join(rows)}</table>'
 
 
+def _fidelity_cell(item: ReportItem) -> str:
+    """The ``<stem>.fidelity.json`` figures (against a clean reference), when there are any."""
+    if not item.fidelity:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{_fmt(v)}</td></tr>" for k, v in item.fidelity.items()
+    )
+    head = "<tr><th colspan=2>vs reference</th></tr>"
+    return f'<div style="margin-top:.4em"><table class="small">{head}{rows}</table></div>'
+
+
 def _regions_cell(item: ReportItem) -> str:
     """Stage 1's regions: index, label, area, score, the prompt used (and where it came from)
     or why the region was left alone."""
@@ -225,7 +236,8 @@ def _row(item: ReportItem, score_names: Sequence[str], max_size: int, one_score:
             if item.stages
             else _phrases_cell(item)
         )
-        + _unmasked_line(item),
+        + _unmasked_line(item)
+        + _fidelity_cell(item),
     ]
     return f"<tr {attrs_text}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 

@@ -7,6 +7,8 @@ the request image's size. ``role`` tells the refiner how to use it:
   original pixels back outside the mask, so the stage may touch the whole image (a VAE round
   trip does).
 - ``"global"``: stage 2; a mild pass over the whole image, ``mask`` is None.
+- ``"any"``: either slot; the stage tells them apart by ``request.mask`` (None in the global
+  slot). The weight-free ``restore`` stage is one.
 
 A stage that has nothing to do (0 steps would run, empty mask) returns the input image with
 ``skipped`` set to a human-readable reason; it never raises for that.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 from attrs import validators as v
@@ -26,7 +28,7 @@ from grefine_kit.types import Mask
 
 __all__ = ["ROLES", "Stage", "StageRequest", "StageResult", "derive_seed", "skipped_result"]
 
-ROLES = ("masked", "global")
+ROLES = ("masked", "global", "any")
 
 
 def _check_strength(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -78,14 +80,17 @@ class StageRequest:
 @attrs.frozen
 class StageResult:
     """What a stage did: the output image (same size as the request's), the denoising steps it
-    actually ran, why it skipped (None if it ran), its wall time in seconds, and intermediate
-    ``previews`` as ``(step, image)`` pairs at the output's size (stage option ``previews``)."""
+    actually ran, why it skipped (None if it ran), its wall time in seconds, intermediate
+    ``previews`` as ``(step, image)`` pairs at the output's size (stage option ``previews``), and
+    optional JSON-able ``details`` the refiner copies into its report (e.g. the methods
+    ``restore`` chose)."""
 
     image: Image.Image = attrs.field(eq=False)
     steps_run: int = 0
     skipped: str | None = None
     seconds: float = 0.0
     previews: tuple[tuple[int, Image.Image], ...] = attrs.field(default=(), eq=False)
+    details: dict[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @runtime_checkable

@@ -143,9 +143,7 @@ class _DiffusersStage(PartBase):
     arch: str = attrs.field(default="auto", validator=choice(("auto", "sdxl", "sd")))
     guidance_scale: float | None = attrs.field(default=None, validator=v.optional(number(0)))
     negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
-    resolution: int = attrs.field(
-        default=0, validator=integer(0, MAX_RESOLUTION)
-    )
+    resolution: int = attrs.field(default=0, validator=integer(0, MAX_RESOLUTION))
     resize: str = attrs.field(default="model", validator=choice(RESIZE_MODES))
     use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
     lora: tuple[LoraSpec, ...] = attrs.field(factory=tuple, converter=parse_loras)

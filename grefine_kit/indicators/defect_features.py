@@ -1,0 +1,227 @@
+"""Per-block evidence of three local defects (noise, blur, JPEG blocking), weight-free.
+
+Each detector compares a block with the rest of *the same image*, so no training data or
+weights are involved: a planted or accidental defect is a region whose statistics depart from
+the image's own typical block. All work is on ``BLOCK``×``BLOCK`` px blocks (16) of the luma
+``Y = 0.299 R + 0.587 G + 0.114 B`` or of the chroma differences (numpy + scipy.ndimage).
+
+- **noise** (colour noise, independent per channel as a sensor's): the block's noise level
+  ``σ`` by Donoho's robust estimator on the finest diagonal Haar band,
+  ``σ = median(|HH|) / 0.6745``, of the chroma differences ``(R − G)/√2`` and ``(B − G)/√2``
+  (the larger). Natural texture lives in the luma and barely shows there, so textured photos
+  do not read as noisy; noise that is the same in R, G and B (grey noise) is not seen. Evidence
+  ``(σ − t) / t`` clipped to [0, 1] with ``t = max(noise_ratio × m, m + noise_floor)``, ``m``
+  the image's median block σ.
+- **blur**: the re-blur test. Per block, ``R = max |∇Y| / max |∇(G_2 * Y)|``: how much the
+  block's strongest gradient drops when the image is blurred by a further σ = 2 px
+  (``REBLUR``). A sharp edge loses most of its gradient (``R`` about 2-3); an edge already
+  blurred by σ keeps ``sqrt(σ² + 4)/σ`` of it (``R`` → 1). Only blocks with an edge count
+  (``max |∇(G_2 * Y)| ≥ edge_floor``, fewer than ``CLIPPED_MAX`` clipped pixels: a blown
+  highlight has no gradient of its own); ``R`` is averaged in log over the 3×3 neighbourhood's
+  edge blocks. Evidence ``(t − R) / (t − BLUR_FLOOR)`` clipped to [0, 1] with
+  ``t = min(blur_sharp, blur_rel × median R)``: below an absolute sharpness and clearly below
+  the image's own. An image that is soft all over (``t`` near 1) gets no blur evidence.
+- **jpeg**: blocking on the 8-px grid. Per block, the mean absolute luma step across the grid
+  lines inside it over the mean absolute step between other neighbouring pixels (each plus one
+  grey level, so flat blocks read 1). Natural images give about 1 whatever the texture; heavy
+  JPEG gives flat 8×8 cells with steps at their edges. Evidence ``(b − jpeg_ratio) /
+  jpeg_ratio`` clipped to [0, 1]. The grid is JPEG's own (cells starting at pixel 0) unless
+  another offset has clearly stronger steps (a JPEG cropped off its grid).
+
+Every evidence map is median-filtered over 3×3 blocks (one flagged block alone is not a region;
+a region of 2×2 blocks survives), so texture edges that fire one block are dropped.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["BLOCK", "DEFECT_KINDS", "DefectEvidence", "defect_evidence", "luma"]
+
+BLOCK = 16
+JPEG_GRID = 8
+#: the extra blur (px) of the blur detector's re-blur test
+REBLUR = 2.0
+#: blocks with more than this fraction of clipped pixels (luma <= 5 or >= 250) get no blur verdict
+CLIPPED_MAX = 0.1
+#: the re-blur ratio of an edge that is already very blurred (a step edge blurred by σ
+#: keeps ``sqrt(σ² + REBLUR²) / σ`` of its gradient: 1.05 at σ = 6)
+BLUR_FLOOR = 1.05
+DEFECT_KINDS = ("noise", "blur", "jpeg")
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an RGB ``(H, W, 3)`` array in grey levels (float64)."""
+    a = np.asarray(rgb, np.float64)
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
+def _blocks(arr: np.ndarray, size: int) -> np.ndarray:
+    """``(nby, nbx, size, size)`` view of the whole blocks of a 2-D array."""
+    h, w = (arr.shape[0] // size) * size, (arr.shape[1] // size) * size
+    return arr[:h, :w].reshape(h // size, size, w // size, size).swapaxes(1, 2)
+
+
+def _haar(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finest-level Haar detail bands (HL, LH, HH) at half resolution, orthonormal scaling (an
+    odd last row or column is dropped)."""
+    arr = arr[: (arr.shape[0] // 2) * 2, : (arr.shape[1] // 2) * 2]
+    a = arr[0::2, 0::2]
+    b = arr[0::2, 1::2]
+    c = arr[1::2, 0::2]
+    d = arr[1::2, 1::2]
+    return (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2
+
+
+def _median3(values: np.ndarray) -> np.ndarray:
+    padded = np.pad(values, 1, mode="edge")
+    win = sliding_window_view(padded, (3, 3))
+    return np.median(win.reshape(*values.shape, 9), axis=-1)
+
+
+def _noise_sigma(channel: np.ndarray) -> np.ndarray:
+    hh = _haar(channel)[2]
+    per = _blocks(np.abs(hh), BLOCK // 2)
+    return np.median(per.reshape(*per.shape[:2], -1), axis=-1) / 0.6745
+
+
+def _gradient(a: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return np.hypot(ndimage.sobel(a, 1), ndimage.sobel(a, 0)) / 8.0
+
+
+def _edge_sharpness(y: np.ndarray, edge_floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per block: ``max |∇Y| / max |∇(G_σ * Y)|`` with σ = ``REBLUR`` px, and whether the block
+    has an edge (``max |∇(G_σ * Y)| >= edge_floor`` grey levels per px)."""
+    from scipy import ndimage
+
+    sharp = _blocks(_gradient(y), BLOCK).max(axis=(2, 3))
+    soft = _blocks(_gradient(ndimage.gaussian_filter(y, REBLUR)), BLOCK).max(axis=(2, 3))
+    # clipped pixels (blown highlights, crushed shadows) have no gradient of their own: a block
+    # with many of them reads as blurred whatever its focus, so it is not judged
+    clipped = _blocks(((y >= 250) | (y <= 5)).astype(np.float64), BLOCK).mean(axis=(2, 3))
+    return sharp / np.maximum(soft, 1e-6), (soft >= edge_floor) & (clipped < CLIPPED_MAX)
+
+
+def _masked_mean3(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over the valid blocks of each 3×3 neighbourhood (the block's own value
+    where none is valid)."""
+    v = np.pad(np.where(valid, values, 0.0), 1)
+    c = np.pad(valid.astype(np.float64), 1)
+    sv = sliding_window_view(v, (3, 3)).sum(axis=(2, 3))
+    sc = sliding_window_view(c, (3, 3)).sum(axis=(2, 3))
+    return np.where(sc > 0, sv / np.maximum(sc, 1.0), values)
+
+
+def _blockiness(y: np.ndarray) -> np.ndarray:
+    """Per ``BLOCK`` block: mean |step| across the 8-px grid lines / (mean |step| inside + 1)."""
+    dx = np.abs(np.diff(y, axis=1))  # step between column j and j+1
+    dy = np.abs(np.diff(y, axis=0))
+    # the grid's phase: JPEG's own (steps between pixels 8k + 7 and 8k + 8) unless another
+    # offset has clearly stronger steps (a JPEG cropped off its grid)
+    px, py = JPEG_GRID - 1, JPEG_GRID - 1
+    if dx.shape[1] > 2 * JPEG_GRID:
+        cols = [dx[:, k::JPEG_GRID].mean() for k in range(JPEG_GRID)]
+        if max(cols) > 1.1 * cols[px]:
+            px = int(np.argmax(cols))
+    if dy.shape[0] > 2 * JPEG_GRID:
+        rows = [dy[k::JPEG_GRID, :].mean() for k in range(JPEG_GRID)]
+        if max(rows) > 1.1 * rows[py]:
+            py = int(np.argmax(rows))
+    on_x = (np.arange(dx.shape[1]) % JPEG_GRID) == px
+    on_y = (np.arange(dy.shape[0]) % JPEG_GRID) == py
+    h, w = y.shape
+    dxp = np.pad(dx, ((0, 0), (0, 1)))
+    dyp = np.pad(dy, ((0, 1), (0, 0)))
+    grid = np.zeros((h, w))
+    inside = np.zeros((h, w))
+    count_grid = np.zeros((h, w))
+    count_in = np.zeros((h, w))
+    cx = np.pad(on_x, (0, 1))[None, :]
+    cy = np.pad(on_y, (0, 1))[:, None]
+    valid_x = np.pad(np.ones(dx.shape[1], bool), (0, 1))[None, :]
+    valid_y = np.pad(np.ones(dy.shape[0], bool), (0, 1))[:, None]
+    grid += dxp * cx + dyp * cy
+    count_grid += (cx & valid_x) * 1.0 + (cy & valid_y) * 1.0
+    inside += dxp * (~cx & valid_x) + dyp * (~cy & valid_y)
+    count_in += (~cx & valid_x) * 1.0 + (~cy & valid_y) * 1.0
+    g = _blocks(grid, BLOCK).sum(axis=(2, 3)) / np.maximum(_blocks(count_grid, BLOCK).sum(axis=(2, 3)), 1)
+    i = _blocks(inside, BLOCK).sum(axis=(2, 3)) / np.maximum(_blocks(count_in, BLOCK).sum(axis=(2, 3)), 1)
+    return (g + 1.0) / (i + 1.0)
+
+
+@attrs.frozen
+class DefectEvidence:
+    """Per-block evidence in [0, 1] for each kind (``(nby, nbx)`` arrays over the whole
+    ``BLOCK`` blocks), and the raw measures they came from (for analysis and tests)."""
+
+    noise: np.ndarray = attrs.field(eq=False, repr=False)
+    blur: np.ndarray = attrs.field(eq=False, repr=False)
+    jpeg: np.ndarray = attrs.field(eq=False, repr=False)
+    sigma: np.ndarray = attrs.field(eq=False, repr=False)
+    sharpness: np.ndarray = attrs.field(eq=False, repr=False)
+    edges: np.ndarray = attrs.field(eq=False, repr=False)
+    blockiness: np.ndarray = attrs.field(eq=False, repr=False)
+
+    def kind(self, name: str) -> np.ndarray:
+        return {"noise": self.noise, "blur": self.blur, "jpeg": self.jpeg}[name]
+
+    def combined(self) -> np.ndarray:
+        """The largest evidence of the three per block."""
+        return np.maximum(np.maximum(self.noise, self.blur), self.jpeg)
+
+
+def defect_evidence(
+    rgb: np.ndarray,
+    *,
+    noise_ratio: float = 1.8,
+    noise_floor: float = 4.0,
+    blur_sharp: float = 1.4,
+    blur_rel: float = 0.8,
+    edge_floor: float = 1.0,
+    jpeg_ratio: float = 1.6,
+    smooth: bool = True,
+) -> DefectEvidence:
+    """Evidence per block for an RGB ``(H, W, 3)`` array of at least ``BLOCK``×``BLOCK`` px."""
+    a = np.asarray(rgb, np.float64)
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < BLOCK or a.shape[1] < BLOCK:
+        raise ValueError(f"defect_evidence needs an RGB image of at least {BLOCK}x{BLOCK} px; got {a.shape}")
+    y = luma(a)
+    # noise: the largest of luma and the chroma differences (scaled to comparable units)
+    sig = np.maximum(
+        _noise_sigma(a[..., 0] - a[..., 1]) / np.sqrt(2.0),
+        _noise_sigma(a[..., 2] - a[..., 1]) / np.sqrt(2.0),
+    )
+    typical = float(np.median(sig))
+    t = max(noise_ratio * typical, typical + noise_floor)
+    noise = np.clip((sig - t) / t, 0.0, 1.0)
+    # blur: how much the strongest gradient of each block drops when the image is blurred more
+    sharpness, edges = _edge_sharpness(y, edge_floor)
+    shape = (min(sig.shape[0], sharpness.shape[0]), min(sig.shape[1], sharpness.shape[1]))
+    sharpness, edges, sig, noise = (m[: shape[0], : shape[1]] for m in (sharpness, edges, sig, noise))
+    blur = np.zeros(shape)
+    if edges.sum() >= 4:
+        local = np.exp(_masked_mean3(np.log(np.maximum(sharpness, 1e-6)), edges))
+        t = min(blur_sharp, blur_rel * float(np.median(sharpness[edges])))
+        if t > BLUR_FLOOR + 0.05:
+            blur = np.clip((t - local) / (t - BLUR_FLOOR), 0.0, 1.0)
+        near = sliding_window_view(np.pad(edges, 1), (3, 3)).any(axis=(2, 3))
+        blur[~near] = 0.0
+    # JPEG blocking
+    b = _blockiness(y)[: shape[0], : shape[1]]
+    jpeg = np.clip((b - jpeg_ratio) / jpeg_ratio, 0.0, 1.0)
+    maps = [noise, blur, jpeg]
+    if smooth:
+        maps = [_median3(m) for m in maps]
+    return DefectEvidence(
+        noise=maps[0].astype(np.float32),
+        blur=maps[1].astype(np.float32),
+        jpeg=maps[2].astype(np.float32),
+        sigma=sig.astype(np.float32),
+        sharpness=sharpness.astype(np.float32),
+        edges=edges,
+        blockiness=b.astype(np.float32),
+    )

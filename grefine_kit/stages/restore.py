@@ -1,0 +1,201 @@
+"""``restore``: a weight-free restoration stage (classical methods, scikit-image) for either slot.
+
+The stage's ``role`` is ``"any"``: in the ``[stage1]`` slot it gets the combiner's mask and
+repairs each connected part of it on its own crop (the refiner then pastes the result back
+through the feathered soft mask, so no pixel outside the mask changes); in the ``[stage2]``
+slot it gets no mask and passes over the whole image.
+
+Per part of the mask (``masked``) or for the whole image (``global``) it picks a method
+(``method = "auto"``, see :func:`choose_method`) and blends the method's full restoration with
+the input by the stage strength ``s``: ``out = in + s · (restored − in)``, so the change of every
+pixel grows linearly, hence monotonically, with ``s`` (0 leaves the image as it is). The
+strength is the refiner's (stage 1: the strength rule, stage 2: ``delta``) unless the
+``strength`` option fixes it. No weights, no randomness: the same input gives the same output.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+from attrs import validators as v
+from PIL import Image
+
+from grefine_kit.checks import choice
+from grefine_kit.parts import PartBase
+from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
+
+__all__ = ["AUTO_METHODS", "RestoreStage", "choose_method"]
+
+#: what ``method`` accepts: ``auto`` or one of the methods of ``restore_methods``
+AUTO_METHODS = ("auto", "denoise", "deblock", "deblur", "wiener")
+#: auto's thresholds (inside vs outside the part to repair, see ``choose_method``)
+NOISE_RATIO = 1.8
+NOISE_MARGIN = 3.0  # grey levels
+JPEG_BLOCKINESS = 1.2
+JPEG_MARGIN = 0.15
+BLUR_RATIO = 0.9
+#: global auto: a kind is acted on when its evidence covers at least this fraction of the blocks
+GLOBAL_MIN_AREA = 0.005
+
+
+def _strength_or_none(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be a number in [0, 1] or left out; got {value!r}")
+
+
+def choose_method(evidence: Any, inside: np.ndarray) -> str:
+    """Auto's choice for the blocks ``inside`` (bool, the evidence's block grid) from the
+    detectors' raw measures (``defect_features.DefectEvidence``), inside against outside:
+
+    1. ``denoise`` when the median noise σ inside is at least ``NOISE_RATIO`` × and
+       ``NOISE_MARGIN`` grey levels above the median outside;
+    2. else ``deblock`` when the upper quartile of blockiness inside is at least
+       ``JPEG_BLOCKINESS`` and ``JPEG_MARGIN`` above the outside's (the quartile, not the
+       median: a flat sky compressed to flat 8×8 cells shows no steps, its textured part does);
+    3. else ``deblur`` when the median edge sharpness inside (blocks with an edge) is below
+       ``BLUR_RATIO`` × the outside's;
+    4. else ``wiener``: no kind stands out, so only the mild adaptive filter runs.
+
+    Without blocks outside (the part covers the image) the image-wide medians are the reference.
+    """
+    if not inside.any():
+        return "wiener"
+    outside = ~inside if (~inside).any() else np.ones_like(inside)
+    s_in, s_out = float(np.median(evidence.sigma[inside])), float(np.median(evidence.sigma[outside]))
+    if s_in >= NOISE_RATIO * s_out and s_in >= s_out + NOISE_MARGIN:
+        return "denoise"
+    b_in = float(np.percentile(evidence.blockiness[inside], 75))
+    b_out = float(np.percentile(evidence.blockiness[outside], 75))
+    if b_in >= JPEG_BLOCKINESS and b_in >= b_out + JPEG_MARGIN:
+        return "deblock"
+    edges_in, edges_out = inside & evidence.edges, outside & evidence.edges
+    if (
+        edges_in.any()
+        and edges_out.any()
+        and np.median(evidence.sharpness[edges_in]) < BLUR_RATIO * np.median(evidence.sharpness[edges_out])
+    ):
+        return "deblur"
+    return "wiener"
+
+
+def _block_grid(mask: np.ndarray, shape: tuple[int, int], block: int) -> np.ndarray:
+    """Blocks whose centre pixel lies in ``mask`` (``shape``: the evidence's block grid)."""
+    ys = np.minimum(np.arange(shape[0]) * block + block // 2, mask.shape[0] - 1)
+    xs = np.minimum(np.arange(shape[1]) * block + block // 2, mask.shape[1] - 1)
+    return mask[np.ix_(ys, xs)]
+
+
+@attrs.define(kw_only=True)
+class RestoreStage(PartBase):
+    """Classical restoration in either stage slot (see the module docstring).
+
+    Options:
+        method: ``auto`` (default: chosen per part of the mask, or for the whole image, from
+            the defect detectors; :func:`choose_method`), or one of ``denoise`` (non-local
+            means), ``deblock`` (TV luma + Gaussian chroma), ``deblur`` (Richardson-Lucy),
+            ``wiener`` (the mild adaptive filter).
+        strength: a fixed strength in [0, 1] replacing the refiner's (default: none, use the
+            refiner's: stage 1 from the strength rule, stage 2 ``delta``).
+        margin: px of context around each part of the mask given to the method (16: the NLM
+            search window and the deconvolution's reach); only pixels inside the mask change.
+    """
+
+    method: str = attrs.field(default="auto", validator=choice(AUTO_METHODS))
+    strength: float | None = attrs.field(default=None, validator=_strength_or_none)
+    margin: int = attrs.field(default=16, validator=[v.instance_of(int), v.ge(0), v.le(256)])
+
+    role: ClassVar[str] = "any"
+
+    def run(self, request: StageRequest) -> StageResult:
+        started = time.perf_counter()
+        s = request.strength if self.strength is None else float(self.strength)
+        if s <= 0.0:
+            return skipped_result(request, "strength 0", started)
+        rgb = np.asarray(request.image, np.float64) / 255.0
+        if request.mask is not None:
+            binary = request.mask.binary > 0.5
+            if not binary.any():
+                return skipped_result(request, "empty mask", started)
+            out, methods = self._masked(rgb, binary, s)
+        else:
+            out, methods = self._global(rgb, s)
+        image = Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8), "RGB")
+        return StageResult(
+            image=image,
+            steps_run=len(methods),
+            seconds=time.perf_counter() - started,
+            details={"methods": methods, "strength": s},
+        )
+
+    # -- the two roles -------------------------------------------------------------------------
+
+    def _evidence(self, rgb: np.ndarray) -> Any:
+        from grefine_kit.indicators.defect_features import BLOCK, defect_evidence
+
+        if rgb.shape[0] < BLOCK or rgb.shape[1] < BLOCK:
+            return None
+        return defect_evidence(rgb * 255.0)
+
+    def _masked(self, rgb: np.ndarray, binary: np.ndarray, s: float) -> tuple[np.ndarray, list[str]]:
+        from scipy import ndimage
+
+        from grefine_kit.indicators.defect_features import BLOCK
+        from grefine_kit.stages.restore_methods import noise_sigma, restore
+
+        labels, _count = ndimage.label(binary)
+        evidence = self._evidence(rgb) if self.method == "auto" else None
+        out = rgb.copy()
+        methods: list[str] = []
+        h, w = binary.shape
+        for index, found in enumerate(ndimage.find_objects(labels), start=1):
+            if found is None:
+                continue
+            part = labels == index
+            method = self.method
+            if method == "auto":
+                inside = (
+                    _block_grid(part, evidence.sigma.shape, BLOCK) if evidence is not None else part[:0, :0]
+                )
+                method = choose_method(evidence, inside) if evidence is not None else "wiener"
+            ys, xs = found
+            y0, y1 = max(0, ys.start - self.margin), min(h, ys.stop + self.margin)
+            x0, x1 = max(0, xs.start - self.margin), min(w, xs.stop + self.margin)
+            crop = rgb[y0:y1, x0:x1]
+            sigma = noise_sigma(crop, part[y0:y1, x0:x1])
+            restored = restore(crop, method, sigma)
+            blended = crop + s * (restored - crop)
+            region = part[y0:y1, x0:x1, None]
+            out[y0:y1, x0:x1] = np.where(region, blended, out[y0:y1, x0:x1])
+            methods.append(method)
+        return out, methods
+
+    def _global(self, rgb: np.ndarray, s: float) -> tuple[np.ndarray, list[str]]:
+        from grefine_kit.indicators.defect_features import BLOCK, DEFECT_KINDS
+        from grefine_kit.stages.restore_methods import noise_sigma, restore
+
+        method = self.method
+        where: np.ndarray | None = None
+        if method == "auto":
+            method = "wiener"
+            evidence = self._evidence(rgb)
+            if evidence is not None:
+                areas = {k: float((evidence.kind(k) > 0.5).mean()) for k in DEFECT_KINDS}
+                kind = max(areas, key=lambda k: areas[k])
+                if areas[kind] >= GLOBAL_MIN_AREA:
+                    method = {"noise": "denoise", "blur": "deblur", "jpeg": "deblock"}[kind]
+                    flagged = evidence.kind(kind) > 0.5
+                    where = np.kron(flagged, np.ones((BLOCK, BLOCK), bool))
+                    where = np.pad(
+                        where,
+                        (
+                            (0, max(0, rgb.shape[0] - where.shape[0])),
+                            (0, max(0, rgb.shape[1] - where.shape[1])),
+                        ),
+                    )[: rgb.shape[0], : rgb.shape[1]]
+        restored = restore(rgb, method, noise_sigma(rgb, where))
+        return rgb + s * (restored - rgb), [method]

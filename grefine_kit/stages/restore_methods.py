@@ -1,0 +1,122 @@
+"""Classical, weight-free restoration methods (scikit-image), one per defect kind.
+
+Every method takes a float64 RGB array in [0, 1] and returns the fully restored array of the
+same shape; the stage blends it with the input by its strength. All are deterministic.
+
+- ``denoise``: non-local means (Buades et al. 2005; ``skimage.restoration.denoise_nl_means``,
+  fast mode, 5×5 patches searched over 9×9) with the filter parameter ``h = 0.9 σ`` where σ is
+  the colour-noise level estimated on the pixels to repair (:func:`noise_sigma`). 0.8-1.0 σ
+  measured best here (PSNR on planted noise).
+- ``deblock``: JPEG deblocking in YCbCr: total-variation denoising of the luma (Chambolle,
+  weight 0.03) removes block edges and ringing, a Gaussian (σ 3 px) on the two chroma planes
+  removes the colour blocking of 4:2:0 subsampling.
+- ``deblur``: Richardson-Lucy deconvolution (10 iterations) per channel with a Gaussian PSF of
+  σ 2 px (a conservative PSF, smaller than the blurs it meets), each value then clamped to the
+  range of its 3×3 neighbourhood in the input, so it sharpens without halos at highlights.
+- ``wiener``: the mild pass: a local adaptive Wiener filter (Lee 1980) over 5×5 windows with the
+  image's own estimated colour-noise level: where the image is clean (σ well under one grey
+  level) it changes almost nothing; it is O(pixels) and fast at any size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["METHODS", "deblock", "deblur", "denoise", "noise_sigma", "restore", "wiener"]
+
+METHODS = ("denoise", "deblock", "deblur", "wiener")
+
+
+def noise_sigma(rgb: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Robust colour-noise σ (same units as ``rgb``): Donoho's ``median(|HH|) / 0.6745`` on the
+    finest diagonal Haar band of the chroma differences ``(R − G)/√2`` and ``(B − G)/√2`` (the
+    larger), over the 2×2 cells inside ``where`` (bool ``(H, W)``; None: everywhere). Noise
+    independent per channel with σ gives σ; natural texture, mostly luma, adds little, so a
+    textured patch is not mistaken for a noisy one (the defect-map noise detector's measure)."""
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    if h == 0 or w == 0:
+        return 0.0
+    a = rgb[:h, :w]
+    chroma = np.stack([a[..., 0] - a[..., 1], a[..., 2] - a[..., 1]], axis=-1) / np.sqrt(2.0)
+    hh = (chroma[0::2, 0::2] - chroma[0::2, 1::2] - chroma[1::2, 0::2] + chroma[1::2, 1::2]) / 2
+    if where is not None:
+        cells = where[:h, :w][0::2, 0::2] & where[:h, :w][1::2, 1::2]
+        if cells.sum() < 16:
+            cells = np.ones(cells.shape, bool)
+        hh = hh[cells]
+    else:
+        hh = hh.reshape(-1, 2)
+    return float(max(np.median(np.abs(hh[..., c])) for c in range(2)) / 0.6745)
+
+
+def denoise(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    from skimage.restoration import denoise_nl_means
+
+    if sigma <= 0:
+        return rgb.copy()
+    out = denoise_nl_means(
+        rgb, h=0.9 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=4, channel_axis=-1
+    )
+    return np.clip(out, 0.0, 1.0)
+
+
+def deblock(rgb: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+    from skimage.color import rgb2ycbcr, ycbcr2rgb
+    from skimage.restoration import denoise_tv_chambolle
+
+    ycc = rgb2ycbcr(rgb)
+    y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
+    cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
+    cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
+    return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+
+
+def _gaussian_psf(sigma: float) -> np.ndarray:
+    r = int(np.ceil(3 * sigma))
+    k = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-(k**2) / (2 * sigma**2))
+    psf = np.outer(g, g)
+    return psf / psf.sum()
+
+
+def deblur(rgb: np.ndarray, psf_sigma: float = 2.0, iterations: int = 10) -> np.ndarray:
+    from scipy import ndimage
+    from skimage.restoration import richardson_lucy
+
+    psf = _gaussian_psf(psf_sigma)
+    pad = psf.shape[0]
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    out = np.stack(
+        [richardson_lucy(padded[..., c], psf, num_iter=iterations, clip=True) for c in range(3)], axis=-1
+    )
+    out = out[pad:-pad, pad:-pad]
+    # no overshoot: each value stays within its 3×3 neighbourhood's range in the input, which
+    # keeps the sharpening and drops deconvolution's halos (ringing at highlights and edges)
+    low = ndimage.minimum_filter(rgb, size=(3, 3, 1), mode="reflect")
+    high = ndimage.maximum_filter(rgb, size=(3, 3, 1), mode="reflect")
+    return np.clip(out, low, high)
+
+
+def wiener(rgb: np.ndarray, sigma: float, radius: int = 2) -> np.ndarray:
+    from scipy import ndimage
+
+    size = 2 * radius + 1
+    mean = ndimage.uniform_filter(rgb, size=(size, size, 1), mode="reflect")
+    sq = ndimage.uniform_filter(rgb * rgb, size=(size, size, 1), mode="reflect")
+    var = np.maximum(sq - mean * mean, 0.0)
+    gain = np.maximum(var - sigma**2, 0.0) / np.maximum(var, 1e-12)
+    return np.clip(mean + gain * (rgb - mean), 0.0, 1.0)
+
+
+def restore(rgb: np.ndarray, method: str, sigma: float) -> np.ndarray:
+    """The ``method``'s full restoration of ``rgb`` (``sigma``: the noise level it uses)."""
+    if method == "denoise":
+        return denoise(rgb, sigma)
+    if method == "deblock":
+        return deblock(rgb)
+    if method == "deblur":
+        return deblur(rgb)
+    if method == "wiener":
+        return wiener(rgb, sigma)
+    raise ValueError(f"unknown restoration method {method!r}; methods: {', '.join(METHODS)}")

@@ -1,0 +1,282 @@
+"""The weight-free restore stage, the defect-map and region-map indicators, and the recipes."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grefine_kit.errors import ImageError, RecipeError
+from grefine_kit.recipe import Recipe
+from grefine_kit.stages.base import StageRequest
+from grefine_kit.types import Mask
+
+
+def _photo(size: int = 192) -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _noisy(image: Image.Image, box: tuple[int, int, int, int], sigma: float = 25.0) -> Image.Image:
+    arr = np.asarray(image, np.float64).copy()
+    x0, y0, x1, y1 = box
+    rng = np.random.default_rng(0)
+    arr[y0:y1, x0:x1] += rng.normal(0, sigma, (y1 - y0, x1 - x0, 3))
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+def _box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Mask:
+    w, h = size
+    binary = np.zeros((h, w), np.float32)
+    x0, y0, x1, y1 = box
+    binary[y0:y1, x0:x1] = 1.0
+    return Mask(binary=binary, soft=binary)
+
+
+BOX = (48, 40, 112, 104)
+
+
+def _stage(**options):
+    from grefine_kit.stages.restore import RestoreStage
+
+    return RestoreStage(**options)
+
+
+def test_masked_restore_changes_only_masked_pixels_and_repairs_noise():
+    clean = _photo()
+    noisy = _noisy(clean, BOX)
+    mask = _box_mask(noisy.size, BOX)
+    result = _stage().run(StageRequest(image=noisy, mask=mask, strength=0.9))
+    out, given = np.asarray(result.image), np.asarray(noisy)
+    outside = mask.binary == 0
+    assert np.array_equal(out[outside], given[outside])
+    assert result.details["methods"] == ["denoise"]
+    from grefine_kit.metrics.fidelity import psnr
+
+    region = mask.binary > 0
+    assert psnr(out, clean, region) >= psnr(given, clean, region) + 4.0
+
+
+def test_strength_is_monotone_and_zero_changes_nothing():
+    noisy = _noisy(_photo(), BOX)
+    mask = _box_mask(noisy.size, BOX)
+    given = np.asarray(noisy, np.float64)
+    changes = []
+    for s in (0.0, 0.25, 0.5, 0.75, 1.0):
+        result = _stage().run(StageRequest(image=noisy, mask=mask, strength=s))
+        delta = np.abs(np.asarray(result.image, np.float64) - given)
+        changes.append(delta)
+        if s == 0.0:
+            assert result.skipped and not delta.any()
+    for weaker, stronger in itertools.pairwise(changes):
+        assert (stronger >= weaker - 1.0).all()  # per pixel, up to rounding to whole grey levels
+        assert stronger.mean() > weaker.mean()
+
+
+def test_restore_is_deterministic_and_the_fixed_strength_option_wins():
+    noisy = _noisy(_photo(), BOX)
+    mask = _box_mask(noisy.size, BOX)
+    a = _stage().run(StageRequest(image=noisy, mask=mask, strength=0.6))
+    b = _stage().run(StageRequest(image=noisy, mask=mask, strength=0.6))
+    assert a.image.tobytes() == b.image.tobytes()
+    fixed = _stage(strength=0.6).run(StageRequest(image=noisy, mask=mask, strength=0.1))
+    assert fixed.image.tobytes() == a.image.tobytes()
+
+
+def test_global_restore_is_mild_on_a_clean_image():
+    from grefine_kit.metrics.fidelity import ssim
+
+    clean = _photo()
+    result = _stage(method="wiener").run(StageRequest(image=clean, strength=0.2))
+    assert ssim(result.image, clean) >= 0.99
+    auto = _stage().run(StageRequest(image=clean, strength=0.2))  # nothing found: the mild filter
+    assert auto.details["methods"] == ["wiener"]
+
+
+@pytest.mark.parametrize("method", ["denoise", "deblock", "deblur", "wiener"])
+def test_every_method_keeps_size_and_range(method: str):
+    image = _photo(67)
+    result = _stage(method=method).run(StageRequest(image=image, strength=1.0))
+    assert result.image.size == image.size and result.image.mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [({"method": "sharpen"}, "method"), ({"strength": 1.5}, "strength"), ({"margin": -1}, "margin")],
+)
+def test_bad_options_are_refused(options: dict, text: str):
+    with pytest.raises((ValueError, TypeError), match=text):
+        _stage(**options)
+
+
+def test_restore_fits_both_slots_and_other_stages_keep_theirs():
+    from grefine_kit.combiners import PerceptualCombiner
+    from grefine_kit.indicators.defect_map import DefectMap
+    from grefine_kit.pipeline import Refiner
+
+    refiner = Refiner(
+        perceptual=DefectMap(), combiner=PerceptualCombiner(), stage1=_stage(), stage2=_stage(), iterations=2
+    )
+    assert [b.name for b in refiner.blocks] == ["perceptual", "combiner", "stage1", "stage2"]
+
+    class GlobalOnly:
+        role = "global"
+
+        def run(self, request):  # pragma: no cover - never runs
+            raise AssertionError
+
+    with pytest.raises(RecipeError, match="must be a 'masked' stage"):
+        Refiner(perceptual=DefectMap(), combiner=PerceptualCombiner(), stage1=GlobalOnly(), iterations=2)
+
+
+def test_restore_recipe_repairs_and_leaves_the_rest_alone():
+    from grefine_kit.metrics.fidelity import psnr, ssim
+
+    clean = _photo(256)
+    box = (96, 64, 176, 144)
+    noisy = _noisy(clean, box)
+    region = _box_mask(noisy.size, box).binary > 0
+    result = Recipe.load("restore").build().refine(noisy, "", image_id="x")
+    assert result.report["stage1"]["details"]["methods"][0] == "denoise"
+    assert psnr(result.image, clean, region) >= psnr(noisy, clean, region) + 4.0
+    assert ssim(result.image, clean, ~region) >= 0.98
+    whole = Recipe.load("restore-global").build().refine(noisy, "", image_id="x")
+    assert whole.report["stage2"]["details"]["methods"] == ["denoise"]
+    assert ssim(whole.image, clean, ~region) < ssim(result.image, clean, ~region)
+
+
+# -- defect-map ------------------------------------------------------------------------------
+
+
+def test_defect_map_finds_a_noise_patch_and_names_it():
+    from grefine_kit.indicators.defect_map import DefectMap
+    from grefine_kit.metrics.fidelity import mask_iou
+
+    clean = _photo(256)
+    box = (96, 64, 176, 144)
+    qmap = DefectMap().score([_noisy(clean, box)])[0]
+    region = _box_mask(clean.size, box).binary > 0
+    assert qmap.map.shape == (256, 256)
+    assert mask_iou(qmap.map < 0.5, region) >= 0.6
+    assert qmap.details["dominant"] == "noise"
+    assert 0.0 <= qmap.score < 1.0
+    assert DefectMap().score([clean])[0].details["noise_fraction"] == 0.0
+
+
+def test_defect_map_handles_tiny_and_odd_images():
+    from grefine_kit.indicators.defect_map import DefectMap
+
+    for size in ((7, 5), (33, 17)):
+        image = _photo(64).resize(size)
+        qmap = DefectMap().score([image])[0]
+        assert qmap.map.shape == (size[1], size[0])
+
+
+def test_defect_map_options_are_checked():
+    from grefine_kit.indicators.defect_map import DefectMap
+
+    assert DefectMap(kinds=["noise"]).kinds == ("noise",)
+    with pytest.raises(ValueError, match="kinds"):
+        DefectMap(kinds=["rust"])
+    with pytest.raises(ValueError, match="noise_ratio"):
+        DefectMap(noise_ratio=0.5)
+
+
+# -- region-map and the region's way through the refiner -----------------------------------
+
+
+def test_region_map_reads_the_region_through_the_refiner():
+    recipe = Recipe.load("restore")
+    from grefine_kit.defects.evaluate import oracle_recipe
+
+    refiner = oracle_recipe(recipe).build()
+    clean = _photo()
+    noisy = _noisy(clean, BOX)
+    region = _box_mask(noisy.size, BOX).binary > 0
+    result = refiner.refine(noisy, "", image_id="x", region=region)
+    assert np.array_equal(result.mask.binary > 0, region)  # the exact region, no growth
+    assert result.maps["perceptual"].indicator == "region-map"
+    # refine_many takes the region as the 6th element of an item (after the region prompts)
+    again = next(refiner.refine_many([(noisy, "", "x", None, None, region)]))
+    assert again.image.tobytes() == result.image.tobytes()
+    with pytest.raises(ImageError, match="needs the item's region mask"):
+        refiner.refine(noisy, "", image_id="x")
+
+
+def test_read_region_accepts_masks_and_refuses_the_rest(tmp_path: Path):
+    from grefine_kit.indicators.region_map import read_region
+
+    good = np.zeros((20, 30), np.uint8)
+    good[5:10, 5:15] = 255
+    Image.fromarray(good).save(tmp_path / "good.png")
+    assert read_region(tmp_path / "good.png", (30, 20)).sum() == 50
+    with pytest.raises(ImageError, match="is 30×20, the image is 40×20"):
+        read_region(tmp_path / "good.png", (40, 20))
+    grey = good.copy()
+    grey[0, 0] = 128
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    with pytest.raises(ImageError, match="not a mask"):
+        read_region(tmp_path / "grey.png")
+    colour = np.zeros((20, 30, 3), np.uint8)
+    colour[..., 0] = 255
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    with pytest.raises(ImageError, match="not a mask"):
+        read_region(tmp_path / "colour.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError):
+        read_region(tmp_path / "junk.png")
+    with pytest.raises(ImageError, match="not found"):
+        read_region(tmp_path / "missing.png")
+
+
+def test_the_oracle_arm_runs_through_a_manifest(tmp_path: Path):
+    """grefine refine --manifest with a region column: region-map masks exactly that region;
+    a bad region mask is that item's one-line error, the other items go on."""
+    from click.testing import CliRunner
+
+    from grefine_kit.cli import cli
+    from grefine_kit.defects.evaluate import oracle_recipe
+
+    noisy = _noisy(_photo(), BOX)
+    noisy.save(tmp_path / "a.png")
+    noisy.save(tmp_path / "b.png")
+    region = (_box_mask(noisy.size, BOX).binary * 255).astype(np.uint8)
+    Image.fromarray(region).save(tmp_path / "a.region.png")
+    Image.fromarray(region[:100]).save(tmp_path / "b.region.png")  # another size
+    (tmp_path / "m.csv").write_text(
+        "id,image,prompt,region\na,a.png,x,a.region.png\nb,b.png,x,b.region.png\n"
+    )
+    recipe = tmp_path / "oracle.toml"
+    recipe.write_text(oracle_recipe(Recipe.load("restore")).dump())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "refine",
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(out),
+            "--maps",
+        ],
+    )
+    assert result.exit_code == 1, result.output  # one item failed, the other is done
+    import json
+
+    records = {r["id"]: r for r in map(json.loads, (out / "reports.jsonl").read_text().splitlines())}
+    assert records["a"]["status"] == "ok"
+    (mask_name,) = [name for name in records["a"]["outputs"] if name.endswith(".mask.png")]
+    mask = np.asarray(Image.open(out / mask_name).convert("L")) > 127
+    assert np.array_equal(mask, region > 0)
+    assert records["b"]["status"] == "error" and "the image is 192×192" in records["b"]["error"]
+
+
+def test_restore_recipes_validate():
+    for name in ("restore", "restore-global"):
+        Recipe.load(name).validate()
