@@ -20,6 +20,9 @@ with a documented default (docs/plugins.md, "Capabilities"):
   Default: none.
 - :meth:`PartBase.preflight`: what else the part lacks on this machine (local files, packages,
   devices) as :class:`Missing` findings, found without importing anything heavy. Default: none.
+- :meth:`PartBase.extra_files`: local files the part reads beyond its model (a LoRA, a local
+  VAE); their digests enter a run's fingerprint, so a changed file redoes the items. Default:
+  none.
 - :meth:`PartBase.fetch_weights`: download what the part needs (``grefine fetch-weights``) and
   return one line per item. Default: nothing to fetch.
 
@@ -157,6 +160,11 @@ class PartBase:
 
         Hub weights are *not* reported here: declare them in :meth:`required_weights` and the
         toolkit looks them up (and knows when a download would fix them)."""
+        return []
+
+    def extra_files(self) -> list[str]:
+        """Local files the part reads beyond its model (their digests enter the run's
+        fingerprint: a changed file redoes the items). Default: none."""
         return []
 
     def fetch_weights(self) -> list[str]:

@@ -216,6 +216,7 @@ _CAPABILITY_NAMES = {
     "required_weights",
     "requires",
     "fetch_weights",
+    "extra_files",
     "licence",
     "name",
     "parser",
