@@ -123,12 +123,17 @@ class Block:
 class IndicatorBlock(Block):
     batched: ClassVar[bool] = True
 
+    @property
+    def needs_region(self) -> bool:
+        """True when the part reads each item's own region mask (``region-map``)."""
+        return bool(getattr(self.part, "needs_region", False))
+
     def run(self, states: Sequence[RefineState]) -> None:
         if not states:
             return
         started = time.perf_counter()
         prompts = [s.prompt for s in states] if self.part.needs_prompt else None
-        if getattr(self.part, "needs_region", False):  # region-map: the items' own regions
+        if self.needs_region:
             maps = self.part.score([s.original for s in states], prompts, regions=[s.region for s in states])
         else:
             maps = self.part.score([s.original for s in states], prompts)

@@ -20,6 +20,18 @@ class ImageError(ItemError):
     """An image could not be read safely (corrupt, truncated, too large, odd format)."""
 
 
+class NotAnImageError(ImageError):
+    """The data is not an image PIL can read (unknown format, unreadable header)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image's header declares more pixels than the ``max_pixels`` limit (nothing decoded)."""
+
+
+class ImageBombError(ImageTooLargeError):
+    """PIL's own decompression-bomb guard refused the image."""
+
+
 class RecipeError(UserError):
     """A recipe is invalid; the message names the file and the key."""
 

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, Union, cast
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from grefine_kit.errors import ImageError, UserError
+from grefine_kit.errors import ImageBombError, ImageError, ImageTooLargeError, NotAnImageError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -112,7 +112,7 @@ def _check_size(size: tuple[int, int], limit: int | None, name: str) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(f"{name}: the image is empty ({w}x{h})")
     if limit is not None and w * h > limit:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{name}: {w}x{h} = {_pixels(w * h)} exceeds the {_pixels(limit)} limit "
             f"(raise it with {ENV_MAX_PIXELS} or max_pixels=; 'none' disables it)"
         )
@@ -176,11 +176,11 @@ def _from_file(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(fp)
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
+        raise ImageBombError(f"{name}: refused as a possible decompression bomb ({e})") from e
     except UnidentifiedImageError as e:
-        raise ImageError(f"{name}: not an image file, or a format PIL cannot read") from e
+        raise NotAnImageError(f"{name}: not an image file, or a format PIL cannot read") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name}: cannot read the image header ({e})") from e
+        raise NotAnImageError(f"{name}: cannot read the image header ({e})") from e
     with im:
         _check_size(im.size, limit, name)  # header size only: nothing decoded yet
         try:
@@ -188,7 +188,7 @@ def _from_file(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im.load()
         except Image.DecompressionBombError as e:
-            raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
+            raise ImageBombError(f"{name}: refused as a possible decompression bomb ({e})") from e
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
             raise ImageError(f"{name}: corrupt or truncated image ({e})") from e
         return _to_rgb(_exif_transpose(im), name)

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from PIL import Image
 
-from grefine_kit.blocks import Block, blocks_for, check_blocks
+from grefine_kit.blocks import Block, IndicatorBlock, blocks_for, check_blocks
 from grefine_kit.combiners import empty_mask
 from grefine_kit.errors import UserError
 from grefine_kit.options import MIGRATIONS, RefinerOptions
@@ -61,6 +61,8 @@ class RefineResult:
     maps: Mapping[str, QualityMap] = attrs.field(factory=dict, eq=False)
     regions: tuple[Region, ...] | None = attrs.field(default=None, eq=False)
     report: dict[str, Any] = attrs.field(factory=dict)
+    #: intermediate previews per stage (stage option ``previews``): role -> ``(step, image)``
+    previews: Mapping[str, tuple[tuple[int, Image.Image], ...]] = attrs.field(factory=dict, eq=False)
 
     @property
     def perceptual(self) -> QualityMap | None:
@@ -132,6 +134,12 @@ class Refiner:
     def part(self, name: str) -> Any:
         """The part in role ``name``, or None when the Refiner has none."""
         return next((b.part for b in self.blocks if b.name == name), None)
+
+    @property
+    def needs_region(self) -> bool:
+        """True when a part reads each item's own region mask (a manifest's ``region``
+        column): only then does the runner read those masks."""
+        return any(isinstance(b, IndicatorBlock) and b.needs_region for b in self.blocks)
 
     @property
     def batch_size(self) -> int:
@@ -246,7 +254,12 @@ class Refiner:
             "versions": package_versions(),
         }
         return RefineResult(
-            image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
+            image=state.image,
+            mask=mask,
+            maps=dict(state.maps),
+            regions=state.regions,
+            report=report,
+            previews={role: tuple(p) for role, p in state.previews.items()},
         )
 
 

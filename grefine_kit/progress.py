@@ -32,13 +32,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, get_args
 
 __all__ = ["LOG_FORMATS", "LogFormat", "RunProgress", "active_progress", "progress"]
 
 LogFormat = Literal["bar", "auto", "text", "jsonl", "off"]
 LOG_FORMATS: Final = ("auto", "text", "jsonl", "off")  # what --log-format offers
-_MODES: Final = frozenset({"bar", "auto", "text", "jsonl", "off"})
+_MODES: Final = frozenset(get_args(LogFormat))
 _ACTIVE: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar("grefine_progress", default=None)
 
 

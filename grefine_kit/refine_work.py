@@ -137,13 +137,22 @@ class RefineWorker:
             return True
         try:
             image = load_image(task.item.image)
-            ready.append((i, (image, _item_region(task, image))))
+            region = _item_region(task, image) if self._needs_region else None
+            ready.append((i, (image, region)))
         except Exception as exc:  # one unreadable image (or region mask) must not sink the batch
             if is_setup_error(exc):
                 raise
             record.update(status="error", error=error_message(exc))
             return True
         return False
+
+    @property
+    def _needs_region(self) -> bool:
+        """Whether the refiner reads the items' region masks (a recipe without ``region-map``
+        ignores a manifest's ``region`` column, as the benchmark's metrics read it on their own)."""
+        from grefine_kit.pipeline import Refiner
+
+        return isinstance(self.refiner, Refiner) and self.refiner.needs_region
 
     def _close(self, task: Task, record: dict[str, Any], seconds: float) -> dict[str, Any]:
         """``record`` with its time, once its per-image report is written (a name the disk
@@ -268,6 +277,10 @@ def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_m
     check_finite(np.asarray(result.image), "refined image")
     atomic.write_png(out / names.image, result.image)
     written: list[str] = []
+    for role, previews in getattr(result, "previews", {}).items():
+        for step, preview in previews:
+            atomic.write_png(out / names.preview(role, step), preview, compress_level=3)
+            written.append(names.preview(role, step))
     if save_maps:
         from PIL import Image
 

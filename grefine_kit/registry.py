@@ -40,6 +40,7 @@ __all__ = [
     "create_part",
     "error_text",
     "get_registry",
+    "import_target",
     "reset_registry",
     "suggest",
 ]
@@ -63,6 +64,26 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     """A ``" (did you mean 'x'?)"`` suffix, or ``""`` when nothing is close."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def import_target(target: str, label: str, distribution: str) -> Any:
+    """Import ``target`` (``"module:attr.attr"``) for the part or command ``label`` names.
+
+    ``UserError`` when the module cannot be imported (a missing dependency, fixable by the
+    user); ``PluginError`` when the attribute does not exist (the plugin is wrong).
+    """
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except ImportError as exc:
+        raise UserError(f"{label} (from {distribution}) cannot be imported: {exc}") from exc
+    except AttributeError as exc:
+        raise PluginError(
+            f"{label} (from {distribution}) points at {target!r}, which does not exist"
+        ) from exc
+    return obj
 
 
 @attrs.frozen
@@ -97,21 +118,7 @@ class PartEntry:
         """Import and return the factory (or the recipe path for kind ``recipe``)."""
         if not isinstance(self.factory, str) or self.kind == "recipe":
             return self.factory
-        module_name, _, attr = self.factory.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except ImportError as exc:
-            raise UserError(
-                f"{self.kind} {self.name!r} (from {self.distribution}) cannot be imported: {exc}"
-            ) from exc
-        except AttributeError as exc:
-            raise PluginError(
-                f"{self.kind} {self.name!r} (from {self.distribution}) points at {self.factory!r}, "
-                f"which does not exist"
-            ) from exc
-        return obj
+        return import_target(self.factory, f"{self.kind} {self.name!r}", self.distribution)
 
 
 @attrs.frozen

@@ -114,7 +114,7 @@ def calibrate_command(
     from grefine_kit.inputs import make_output_dir
     from grefine_kit.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipe import Recipe
-    from grefine_kit.runs.atomic import write_json
+    from grefine_kit.runs.atomic import write_json, write_text
 
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind="perceptual")
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
@@ -123,7 +123,7 @@ def calibrate_command(
     items, failed = collect_items(rows, recipe, device, dtype)
     fit = fit_calibration(items, best_area=best_area, worst_area=worst_area, beta_quantile=beta_quantile)
     header = f"# grefine calibrate {Path(mos_csv).name} --recipe {recipe.name}: merge into a recipe\n"
-    (out / "calibration.toml").write_text(header + fit.toml(), encoding="utf-8")
+    write_text(out / "calibration.toml", header + fit.toml())
     data: dict[str, Any] = {
         "threshold": fit.threshold,
         "a_bound": fit.a_bound,

@@ -10,7 +10,6 @@ raises are skipped with a warning on stderr; the other commands keep working.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -32,23 +31,11 @@ class PluginCommand(click.Command):
 
     def load(self) -> click.Command:
         """The real command; ``UserError`` when it cannot be imported (a missing dependency)."""
-        from grefine_kit.errors import PluginError, UserError
+        from grefine_kit.errors import PluginError
+        from grefine_kit.registry import import_target
 
         if self._real is None:
-            module_name, _, attr = self.target.partition(":")
-            try:
-                obj: Any = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
-            except ImportError as exc:
-                raise UserError(
-                    f"command {self.name!r} (from {self.distribution}) cannot be imported: {exc}"
-                ) from exc
-            except AttributeError as exc:
-                raise PluginError(
-                    f"command {self.name!r} (from {self.distribution}) points at {self.target!r}, "
-                    "which does not exist"
-                ) from exc
+            obj = import_target(self.target, f"command {self.name!r}", self.distribution)
             if not isinstance(obj, click.Command):
                 raise PluginError(
                     f"command {self.name!r} (from {self.distribution}): {self.target!r} is not a "

@@ -16,6 +16,7 @@ import click
 
 from grefine_kit.cli.override_options import stash_options
 from grefine_kit.errors import UserError
+from grefine_kit.plugin_hints import install_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
 _META = "grefine.scale"
@@ -39,8 +40,7 @@ def scale_options(func: F) -> F:
             "--engine",
             default="local",
             show_default=True,
-            help="who runs the items: local, or an engine plugin (ray: pip install ./plugins/grefine-ray "
-            "in a grefine_kit checkout; not on PyPI)",
+            help=f"who runs the items: local, or an engine plugin (ray: {install_hint('grefine-ray')})",
         ),
         click.option(
             "--workers", type=click.IntRange(1, 100_000), default=None, help="engine workers (ray: actors)"

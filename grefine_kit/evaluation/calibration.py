@@ -142,12 +142,12 @@ def fit_calibration(
     phrase = [s for it in best for s in it.phrase_scores]
     beta = round(float(np.clip(np.quantile(phrase, beta_quantile), 0.01, 1.0)), 3) if phrase else None
     deficiency_best = [it.deficiency(a_bound) for it in best]
-    threshold = float(_TAU_GRID[-1])
-    for tau in _TAU_GRID:
-        if np.median([float((d > tau).mean()) for d in deficiency_best]) <= best_area:
-            threshold = float(tau)
-            break
-    got_best = float(np.median(mask_areas(best, threshold, a_bound)))
+
+    def best_median(tau: float) -> float:
+        return float(np.median([float((d > tau).mean()) for d in deficiency_best]))
+
+    threshold = next((float(tau) for tau in _TAU_GRID if best_median(tau) <= best_area), float(_TAU_GRID[-1]))
+    got_best = best_median(threshold)
     got_worst = float(np.median(mask_areas(worst, threshold, a_bound)))
     notes = []
     if got_worst < worst_area:

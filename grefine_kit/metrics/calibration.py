@@ -22,7 +22,6 @@ Row names are matched after normalising (lower case, ``_`` → ``-``): a registe
 from __future__ import annotations
 
 import csv
-import importlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
+from grefine_kit.metrics.base import MetricContext, metric_needs, score_with
 
 __all__ = [
     "CSV_NAME",
@@ -188,20 +188,6 @@ def calibration_targets(calibration: Calibration, registry: Any = None) -> list[
     return sorted(found.values(), key=lambda t: (order[t.row], t.kind, t.name))
 
 
-def _base_helper(name: str) -> Any:
-    """A helper of :mod:`grefine_kit.metrics.base` when this version has it (full-reference
-    metrics: ``metric_needs``, ``score_with``, ``MetricContext``), else None."""
-    return getattr(importlib.import_module("grefine_kit.metrics.base"), name, None)
-
-
-def metric_needs(metric: Any) -> frozenset[str]:
-    """What a built metric reads per image besides the image (``reference``, ``region``...)."""
-    helper = _base_helper("metric_needs")
-    if helper is not None:
-        return frozenset(helper(metric))
-    return frozenset(getattr(metric, "needs", ()) or ())
-
-
 def _unavailable_reason(part: Any, target: Target) -> str:
     """Why ``part`` cannot run here according to the cheap pre-flight checks ('' = it can)."""
     from grefine_kit.preflight import WEIGHTS, check_parts, fetch_command
@@ -231,16 +217,12 @@ def _scorer(target: Target, part: Any, calibration: Calibration) -> Callable[[An
             return float(raw if raw is not None else q.score * target.scale)
 
         return indicator_value
-    needs = metric_needs(part)
-    if not needs:
+    if not metric_needs(part):
         return lambda image, _name: float(part.score([image])[0]) * target.scale
-    score_with, context_type = _base_helper("score_with"), _base_helper("MetricContext")
-    if score_with is None or context_type is None:  # a metric with needs, but no protocol for them
-        raise UserError(f"metric {target.name!r} needs {sorted(needs)}, which this version cannot give")
 
     def reference_value(image: Any, name: str) -> float:
         (reference,) = _images(calibration.ref, [name])
-        context = context_type(reference=reference)
+        context = MetricContext(reference=reference)
         return float(score_with(part, [image], None, [context])[0]) * target.scale
 
     return reference_value

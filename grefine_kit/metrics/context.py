@@ -92,8 +92,9 @@ def build_context(
 
     ``input_image``: the refiner's input (an image, or a file to load); ``reference`` /
     ``region`` / ``refiner_mask``: files (an array is taken as the refiner's mask as it is).
-    A field not needed is not loaded; one that is needed but not given, or fails to load, is
-    None with a one-line reason in ``problems``."""
+    A field not needed is not loaded; one that is needed but not given stays None (``require``
+    then names the missing input); one that fails to load is None with its one-line reason in
+    ``problems``."""
     wanted = set(needs)
     problems: dict[str, str] = {}
     fields: dict[str, Any] = {}

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from grefine_kit.errors import UserError
+from grefine_kit.indicators.piqe import grey_levels
 
 __all__ = [
     "CONVENTIONS",
@@ -67,7 +68,6 @@ CONVENTIONS = ("canonical", "downsampled", "skimage")
 
 _L = 255.0
 _K1, _K2 = 0.01, 0.03
-_BT601 = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
 
 def _rgb(image: Any, what: str) -> np.ndarray:
@@ -196,7 +196,7 @@ def ssim_map(output: Any, reference: Any, convention: str = "canonical") -> tupl
     if convention != "skimage":
         f = downsample_factor(height, width) if convention == "downsampled" else 1
         taps, sample_cov = _gaussian_taps(), False
-        planes = [np.rint(arr.astype(np.float64) @ _BT601) for arr in (out, ref)]
+        planes = [grey_levels(arr).astype(np.float64) for arr in (out, ref)]  # whole levels: exact
         planes = [_box_down(p, f) for p in planes]
     else:
         f, taps, sample_cov = 1, np.full(7, 1.0 / 7), True
@@ -224,10 +224,11 @@ def ssim(output: Any, reference: Any, region: Any = None, convention: str = "can
     ``UserError`` on bad shapes, an image smaller than the window, or a region with no map
     pixel left.
     """
-    smap, f, r = ssim_map(output, reference, convention)
+    out, ref = _pair(output, reference)  # converted once; arrays pass through ssim_map as they are
+    smap, f, r = ssim_map(out, ref, convention)
     if region is None:
         return float(smap.mean())
-    height, width = _rgb(output, "output").shape[:2]
+    height, width = out.shape[:2]
     mask = _region_down(as_region(region, (height, width)), f)
     inside = mask[r : r + smap.shape[0], r : r + smap.shape[1]]
     if not inside.any():

@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.metrics.base import MetricBase, MetricContext, check_prompts
+from grefine_kit.metrics.base import MetricBase, MetricContext
 from grefine_kit.metrics.fidelity import CONVENTIONS, mask_iou, psnr, ssim, ssim_unmasked
 
 __all__ = [
@@ -56,7 +56,8 @@ def _area(context: MetricContext, area: str) -> np.ndarray | None:
 
 
 class _Fidelity(MetricBase):
-    """Shared plumbing: one value per image from ``_one(image, context)``."""
+    """Shared plumbing: one value per image from ``_one(image, context)``; no part here reads
+    the prompt."""
 
     name: ClassVar[str]
     needs_prompt: ClassVar[bool] = False
@@ -67,8 +68,6 @@ class _Fidelity(MetricBase):
         prompts: Sequence[str] | None = None,
         contexts: Sequence[MetricContext] | None = None,
     ) -> list[float]:
-        if self.needs_prompt:
-            check_prompts(self.name, images, prompts)
         checked = self.contexts_for(images, contexts)
         return [self._one(image, context) for image, context in zip(images, checked, strict=True)]
 

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from grefine_kit.errors import ImageError
+from grefine_kit.errors import ImageBombError, ImageError, ImageTooLargeError, NotAnImageError
 from grefine_serve.errors import ApiError
 
 __all__ = ["BodyLimit", "check_image", "safe_upload_name"]
@@ -132,9 +132,9 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[int, i
     except ImageError as exc:
         message = str(exc).replace("<bytes>", "upload")
         message = re.sub(r" \(raise it with .*\)$", "", message)
-        if "decompression bomb" in message:
+        if isinstance(exc, ImageBombError):
             raise ApiError(413, "decompression_bomb", message) from None
-        if "exceeds" in message:
+        if isinstance(exc, ImageTooLargeError):
             size = _declared_size(data)
             if size is not None and size[0] * size[1] * 3 > BOMB_RATIO * len(data):
                 raise ApiError(
@@ -144,7 +144,7 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[int, i
                     f"{size[0] * size[1] * 3:,} (a decompression bomb)",
                 ) from None
             raise ApiError(413, "too_many_pixels", message) from None
-        if "not an image" in message or "cannot read the image header" in message:
+        if isinstance(exc, NotAnImageError):
             raise ApiError(415, "not_an_image", message) from None
         raise ApiError(422, "bad_image", message) from None
     return image.size
