@@ -280,3 +280,23 @@ def test_the_oracle_arm_runs_through_a_manifest(tmp_path: Path):
 def test_restore_recipes_validate():
     for name in ("restore", "restore-global"):
         Recipe.load(name).validate()
+
+
+def test_deblur_leaves_in_focus_edges_alone_and_sharpens_blurred_ones():
+    from scipy import ndimage
+
+    from grefine_kit.stages.restore_methods import blur_width_weight, deblur
+
+    step = np.zeros((48, 48, 3))
+    step[:, 24:] = 0.8
+    step[:, 23] = 0.4  # an in-focus edge with one anti-aliased column
+    sharp_out = deblur(step)
+    # without the width gate, Richardson-Lucy pushes the anti-aliased column to 0 or 0.8 (a
+    # change of 0.4); the gate keeps 0.075 of it (its weight, smoothed, is 0.14 at the edge)
+    assert np.abs(sharp_out - step).max() < 0.1
+    assert blur_width_weight(step)[:, 22:25].max() < 0.2
+    soft = ndimage.gaussian_filter(step, (3.0, 3.0, 0), mode="reflect")
+    soft_out = deblur(soft)
+    grad = np.abs(np.diff(soft[24, :, 1])).max()
+    assert np.abs(np.diff(soft_out[24, :, 1])).max() > 1.2 * grad  # the blurred edge is sharpened
+    assert blur_width_weight(soft)[:, 20:28].min() > 0.95

@@ -17,7 +17,11 @@ same shape; the stage blends it with the input by its strength. All are determin
   removes the colour blocking of 4:2:0 subsampling.
 - ``deblur``: Richardson-Lucy deconvolution (10 iterations) per channel with a Gaussian PSF of
   σ 2 px (a conservative PSF, smaller than the blurs it meets), each value then clamped to the
-  range of its 3×3 neighbourhood in the input, so it sharpens without halos at highlights.
+  range of its 3×3 neighbourhood in the input, so it sharpens without halos at highlights; the
+  result is kept only where the local edges are at least as wide as the PSF
+  (:func:`blur_width_weight`): an in-focus edge deconvolved by σ 2 px is pushed to the extremes
+  of its neighbourhood (a negative optimisation of up to 100 grey levels per pixel, measured on
+  the retina photo's rim), so sharp edges in or next to a blurred part are left as they are.
 - ``wiener``: the mild pass: a local adaptive Wiener filter (Lee 1980) over 5×5 windows with the
   image's own estimated colour-noise level: where the image is clean (σ well under one grey
   level) it changes almost nothing; it is O(pixels) and fast at any size.
@@ -27,7 +31,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["METHODS", "deblock", "deblur", "denoise", "guided_filter", "noise_sigma", "restore", "wiener"]
+__all__ = [
+    "METHODS",
+    "blur_width_weight",
+    "deblock",
+    "deblur",
+    "denoise",
+    "guided_filter",
+    "noise_sigma",
+    "restore",
+    "wiener",
+]
 
 METHODS = ("denoise", "deblock", "deblur", "wiener")
 
@@ -137,7 +151,38 @@ def deblur(rgb: np.ndarray, psf_sigma: float = 2.0, iterations: int = 10) -> np.
     # keeps the sharpening and drops deconvolution's halos (ringing at highlights and edges)
     low = ndimage.minimum_filter(rgb, size=(3, 3, 1), mode="reflect")
     high = ndimage.maximum_filter(rgb, size=(3, 3, 1), mode="reflect")
-    return np.clip(out, low, high)
+    out = np.clip(out, low, high)
+    # deconvolving by a PSF of σ assumes the edges are at least that blurred: an edge sharper
+    # than the PSF is pushed to the extremes of its neighbourhood (a one-pixel edge loses its
+    # anti-aliased pixels), so the result is kept only where the edges are blurred enough
+    weight = blur_width_weight(rgb, psf_sigma)[..., None]
+    return rgb + weight * (out - rgb)
+
+
+#: the edge width (Gaussian σ, px) below which ``deblur`` leaves an edge alone: an in-focus edge
+#: measures about 0.8-1.2 px here (a one-pixel step: 0.8)
+SHARP_WIDTH = 1.2
+
+
+def blur_width_weight(rgb: np.ndarray, psf_sigma: float = 2.0) -> np.ndarray:
+    """Per pixel in [0, 1]: how far the local edge is blurred, 0 at ``SHARP_WIDTH`` px or below,
+    1 at ``psf_sigma`` or above. The width is a step edge's: a step of contrast ``C`` blurred by
+    a Gaussian of σ has a peak gradient ``C / (σ √(2π))``, so ``σ ≈ C / (√(2π) · peak |∇Y|)``,
+    with ``C`` the luma range over ±3 ``psf_sigma`` px and the peak gradient over 5×5 px; the
+    weight is then smoothed (Gaussian, σ 2 px) so that it never makes an edge of its own. Flat
+    areas (``C`` under 8 grey levels, where deconvolution changes little) get 1."""
+    from scipy import ndimage
+
+    y = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114) * 255.0
+    size = 2 * int(np.ceil(3 * psf_sigma)) + 1
+    high = ndimage.maximum_filter(y, size, mode="reflect")
+    contrast = high - ndimage.minimum_filter(y, size, mode="reflect")
+    grad = np.hypot(ndimage.sobel(y, 1), ndimage.sobel(y, 0)) / 8.0
+    peak = ndimage.maximum_filter(grad, 5, mode="reflect")
+    width = contrast / (np.sqrt(2.0 * np.pi) * np.maximum(peak, 1e-6))
+    weight = np.clip((width - SHARP_WIDTH) / max(psf_sigma - SHARP_WIDTH, 1e-6), 0.0, 1.0)
+    weight = np.where(contrast < 8.0, 1.0, weight)
+    return np.clip(ndimage.gaussian_filter(weight, 2.0, mode="reflect"), 0.0, 1.0)
 
 
 def wiener(rgb: np.ndarray, sigma: float, radius: int = 2) -> np.ndarray:
