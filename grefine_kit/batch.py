@@ -106,10 +106,21 @@ def refine_files(
 
 
 def _config(refiner: Any) -> str:
+    """The configuration part of every item's fingerprint: the recipe hash, plus the SHA-256 of
+    the local files the stages read beyond their models (LoRAs, a VAE), when any do."""
     from grefine_kit.recipe import Recipe
+    from grefine_kit.roles import STAGE_ROLES
+    from grefine_kit.stages.controls import stage_file_digests
 
     recipe_hash = refiner.hash if isinstance(refiner, Recipe) else getattr(refiner, "recipe_hash", "")
-    return recipe_hash or config_hash({"refiner": type(refiner).__qualname__})
+    base = recipe_hash or config_hash({"refiner": type(refiner).__qualname__})
+    if isinstance(refiner, Recipe):
+        stages = [refiner.build_part(spec) for role, spec in refiner.parts.items() if role in STAGE_ROLES]
+    else:
+        part = getattr(refiner, "part", None)
+        stages = [part(role) for role in STAGE_ROLES] if callable(part) else []
+    files = stage_file_digests(s for s in stages if s is not None)
+    return config_hash({"config": base, "files": files}) if files else base
 
 
 def _default_batch_size(refiner: Any) -> int:

@@ -27,7 +27,7 @@ import attrs
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.options import RefinerOptions
-from grefine_kit.parts import PartBase, capabilities
+from grefine_kit.parts import PartBase, as_part, capabilities
 from grefine_kit.regions.base import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role, role
 from grefine_kit.stage_runs import run_global, run_masked
@@ -126,14 +126,14 @@ class IndicatorBlock(Block):
     @property
     def needs_region(self) -> bool:
         """True when the part reads each item's own region mask (``region-map``)."""
-        return bool(getattr(self.part, "needs_region", False))
+        return as_part(self.part).needs_region
 
     def run(self, states: Sequence[RefineState]) -> None:
         if not states:
             return
         started = time.perf_counter()
-        prompts = [s.prompt for s in states] if self.part.needs_prompt else None
-        if self.needs_region:
+        prompts = [s.prompt for s in states] if as_part(self.part).needs_prompt else None
+        if self.needs_region:  # region-map: the items' own regions
             maps = self.part.score([s.original for s in states], prompts, regions=[s.region for s in states])
         else:
             maps = self.part.score([s.original for s in states], prompts)

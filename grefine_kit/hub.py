@@ -4,7 +4,8 @@ Two concerns: on a machine with no network, huggingface_hub retries a dead conne
 about 45 s per file and logs every retry; and users must be able to force offline mode.
 ``hub_reachable()`` answers quickly (a DNS lookup with a timeout), so loaders can go straight
 to a clear "weights missing" error, and ``quiet_hub_logs()`` hides the retry noise that our own
-one-line error replaces.
+one-line error replaces. ``cache_then_hub()`` is the one loop every loader (CLIP backbones,
+diffusers pipelines, metric weights) runs: the local cache first, then the hub when allowed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import urlparse
 
-__all__ = ["hub_reachable", "offline_requested", "quiet_hub_logs"]
+__all__ = ["cache_then_hub", "hub_reachable", "offline_requested", "quiet_hub_logs"]
+
+T = TypeVar("T")
 
 _OFFLINE_FLAGS = ("GREFINE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -82,3 +86,34 @@ def quiet_hub_logs() -> Iterator[None]:
     finally:
         for target in (*loggers, *handlers):
             target.removeFilter(drop)
+
+
+def cache_then_hub(
+    load: Callable[[bool], T],
+    missing: Callable[[BaseException], Exception],
+    *,
+    errors: tuple[type[BaseException], ...] = (Exception,),
+    cache_only: bool = False,
+) -> T:
+    """``load(cache_only=True)``: the local Hugging Face cache only (instant, works offline);
+    when that raises one of ``errors``, ``load(cache_only=False)`` from the hub, unless offline
+    mode is requested (:func:`offline_requested`), ``cache_only`` is set (a local source), or the
+    hub does not resolve (:func:`hub_reachable`; the client would retry a dead connection for
+    ~45 s). Hub log noise is hidden (:func:`quiet_hub_logs`).
+
+    When no attempt succeeds, raises ``missing(last error)`` without the chained traceback:
+    the caller's one-line message says what is missing and how to get it. An exception that is
+    not one of ``errors`` propagates at once (``load`` may raise its own ``UserError``)."""
+    attempts = [True] if cache_only or offline_requested() else [True, False]
+    error: BaseException | None = None
+    for only_cache in attempts:
+        if not only_cache and not hub_reachable():
+            error = error or OSError("the Hugging Face hub is not reachable")
+            break
+        try:
+            with quiet_hub_logs():
+                return load(only_cache)
+        except errors as exc:  # hub clients raise many types offline (OSError, HTTP errors, ...)
+            error = exc
+    assert error is not None  # at least one attempt ran and failed
+    raise missing(error) from None

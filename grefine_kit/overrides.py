@@ -123,7 +123,7 @@ def apply_overrides(recipe: Any, pairs: Sequence[tuple[str, Any]]) -> Any:
         except UserError as exc:
             message = str(exc).removeprefix(f"{source}: ")
             raise UserError(f"--set {key}={value!r}: {message}") from None
-    overrides = {**dict(getattr(recipe, "overrides", {}) or {}), **dict(pairs)}
+    overrides = {**dict(recipe.overrides), **dict(pairs)}
     return attrs.evolve(new, overrides=overrides, source=recipe.source)
 
 

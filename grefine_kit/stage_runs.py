@@ -39,6 +39,7 @@ def stage_report(result: StageResult, strength: float, steps: int) -> dict[str, 
         "steps_run": int(result.steps_run),
         "skipped": result.skipped,
         "seconds": float(result.seconds),
+        **({"previews": [int(k) for k, _ in result.previews]} if result.previews else {}),
     }
     if result.details:  # a stage's own findings (restore: the methods it chose)
         report["details"] = dict(result.details)
@@ -73,6 +74,10 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             seed=state.seed,
         )
         result = _checked(stage.run(request), state.image.size, "stage1")
+        if result.previews:
+            match = _matching(options)
+            shown = [(k, paste_back(state.image, im, mask.soft, *match)) for k, im in result.previews]
+            state.previews["stage1"] = shown
         state.image = paste_back(state.image, result.image, mask.soft, *_matching(options))
         return {**stage_report(result, strength, steps), "regions": None}
     current = state.image.copy()
@@ -106,6 +111,10 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             max_upscale=region.max_upscale,
         )
         result = _checked(stage.run(request), crop.size, f"stage1 on region {index}")
+        for k, im in result.previews:
+            whole = current.copy()
+            whole.paste(paste_back(crop, im, region.mask.soft, *_matching(options)), region.crop[:2])
+            state.previews.setdefault(f"stage1-region{index}", []).append((k, whole))
         current.paste(paste_back(crop, result.image, region.mask.soft, *_matching(options)), region.crop[:2])
         per_region.append({**entry, **stage_report(result, strength, steps), "seed": seed})
     state.image = current
@@ -143,6 +152,8 @@ def run_global(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
         seed=state.seed,
     )
     result = _checked(stage.run(request), state.image.size, "stage2")
+    if result.previews:
+        state.previews["stage2"] = list(result.previews)
     state.image = result.image
     return stage_report(result, options.delta, steps)
 

@@ -71,6 +71,8 @@ class RefineState:
     regions: tuple[Region, ...] | None = attrs.field(default=None, repr=False)
     region_prompts: RegionPrompts | None = attrs.field(default=None, repr=False)
     stages: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: intermediate whole-image previews per stage role, ``(step, image)`` (stage option previews)
+    previews: dict[str, list[tuple[int, Image.Image]]] = attrs.field(factory=dict, repr=False)
     timings: dict[str, float] = attrs.field(factory=dict)
 
     @classmethod

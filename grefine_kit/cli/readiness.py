@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grefine_kit.errors import UserError
+from grefine_kit.parts import as_part
 from grefine_kit.preflight import ensure_ready, fetch_command, recipe_parts
 
 
@@ -17,7 +18,7 @@ def check_indicator_ready(
     indicator: Any, name: str, *, recipe: str | None, prompts: Mapping[str, str] | str | None
 ) -> None:
     """``indicator`` can run here (weights, parser model, device) and has the prompts it needs."""
-    if getattr(indicator, "needs_prompt", False) and prompts is None:
+    if as_part(indicator).needs_prompt and prompts is None:
         raise UserError(f"{name} needs a prompt per image: give --prompt TEXT or --prompts CSV")
     ensure_ready({name: indicator}, fetch_command=fetch_command(recipe=recipe, indicator=name))
 

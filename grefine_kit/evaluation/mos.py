@@ -41,12 +41,16 @@ KINDS = ("perceptual", "alignment")
 
 
 def indicator_kind(indicator: Any) -> str:
-    """``"perceptual"`` or ``"alignment"``: the indicator's ``quality_kind`` attribute, else
-    ``"alignment"`` for indicators that need a prompt and ``"perceptual"`` for the others."""
-    kind = getattr(indicator, "quality_kind", None)
+    """``"perceptual"`` or ``"alignment"``: the indicator's declared ``quality_kind``
+    (:class:`grefine_kit.parts.PartBase`; by default ``"alignment"`` for indicators that need a
+    prompt and ``"perceptual"`` for the others)."""
+    from grefine_kit.parts import as_part
+
+    view = as_part(indicator)
+    kind = view.quality_kind
     if kind in KINDS:
-        return str(kind)
-    return "alignment" if getattr(indicator, "needs_prompt", False) else "perceptual"
+        return kind
+    return "alignment" if view.needs_prompt else "perceptual"
 
 
 def choose_mos_column(

@@ -13,6 +13,7 @@ import attrs
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.evaluation.correlation import LOGISTIC_MIN, LogisticFitError, krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
+from grefine_kit.parts import as_part
 from grefine_kit.runs.atomic import write_json
 from grefine_kit.scoring import score_files
 
@@ -108,7 +109,7 @@ def evaluate(
             notes.append("no logistic PLCC: it needs SciPy (pip install scipy)")
         except LogisticFitError as exc:
             notes.append(f"no logistic PLCC: {exc}")
-    name = str(getattr(indicator, "name", None) or type(indicator).__name__)
+    name = as_part(indicator).name
     result = Evaluation(
         indicator=name,
         n_rated=len(rows),

@@ -6,13 +6,15 @@ Light at import time: torch and the model code are imported inside the functions
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from grefine_kit.parts import PartBase
+from grefine_kit.parts import FILE, HubWeights, Missing, PartBase
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +29,8 @@ __all__ = [
     "check_device",
     "check_interpolation",
     "check_surgery_depth",
+    "clip_file_findings",
+    "clip_hub_weights",
     "cosine_to_score",
     "encode_in_groups",
     "fetch_backbone_weights",
@@ -139,6 +143,65 @@ def cosine_to_score(cos: float, slope: float = 10.0) -> float:
     return 1.0 / (1.0 + math.exp(-slope * cos))
 
 
+#: open_clip's hub repos for the OpenAI tags (what ``open_clip.create_model`` downloads); other
+#: (model, tag) pairs are looked up in open_clip's own table, which costs an open_clip import
+_OPENAI_HUB = {
+    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai",
+    "ViT-B-16": "timm/vit_base_patch16_clip_224.openai",
+    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai",
+    "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai",
+}
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _builtin_or_file(model: str, weights: str) -> bool:
+    """Random weights, the in-process tiny model, or a local file: nothing from the hub."""
+    if weights == "random" or weights.startswith("random:") or model == "grefine-tiny":
+        return True
+    return any(_looks_like_file(value) for value in (model.removeprefix("local-dir:"), weights))
+
+
+def _looks_like_file(value: str) -> bool:
+    return bool(value) and (os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors")))
+
+
+def clip_hub_weights(model: str, weights: str) -> HubWeights | None:
+    """The hub files open_clip loads for ``model`` + ``weights``; None when it loads nothing
+    from the hub (random, tiny, a local file) or not through it (a URL download or an unknown
+    pair: left to the loader). A tag outside the OpenAI ones imports open_clip's table."""
+    if _builtin_or_file(model, weights):
+        return None
+    if model.startswith("hf-hub:"):
+        return HubWeights(model[len("hf-hub:") :], ("open_clip_config.json",), label=f"CLIP weights {model}")
+    label = f"CLIP weights {model}/{weights}"
+    base = model.removesuffix("-quickgelu")
+    if weights == "openai" and base in _OPENAI_HUB:
+        return HubWeights(_OPENAI_HUB[base], _OPEN_CLIP_FILES, label=label)
+    try:  # another tag: open_clip's table (imports open_clip, a few seconds, still before any load)
+        from open_clip.pretrained import get_pretrained_cfg
+    except ImportError:
+        return None
+    hub = str(get_pretrained_cfg(model, weights).get("hf_hub", ""))
+    if not hub:
+        return None
+    if hub.endswith("/"):
+        return HubWeights(hub.rstrip("/"), _OPEN_CLIP_FILES, label=label)
+    repo, filename = os.path.split(hub)
+    return HubWeights(repo, (filename,), label=label)
+
+
+def clip_file_findings(model: str, weights: str) -> list[Missing]:
+    """A finding for a local CLIP file named by ``model``/``weights`` that does not exist."""
+    if weights == "random" or weights.startswith("random:") or model == "grefine-tiny":
+        return []
+    for value in (model.removeprefix("local-dir:"), weights):
+        if _looks_like_file(value):
+            if Path(value).expanduser().exists():
+                return []
+            return [Missing(f"CLIP file {value}", kind=FILE, fix="fix the path in the recipe")]
+    return []
+
+
 _positive_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
@@ -181,6 +244,17 @@ class ClipIndicator(PartBase):
     def fetch_weights(self) -> list[str]:
         """Download the CLIP backbone into the local caches (for ``grefine fetch-weights``)."""
         return fetch_backbone_weights(self)
+
+    def required_weights(self) -> list[HubWeights]:
+        """The CLIP backbone's hub files (none for random, tiny or local weights)."""
+        found = clip_hub_weights(self.model, self.weights)
+        return [found] if found is not None else []
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks; a local CLIP file that is not there."""
+        from grefine_kit.preflight import check_device as device_findings
+
+        return device_findings(self.device) + clip_file_findings(self.model, self.weights)
 
     def encode_groups(
         self, backbone: SurgeryCLIP, images: Sequence[Image.Image]

@@ -45,7 +45,9 @@ from grefine_kit.indicators.alignment_rules import (
     decide_alignment,
     defect_map,
 )
+from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
+from grefine_kit.parts import Missing
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -127,7 +129,7 @@ def _beta(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
 
 
 def _check_parser_instance(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(getattr(value, "parse", None)):
+    if value is not None and not isinstance(value, Parser):
         raise ValueError(
             f"{attribute.name} must be a parser object with parse(prompt) (Python only), or None"
         )
@@ -189,11 +191,12 @@ class AQMap(ClipIndicator):
 
     def spacy_pipeline(self) -> Any:
         """The spaCy pipeline of the ``spacy`` parser in use (parser mode ``reference``)."""
+        from grefine_kit.parsers.spacy_parser import SpacyParser
+
         parser = self.get_parser()
-        load = getattr(parser, "load", None)
-        if not callable(load):
+        if not isinstance(parser, SpacyParser):
             raise UserError("aq-map: parser mode 'reference' needs the spaCy parser (parser = 'spacy')")
-        return load()
+        return parser.load()
 
     @property
     def template_list(self) -> tuple[str, ...]:
@@ -209,6 +212,12 @@ class AQMap(ClipIndicator):
 
             self._parser_obj = create_part("parser", self.parser, **self.parser_options)
         return self._parser_obj
+
+    def preflight(self) -> list[Missing]:
+        """The CLIP checks, and what the built-in parser named by ``parser`` lacks here."""
+        from grefine_kit.preflight import check_parser
+
+        return super().preflight() + check_parser(self.parser, self.parser_options)
 
     def fetch_weights(self) -> list[str]:
         """Download the CLIP backbone, then check that the parser's model is installed: NLP

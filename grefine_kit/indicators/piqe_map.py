@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from grefine_kit.indicators.piqe import BLOCK, grey_levels, pad_to_blocks, piqe
+from grefine_kit.parts import PartBase
 from grefine_kit.types import QualityMap
 
 __all__ = ["PiqeMap", "detail_loss"]
@@ -144,7 +145,7 @@ def _upsample_blocks(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 @attrs.define(kw_only=True)
-class PiqeMap:
+class PiqeMap(PartBase):
     """PIQE + loss-of-detail quality map (no weights, numpy only; see the module docstring).
 
     Options:

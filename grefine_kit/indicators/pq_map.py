@@ -33,6 +33,7 @@ from grefine_kit.indicators.learned_prompts import (
     save_prompt_checkpoint,
     verify_builtin_prompts,
 )
+from grefine_kit.parts import FILE, Missing
 from grefine_kit.types import QualityMap
 
 if TYPE_CHECKING:
@@ -259,6 +260,17 @@ class PQMap(ClipIndicator):
         if self._table is None:
             self._table = self.text_table(backbone)
         return backbone
+
+    def preflight(self) -> list[Missing]:
+        """The CLIP checks, and the first learned-prompt checkpoint file that is not there."""
+        found = super().preflight()
+        if isinstance(self.prompt_checkpoints, tuple):
+            found += [
+                Missing(f"prompt checkpoint {p}", kind=FILE, fix="fix prompt_checkpoints in the recipe")
+                for p in self.prompt_checkpoints
+                if not Path(p).expanduser().is_file()
+            ][:1]
+        return found
 
     def fetch_weights(self) -> list[str]:
         """Download the CLIP backbone; report and checksum the prompt files (``grefine fetch-weights``)."""

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.errors import ImageError
+from grefine_kit.parts import PartBase
 from grefine_kit.types import QualityMap
 
 __all__ = ["RegionMap", "read_region"]
@@ -44,7 +45,7 @@ def read_region(path: str | os.PathLike[str], size: tuple[int, int] | None = Non
 
 
 @attrs.define(kw_only=True)
-class RegionMap:
+class RegionMap(PartBase):
     """The item's region as the map (no options; see the module docstring)."""
 
     needs_prompt: ClassVar[bool] = False

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from grefine_kit.errors import MissingDependencyError
-from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
+from grefine_kit.hub import cache_then_hub
 
 __all__ = ["hub_file", "is_local", "split_hub_file", "with_offline_rules"]
 
@@ -34,23 +34,16 @@ def split_hub_file(value: str) -> tuple[str, str]:
 
 
 def with_offline_rules(what: str, load: Callable[[bool], T], hint: str) -> T:
-    """Call ``load(cache_only)``: first from the cache only, then (if allowed) from the hub.
+    """Call ``load(cache_only)`` the way :func:`grefine_kit.hub.cache_then_hub` does: first from
+    the cache only, then (if allowed) from the hub. ``what`` names the weights in the error;
+    ``hint`` says how to get them."""
 
-    ``what`` names the weights in the error; ``hint`` says how to get them."""
-    attempts = [True] if offline_requested() else [True, False]
-    error: BaseException | None = None
-    for cache_only in attempts:
-        if not cache_only and not hub_reachable():
-            error = error or OSError("the Hugging Face hub is not reachable")
-            break
-        try:
-            with quiet_hub_logs():
-                return load(cache_only)
-        except Exception as exc:  # hub clients raise many types offline (OSError, HTTP errors, ...)
-            error = exc
-    raise MissingDependencyError(
-        f"{what} is not available on this machine ({type(error).__name__}: {str(error)[:200]}). {hint}"
-    ) from error
+    def missing(error: BaseException) -> MissingDependencyError:
+        return MissingDependencyError(
+            f"{what} is not available on this machine ({type(error).__name__}: {str(error)[:200]}). {hint}"
+        )
+
+    return cache_then_hub(load, missing)
 
 
 def hub_file(value: str, what: str) -> str:

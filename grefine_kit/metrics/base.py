@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from grefine_kit.errors import UserError
+from grefine_kit.parts import PartBase, as_part
 
 __all__ = [
     "METRIC_NEEDS",
@@ -108,8 +109,9 @@ class MetricContext:
                 raise UserError(f"metric {metric!r} needs {need}: {why}")
 
 
-class MetricBase:
-    """Base for metrics that declare what they need per image (``needs``, default nothing).
+class MetricBase(PartBase):
+    """Base for metrics that declare what they need per image (``needs``, default nothing);
+    the capabilities of every part (:class:`grefine_kit.parts.PartBase`) come with it.
 
     Subclasses set ``needs`` to a frozenset of :data:`METRIC_NEEDS` and implement
     ``score(images, prompts=None, contexts=None)``; ``contexts`` holds one
@@ -125,7 +127,7 @@ class MetricBase:
     ) -> list[MetricContext]:
         """``contexts`` checked: one per image, each holding every declared need (else
         ``UserError`` naming the first missing one)."""
-        name = str(getattr(self, "name", type(self).__name__))
+        name = self.name
         if contexts is None:
             if not self.needs or not images:
                 return [MetricContext() for _ in images]
@@ -193,14 +195,18 @@ def _json_float(value: float) -> float | str:
 
 
 def describe(metric: Any, name: str | None = None, licence: str = "") -> MetricInfo:
-    """The ``MetricInfo`` of a built metric (``name`` overrides the metric's own label)."""
-    lo, hi = getattr(metric, "score_range", (-math.inf, math.inf))
+    """The ``MetricInfo`` of a built metric (``name`` overrides the metric's own label;
+    ``licence`` is the registry entry's). Range, prompt and label are the metric's declared
+    capabilities (:func:`grefine_kit.parts.as_part`: a metric that only follows the protocol
+    gives them as protocol members)."""
+    view = as_part(metric)
+    lo, hi = view.score_range
     return MetricInfo(
-        name=name or str(getattr(metric, "name", type(metric).__name__)),
+        name=name or view.name,
         lower_better=bool(metric.lower_better),
         score_range=(float(lo), float(hi)),
-        needs_prompt=bool(metric.needs_prompt),
-        licence=licence or str(getattr(metric, "licence", "") or ""),
+        needs_prompt=view.needs_prompt,
+        licence=licence,
         needs=tuple(sorted(metric_needs(metric))),
     )
 

@@ -31,6 +31,7 @@ import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.metrics.base import MetricContext, metric_needs, score_with
+from grefine_kit.parts import as_part
 
 __all__ = [
     "CSV_NAME",
@@ -250,7 +251,7 @@ def run_target(
     if reason:
         return CheckResult(target, official, unavailable=reason)
     if target.kind == "metric":
-        if getattr(part, "needs_prompt", False):
+        if as_part(part).needs_prompt:
             return CheckResult(target, official, unavailable="needs a prompt per image (the folder has none)")
         extra = metric_needs(part) - {"reference"}
         if extra:

@@ -21,8 +21,9 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.indicators._clip_common import check_device
-from grefine_kit.metrics.base import check_prompts
+from grefine_kit.indicators._clip_common import check_device, clip_file_findings, clip_hub_weights
+from grefine_kit.metrics.base import MetricBase, check_prompts
+from grefine_kit.parts import HubWeights, Missing
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +79,7 @@ def _cosines(backbone: SurgeryCLIP, images: Sequence[Image.Image], texts: Sequen
 
 
 @attrs.define(kw_only=True)
-class _OpenClipMetric:
+class _OpenClipMetric(MetricBase):
     device: str = attrs.field(default="auto", validator=check_device)
     dtype: str = attrs.field(default="float32", validator=attrs.validators.in_(_DTYPES))
     batch_size: int = attrs.field(default=16, validator=_pos_int)
@@ -89,6 +90,12 @@ class _OpenClipMetric:
 
     def _spec(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks."""
+        from grefine_kit.preflight import check_device as device_findings
+
+        return device_findings(self.device)
 
     def backbone(self) -> SurgeryCLIP:
         """The shared open_clip backbone (loaded on first use)."""
@@ -119,6 +126,15 @@ class CLIPScore(_OpenClipMetric):
     def score_range(self) -> tuple[float, float]:
         return (0.0, self.w)
 
+    def required_weights(self) -> list[HubWeights]:
+        """The open_clip backbone's hub files (none for local or random weights)."""
+        found = clip_hub_weights(self.model, self.weights)
+        return [found] if found is not None else []
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks; a local CLIP file that is not there."""
+        return super().preflight() + clip_file_findings(self.model, self.weights)
+
     def _spec(self) -> Any:
         from grefine_kit.models.loading import BackboneSpec
 
@@ -148,6 +164,16 @@ class HPSv2(_OpenClipMetric):
 
     name: ClassVar[str] = "hpsv2"
     score_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+
+    def required_weights(self) -> list[HubWeights]:
+        """The HPS checkpoint when it is a hub file (a local one is checked on load)."""
+        from grefine_kit.metrics._hub import is_local, split_hub_file
+
+        value = self.checkpoint or HPS_CHECKPOINTS[self.version]
+        if is_local(value):
+            return []
+        repo, filename = split_hub_file(value)
+        return [HubWeights(repo, (filename,), label=f"HPSv2 checkpoint {value}")]
 
     def checkpoint_file(self) -> str:
         """The local checkpoint path (fetched from the hub cache, or the network, on first use)."""

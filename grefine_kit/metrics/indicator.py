@@ -12,13 +12,14 @@ from typing import Any
 import attrs
 from PIL import Image
 
-from grefine_kit.metrics.base import check_prompts
+from grefine_kit.metrics.base import MetricBase, check_prompts
+from grefine_kit.parts import HubWeights, Missing, as_part
 
 __all__ = ["IndicatorMetric", "aq_map_metric", "pq_map_metric"]
 
 
 @attrs.define
-class IndicatorMetric:
+class IndicatorMetric(MetricBase):
     """A registered indicator's image score as a metric (higher = better, range [0, 1]).
 
     Options: ``indicator`` (registry name, default ``"pq-map"``) and ``options``, the
@@ -37,7 +38,15 @@ class IndicatorMetric:
 
     @property
     def needs_prompt(self) -> bool:
-        return bool(self._built().needs_prompt)
+        return as_part(self._built()).needs_prompt
+
+    def required_weights(self) -> list[HubWeights]:
+        """The wrapped indicator's."""
+        return as_part(self._built()).required_weights()
+
+    def preflight(self) -> list[Missing]:
+        """The wrapped indicator's."""
+        return as_part(self._built()).preflight()
 
     def _built(self) -> Any:
         if self._part is None:

@@ -18,7 +18,8 @@ from PIL import Image
 from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import check_device
 from grefine_kit.metrics._hub import is_local, with_offline_rules
-from grefine_kit.metrics.base import check_prompts
+from grefine_kit.metrics.base import MetricBase, check_prompts
+from grefine_kit.parts import HubWeights, Missing
 
 __all__ = ["PickScore", "clear_pickscore_cache"]
 
@@ -57,7 +58,7 @@ def _features(output: Any) -> Any:
 
 
 @attrs.define(kw_only=True)
-class PickScore:
+class PickScore(MetricBase):
     """PickScore (``pickscore``): ``logit_scale.exp() · cos``; higher = better; needs a prompt.
 
     Options: ``model`` (hub id or folder of a transformers ``CLIPModel``), ``processor`` (hub id or
@@ -81,6 +82,21 @@ class PickScore:
     lower_better: ClassVar[bool] = False
     needs_prompt: ClassVar[bool] = True
     score_range: ClassVar[tuple[float, float]] = (-100.0, 100.0)
+
+    def required_weights(self) -> list[HubWeights]:
+        """The hub model and processor (none for local folders)."""
+        named = (("PickScore model", self.model), ("PickScore processor", self.processor))
+        return [
+            HubWeights(repo, ("config.json", "preprocessor_config.json"), label=f"{what} {repo}")
+            for what, repo in named
+            if not is_local(repo)
+        ]
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks."""
+        from grefine_kit.preflight import check_device as device_findings
+
+        return device_findings(self.device)
 
     def load(self) -> tuple[Any, Any]:
         """``(CLIPModel, processor)``, shared per (model, processor, device, dtype) in this process."""

@@ -15,13 +15,15 @@ import attrs
 import numpy as np
 from PIL import Image
 
+from grefine_kit.metrics.base import MetricBase
+
 __all__ = ["PiqeMetric"]
 
 _threshold = [attrs.validators.instance_of(float), attrs.validators.gt(0.0)]
 
 
 @attrs.define(kw_only=True)
-class PiqeMetric:
+class PiqeMetric(MetricBase):
     """PIQE (``piqe``), 0..100, lower = better; images need at least one 16×16 block.
 
     Options: ``activity_threshold`` (0.1: block variance above which a block counts) and

@@ -31,7 +31,7 @@ import torch
 
 from grefine_kit.devices import DTYPE_NAMES, check_device, resolve_device, resolve_dtype, resolve_dtype_name
 from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
-from grefine_kit.hub import hub_reachable, offline_requested, quiet_hub_logs
+from grefine_kit.hub import cache_then_hub, hub_reachable, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
 
@@ -252,28 +252,21 @@ def _open_clip_create(model_name: str, weights: str | None, spec: BackboneSpec) 
         if get_pretrained_cfg(model_name, weights).get("quick_gelu", False):
             extra["force_quick_gelu"] = True
     local = model_name.startswith("local-dir:")
-    attempts = [True] if local or offline_requested() else [True, False]
-    error: BaseException | None = None
-    for cache_only in attempts:
-        if not cache_only and not hub_reachable():
-            # huggingface_hub would retry a dead connection for ~45 s: fail now instead
-            error = error or OSError("the Hugging Face hub is not reachable")
-            break
-        try:
-            # First from the local cache only (instant); then, unless offline is requested, from the
-            # network.
-            with _hf_cache_only(cache_only), quiet_hub_logs():
-                model = open_clip.create_model(
-                    model_name, pretrained=weights, require_pretrained=require, **extra
-                )
-                tokenizer = open_clip.get_tokenizer(model_name)
-            return model, tokenizer
-        except (OSError, RuntimeError, ValueError) as exc:
-            # open_clip / huggingface_hub raise these when a download is impossible (offline, no cache).
-            if model_name.startswith("local-dir:"):
-                raise UserError(f"cannot load {model_name}: {exc}") from exc
-            error = exc
-    raise _missing(spec, f"{type(error).__name__}: {str(error)[:200]}") from None
+
+    def load(cache_only: bool) -> tuple[Any, Any]:
+        with _hf_cache_only(cache_only):
+            model = open_clip.create_model(
+                model_name, pretrained=weights, require_pretrained=require, **extra
+            )
+            return model, open_clip.get_tokenizer(model_name)
+
+    def missing(error: BaseException) -> Exception:
+        if local:
+            return UserError(f"cannot load {model_name}: {error}")
+        return _missing(spec, f"{type(error).__name__}: {str(error)[:200]}")
+
+    # open_clip / huggingface_hub raise these when a download is impossible (offline, no cache)
+    return cache_then_hub(load, missing, errors=(OSError, RuntimeError, ValueError), cache_only=local)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ class ReportItem:
         """The mean of the scores present (what the table sorts by first)."""
         values = [v for v in self.scores.values() if isinstance(v, (int, float)) and math.isfinite(v)]
         return sum(values) / len(values) if values else None
+
+
+#: ``<stem>.<stage role>.stepNNN.png``: a stage's intermediate preview
+_PREVIEW = re.compile(r"(stage[\w-]*)\.step(\d+)")
 
 
 def _existing(path: Path | None) -> Path | None:
@@ -132,6 +137,8 @@ def _overlays(folder: Path, stem: str) -> tuple[dict[str, Path], Path | None]:
             mask = path.absolute()
         elif tag in _TAGS:
             heatmaps.setdefault(_TAGS[tag], path.absolute())
+        elif (step := _PREVIEW.fullmatch(tag)) is not None:  # stage option previews
+            heatmaps.setdefault(f"{step[1]} step {int(step[2])}", path.absolute())
     return heatmaps, mask
 
 

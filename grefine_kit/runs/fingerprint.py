@@ -35,15 +35,18 @@ def indicator_config(indicator: Any) -> dict[str, Any]:
     (scalars, strings and sequences of them; model objects and devices are left out)."""
     import attrs
 
+    from grefine_kit.parts import as_part
+
     config: dict[str, Any] = {
-        "indicator": str(getattr(indicator, "name", None) or type(indicator).__qualname__),
+        "indicator": as_part(indicator).name,
         "class": f"{type(indicator).__module__}.{type(indicator).__qualname__}",
     }
     if attrs.has(type(indicator)):
+        values = attrs.asdict(indicator, recurse=False)
         for field in attrs.fields(type(indicator)):
             if not field.init or field.name in ("device", "batch_size"):  # no effect on results
                 continue
-            value = getattr(indicator, field.name, None)
+            value = values.get(field.name)
             if isinstance(value, (str, int, float, bool, type(None))) or (
                 isinstance(value, (tuple, list))
                 and all(isinstance(v, (str, int, float, bool, tuple, list)) for v in value)

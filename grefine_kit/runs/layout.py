@@ -125,5 +125,9 @@ class OutputNames:
     def heatmap(self, role: str | None = None) -> str:
         return f"{self.stem}.{role}.heatmap.png" if role else f"{self.stem}.heatmap.png"
 
+    def preview(self, role: str, step: int) -> str:
+        """An intermediate image of stage ``role`` after denoising step ``step``."""
+        return f"{self.stem}.{role}.step{step:03d}.png"
+
     def raw_map(self, role: str | None = None) -> str:
         return f"{self.stem}.{role}.map.npy" if role else f"{self.stem}.map.npy"

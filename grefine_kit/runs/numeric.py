@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from grefine_kit.errors import NonFiniteError
+from grefine_kit.types import QualityMap
 
 __all__ = ["check_finite", "check_quality_map"]
 
@@ -20,11 +21,11 @@ def check_finite(values: Any, what: str) -> None:
         raise NonFiniteError(f"non-finite output: {what} has {n_bad} NaN/inf value(s)")
 
 
-def check_quality_map(qm: Any, what: str) -> None:
-    """A QualityMap's ``score`` and ``map`` must be finite."""
-    if qm is None:
+def check_quality_map(qm: object, what: str) -> None:
+    """A QualityMap's ``score`` and ``map`` must be finite (anything else, None included, is
+    not checked here)."""
+    if not isinstance(qm, QualityMap):
         return
-    score = getattr(qm, "score", None)
-    if isinstance(score, float) and not math.isfinite(score):
-        raise NonFiniteError(f"non-finite output: {what} score is {score}")
-    check_finite(getattr(qm, "map", 0.0), f"{what} map")
+    if not math.isfinite(qm.score):
+        raise NonFiniteError(f"non-finite output: {what} score is {qm.score}")
+    check_finite(qm.map, f"{what} map")

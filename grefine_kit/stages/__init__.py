@@ -13,8 +13,8 @@ __all__ = ["Stage", "StageRequest", "StageResult", "derive_seed", "required_weig
 
 
 def required_weights(stage: Any) -> list[str]:
-    """Hub ids a diffusers stage needs downloaded (``grefine fetch-weights``); [] for other
-    stages (they declare their downloads through ``PartBase.fetch_weights``)."""
-    from grefine_kit.stages.diffusion import _DiffusersStage
+    """The hub repos ``stage`` declares it loads (``PartBase.required_weights``); [] for a
+    stage that declares none."""
+    from grefine_kit.parts import as_part
 
-    return list(stage.required_weights()) if isinstance(stage, _DiffusersStage) else []
+    return [w.repo for w in as_part(stage).required_weights()]

@@ -80,13 +80,16 @@ class StageRequest:
 @attrs.frozen
 class StageResult:
     """What a stage did: the output image (same size as the request's), the denoising steps it
-    actually ran, why it skipped (None if it ran), its wall time in seconds, and optional
-    JSON-able ``details`` the refiner copies into its report (e.g. the methods ``restore`` chose)."""
+    actually ran, why it skipped (None if it ran), its wall time in seconds, intermediate
+    ``previews`` as ``(step, image)`` pairs at the output's size (stage option ``previews``), and
+    optional JSON-able ``details`` the refiner copies into its report (e.g. the methods
+    ``restore`` chose)."""
 
     image: Image.Image = attrs.field(eq=False)
     steps_run: int = 0
     skipped: str | None = None
     seconds: float = 0.0
+    previews: tuple[tuple[int, Image.Image], ...] = attrs.field(default=(), eq=False)
     details: dict[str, Any] = attrs.field(factory=dict, eq=False)
 
 

@@ -11,6 +11,13 @@ sequence positions ``1 .. n`` where ``n`` is the number of tokens the encoder's 
 the phrase without its BOS/EOS (capped at the sequence length minus 2). Position 0 (BOS: the
 same for every text, an attention sink) and the phrase's EOS and padding positions are left as
 the prompt has them; otherwise BOS would be scaled by ``1 + 0.1·k`` for ``k`` phrases.
+
+Per family (:mod:`grefine_kit.stages.families`), following each text-encoder layout:
+SD 1.x one CLIP; SDXL two CLIPs side by side in the features, plus the pooled CLIP-G; SD3 the
+two CLIPs side by side (padded to the T5 width) for the first 77 positions, then the T5 tokens
+(positions ``77 .. 77 + n - 1``: T5 has no BOS, its EOS is left out), plus the pooled CLIPs;
+FLUX the T5 tokens alone (positions ``0 .. n - 1``) plus the pooled CLIP. FLUX has no
+classifier-free guidance, so no negative embeddings.
 """
 
 from __future__ import annotations
@@ -80,8 +87,35 @@ def is_sdxl_family(pipe: Any) -> bool:
     return "tokenizer_2" in getattr(pipe, "components", {})
 
 
+#: T5 sequence length used for SD3/FLUX prompts (the pipelines' defaults are 256 / 512 tokens;
+#: eq. 7 prompts are short, and the length must be the same for the prompt and its phrases)
+T5_LENGTH = 256
+_CLIP_LENGTH = 77
+
+
 def _encode(pipe: Any, text: str, device: Any, guidance: bool, negative: str) -> tuple[Any, ...]:
     """``(embeds, negative_embeds, pooled, negative_pooled)``; pooled entries None for SD 1.x."""
+    from grefine_kit.stages.families import family
+
+    fam = family(pipe)
+    if fam == "sd3":
+        return tuple(
+            pipe.encode_prompt(
+                prompt=text,
+                prompt_2=None,
+                prompt_3=None,
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=guidance,
+                negative_prompt=negative or None,
+                max_sequence_length=T5_LENGTH,
+            )
+        )
+    if fam.startswith("flux"):
+        embeds, pooled, _ids = pipe.encode_prompt(
+            prompt=text, prompt_2=None, device=device, max_sequence_length=T5_LENGTH
+        )
+        return embeds, None, pooled, None
     if is_sdxl_family(pipe):
         return tuple(
             pipe.encode_prompt(
@@ -118,8 +152,13 @@ def content_mask(pipe: Any, phrase: str, shape: Sequence[int]) -> Any:
     do not add up to ``D`` (an unusual pipeline), the longest content length is used for all of it."""
     import torch
 
+    from grefine_kit.stages.families import family
+
     length, width = int(shape[-2]), int(shape[-1])
     mask = torch.zeros(1, length, width)
+    fam = family(pipe)
+    if fam == "sd3" or fam.startswith("flux"):
+        return _transformer_mask(pipe, phrase, mask, fam)
     encoders = _encoders(pipe)
     if encoders and sum(w for _, w in encoders) == width:
         start = 0
@@ -131,6 +170,26 @@ def content_mask(pipe: Any, phrase: str, shape: Sequence[int]) -> Any:
         tokenizers = [t for t, _ in encoders] or [pipe.tokenizer]
         n = max(_content_tokens(t, phrase, length) for t in tokenizers)
         mask[:, 1 : 1 + n] = 1.0
+    return mask
+
+
+def _transformer_mask(pipe: Any, phrase: str, mask: Any, fam: str) -> Any:
+    """SD3 / FLUX layouts (module docstring)."""
+    length = int(mask.shape[1])
+    t5 = pipe.tokenizer_3 if fam == "sd3" else pipe.tokenizer_2
+    start = _CLIP_LENGTH if fam == "sd3" else 0
+    if fam == "sd3":
+        column = 0
+        clips = ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))
+        for tokenizer, encoder in clips:
+            w = int(encoder.config.hidden_size)
+            n = _content_tokens(tokenizer, phrase, _CLIP_LENGTH)
+            mask[:, 1 : 1 + n, column : column + w] = 1.0
+            column += w
+    if t5 is not None and length > start:
+        ids = t5(phrase, truncation=True, max_length=length - start).input_ids
+        n = max(0, len(ids) - 1)  # T5: no BOS, one EOS
+        mask[:, start : start + n] = 1.0
     return mask
 
 
@@ -171,7 +230,7 @@ def encode_conditioning(
     out: dict[str, Any] = {"prompt_embeds": embeds}
     if pooled is not None:
         out["pooled_prompt_embeds"] = pooled
-    if guidance:
+    if guidance and negative_embeds is not None:
         out["negative_prompt_embeds"] = negative_embeds
         if negative_pooled is not None:
             out["negative_pooled_prompt_embeds"] = negative_pooled

@@ -21,10 +21,17 @@ from PIL import Image
 
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.devices import DTYPE_NAMES, check_runnable
-from grefine_kit.parts import PartBase
+from grefine_kit.parts import HubWeights, Missing, PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
-from grefine_kit.stages.loading import download_weights, load_pipeline, parse_model
+from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs
+from grefine_kit.stages.controls import LoraSpec, parse_loras
+from grefine_kit.stages.families import default_guidance, native_resolution, size_multiple, uses_cfg
+from grefine_kit.stages.loading import download_weights, load_pipeline
+from grefine_kit.stages.schedulers import check_scheduler_name
+from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
+from grefine_kit.stages.stepping import step_callback
+from grefine_kit.stages.weights import stage_findings, stage_hub_weights
 from grefine_kit.strength import STEP_RULES, schedule_for, steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
@@ -39,9 +46,10 @@ RESIZE_MODES = ("model", "input")
 
 
 def working_size(
-    size: tuple[int, int], resolution: int, mode: str = "model", max_upscale: float = 0.0
+    size: tuple[int, int], resolution: int, mode: str = "model", max_upscale: float = 0.0, multiple: int = 8
 ) -> tuple[int, int]:
-    """The ``(width, height)`` the pipeline runs at, multiples of 8.
+    """The ``(width, height)`` the pipeline runs at, multiples of ``multiple`` (8; 16 for SD3 and
+    FLUX with their real VAEs).
 
     ``model``: the image's aspect ratio at an area of about ``resolution²`` (what SD models are
     trained for), enlarged at most ``max_upscale`` times when that is > 0 (a small region crop
@@ -49,12 +57,13 @@ def working_size(
     image size rounded up to a multiple of 8 (padding, no resampling).
     """
     w, h = size
+    m = multiple
     if mode == "input":
-        return (math.ceil(w / 8) * 8, math.ceil(h / 8) * 8)
+        return (math.ceil(w / m) * m, math.ceil(h / m) * m)
     scale = resolution / math.sqrt(w * h)
     if max_upscale > 0:
         scale = min(scale, max_upscale)
-    return (max(8, round(w * scale / 8) * 8), max(8, round(h * scale / 8) * 8))
+    return (max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m))
 
 
 def _to_working(
@@ -96,12 +105,27 @@ class _DiffusersStage(PartBase):
     cpu_offload: accelerate's model CPU offload (CUDA only; saves GPU memory, slower).
     variant / revision: hub file variant (e.g. ``fp16``) and git revision.
     config / arch: for single files: the diffusers config (folder or hub id) and ``sdxl``/``sd``.
-    guidance_scale: classifier-free guidance, a finite number >= 0; <= 1 turns it off.
+    guidance_scale: classifier-free guidance, a finite number >= 0; <= 1 turns it off; unset:
+        the model family's default (:mod:`grefine_kit.stages.families`; FLUX's is its distilled
+        guidance input, not CFG).
     negative_prompt: text the pipeline steers away from.
     resolution: working-area side in px, at most 8192; 0 = the model's native one (UNet sample
         size × VAE factor).
     resize: ``model`` (resample to ~resolution² area) or ``input`` (pad to a multiple of 8).
     use_emphasis: add the emphasised phrases to the conditioning (paper eq. 7).
+    lora: LoRA ``.safetensors`` files for this stage alone, each with a scale
+        (:mod:`grefine_kit.stages.controls`); default none.
+    scheduler: a diffusers scheduler class or a sampler name (``"Euler a"``, ``"DPM++ 2M
+        Karras"``; :mod:`grefine_kit.stages.schedulers`); ``""`` keeps the model's.
+    vae: a VAE (folder, ``.safetensors`` file or hub id) replacing the model's; ``""`` keeps it.
+    vae_tiling / vae_slicing: decode (and encode) the latents in tiles / one image at a time:
+        bounded memory on large images; tiling changes pixels slightly at tile seams.
+    attention_slicing: ``""`` (off), ``"auto"`` or a slice size: attention in slices (less
+        peak memory, slower).
+    sequential_offload: accelerate's sequential CPU offload (CUDA only: weights stay in CPU
+        memory and move to the GPU layer by layer; the smallest GPU memory, the slowest).
+    previews: keep this many intermediate images (evenly spaced denoising steps, one VAE
+        decode each; 0..16, default 0); the report shows them.
     step_rule: ``schedule`` (default: the stage's steps are the schedule length, of which
         ``int(steps × strength)`` run) or ``denoising`` (they are the denoising steps that run,
         the paper's n1 = n2 of eq. 10: the schedule is lengthened to ``schedule_for(steps, strength)``).
@@ -118,11 +142,19 @@ class _DiffusersStage(PartBase):
     revision: str = attrs.field(default="", validator=v.instance_of(str))
     config: str = attrs.field(default="", validator=v.instance_of(str))
     arch: str = attrs.field(default="auto", validator=choice(("auto", "sdxl", "sd")))
-    guidance_scale: float = attrs.field(default=7.5, validator=number(0))
+    guidance_scale: float | None = attrs.field(default=None, validator=v.optional(number(0)))
     negative_prompt: str = attrs.field(default="", validator=v.instance_of(str))
     resolution: int = attrs.field(default=0, validator=integer(0, MAX_RESOLUTION))
     resize: str = attrs.field(default="model", validator=choice(RESIZE_MODES))
     use_emphasis: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    lora: tuple[LoraSpec, ...] = attrs.field(factory=tuple, converter=parse_loras)
+    scheduler: str = attrs.field(default="", validator=[v.instance_of(str), check_scheduler_name])
+    vae: str = attrs.field(default="", validator=v.instance_of(str))
+    vae_tiling: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    vae_slicing: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    attention_slicing: str | int = attrs.field(default="", validator=check_attention_slicing)
+    sequential_offload: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    previews: int = attrs.field(default=0, validator=integer(0, 16))
     step_rule: str = attrs.field(default="schedule", validator=choice(STEP_RULES))
     _pipe: Any = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -139,7 +171,10 @@ class _DiffusersStage(PartBase):
                 revision=self.revision,
                 config=self.config,
                 arch=self.arch,
+                sequential_offload=self.sequential_offload,
             )
+            with _quiet_upcast_warning():  # from_pipe / .to() casts log it for every module
+                self._pipe = stage_view(self._pipe, self)
         return self._pipe
 
     load = pipeline
@@ -148,19 +183,32 @@ class _DiffusersStage(PartBase):
         """Working-area side in px (``resolution`` or the model's native one); loads the model."""
         if self.resolution:
             return self.resolution
-        pipe = self.pipeline()
-        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        return native_resolution(self.pipeline())
 
-    def required_weights(self) -> list[str]:
-        """Hub ids this stage downloads (for ``grefine fetch-weights``); none for local/tiny."""
-        ids = [self.model] if parse_model(self.model).kind == "hub" else []
-        if self.config and parse_model(self.model).kind == "file" and not _is_local(self.config):
-            ids.append(self.config)
-        return [i.removeprefix("hf-hub:") for i in ids]
+    def guidance(self) -> float:
+        """``guidance_scale``, or the model family's default when unset; loads the model."""
+        if self.guidance_scale is not None:
+            return float(self.guidance_scale)
+        return default_guidance(self.pipeline(), self.task)
+
+    def extra_files(self) -> list[str]:
+        """Local files this stage reads beyond its model (they enter the run's fingerprint)."""
+        files = [spec.path for spec in self.lora]
+        files += [p for p in (self.vae.removeprefix("local-dir:"),) if p and _is_local_path(p)]
+        return files
+
+    def required_weights(self) -> list[HubWeights]:
+        """The hub models this stage loads (``grefine fetch-weights`` downloads them; the
+        doctor looks for them); none for tiny or local ones (:meth:`preflight` checks those)."""
+        return stage_hub_weights(self.model, self.config, self.revision)
+
+    def preflight(self) -> list[Missing]:
+        """A device this machine lacks; a local model file or folder that is not there."""
+        return stage_findings(self.model, self.device)
 
     def fetch_weights(self) -> list[str]:
         """Download what :meth:`required_weights` lists into the hub cache; returns the folders."""
-        needed = self.required_weights()
+        needed = [w.repo for w in self.required_weights()]
         if not needed:
             return [f"{self.model}: local or built in process, nothing to fetch"]
         lines = []
@@ -187,10 +235,12 @@ class _DiffusersStage(PartBase):
         import torch
 
         pipe = self.pipeline()
-        target = working_size(request.image.size, self.native_resolution(), self.resize, request.max_upscale)
+        size, res = request.image.size, self.native_resolution()
+        target = working_size(size, res, self.resize, request.max_upscale, size_multiple(pipe))
         work_mask_source = mask if self.role == "masked" else None
         image, work_mask, back = _to_working(request.image, work_mask_source, target, self.resize)
-        guidance = self.guidance_scale > 1
+        scale = self.guidance()
+        guidance = scale > 1 and uses_cfg(pipe)
         emphasis = request.emphasis if self.use_emphasis else ()
         kwargs: dict[str, Any] = encode_conditioning(
             pipe, request.prompt, emphasis, negative_prompt=self.negative_prompt, guidance=guidance
@@ -199,7 +249,7 @@ class _DiffusersStage(PartBase):
             image=image,
             strength=request.strength,
             num_inference_steps=schedule,
-            guidance_scale=self.guidance_scale,
+            guidance_scale=scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
             # numbers, not PIL: a NaN (fp16 overflow, an extreme guidance) would silently become
             # black pixels in diffusers' uint8 cast; we fail the item instead
@@ -207,11 +257,17 @@ class _DiffusersStage(PartBase):
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
+            kwargs.update(control_kwargs(self, image, work_mask))
+        prepare_call(pipe, self)
+        kept: list[tuple[int, Any]] = []
+        kwargs["callback_on_step_end"] = step_callback(pipe, self.role, steps, self.previews, kept)
         with _quiet_upcast_warning():
             array = pipe(**kwargs).images[0]
         out = _to_pil(array, f"{self.role} stage")
         result = back(out.convert("RGB"))
-        return StageResult(image=result, steps_run=steps, skipped=None, seconds=time.perf_counter() - started)
+        previews = tuple((step, back(_to_pil(a, "preview"))) for step, a in kept)
+        seconds = time.perf_counter() - started
+        return StageResult(image=result, steps_run=steps, skipped=None, seconds=seconds, previews=previews)
 
 
 def _to_pil(array: Any, what: str) -> Any:
@@ -245,20 +301,37 @@ def _quiet_upcast_warning() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def _is_local(text: str) -> bool:
-    return parse_model(text).kind in ("dir", "file", "tiny")
+def _is_local_path(text: str) -> bool:
+    from pathlib import Path
+
+    return Path(text).expanduser().exists()
 
 
 @attrs.define(kw_only=True)
 class InpaintStage(_DiffusersStage):
-    """Stage 1: inpaint inside the mask (``role = "masked"``). SDXL and SD 1.x inpainting models
-    work (the family is read from the loaded pipeline); so do base models (4-channel UNets),
-    which diffusers inpaints by blending latents. Default: the paper's SDXL-Inpainting 0.1."""
+    """Stage 1: inpaint inside the mask (``role = "masked"``). SD 1.x, SDXL, SD3 and FLUX Fill
+    inpainting models work (the family is read from the loaded pipeline); so do SD/SDXL base
+    models (4-channel UNets), which diffusers inpaints by blending latents. Default: the paper's
+    SDXL-Inpainting 0.1.
+
+    controlnet: a ControlNet (folder, ``.safetensors`` file or hub id; SD 1.x / SDXL) guiding
+        the repaint; ``""`` (default) = none. controlnet_kind: ``inpaint`` or ``tile`` (how the
+        control image is derived: :mod:`grefine_kit.stages.controlnet`). controlnet_scale: its
+        conditioning scale (default 1.0).
+    """
 
     task: ClassVar[str] = "inpaint"
     role: ClassVar[str] = "masked"
 
     model: str = attrs.field(default=DEFAULT_INPAINT_MODEL, validator=v.instance_of(str))
+    controlnet: str = attrs.field(default="", validator=v.instance_of(str))
+    controlnet_kind: str = attrs.field(default="inpaint", validator=choice(CONTROLNET_KINDS))
+    controlnet_scale: float = attrs.field(default=1.0, validator=number(0, 10))
+
+    def extra_files(self) -> list[str]:
+        files = super().extra_files()
+        path = self.controlnet.removeprefix("local-dir:")
+        return files + ([path] if path and _is_local_path(path) else [])
 
 
 @attrs.define(kw_only=True)
@@ -271,4 +344,3 @@ class Img2ImgStage(_DiffusersStage):
     role: ClassVar[str] = "global"
 
     model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))
-    guidance_scale: float = attrs.field(default=5.0, validator=number(0))

@@ -37,7 +37,7 @@ import attrs
 
 from grefine_kit.devices import resolve_device, resolve_dtype
 from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
-from grefine_kit.hub import hub_reachable, quiet_hub_logs
+from grefine_kit.hub import cache_then_hub
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
 
 __all__ = [
@@ -111,25 +111,21 @@ def download_weights(model: str, *, variant: str = "", revision: str = "") -> st
 def _hub_folder(repo_id: str, variant: str, revision: str) -> str:
     from diffusers import DiffusionPipeline
 
-    try:
-        with quiet_hub_logs():
-            try:  # the local cache first: instant, and works offline
-                folder = DiffusionPipeline.download(
-                    repo_id, variant=variant or None, revision=revision or None, local_files_only=True
-                )
-            except Exception:
-                if not hub_reachable():
-                    raise OSError("not in the local cache, and the hub is not reachable") from None
-                folder = DiffusionPipeline.download(
-                    repo_id, variant=variant or None, revision=revision or None
-                )
-    except Exception as exc:  # the hub client raises many types (offline, 404, gated, auth)
-        raise MissingDependencyError(
+    def load(cache_only: bool) -> str:
+        return str(
+            DiffusionPipeline.download(
+                repo_id, variant=variant or None, revision=revision or None, local_files_only=cache_only
+            )
+        )
+
+    def missing(exc: BaseException) -> Exception:  # the hub client raises many types (404, gated, auth)
+        return MissingDependencyError(
             f"could not get diffusers weights {repo_id!r} ({type(exc).__name__}: {exc}). "
             f"Run `grefine fetch-weights` where the Hugging Face hub is reachable, or point the "
             f"stage's model option at a local diffusers folder."
-        ) from None
-    return str(folder)
+        )
+
+    return cache_then_hub(load, missing)
 
 
 def load_pipeline(
@@ -143,15 +139,18 @@ def load_pipeline(
     revision: str = "",
     config: str = "",
     arch: str = "auto",
+    sequential_offload: bool = False,
 ) -> Any:
     """The ``task`` pipeline (``"inpaint"`` or ``"img2img"``) of ``model``, loaded at most once
-    per process and option set; progress bars off."""
+    per process and option set; progress bars off. ``sequential_offload`` (CUDA only, else
+    ignored): accelerate's layer-by-layer CPU offload."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}; got {task!r}")
     source = parse_model(model)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    key = (source.kind, source.location, dev, str(torch_dtype), variant, revision, cpu_offload, config, arch)
+    offload: bool | str = "sequential" if sequential_offload and dev.startswith("cuda") else cpu_offload
+    key = (source.kind, source.location, dev, str(torch_dtype), variant, revision, offload, config, arch)
     with _lock:
         pipe = _tasks.get((*key, task))
         if pipe is not None:
@@ -162,9 +161,9 @@ def load_pipeline(
         else:
             base = _pipelines.get(key)
             if base is None:
-                share = not cpu_offload  # accelerate's offload hooks must not be shared by two pipelines
+                share = not offload  # accelerate's offload hooks must not be shared by two pipelines
                 base = _load(source, task, dev, torch_dtype, variant, revision, config, arch, share)
-                _place(base, dev, cpu_offload)
+                _place(base, dev, offload)
                 _pipelines[key] = base
                 _loads.append(f"{source.kind}:{source.location}")
             pipe = _as_task(base, task)
@@ -177,6 +176,11 @@ def load_pipeline(
 def _as_task(base: Any, task: str) -> Any:
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
+    if type(base).__name__ == "FluxFillPipeline":  # not in diffusers' auto tables
+        if task != "inpaint":
+            raise UserError("FLUX Fill is an inpainting model; use a FLUX base model for the global stage")
+        return base
+
     auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
     try:
         return auto.from_pipe(base)
@@ -186,6 +190,8 @@ def _as_task(base: Any, task: str) -> Any:
 
 def _check_task(pipe: Any, task: str, model: str) -> None:
     unet = getattr(pipe, "unet", None)
+    if unet is None:  # transformer families: diffusers checks their channels itself
+        return
     channels = getattr(getattr(unet, "config", None), "in_channels", 4)
     if task == "img2img" and channels != 4:
         raise UserError(
@@ -194,8 +200,10 @@ def _check_task(pipe: Any, task: str, model: str) -> None:
         )
 
 
-def _place(pipe: Any, device: str, cpu_offload: bool) -> None:
-    if cpu_offload and device.startswith("cuda"):
+def _place(pipe: Any, device: str, cpu_offload: bool | str) -> None:
+    if cpu_offload == "sequential" and device.startswith("cuda"):
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
@@ -218,7 +226,11 @@ def _load(
         return _load_single_file(source.location, task, dtype, config, arch)
     folder = source.location if source.kind == "dir" else _hub_folder(source.location, variant, revision)
     shared = _shared_components(Path(folder), device, dtype) if share else {}
-    auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+    auto: Any = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+    if _index_class(Path(folder)) == "FluxFillPipeline":  # not in diffusers' auto tables
+        from diffusers import DiffusionPipeline
+
+        auto = DiffusionPipeline
     kwargs: dict[str, Any] = {**dtype_kwarg(dtype), **shared}
     if variant:
         kwargs["variant"] = variant
@@ -236,6 +248,13 @@ def _load(
     if share:
         _remember_components(Path(folder), pipe, device, dtype)
     return pipe
+
+
+def _index_class(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "model_index.json").read_text("utf-8")).get("_class_name", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) -> Any:

@@ -1,7 +1,8 @@
 """Tiny random-weight pipelines for the offline ``tiny`` recipe and for tests.
 
 ``model = "tiny"`` (alias ``"grefine-tiny"``) selects an SDXL-structured pipeline, ``"tiny-sd"``
-(alias ``"grefine-tiny-sd"``) an SD 1.x-structured one. The weights are RANDOM (fixed seed):
+(alias ``"grefine-tiny-sd"``) an SD 1.x-structured one, ``"tiny-sd3"`` an SD3-structured one and
+``"tiny-flux-fill"`` a FLUX-Fill-structured one (inpainting only). The weights are RANDOM (fixed seed):
 these pipelines exercise the whole refinement flow with no download, but what they draw is noise.
 Both tasks of one arch share the VAE, the text encoders and the tokenizers, like real models
 whose components are shared (only the UNets differ: 9 input channels for inpainting, 4 else).
@@ -15,7 +16,15 @@ from typing import Any
 __all__ = ["TINY_MODELS", "TINY_SEED", "tiny_arch", "tiny_pipeline_for"]
 
 #: model names -> architecture of the tiny pipeline
-TINY_MODELS = {"tiny": "sdxl", "grefine-tiny": "sdxl", "tiny-sd": "sd", "grefine-tiny-sd": "sd"}
+TINY_MODELS = {
+    "tiny": "sdxl",
+    "grefine-tiny": "sdxl",
+    "tiny-sd": "sd",
+    "grefine-tiny-sd": "sd",
+    # transformer families (grefine_kit.stages.tiny_families): not shared between tasks
+    "tiny-sd3": "sd3",
+    "tiny-flux-fill": "flux-fill",
+}
 #: the seed of the tiny random weights (fixed: the tiny recipe is reproducible)
 TINY_SEED = 0
 
@@ -33,6 +42,17 @@ def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
     components are built once per (arch, device, dtype) and shared between tasks."""
     from grefine_kit.stages.tiny_models import tiny_components, tiny_pipeline
 
+    if arch in ("sd3", "flux-fill"):
+        from grefine_kit.errors import UserError
+        from grefine_kit.stages.tiny_families import tiny_family_pipeline
+
+        if arch == "flux-fill" and task != "inpaint":
+            raise UserError("tiny-flux-fill is an inpainting model (FLUX Fill); use it for stage 1 only")
+        pipe = tiny_family_pipeline(arch, task, seed=TINY_SEED)
+        first = next(iter(pipe.transformer.parameters()))
+        if first.dtype != dtype or str(first.device) != str(device):  # diffusers warns on any cast
+            pipe.to(device=device, dtype=dtype)
+        return pipe
     key = (arch, str(device), str(dtype))
     with _lock:
         comps = _components.get(key)

@@ -33,8 +33,10 @@ import torch
 
 __all__ = [
     "clip_bpe_tokenizer",
+    "save_tiny_lora",
     "save_tiny_pipeline",
     "tiny_components",
+    "tiny_controlnet",
     "tiny_pipeline",
     "tiny_refiner_pipeline",
     "tiny_text_encoder",
@@ -299,3 +301,57 @@ def save_tiny_pipeline(path: str | Path, task: str = "img2img", arch: str = "sdx
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}; got {arch!r}")
+
+
+def save_tiny_lora(path: str | Path, unet: Any, rank: int = 4, seed: int = 0, std: float = 0.1) -> Path:
+    """Write a RANDOM LoRA for ``unet``'s attention projections (``to_q/k/v``, ``to_out.0``) as a
+    ``.safetensors`` file in the diffusers/PEFT key layout (``unet.<module>.lora_A/B.weight``),
+    which ``load_lora_weights`` reads. For tests and the LoRA recipe example."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(seed)
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(("to_q", "to_k", "to_v", "to_out.0")):
+            down = torch.randn(rank, module.in_features, generator=gen) * std
+            up = torch.randn(module.out_features, rank, generator=gen) * std
+            tensors[f"unet.{name}.lora_A.weight"], tensors[f"unet.{name}.lora_B.weight"] = down, up
+    out = Path(path)
+    save_file(tensors, str(out))
+    return out
+
+
+def tiny_controlnet(arch: str = "sd", seed: int = 0) -> Any:
+    """A RANDOM ``ControlNetModel`` shaped for the tiny ``arch`` UNet (4 latent input channels,
+    the control image downsampled by the tiny VAE's factor 2). Its zero-initialised output
+    convolutions are randomised too, so that it visibly changes the result."""
+    from diffusers import ControlNetModel
+
+    _check_arch(arch)
+    common: dict[str, Any] = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        conditioning_embedding_out_channels=(16, 32),
+    )
+    if arch == "sdxl":
+        common.update(
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
+            cross_attention_dim=2 * TEXT_HIDDEN,
+        )
+    else:
+        common.update(cross_attention_dim=TEXT_HIDDEN)
+    cls: Any = ControlNetModel
+    with _seeded(seed):
+        model = cls(**common).eval()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "zero_conv" in name or "mid_block" in name or "conv_out" in name:
+                    param.normal_(0.0, 0.05)
+    return model

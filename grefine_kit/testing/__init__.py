@@ -4,14 +4,17 @@
   ``pytest11`` entry point): ``grefine_registry``, ``register_plugin``, ``tiny_backbone``.
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
   ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
-  ``check_engine``, and ``check_part(kind, name, **options)``; ``sample_images`` and, for
-  metrics that declare ``needs``, ``sample_contexts``; ``check_plugin_light`` (a plugin's
-  entry module, ``grefine list`` and ``grefine doctor`` import no heavy library);
-  ``run_files.check_files_whole`` (every file a killed and resumed run left is complete).
+  ``check_engine``, and ``check_part(kind, name, **options)`` (which also runs
+  ``check_capabilities``: the part's declared capabilities, ``grefine_kit.parts``);
+  ``sample_images`` and, for metrics that declare ``needs``, ``sample_contexts``;
+  ``check_plugin_light`` (a plugin's entry module, ``grefine list`` and ``grefine doctor``
+  import no heavy library); ``run_files.check_files_whole`` (every file a killed and resumed
+  run left is complete).
 - tiny random-weight models of the real libraries: ``grefine_kit.testing.tiny_clip`` (open_clip)
   and ``grefine_kit.testing.tiny_diffusers`` (diffusers + transformers), no network needed.
 """
 
+from grefine_kit.testing.capabilities_check import check_capabilities
 from grefine_kit.testing.conformance import (
     check_combiner,
     check_indicator,
@@ -32,6 +35,7 @@ TINY_BACKBONE = {"model": "grefine-tiny", "weights": "random"}
 
 __all__ = [
     "TINY_BACKBONE",
+    "check_capabilities",
     "check_combiner",
     "check_engine",
     "check_indicator",

@@ -296,7 +296,9 @@ def check_recipe(name_or_path: str) -> Any:
 
 
 def check_part(kind: str, name: str, **options: Any) -> Any:
-    """Build a registered part by name and run its kind's conformance check."""
+    """Build a registered part by name, check its declared capabilities
+    (:func:`~grefine_kit.testing.capabilities_check.check_capabilities`) and run its kind's
+    conformance check."""
     from grefine_kit.registry import get_registry
 
     if kind == "recipe":
@@ -320,4 +322,7 @@ def check_part(kind: str, name: str, **options: Any) -> Any:
     }
     if kind not in checks:
         raise ValueError(f"no conformance check for kind {kind!r}")
+    from grefine_kit.testing.capabilities_check import check_capabilities
+
+    check_capabilities(part)
     return checks[kind](part)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -23,6 +24,7 @@ import numpy as np
 from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.parts import FILE, HubWeights, Missing, PartBase
 from grefine_kit.types import QualityMap
 from grefine_paq2piq.refs import DEFAULT_WEIGHTS, GRID, HUB_PREFIX, parse_hub_ref
 
@@ -65,7 +67,7 @@ def _weights(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> Non
 
 
 @attrs.define(kw_only=True)
-class PaQ2PiQ:
+class PaQ2PiQ(PartBase):
     """PaQ-2-PiQ as a quality-map indicator (see the module docstring).
 
     Options:
@@ -102,6 +104,25 @@ class PaQ2PiQ:
         from grefine_paq2piq.weights import get_model  # torch: only when a model is needed
 
         return get_model(self.weights, self._resolved_device())
+
+    def required_weights(self) -> list[HubWeights]:
+        """The checkpoint when ``weights`` is a hub reference (``grefine doctor`` looks for it
+        in the local Hugging Face cache); none for ``random`` or a local file."""
+        if not self.weights.startswith(HUB_PREFIX):
+            return []
+        ref = parse_hub_ref(self.weights)
+        label = f"PaQ-2-PiQ weights {self.weights.removeprefix(HUB_PREFIX)}"
+        return [HubWeights(ref.repo_id, (ref.filename,), revision=ref.revision or "", label=label)]
+
+    def preflight(self) -> list[Missing]:
+        """A local checkpoint file that is not there; a device this machine lacks."""
+        from grefine_kit.preflight import check_device
+
+        found = check_device(self.device)
+        local = self.weights != "random" and not self.weights.startswith(("random:", HUB_PREFIX))
+        if local and not Path(self.weights).expanduser().is_file():
+            found.append(Missing(f"PaQ-2-PiQ weights file {self.weights}", kind=FILE, fix="fix weights"))
+        return found
 
     def fetch_weights(self) -> list[str]:
         """``grefine fetch-weights``: download a hub reference into the Hugging Face cache."""

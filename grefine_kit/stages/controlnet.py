@@ -1,0 +1,134 @@
+"""ControlNet guidance for the masked stage (stage 1): ``inpaint`` and ``tile`` kinds.
+
+Stage options (``InpaintStage``): ``controlnet`` (a diffusers ``ControlNetModel`` folder,
+``local-dir:`` prefix optional, a single ``.safetensors`` file, or a hub id; ``""`` = none),
+``controlnet_kind`` (``inpaint`` or ``tile``) and ``controlnet_scale`` (diffusers'
+``controlnet_conditioning_scale``, default 1.0; 0 leaves the result as without the ControlNet
+up to the extra model call's rounding).
+
+The control image is derived from the stage's input at the working size, as each kind expects:
+
+- ``inpaint`` (e.g. ``lllyasviel/control_v11p_sd15_inpaint``): the image in [0, 1] with the
+  pixels under the mask set to -1 (what the model was trained on: "repaint here");
+- ``tile`` (e.g. ``lllyasviel/control_v11f1e_sd15_tile``, ``xinsir/controlnet-tile-sdxl-1.0``):
+  the image itself (the model keeps the repaint close to its structure and colours).
+
+ControlNets exist for UNet families (SD 1.x, SDXL) through diffusers' ControlNet inpaint
+pipelines (``AutoPipelineForInpainting.from_pipe(..., controlnet=...)``). A ControlNet of
+another family (its cross-attention width or added conditioning differs from the UNet's) is one
+clear error, as is a ControlNet on SD3/FLUX (their ControlNets are other classes, not wired here).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from grefine_kit.errors import UserError
+
+__all__ = ["CONTROLNET_KINDS", "control_kwargs", "controlnet_pipeline", "load_controlnet"]
+
+CONTROLNET_KINDS = ("inpaint", "tile")
+
+_lock = threading.Lock()
+_models: dict[tuple[str, str, str], Any] = {}
+
+
+def load_controlnet(spec: str, device: str, dtype: Any) -> Any:
+    """A ``ControlNetModel`` from a folder, a ``.safetensors`` file or a hub id (cached)."""
+    text = spec.strip().removeprefix("local-dir:")
+    key = (text, str(device), str(dtype))
+    with _lock:
+        if key in _models:
+            return _models[key]
+        from diffusers import ControlNetModel
+
+        from grefine_kit.stages.loading import dtype_kwarg
+
+        path = Path(text).expanduser()
+        kwargs = dtype_kwarg(dtype)
+        try:
+            if path.is_dir():
+                model = ControlNetModel.from_pretrained(str(path), **kwargs)
+            elif path.is_file():
+                if path.suffix.lower() != ".safetensors":
+                    raise UserError(f"ControlNet {spec!r}: only .safetensors files (pickles can run code)")
+                model = ControlNetModel.from_single_file(str(path), **kwargs)
+            elif text.startswith((".", "/", "~")) or text.endswith(".safetensors"):
+                raise UserError(f"ControlNet {spec!r}: no such file or folder")
+            else:
+                from grefine_kit.hub import quiet_hub_logs
+
+                with quiet_hub_logs():
+                    model = ControlNetModel.from_pretrained(text.removeprefix("hf-hub:"), **kwargs)
+        except UserError:
+            raise
+        except Exception as exc:  # diffusers raises many types for a bad folder / file / id
+            why = " ".join(str(exc).split())[:300]
+            raise UserError(f"could not load ControlNet {spec!r}: {why}") from None
+        model = model.to(device)
+        _models[key] = model
+        return model
+
+
+def _check_family(pipe: Any, controlnet: Any, spec: str) -> None:
+    from grefine_kit.stages.families import family
+
+    fam = family(pipe)
+    if fam not in ("sd", "sdxl"):
+        raise UserError(
+            f"ControlNet {spec!r}: the {fam} family's ControlNets are not supported by the masked "
+            f"stage (only SD 1.x and SDXL ControlNetModel)"
+        )
+    unet, cn = pipe.unet.config, controlnet.config
+    want = ("text_time" if fam == "sdxl" else None, int(unet.cross_attention_dim))
+    got = (getattr(cn, "addition_embed_type", None), int(cn.cross_attention_dim))
+    if got != want:
+        theirs = "SDXL" if got[0] == "text_time" else "SD 1.x/2.x"
+        raise UserError(
+            f"ControlNet {spec!r} is for another model family ({theirs}-shaped: cross-attention "
+            f"{got[1]}, added conditioning {got[0]}) than the stage's {fam} model (cross-attention "
+            f"{want[1]}); use a ControlNet trained for the stage's model family"
+        )
+
+
+def controlnet_pipeline(pipe: Any, stage: Any, swap: dict[str, Any]) -> Any:
+    """The ControlNet inpaint pipeline over ``pipe``'s modules (plus ``swap``: the stage's own
+    scheduler / VAE)."""
+    from diffusers import AutoPipelineForInpainting
+
+    from grefine_kit.stages.families import family
+
+    if family(pipe) not in ("sd", "sdxl"):
+        _check_family(pipe, None, stage.controlnet)
+    device = str(getattr(pipe, "_execution_device", "cpu"))
+    dtype = getattr(pipe.unet, "dtype", None)
+    controlnet = load_controlnet(stage.controlnet, device, dtype)
+    _check_family(pipe, controlnet, stage.controlnet)
+    view = AutoPipelineForInpainting.from_pipe(pipe, controlnet=controlnet, **swap)
+    view.set_progress_bar_config(disable=True)
+    return view
+
+
+def control_image(kind: str, image: Any, mask: Any) -> Any:
+    """The control image for ``kind`` from the working image and mask (PIL)."""
+    if kind == "tile":
+        return image
+    import numpy as np
+    import torch
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    covered = np.asarray(mask.convert("L")) > 127
+    arr[covered] = -1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
+
+
+def control_kwargs(stage: Any, image: Any, mask: Any) -> dict[str, Any]:
+    """The pipeline-call keywords of the stage's ControlNet ({} without one)."""
+    if not getattr(stage, "controlnet", ""):
+        return {}
+    return {
+        "control_image": control_image(stage.controlnet_kind, image, mask),
+        "controlnet_conditioning_scale": float(stage.controlnet_scale),
+    }
