@@ -167,7 +167,7 @@ class RestoreStage(PartBase):
             x0, x1 = max(0, xs.start - self.margin), min(w, xs.stop + self.margin)
             crop = rgb[y0:y1, x0:x1]
             sigma = noise_sigma(crop, part[y0:y1, x0:x1])
-            restored = restore(crop, method, sigma)
+            restored = restore(crop, method, sigma, part[y0:y1, x0:x1])
             blended = crop + s * (restored - crop)
             region = part[y0:y1, x0:x1, None]
             out[y0:y1, x0:x1] = np.where(region, blended, out[y0:y1, x0:x1])
@@ -197,5 +197,5 @@ class RestoreStage(PartBase):
                             (0, max(0, rgb.shape[1] - where.shape[1])),
                         ),
                     )[: rgb.shape[0], : rgb.shape[1]]
-        restored = restore(rgb, method, noise_sigma(rgb, where))
+        restored = restore(rgb, method, noise_sigma(rgb, where), where)
         return rgb + s * (restored - rgb), [method]

@@ -7,8 +7,13 @@ same shape; the stage blends it with the input by its strength. All are determin
   fast mode, 5×5 patches searched over 9×9) with the filter parameter ``h = 0.9 σ`` where σ is
   the colour-noise level estimated on the pixels to repair (:func:`noise_sigma`). 0.8-1.0 σ
   measured best here (PSNR on planted noise).
-- ``deblock``: JPEG deblocking in YCbCr: total-variation denoising of the luma (Chambolle,
-  weight 0.03) removes block edges and ringing, a Gaussian (σ 3 px) on the two chroma planes
+- ``deblock``: JPEG deblocking in YCbCr: the luma is the mean of total-variation denoising
+  (Chambolle, weight 0.03), which removes block edges and ringing, and, when the 8×8 grid and
+  an IJG quality are found on the pixels to repair, the shifted-grid requantisation estimate of
+  ``restore_jpeg`` (alone, TV gained +0.78 dB median on the planted JPEG patches, the mean
+  +0.92 dB, at strength 0.9); the chroma then follows the repaired luma's edges (a guided
+  filter, +1.11 dB in all); without a grid or quality (not an IJG JPEG) the luma is TV's alone
+  and a Gaussian (σ 3 px) on the two chroma planes
   removes the colour blocking of 4:2:0 subsampling.
 - ``deblur``: Richardson-Lucy deconvolution (10 iterations) per channel with a Gaussian PSF of
   σ 2 px (a conservative PSF, smaller than the blurs it meets), each value then clamped to the
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["METHODS", "deblock", "deblur", "denoise", "noise_sigma", "restore", "wiener"]
+__all__ = ["METHODS", "deblock", "deblur", "denoise", "guided_filter", "noise_sigma", "restore", "wiener"]
 
 METHODS = ("denoise", "deblock", "deblur", "wiener")
 
@@ -60,16 +65,53 @@ def denoise(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def deblock(rgb: np.ndarray) -> np.ndarray:
+def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     from scipy import ndimage
     from skimage.color import rgb2ycbcr, ycbcr2rgb
     from skimage.restoration import denoise_tv_chambolle
 
+    from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma
+
     ycc = rgb2ycbcr(rgb)
     y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
-    cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
-    cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
+    requantised = jpeg_luma(jfif_luma(rgb * 255.0), where)
+    if requantised is not None:
+        # the two estimates err differently (TV flattens texture, requantisation keeps some
+        # ringing): their mean beat either alone on the planted JPEG patches; JFIF luma (0-255)
+        # maps onto skimage's studio-range luma as 16 + 219/255 · Y
+        y = 0.5 * (y + 16.0 + requantised * (219.0 / 255.0))
+    if requantised is None:
+        cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
+        cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
+    else:
+        # JPEG chroma at these qualities is nearly flat per 16×16 block: lightly smoothed, then
+        # re-shaped along the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey
+        # levels², 36.9 in skimage's studio-range luma)
+        eps = 50.0 * (219.0 / 255.0) ** 2
+        cb, cr = (
+            guided_filter(y, ndimage.gaussian_filter(ycc[..., c], 1.5, mode="reflect"), 6, eps)
+            for c in (1, 2)
+        )
     return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+
+
+def guided_filter(guide: np.ndarray, image: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The guided filter (He, Sun & Tang 2010) of the 2-D ``image`` by ``guide`` over
+    ``(2·radius + 1)²`` boxes with regulariser ``eps`` (in the guide's units squared): locally
+    ``a · guide + b``, so the output's edges follow the guide's. O(pixels)."""
+    from scipy import ndimage
+
+    size = 2 * radius + 1
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return np.asarray(ndimage.uniform_filter(a, size, mode="reflect"))
+
+    mean_g, mean_i = box(guide), box(image)
+    cov = box(guide * image) - mean_g * mean_i
+    var = box(guide * guide) - mean_g * mean_g
+    a = cov / (var + eps)
+    b = mean_i - a * mean_g
+    return box(a) * guide + box(b)
 
 
 def _gaussian_psf(sigma: float) -> np.ndarray:
@@ -109,12 +151,13 @@ def wiener(rgb: np.ndarray, sigma: float, radius: int = 2) -> np.ndarray:
     return np.clip(mean + gain * (rgb - mean), 0.0, 1.0)
 
 
-def restore(rgb: np.ndarray, method: str, sigma: float) -> np.ndarray:
-    """The ``method``'s full restoration of ``rgb`` (``sigma``: the noise level it uses)."""
+def restore(rgb: np.ndarray, method: str, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
+    """The ``method``'s full restoration of ``rgb`` (``sigma``: the noise level it uses;
+    ``where``: bool ``(H, W)``, the pixels to repair, which ``deblock`` fits the JPEG quality on)."""
     if method == "denoise":
         return denoise(rgb, sigma)
     if method == "deblock":
-        return deblock(rgb)
+        return deblock(rgb, where)
     if method == "deblur":
         return deblur(rgb)
     if method == "wiener":

@@ -1,0 +1,138 @@
+"""JPEG-aware luma deblocking for ``restore``'s ``deblock`` method: grid, quality, requantisation.
+
+A JPEG patch keeps two traces that a generic smoother ignores: its 8×8 block grid, and the
+quantisation step of every DCT frequency (the IJG tables of Annex K scaled by the quality, as
+libjpeg and Pillow write them). :func:`jpeg_luma` finds both on the pixels to repair and, when
+they are found, estimates the luma as the average, over 16 shifts of the 8×8 grid (every second
+shift each way), of "block DCT → requantise with the estimated table → inverse DCT"
+(re-application of JPEG, Nosratinia 2001): on the planted JPEG patches of docs/benchmark.md it
+removes block edges while keeping the texture the quantiser kept. Without a grid or a quality
+that fits, it returns None and ``deblock`` keeps its generic luma smoother.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["estimate_quality", "grid_offset", "jfif_luma", "jpeg_luma", "quant_table"]
+
+#: the standard luminance quantisation table (JPEG, ITU-T T.81 Annex K, table K.1), row-major
+LUMA_TABLE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=np.float64,
+)
+#: a quality fits when the coefficients' mean distance to its lattice is under this (DCT units)
+#: or under this fraction of the steps tested, whichever is larger
+FIT_ABS = 1.5
+FIT_REL = 0.06
+#: the finest steps of the table that the fit looks at, and how many coefficients it needs
+FIT_FREQS = 12
+FIT_MIN = 5
+#: the fit is only trusted where the tested steps (median) are at least this: any data lie
+#: within ``FIT_ABS`` of a fine lattice, a quarter of a coarse step is well beyond it (so
+#: qualities above about 50 are not recognised, and ``deblock`` stays generic there)
+MIN_STEP = 12.0
+
+
+def quant_table(quality: int) -> np.ndarray:
+    """The IJG luminance table at ``quality`` (1-100), steps clamped to [1, 255] (baseline)."""
+    scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+    return np.clip(np.floor((LUMA_TABLE * scale + 50.0) / 100.0), 1.0, 255.0)
+
+
+def jfif_luma(rgb255: np.ndarray) -> np.ndarray:
+    """JPEG's (JFIF) luma of an RGB array in [0, 255]."""
+    return np.asarray(rgb255[..., 0] * 0.299 + rgb255[..., 1] * 0.587 + rgb255[..., 2] * 0.114)
+
+
+def grid_offset(y: np.ndarray) -> tuple[int, int]:
+    """``(row, col)`` where the 8×8 grid starts: the phase of the strongest 8-periodic steps."""
+    dy = np.abs(np.diff(y, axis=0)).mean(axis=1)
+    dx = np.abs(np.diff(y, axis=1)).mean(axis=0)
+    py = [float(dy[o::8].mean()) if dy[o::8].size else 0.0 for o in range(8)]
+    px = [float(dx[o::8].mean()) if dx[o::8].size else 0.0 for o in range(8)]
+    # step i lies between pixels i and i + 1: a block starts at i + 1
+    return (int(np.argmax(py)) + 1) % 8, (int(np.argmax(px)) + 1) % 8
+
+
+def _blocks(a: np.ndarray, oy: int, ox: int) -> tuple[np.ndarray, int, int]:
+    h, w = (a.shape[0] - oy) // 8 * 8, (a.shape[1] - ox) // 8 * 8
+    b = a[oy : oy + h, ox : ox + w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    return b, h, w
+
+
+def _unblocks(b: np.ndarray) -> np.ndarray:
+    return b.transpose(0, 2, 1, 3).reshape(b.shape[0] * 8, b.shape[1] * 8)
+
+
+def estimate_quality(coef: np.ndarray) -> int | None:
+    """The lowest IJG quality whose table's lattice the block DCT coefficients ``coef``
+    (``(..., 8, 8)``) sit on: for qualities 1-100 in turn, the coefficients of the ``FIT_FREQS``
+    finest steps that lie beyond half a step from 0 must be, on average, within ``FIT_ABS`` or
+    ``FIT_REL`` × the median step of a multiple of their step (a coarser wrong table leaves them
+    about a quarter step off). None when no quality fits (not a JPEG, or not an IJG table) up to
+    the finest tables ``MIN_STEP`` allows."""
+    c = coef.reshape(-1, 64)
+    for quality in range(1, 101):
+        t = quant_table(quality).reshape(64)
+        idx = np.argsort(t, kind="stable")[:FIT_FREQS]
+        cc, tt = c[:, idx], t[idx]
+        if float(np.median(tt)) < MIN_STEP:
+            return None
+        big = np.abs(cc) > tt / 2
+        if big.sum() < FIT_MIN:
+            continue
+        residual = np.abs(cc - tt * np.rint(cc / tt))[big]
+        if residual.mean() < max(FIT_ABS, FIT_REL * float(np.median(tt))):
+            return quality
+    return None
+
+
+def _requantised(y: np.ndarray, table: np.ndarray) -> np.ndarray:
+    from scipy.fft import dctn, idctn
+
+    h, w = y.shape
+    padded = np.pad(y - 128.0, 8, mode="reflect")
+    acc = np.zeros_like(y)
+    count = 0
+    for dy in range(0, 8, 2):
+        for dx in range(0, 8, 2):
+            b, bh, bw = _blocks(padded, dy, dx)
+            c = dctn(b, axes=(-2, -1), norm="ortho")
+            c = table * np.rint(c / table)
+            shifted = padded.copy()
+            shifted[dy : dy + bh, dx : dx + bw] = _unblocks(idctn(c, axes=(-2, -1), norm="ortho"))
+            acc += shifted[8 : 8 + h, 8 : 8 + w]
+            count += 1
+    return acc / count + 128.0
+
+
+def jpeg_luma(y: np.ndarray, where: np.ndarray | None = None) -> np.ndarray | None:
+    """The requantisation estimate of the luma ``y`` (``(H, W)``, 0-255), or None when no grid
+    and quality are found; ``where`` (bool ``(H, W)``): the pixels to repair, whose whole 8×8
+    blocks carry the quality fit (None: all)."""
+    from scipy.fft import dctn
+
+    if min(y.shape) < 16:
+        return None
+    oy, ox = grid_offset(y)
+    blocks, _h, _w = _blocks(y - 128.0, oy, ox)
+    coef = dctn(blocks, axes=(-2, -1), norm="ortho")
+    if where is not None:
+        inside, _, _ = _blocks(where.astype(np.float64), oy, ox)
+        full = inside.min(axis=(2, 3)) > 0.5
+        if full.sum() >= 4:
+            coef = coef[full]
+    quality = estimate_quality(coef)
+    if quality is None:
+        return None
+    return _requantised(y, quant_table(quality))

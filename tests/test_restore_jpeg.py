@@ -1,0 +1,66 @@
+"""restore's JPEG-aware deblocking: grid and quality detection, and the repair it enables."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grefine_kit.stages import restore_jpeg as rj
+from grefine_kit.stages.restore_methods import deblock
+
+
+def _photo(size: int = 160) -> np.ndarray:
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut()).resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image, np.float64)
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), np.float64)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def test_quant_table_follows_the_ijg_scaling():
+    assert np.array_equal(rj.quant_table(50), rj.LUMA_TABLE)
+    assert rj.quant_table(10)[0, 0] == 80  # 16 × 500 %
+    assert rj.quant_table(1).max() == 255 and rj.quant_table(100).min() == 1
+
+
+@pytest.mark.parametrize(("oy", "ox"), [(0, 0), (3, 5)])
+def test_grid_and_quality_are_found_on_a_cropped_jpeg(oy: int, ox: int):
+    decoded = _jpeg(_photo(), 10)
+    crop = decoded[8 - oy : 8 - oy + 120, 8 - ox : 8 - ox + 120]  # the grid starts at (oy, ox)
+    y = rj.jfif_luma(crop)
+    assert rj.grid_offset(y) == (oy, ox)
+    from scipy.fft import dctn
+
+    blocks, _h, _w = rj._blocks(y - 128.0, oy, ox)
+    assert rj.estimate_quality(dctn(blocks, axes=(-2, -1), norm="ortho")) == 10
+
+
+def test_no_quality_fits_an_image_that_is_not_a_jpeg():
+    rng = np.random.default_rng(0)
+    y = rj.jfif_luma(np.clip(_photo(96) + rng.normal(0, 6, (96, 96, 3)), 0, 255))
+    assert rj.jpeg_luma(y) is None
+
+
+def test_jpeg_aware_deblock_beats_the_generic_one(monkeypatch: pytest.MonkeyPatch):
+    from skimage import data
+
+    clean = np.asarray(data.coffee(), np.float64)[100:292, 200:392]  # natural scale, as planted
+    decoded = _jpeg(clean, 8)
+    aware = deblock(decoded / 255.0) * 255.0
+    monkeypatch.setattr(rj, "jpeg_luma", lambda y, where=None: None)  # no grid / quality found
+    generic = deblock(decoded / 255.0) * 255.0
+    before, after, fallback = _psnr(decoded, clean), _psnr(aware, clean), _psnr(generic, clean)
+    assert after >= before + 1.0  # measured +1.19 dB (generic: +0.67)
+    assert after >= fallback + 0.3
