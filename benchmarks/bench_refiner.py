@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from grefine_kit.combiners import GRefineCombiner
+from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.pipeline import Refiner
-from grefine_kit.regions import ComponentRegions
+from grefine_kit.regions.components import ComponentRegions
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import QualityMap

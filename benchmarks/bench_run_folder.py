@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from grefine_kit.batch import refine_files
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

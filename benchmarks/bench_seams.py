@@ -76,7 +76,7 @@ def mean(values: list[float]) -> float:
 
 
 def oracle_part(items: list[tuple[str, Image.Image, Image.Image, np.ndarray]]) -> dict[str, dict[str, float]]:
-    from grefine_kit.combiners import GRefineCombiner
+    from grefine_kit.combiners.g_refine import GRefineCombiner
     from grefine_kit.metrics.base import MetricContext
     from grefine_kit.metrics.fidelity import psnr, ssim_unmasked
     from grefine_kit.metrics.seam import Seam

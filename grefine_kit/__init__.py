@@ -23,8 +23,8 @@ _LAZY = {
     "RefineResult": "grefine_kit.pipeline",
     "RefinerOptions": "grefine_kit.options",
     "RefineState": "grefine_kit.state",
-    "Region": "grefine_kit.regions",
-    "load_image": "grefine_kit.images",
+    "Region": "grefine_kit.regions.base",
+    "load_image": "grefine_kit.images.loading",
     "score": "grefine_kit.api",
     "refine": "grefine_kit.api",
     "create_part": "grefine_kit.registry",
@@ -53,11 +53,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from grefine_kit.api import refine, score
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.options import RefinerOptions
     from grefine_kit.pipeline import Refiner, RefineResult
     from grefine_kit.recipe import Recipe
-    from grefine_kit.regions import Region
+    from grefine_kit.regions.base import Region
     from grefine_kit.registry import create_part, get_registry
     from grefine_kit.state import RefineState
     from grefine_kit.types import AlignmentReport, Mask, PromptTree, QualityMap

@@ -8,7 +8,7 @@ from grefine_kit.registry import get_registry
 from grefine_kit.roles import INDICATOR_ROLES
 
 if TYPE_CHECKING:
-    from grefine_kit.images import ImageSource
+    from grefine_kit.images.loading import ImageSource
     from grefine_kit.pipeline import RefineResult
     from grefine_kit.recipe import Recipe
     from grefine_kit.types import QualityMap
@@ -71,7 +71,7 @@ def score(
     >>> qmap = score("photo.png", recipe="tiny")   # doctest: +SKIP
     >>> qmap.score, qmap.map.shape                  # doctest: +SKIP
     """
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument
 
     part = build_indicator(indicator, recipe=recipe, **options)
@@ -97,7 +97,7 @@ def refine(
     parts; the recipe needs a ``[regions]`` table), see docs/refiner.md.
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument, recipe_parts
     from grefine_kit.recipe import Recipe
 

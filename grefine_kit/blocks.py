@@ -24,11 +24,11 @@ from typing import Any, ClassVar
 
 import attrs
 
-from grefine_kit.combiners import empty_mask
+from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.options import RefinerOptions
 from grefine_kit.parts import PartBase, as_part, capabilities
-from grefine_kit.regions import Region
+from grefine_kit.regions.base import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role, role
 from grefine_kit.stage_runs import run_global, run_masked
 from grefine_kit.state import INPUTS, RefineState, map_entry

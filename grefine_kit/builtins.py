@@ -62,19 +62,27 @@ def register_parsers(register: Register) -> None:
 def register_combiners(register: Register) -> None:
     register(
         "g-refine",
-        "grefine_kit.combiners:GRefineCombiner",
+        "grefine_kit.combiners.g_refine:GRefineCombiner",
         summary="(1 - P) + A_def, binarised, grown, feathered",
     )
-    register("perceptual", "grefine_kit.combiners:PerceptualCombiner", summary="perceptual map only (1 - P)")
-    register("alignment", "grefine_kit.combiners:AlignmentCombiner", summary="alignment defects only (A_def)")
-    register("soft", "grefine_kit.combiners:SoftCombiner", summary="soft deficiency, no binarisation")
+    register(
+        "perceptual",
+        "grefine_kit.combiners.g_refine:PerceptualCombiner",
+        summary="perceptual map only (1 - P)",
+    )
+    register(
+        "alignment",
+        "grefine_kit.combiners.g_refine:AlignmentCombiner",
+        summary="alignment defects only (A_def)",
+    )
+    register("soft", "grefine_kit.combiners.soft:SoftCombiner", summary="soft deficiency, no binarisation")
 
 
 @hookimpl
 def register_regions(register: Register) -> None:
     register(
         "components",
-        "grefine_kit.regions:ComponentRegions",
+        "grefine_kit.regions.components:ComponentRegions",
         summary="connected components of the mask, tagged with the defect that made each",
     )
 

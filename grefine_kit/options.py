@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from grefine_kit.checks import choice, integer, unit
-from grefine_kit.combiners import COLOUR_MATCH_MODES
 from grefine_kit.errors import UserError
+from grefine_kit.images.ops import COLOUR_MATCH_MODES
 from grefine_kit.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
 from grefine_kit.registry import error_text, suggest
 from grefine_kit.strength import STRENGTH_RULES, split_iterations
@@ -79,7 +79,7 @@ class RefinerOptions:
             the image) is outside this range.
         region_min_score: leave untouched the regions whose detector score is below this.
         colour_match: shift stage 1's repaint to the colour of its surroundings before pasting
-            it back: ``none``, ``mean`` or ``local`` (:func:`grefine_kit.combiners.match_colour`).
+            it back: ``none``, ``mean`` or ``local`` (:func:`grefine_kit.images.ops.match_colour`).
         colour_match_width: the ring (px outside the mask) whose colour drift is measured.
     """
 

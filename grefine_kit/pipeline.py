@@ -20,11 +20,11 @@ import attrs
 from PIL import Image
 
 from grefine_kit.blocks import Block, IndicatorBlock, blocks_for, check_blocks
-from grefine_kit.combiners import empty_mask
+from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import UserError
 from grefine_kit.options import MIGRATIONS, RefinerOptions
 from grefine_kit.region_rules import RegionPromptError, RegionPrompts
-from grefine_kit.regions import Region
+from grefine_kit.regions.base import Region
 from grefine_kit.roles import INDICATOR_ROLES, ROLES
 from grefine_kit.stage_runs import paste_back
 from grefine_kit.stages.base import derive_seed

@@ -20,7 +20,8 @@ import attrs
 
 from grefine_kit.engines.base import Task
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
-from grefine_kit.images import load_image, overlay_heatmap
+from grefine_kit.images.heatmaps import overlay_heatmap
+from grefine_kit.images.loading import load_image
 from grefine_kit.roles import ROLES
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point

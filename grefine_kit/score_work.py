@@ -20,7 +20,8 @@ from PIL import Image
 
 from grefine_kit.engines.base import Task
 from grefine_kit.errors import ImageError, NonFiniteError, UserError, error_message
-from grefine_kit.images import load_image, overlay_heatmap
+from grefine_kit.images.heatmaps import overlay_heatmap
+from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.parts import as_part
 from grefine_kit.runs import atomic

@@ -22,7 +22,7 @@ import attrs
 
 from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import SetupError, UserError
-from grefine_kit.images import FROM_ENV, MaxPixels, resolve_max_pixels
+from grefine_kit.images.loading import FROM_ENV, MaxPixels, resolve_max_pixels
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.parts import as_part
 from grefine_kit.progress import RunProgress

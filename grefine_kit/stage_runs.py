@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from grefine_kit.combiners import match_colour
+from grefine_kit.images.ops import match_colour
 from grefine_kit.region_rules import RegionPrompts, plan_regions
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.stages.base import StageRequest, StageResult, derive_seed
@@ -168,7 +168,7 @@ def paste_back(
     """``soft · refined + (1 − soft) · original`` per pixel; where ``soft == 0`` the original
     pixel is copied exactly, where ``soft == 1`` the refined one. ``colour_match`` (``none``,
     ``mean``, ``local``) first shifts ``refined``'s colour to agree with the original around
-    the mask (:func:`grefine_kit.combiners.match_colour`, ring ``match_width`` px)."""
+    the mask (:func:`grefine_kit.images.ops.match_colour`, ring ``match_width`` px)."""
     o = np.asarray(original.convert("RGB"), dtype=np.float32)
     r = np.asarray(refined.convert("RGB"), dtype=np.float32)
     r = match_colour(o, r, soft > 0, colour_match, match_width)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.region_rules import RegionPrompts
-from grefine_kit.regions import Region
+from grefine_kit.regions.base import Region
 from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from grefine_kit.blocks import check_blocks, declared_io
-from grefine_kit.combiners import GRefineCombiner, PerceptualCombiner
+from grefine_kit.combiners.g_refine import GRefineCombiner, PerceptualCombiner
 from grefine_kit.devices import resolve_device, resolve_dtype, resolve_dtype_name
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.models.loading import BackboneSpec
@@ -161,7 +161,7 @@ def test_a_part_that_breaks_its_contract_fails_with_the_blocks_name() -> None:
 
     class Outside:
         def detect(self, mask: Any, maps: Any, report: Any) -> list[Any]:
-            from grefine_kit.regions import Region
+            from grefine_kit.regions.base import Region
 
             return [
                 Region(

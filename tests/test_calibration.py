@@ -60,7 +60,7 @@ def test_offline_metrics_reproduce_the_official_scores(calibration: Any, target:
 
 def test_piqe_official_values_and_counts(calibration: Any) -> None:
     # the five official values (MATLAB piqe), and why each is what it is
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.piqe import grey_levels, piqe
 
     assert calibration.official["piqe"] == (100.0, 21.62, 35.86, 41.15, 76.95)

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grefine_kit.combiners import (
-    AlignmentCombiner,
-    GRefineCombiner,
-    PerceptualCombiner,
-    SoftCombiner,
-    box_mean,
-    dilate,
-)
+from grefine_kit.combiners.g_refine import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
+from grefine_kit.combiners.soft import SoftCombiner
+from grefine_kit.images.ops import box_mean, dilate
 from grefine_kit.testing.conformance import check_combiner
 from grefine_kit.types import QualityMap
 

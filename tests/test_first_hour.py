@@ -71,7 +71,7 @@ def test_a_small_pixel_limit_is_said_in_pixels(tmp_path, monkeypatch) -> None:
     from PIL import Image
 
     from grefine_kit.errors import ImageError
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     path = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(path)

@@ -16,16 +16,13 @@ import pytest
 from PIL import Image
 
 from grefine_kit.errors import ImageError, UserError
-from grefine_kit.images import (
+from grefine_kit.images.heatmaps import colorize_map, overlay_heatmap, resize_map, save_map_npy
+from grefine_kit.images.loading import (
     DEFAULT_MAX_PIXELS,
     ENV_MAX_PIXELS,
     ImageSource,
-    colorize_map,
     load_image,
     max_pixels_from_env,
-    overlay_heatmap,
-    resize_map,
-    save_map_npy,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +114,7 @@ def test_loading_a_path_never_imports_torch(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     Image.new("RGB", (4, 4)).save(path)
     code = (
-        f"import sys; from grefine_kit.images import load_image; load_image({str(path)!r}); "
+        f"import sys; from grefine_kit.images.loading import load_image; load_image({str(path)!r}); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -294,7 +291,7 @@ def test_overlay_colours_mean_red_is_bad() -> None:
 
 
 def test_overlay_legend_is_a_strip_below_the_image() -> None:
-    from grefine_kit.images import legend_height
+    from grefine_kit.images.heatmaps import legend_height
 
     image = Image.new("RGB", (320, 200), (128, 128, 128))
     q = np.linspace(0, 1, 320, dtype=np.float32)[None, :].repeat(200, axis=0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from grefine_kit.combiners import GRefineCombiner
+from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.errors import UserError
-from grefine_kit.images import load_image
+from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.piqe import grey_levels, piqe
 from grefine_kit.indicators.piqe_map import PiqeMap, detail_loss
 from grefine_kit.registry import get_registry

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefine_kit.combiners import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
+from grefine_kit.combiners.g_refine import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
 from grefine_kit.errors import RecipeError
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.pipeline import Refiner, RefineResult, paste_back
-from grefine_kit.regions import ComponentRegions
+from grefine_kit.regions.components import ComponentRegions
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.strength import stage1_strength

@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pytest
 
-from grefine_kit.combiners import GRefineCombiner
+from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.pipeline import Refiner
 from grefine_kit.recipe import Recipe
@@ -22,7 +22,8 @@ from grefine_kit.region_rules import (
     parse_skip,
     plan_regions,
 )
-from grefine_kit.regions import ComponentRegions, Region
+from grefine_kit.regions.base import Region
+from grefine_kit.regions.components import ComponentRegions
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.stages.diffusion import InpaintStage
 from grefine_kit.testing.conformance import sample_images

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from grefine_kit.combiners import GRefineCombiner
+from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.errors import RecipeError
 from grefine_kit.pipeline import Refiner
 from grefine_kit.recipe import Recipe
-from grefine_kit.regions import ComponentRegions, label_components
+from grefine_kit.regions.components import ComponentRegions, label_components
 from grefine_kit.stage_runs import region_seed
 from grefine_kit.stages import diffusion
 from grefine_kit.stages.base import StageRequest, StageResult
@@ -331,7 +331,7 @@ class Centre:
     """A third-party region detector: the mask inside the image's central half, one region."""
 
     def detect(self, mask: Mask, maps: Any, report: Any) -> list[Any]:
-        from grefine_kit.regions import Region
+        from grefine_kit.regions.base import Region
 
         h, w = mask.binary.shape
         crop = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)

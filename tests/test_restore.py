@@ -114,7 +114,7 @@ def test_bad_options_are_refused(options: dict, text: str):
 
 
 def test_restore_fits_both_slots_and_other_stages_keep_theirs():
-    from grefine_kit.combiners import PerceptualCombiner
+    from grefine_kit.combiners.g_refine import PerceptualCombiner
     from grefine_kit.indicators.defect_map import DefectMap
     from grefine_kit.pipeline import Refiner
 

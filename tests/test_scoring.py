@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.images import ENV_MAX_PIXELS
+from grefine_kit.images.loading import ENV_MAX_PIXELS
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.inputs import expand_inputs
 from grefine_kit.scoring import HEAD_COLUMNS, TAIL_COLUMNS, flatten_details, output_stems, score_files

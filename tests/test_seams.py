@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefine_kit.combiners import match_colour
 from grefine_kit.errors import RecipeError, UserError
+from grefine_kit.images.ops import match_colour
 from grefine_kit.metrics.base import MetricContext, metric_needs, score_with
 from grefine_kit.metrics.seam import Seam, border_pixels
 from grefine_kit.recipe import Recipe
@@ -109,7 +109,7 @@ class _Box:
 
 
 def test_colour_match_is_a_checked_refiner_option_and_keeps_exactness_on_tiny_models() -> None:
-    from grefine_kit.combiners import GRefineCombiner
+    from grefine_kit.combiners.g_refine import GRefineCombiner
     from grefine_kit.pipeline import Refiner
     from grefine_kit.stages.diffusion import InpaintStage
 

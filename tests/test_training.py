@@ -13,7 +13,7 @@ from PIL import Image
 from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
 from grefine_kit.evaluation import MosRow
-from grefine_kit.images import load_image
+from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.pq_map import PQMap
 from grefine_kit.testing import TINY_BACKBONE
 from grefine_kit.training import train_pq_prompts

@@ -327,7 +327,7 @@ def _score_row(
     context_of: ContextOf,
 ) -> tuple[dict[str, list[float]], list[str], int]:
     """``({label: scores}, errors, number of scores reused from the cache)`` for one row."""
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     values: dict[str, list[float]] = {m.label: [] for m, _ in built}
     keys = {m.label: metric_key(m.name, m.options) for m, _ in built}

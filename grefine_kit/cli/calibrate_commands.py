@@ -35,7 +35,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
 
     from grefine_kit.api import build_indicator
     from grefine_kit.evaluation.calibration import CalibrationItem
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
 
     perceptual, alignment = recipe.part("perceptual"), recipe.part("alignment")

@@ -276,7 +276,7 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
         mask_summary,
         repair_summary,
     )
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.report import build_report
     from grefine_kit.runs import atomic
 

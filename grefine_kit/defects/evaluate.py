@@ -81,7 +81,7 @@ def load_cases(manifest: str | Path, kinds: Mapping[str, str] | None = None) -> 
     """The items of a ``grefine make-defects`` folder (its ``manifest.csv`` and ``defects.csv``)."""
     import csv
 
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.region_map import read_region
 
     path = Path(manifest)

@@ -17,7 +17,7 @@ class Indicator(Protocol):
     Contract:
     - Construction is cheap: it validates options and loads no weights. Weights load on
       first use (or an explicit ``load()``), through the shared model cache.
-    - ``score`` takes RGB PIL images (``grefine_kit.images.load_image`` output) and, when
+    - ``score`` takes RGB PIL images (``grefine_kit.images.loading.load_image`` output) and, when
       ``needs_prompt`` is true, one prompt per image. It returns one ``QualityMap`` per
       image, whose map has that image's ``(H, W)``; values in [0, 1], 1 = good.
     """

@@ -203,7 +203,7 @@ def _unavailable_reason(part: Any, target: Target) -> str:
 
 
 def _images(folder: Path, names: Sequence[str]) -> list[Any]:
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     return [load_image(folder / name) for name in names]
 

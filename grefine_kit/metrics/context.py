@@ -36,7 +36,7 @@ def _size_check(what: str, path: Path, got: tuple[int, int], size: tuple[int, in
 
 def load_reference(path: str | Path, size: tuple[int, int] | None = None) -> Image.Image:
     """The reference image at ``path`` as RGB; ``size`` (width, height): the size it must have."""
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     p = Path(path)
     if not p.is_file():
@@ -49,7 +49,7 @@ def load_reference(path: str | Path, size: tuple[int, int] | None = None) -> Ima
 def load_region(path: str | Path, size: tuple[int, int] | None = None, what: str = "region") -> np.ndarray:
     """The mask at ``path`` as bool ``(H, W)``, True = inside (see the module docstring for the
     accepted levels); ``size`` (width, height): the size it must have."""
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     p = Path(path)
     if not p.is_file():
@@ -101,7 +101,7 @@ def build_context(
     if "input" in wanted and input_image is not None:
 
         def load_input() -> Image.Image:
-            from grefine_kit.images import load_image
+            from grefine_kit.images.loading import load_image
 
             image = input_image if isinstance(input_image, Image.Image) else load_image(input_image)
             if image.size != size:

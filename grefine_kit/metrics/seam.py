@@ -45,7 +45,7 @@ def border_steps(image: np.ndarray, mask: np.ndarray, border: np.ndarray, width:
     """The step at each ``border`` pixel, ``(n, 3)`` in the border's raster order: the mean of
     ``image`` over the mask pixels minus its mean over the other pixels, within ``width`` px (a
     square window)."""
-    from grefine_kit.combiners import box_sum
+    from grefine_kit.images.ops import box_sum
 
     inside = np.asarray(mask, bool).astype(np.float32)
     rgb = np.asarray(image, np.float64)

@@ -40,7 +40,7 @@ def _uri(image: Image.Image, fmt: str = "JPEG") -> str:
 def _thumb(path: Path | None, max_size: int) -> Image.Image | None:
     if path is None:
         return None
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     try:
         image = load_image(path)
@@ -68,7 +68,7 @@ def _outline(base: Image.Image, mask_path: Path) -> Image.Image | None:
 
 
 def _legend() -> str:
-    from grefine_kit.images import colorize_map
+    from grefine_kit.images.heatmaps import colorize_map
 
     ramp = colorize_map(np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (12, 1)))
     return (

@@ -38,7 +38,7 @@ def _check_strength(_inst: object, attribute: attrs.Attribute[float], value: flo
 
 def _check_image(_inst: object, _attribute: attrs.Attribute[Image.Image], value: Image.Image) -> None:
     if not isinstance(value, Image.Image) or value.mode != "RGB":
-        raise ValueError("a stage needs an RGB PIL image (grefine_kit.images.load_image gives one)")
+        raise ValueError("a stage needs an RGB PIL image (grefine_kit.images.loading.load_image gives one)")
 
 
 def _tuple_pairs(value: object) -> tuple[tuple[str, float], ...]:

@@ -133,8 +133,8 @@ def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
     crop-local mask that covers at least one pixel; an empty mask gives no regions; results are
     deterministic. (A detector may find nothing in a non-empty mask: a face detector without
     faces.) Returns the regions found for a three-blob mask."""
-    from grefine_kit.combiners import empty_mask
-    from grefine_kit.regions import Region, RegionDetector
+    from grefine_kit.combiners.base import empty_mask
+    from grefine_kit.regions.base import Region, RegionDetector
 
     assert isinstance(detector, RegionDetector), f"{detector!r} does not follow the RegionDetector protocol"
     w, h = size

@@ -30,7 +30,7 @@ import attrs
 from grefine_kit.errors import UserError
 from grefine_kit.evaluation.correlation import plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
-from grefine_kit.images import load_image
+from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.pq_map import (
     FACTORS,
     PQMap,

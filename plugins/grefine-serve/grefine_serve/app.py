@@ -56,7 +56,7 @@ class Server:
 
     def start(self) -> None:
         """Import torch, start the workers, queue the jobs a previous server left, preload."""
-        # torch first, before any request: grefine_kit.images looks torch up in sys.modules, and
+        # torch first, before any request: grefine_kit.images.loading looks torch up in sys.modules, and
         # a request thread must never see it half-imported by a worker building models
         import torch  # noqa: F401
 

@@ -3,7 +3,7 @@
 The body cap refuses a request whose ``Content-Length`` is over the limit before reading it,
 and stops reading a body (chunked or lying about its length) as soon as it passes the limit:
 either way 413, nothing written. The image check decodes the upload with
-``grefine_kit.images.load_image`` (the header's size is checked against ``--max-pixels``
+``grefine_kit.images.loading.load_image`` (the header's size is checked against ``--max-pixels``
 before any pixel is decoded; PIL's decompression-bomb guard stays on).
 """
 
@@ -121,7 +121,7 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
 def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[int, int]:
     """``(width, height)`` of an upload that decodes within the limits; ``ApiError`` otherwise:
     413 too large (bytes, pixels or a decompression bomb), 415 not an image, 422 a broken one."""
-    from grefine_kit.images import load_image
+    from grefine_kit.images.loading import load_image
 
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
