@@ -54,9 +54,9 @@ def main() -> None:
     import torch
 
     from grefine_kit.api import build_indicator
-    from grefine_kit.batch import refine_files
-    from grefine_kit.recipe import Recipe
-    from grefine_kit.scoring import score_files
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine import refine_files
+    from grefine_kit.runner.score import score_files
 
     torch.set_num_threads(1)  # one thread per worker everywhere: the comparison is about workers
     recipe = Recipe.load("tiny")

@@ -42,7 +42,7 @@ if spec["kind"] != "baseline":
     image = Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC)
 started = time.perf_counter()
 if spec["kind"] == "refine":
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
     refiner = Recipe.load("tiny").build()
     refiner.refine(image, "a red apple on a wooden table", "bench")
 elif spec["kind"] == "stage":

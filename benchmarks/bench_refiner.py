@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from grefine_kit.combiners.g_refine import GRefineCombiner
-from grefine_kit.pipeline import Refiner
+from grefine_kit.refiner.refiner import Refiner
 from grefine_kit.regions.components import ComponentRegions
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
 from grefine_kit.testing.conformance import sample_images

@@ -38,7 +38,7 @@ def main() -> None:
     from grefine_kit.defects.build import make_defect_set
     from grefine_kit.defects.evaluate import Arm, load_cases, measure, oracle_recipe, summarise
     from grefine_kit.defects.photos import builtin_photos
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -33,7 +33,7 @@ def main() -> None:
 
     from grefine_kit.defects.plant import plant_defect
     from grefine_kit.indicators.defect_map import DefectMap
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.stages.base import StageRequest
     from grefine_kit.stages.restore import RestoreStage
     from grefine_kit.types import Mask

@@ -27,7 +27,7 @@ class Inverter:
     seed, recipe_hash = 0, "bench"
 
     def refine(self, image: Image.Image, prompt: str, image_id: str = "image") -> Any:
-        from grefine_kit.pipeline import RefineResult
+        from grefine_kit.refiner.refiner import RefineResult
         from grefine_kit.types import Mask
 
         empty = np.zeros((image.height, image.width), np.float32)
@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
 
-    from grefine_kit.batch import refine_files
     from grefine_kit.images.loading import load_image
+    from grefine_kit.runner.refine import refine_files
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -80,7 +80,7 @@ def oracle_part(items: list[tuple[str, Image.Image, Image.Image, np.ndarray]]) -
     from grefine_kit.metrics.base import MetricContext
     from grefine_kit.metrics.fidelity import psnr, ssim_unmasked
     from grefine_kit.metrics.seam import Seam
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
     from grefine_kit.stages.diffusion import InpaintStage
 
     oracle = Oracle({(b.width, b.height, int(np.asarray(b).sum())): r for _, _, b, r in items})
@@ -119,7 +119,7 @@ def benchmark_part(folder: Path) -> str:
     from click.testing import CliRunner
 
     from grefine_kit.cli import cli
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     args = ["benchmark", "--manifest", str(folder / "manifest.csv"), "--out", str(folder / "bench")]
     for mode in MODES:

@@ -9,26 +9,26 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from grefine_kit.hookspecs import hookimpl
+from grefine_kit.parts.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Recipe": "grefine_kit.recipe",
+    "Recipe": "grefine_kit.recipes.recipe",
     "QualityMap": "grefine_kit.types",
     "Mask": "grefine_kit.types",
     "PromptTree": "grefine_kit.types",
     "AlignmentReport": "grefine_kit.types",
-    "Refiner": "grefine_kit.pipeline",
-    "RefineResult": "grefine_kit.pipeline",
-    "RefinerOptions": "grefine_kit.options",
-    "RefineState": "grefine_kit.state",
+    "Refiner": "grefine_kit.refiner.refiner",
+    "RefineResult": "grefine_kit.refiner.refiner",
+    "RefinerOptions": "grefine_kit.refiner.options",
+    "RefineState": "grefine_kit.refiner.state",
     "Region": "grefine_kit.regions.base",
     "load_image": "grefine_kit.images.loading",
     "score": "grefine_kit.api",
     "refine": "grefine_kit.api",
-    "create_part": "grefine_kit.registry",
-    "get_registry": "grefine_kit.registry",
+    "create_part": "grefine_kit.parts.registry",
+    "get_registry": "grefine_kit.parts.registry",
 }
 
 __all__ = [
@@ -54,12 +54,12 @@ __all__ = [
 if TYPE_CHECKING:
     from grefine_kit.api import refine, score
     from grefine_kit.images.loading import load_image
-    from grefine_kit.options import RefinerOptions
-    from grefine_kit.pipeline import Refiner, RefineResult
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.parts.registry import create_part, get_registry
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.refiner.options import RefinerOptions
+    from grefine_kit.refiner.refiner import Refiner, RefineResult
+    from grefine_kit.refiner.state import RefineState
     from grefine_kit.regions.base import Region
-    from grefine_kit.registry import create_part, get_registry
-    from grefine_kit.state import RefineState
     from grefine_kit.types import AlignmentReport, Mask, PromptTree, QualityMap
 
 

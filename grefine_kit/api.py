@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from grefine_kit.registry import get_registry
-from grefine_kit.roles import INDICATOR_ROLES
+from grefine_kit.parts.registry import get_registry
+from grefine_kit.refiner.roles import INDICATOR_ROLES
 
 if TYPE_CHECKING:
     from grefine_kit.images.loading import ImageSource
-    from grefine_kit.pipeline import RefineResult
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.refiner.refiner import RefineResult
     from grefine_kit.types import QualityMap
 
 #: options an indicator may borrow from another indicator of the same recipe (the backbone)
@@ -32,7 +32,7 @@ def build_indicator(
     borrowed, so ``--recipe tiny`` works for every CLIP indicator. ``device``/``dtype`` and
     ``options`` override.
     """
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     registry = get_registry()
     accepted = registry.option_names("indicator", name)
@@ -72,7 +72,7 @@ def score(
     >>> qmap.score, qmap.map.shape                  # doctest: +SKIP
     """
     from grefine_kit.images.loading import load_image
-    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument
 
     part = build_indicator(indicator, recipe=recipe, **options)
     command = fetch_command(recipe=recipe_argument(recipe), indicator=indicator)
@@ -98,8 +98,8 @@ def refine(
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
     from grefine_kit.images.loading import load_image
-    from grefine_kit.preflight import ensure_ready, fetch_command, recipe_argument, recipe_parts
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument, recipe_parts
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
     recipe_obj = recipe_obj.with_runtime(device=device, dtype=dtype)

@@ -56,7 +56,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def with_plugins(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Make the installed test plugins visible to importlib.metadata in this process."""
     monkeypatch.syspath_prepend(str(plugin_site))
-    from grefine_kit import registry
+    from grefine_kit.parts import registry
 
     previous = registry._registry
     registry.reset_registry(None)

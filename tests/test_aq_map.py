@@ -150,7 +150,7 @@ def test_options_are_validated_and_cheap() -> None:
 
 
 def test_registry_builds_it_and_reports_bad_options() -> None:
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     aq = create_part("indicator", "aq-map", beta=0.7, parser="spacy")
     assert isinstance(aq, AQMap) and aq.beta == 0.7

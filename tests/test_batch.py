@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefine_kit.batch import refine_files
 from grefine_kit.errors import MissingDependencyError
-from grefine_kit.pipeline import RefineResult
+from grefine_kit.refiner.refiner import RefineResult
+from grefine_kit.runner.refine import refine_files
 from grefine_kit.types import Mask
 
 

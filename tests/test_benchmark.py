@@ -24,7 +24,7 @@ from grefine_kit.benchmark.run import RecipeRow, ablation_variants
 from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricInfo
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
 from grefine_kit.stages.base import StageResult
 from grefine_kit.testing import sample_images
 

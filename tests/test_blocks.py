@@ -11,14 +11,14 @@ import attrs
 import numpy as np
 import pytest
 
-from grefine_kit.blocks import check_blocks, declared_io
 from grefine_kit.combiners.g_refine import GRefineCombiner, PerceptualCombiner
 from grefine_kit.devices import resolve_device, resolve_dtype, resolve_dtype_name
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.models.loading import BackboneSpec
-from grefine_kit.options import MIGRATIONS, RefinerOptions, option_names
-from grefine_kit.parts import PartBase, capabilities
-from grefine_kit.roles import INDICATOR_ROLES, ROLES, role
+from grefine_kit.parts.base import PartBase, capabilities
+from grefine_kit.refiner.blocks import check_blocks, declared_io
+from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions, option_names
+from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, role
 from grefine_kit.stages.diffusion import InpaintStage
 from grefine_kit.types import QualityMap
 
@@ -113,14 +113,14 @@ def test_one_table_of_roles() -> None:
     assert [r.name for r in ROLES] == ["perceptual", "alignment", "combiner", "regions", "stage1", "stage2"]
     # the modules that used to spell the roles out now read them from the table
     spelled = {r.name for r in ROLES} | {r.table for r in ROLES}
-    for module in ("recipe.py", "fetch.py", "api.py", "batch.py"):
+    for module in ("recipes/recipe.py", "readiness/fetch.py", "api.py", "runner/refine.py"):
         tree = ast.parse((PACKAGE / module).read_text("utf-8"))
         found = {
             n.value
             for n in ast.walk(tree)
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in spelled
         }
-        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.roles"
+        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.refiner.roles"
 
 
 def test_runtime_code_never_imports_the_testing_package() -> None:
@@ -153,7 +153,7 @@ def test_auto_device_and_dtype_mean_the_same_for_indicators_and_stages() -> None
 def test_a_part_that_breaks_its_contract_fails_with_the_blocks_name() -> None:
     from PIL import Image
 
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
 
     class NoMask:
         def combine(self, perceptual: Any, alignment: Any, size: Any) -> Any:

@@ -104,8 +104,8 @@ def _rated_folder(tmp_path: Path, n: int = 8) -> Path:
 
 
 def test_calibrate_command_on_tiny_models(tmp_path: Path):
-    from grefine_kit.overrides import apply_overrides, parse_assignment
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
+    from grefine_kit.recipes.recipe import Recipe
 
     csv_path = _rated_folder(tmp_path)
     out = tmp_path / "cal"

@@ -48,7 +48,7 @@ def calibration() -> Any:
 
 @pytest.mark.parametrize("target", [t for t in KNOWN_TARGETS if t.name in OFFLINE], ids=lambda t: t.name)
 def test_offline_metrics_reproduce_the_official_scores(calibration: Any, target: Any) -> None:
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     assert target.name in get_registry().names("metric"), f"built-in metric {target.name!r} is not registered"
     result = run_target(target, calibration)
@@ -132,7 +132,7 @@ class _Plugin:
 
 
 def _piqe_values(root: Path) -> list[float]:
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     metric = create_part("metric", "piqe")
     return [metric.score([Image.open(p).convert("RGB")])[0] for p in sorted((root / "dist").iterdir())]

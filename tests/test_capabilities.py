@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefine_kit import preflight
 from grefine_kit.evaluation.mos import indicator_kind
 from grefine_kit.metrics.base import describe
-from grefine_kit.parts import FILE, HubWeights, Missing, PartBase, as_part, capabilities
+from grefine_kit.parts.base import FILE, HubWeights, Missing, PartBase, as_part, capabilities
+from grefine_kit.readiness import preflight
 from grefine_kit.testing import check_capabilities, check_indicator, check_metric
 from grefine_kit.types import QualityMap
 
@@ -249,6 +249,6 @@ def test_no_getattr_probing_of_part_capabilities() -> None:
 
 
 def test_preflight_knows_no_parts_internals() -> None:
-    text = (ROOT / "grefine_kit" / "preflight.py").read_text("utf-8")
+    text = (ROOT / "grefine_kit" / "readiness" / "preflight.py").read_text("utf-8")
     assert "getattr(" not in text and "hasattr(" not in text
     assert "ClipIndicator" not in text and "_DiffusersStage" not in text

@@ -111,7 +111,7 @@ def test_bad_recipes_exit_2_with_one_line(tmp_path: Path, text: str, expected: s
 
 
 def test_good_recipe_validates_and_round_trips(tmp_path: Path):
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     path = tmp_path / "recipe.toml"
     path.write_text(GOOD)

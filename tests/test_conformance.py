@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grefine_kit.parsers.spacy_parser import spacy_model_installed
-from grefine_kit.registry import KINDS, Registry
+from grefine_kit.parts.registry import KINDS, Registry
 from grefine_kit.testing import TINY_BACKBONE, check_part
 
 TINY_STAGE = {"model": "tiny", "device": "cpu", "dtype": "float32"}

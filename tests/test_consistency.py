@@ -14,7 +14,7 @@ from PIL import Image
 
 from grefine_kit.cli import cli
 from grefine_kit.progress import progress
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
 
 RECIPE = """
 name = "mine"

@@ -118,7 +118,7 @@ def test_7_the_portable_builder_of_other_engines_takes_them_too() -> None:
 
 
 def test_9_option_values_named_like_neighbouring_folders_stay_values(tmp_path: Path) -> None:
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     for name in ("tiny", "random", "grefine-tiny", "rules"):
         (tmp_path / name).mkdir()
@@ -139,7 +139,7 @@ def test_9_option_values_named_like_neighbouring_folders_stay_values(tmp_path: P
 def test_9_a_bare_name_means_the_registered_recipe_whatever_the_cwd_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()

@@ -112,7 +112,7 @@ def test_plant_defect_rejects_bad_kinds_and_sizes():
 @pytest.fixture(scope="module")
 def measured(small_set: Path):
     from grefine_kit.defects.evaluate import Arm, load_cases, measure, oracle_recipe, summarise
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     restore = Recipe.load("restore")
     arms = [

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from grefine_kit.cli import cli
-from grefine_kit.recipe import Recipe
-from grefine_kit.registry import get_registry
+from grefine_kit.parts.registry import get_registry
+from grefine_kit.recipes.recipe import Recipe
 
 BUILTIN_RECIPES = (
     "demo",

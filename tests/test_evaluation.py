@@ -172,7 +172,7 @@ def _rated_folder(tmp_path: Path) -> Path:
 
 
 def test_evaluate_with_a_plugin_indicator(with_plugins, tmp_path: Path):
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     csv_path = _rated_folder(tmp_path)
     indicator = get_registry().create("indicator", "brightness", {})

@@ -52,8 +52,8 @@ def parts(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     import torch
 
     from grefine_kit.api import build_indicator
-    from grefine_kit.batch import refine_files
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine import refine_files
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no OpenMP pool to inherit across fork; equal numbers in every process
@@ -67,8 +67,8 @@ def parts(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 
 
 def _run(kind: str, parts: dict[str, Any], inputs: Path, out: Path) -> Any:
-    from grefine_kit.batch import refine_files
-    from grefine_kit.scoring import score_files
+    from grefine_kit.runner.refine import refine_files
+    from grefine_kit.runner.score import score_files
 
     files = sorted(inputs.glob("*.png"))
     if kind == "refine":

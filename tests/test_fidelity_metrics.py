@@ -23,7 +23,7 @@ from grefine_kit.metrics.base import MetricBase, MetricContext, describe, metric
 from grefine_kit.metrics.context import build_context, load_reference, load_region
 from grefine_kit.metrics.fidelity import mask_iou, psnr, ssim
 from grefine_kit.metrics.fidelity_parts import PARTS, Psnr, SsimUnmasked
-from grefine_kit.registry import Registry
+from grefine_kit.parts.registry import Registry
 from grefine_kit.runs.manifest import read_manifest
 from grefine_kit.stages.base import StageResult
 from grefine_kit.testing import sample_images

@@ -21,7 +21,7 @@ def test_an_unknown_first_party_part_names_how_to_install_its_plugin() -> None:
     """`--engine ray` without the plugin said only "known: local" (item 15); the plugins are
     not on PyPI, so the fix line names the checkout install."""
     from grefine_kit.errors import UnknownPartError
-    from grefine_kit.registry import Registry
+    from grefine_kit.parts.registry import Registry
 
     registry = Registry.from_plugins(entry_points=False)  # the core alone
     with pytest.raises(UnknownPartError) as caught:
@@ -83,7 +83,7 @@ def test_a_small_pixel_limit_is_said_in_pixels(tmp_path, monkeypatch) -> None:
 def test_a_fix_line_chains_only_commands(monkeypatch) -> None:
     """`--device cuda` without CUDA plus missing weights read "use --device cpu && grefine
     fetch-weights" (item 19): advice is no shell command."""
-    from grefine_kit.preflight import DEVICE, PACKAGE, WEIGHTS, Missing, format_missing
+    from grefine_kit.readiness.preflight import DEVICE, PACKAGE, WEIGHTS, Missing, format_missing
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     found = [

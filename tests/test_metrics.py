@@ -59,7 +59,7 @@ def test_rank_marks_direction_ties_and_nan():
 
 
 def test_indicator_metric_wraps_a_plugin_indicator(with_plugins):
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     metric = get_registry().create(
         "metric", "indicator-score", {"indicator": "brightness", "options": {"gamma": 1.0}}
@@ -71,7 +71,7 @@ def test_indicator_metric_wraps_a_plugin_indicator(with_plugins):
 
 
 def test_aq_map_metric_needs_prompts():
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     metric = get_registry().create("metric", "aq-map", {**TINY_BACKBONE, "parser": "rules"})
     assert metric.needs_prompt and metric.name == "aq-map"
@@ -88,7 +88,7 @@ def test_piqe_metric_is_piqe_of_the_luma():
     from PIL import Image
 
     from grefine_kit.indicators.piqe import grey_levels, piqe
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     image = Image.open(str(resources.files("grefine_kit") / "data" / "example.png")).convert("RGB")
     metric = create_part("metric", "piqe", activity_threshold=0.2)
@@ -134,7 +134,7 @@ def test_clipscore_is_hessel_formula_on_a_local_dir_round_trip(tmp_path):
 
 
 def test_clipscore_conforms_on_the_tiny_backbone():
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     metric = get_registry().create("metric", "clipscore", {**TINY_BACKBONE, "w": 1.0, "device": "cpu"})
     values = check_metric(metric)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
-from grefine_kit.overrides import apply_overrides, parse_assignment, parse_value, shortcut_overrides
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.overrides import apply_overrides, parse_assignment, parse_value, shortcut_overrides
+from grefine_kit.recipes.recipe import Recipe
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "grefine_kit" / "data" / "example.png"
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from grefine_kit.cli import cli
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
 
 pytest.importorskip("spacy")
 

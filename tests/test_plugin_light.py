@@ -9,7 +9,7 @@ from grefine_kit.testing.light import heavy_imports
 
 
 def test_a_light_module_passes() -> None:
-    check_plugin_light("grefine_kit.builtins")
+    check_plugin_light("grefine_kit.parts.builtins")
 
 
 def test_a_module_importing_torch_fails_naming_the_importer() -> None:

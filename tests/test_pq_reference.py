@@ -26,7 +26,7 @@ from PIL import Image
 
 from grefine_kit.indicators.learned_prompts import resolve_prompt_checkpoints
 from grefine_kit.indicators.pq_map import PQMap
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
 
 VIT_B16 = {"model": "ViT-B-16-quickgelu", "weights": "random", "device": "cpu"}
 MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from grefine_kit import preflight
 from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError
-from grefine_kit.recipe import Recipe
+from grefine_kit.readiness import preflight
+from grefine_kit.recipes.recipe import Recipe
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "grefine_kit" / "data" / "example.png"
 #: the issue's bound; measured ~0.3 s here, and torch alone takes ~5 s to import on 2 cores

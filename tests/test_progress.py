@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from grefine_kit.batch import refine_files
-from grefine_kit.pipeline import RefineResult
 from grefine_kit.progress import RunProgress, active_progress
+from grefine_kit.refiner.refiner import RefineResult
+from grefine_kit.runner.refine import refine_files
 from grefine_kit.types import Mask
 
 

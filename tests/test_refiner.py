@@ -13,11 +13,11 @@ from PIL import Image
 from grefine_kit.combiners.g_refine import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
 from grefine_kit.errors import RecipeError
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.pipeline import Refiner, RefineResult, paste_back
+from grefine_kit.refiner.refiner import Refiner, RefineResult, paste_back
+from grefine_kit.refiner.strength import stage1_strength
 from grefine_kit.regions.components import ComponentRegions
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
-from grefine_kit.strength import stage1_strength
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import AlignmentReport, QualityMap
 

@@ -13,9 +13,9 @@ import pytest
 
 from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.errors import RecipeError, UserError
-from grefine_kit.pipeline import Refiner
-from grefine_kit.recipe import Recipe
-from grefine_kit.region_rules import (
+from grefine_kit.recipes.recipe import Recipe
+from grefine_kit.refiner.refiner import Refiner
+from grefine_kit.refiner.region_rules import (
     RegionPromptError,
     RegionPrompts,
     SkipRules,

@@ -11,10 +11,10 @@ import torch
 
 from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.errors import RecipeError
-from grefine_kit.pipeline import Refiner
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
+from grefine_kit.refiner.refiner import Refiner
+from grefine_kit.refiner.stage_runs import region_seed
 from grefine_kit.regions.components import ComponentRegions, label_components
-from grefine_kit.stage_runs import region_seed
 from grefine_kit.stages import diffusion
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.stages.conditioning import content_mask, encode_conditioning
@@ -311,7 +311,7 @@ def test_an_items_own_seed_reaches_a_real_refiner_in_the_batch_runner(tmp_path: 
     """The runner passes an item's seed to ``Refiner.refine(seed=)``: derive_seed(item seed, id)."""
     import json
 
-    from grefine_kit.batch import refine_items
+    from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import Item
     from grefine_kit.stages.base import derive_seed
     from grefine_kit.stages.diffusion import Img2ImgStage

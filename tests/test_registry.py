@@ -9,7 +9,7 @@ import pytest
 
 from grefine_kit import hookimpl
 from grefine_kit.errors import UnknownPartError, UserError
-from grefine_kit.registry import KINDS, Registry, create_part, get_registry
+from grefine_kit.parts.registry import KINDS, Registry, create_part, get_registry
 
 
 def test_builtins_are_registered_lazily():
@@ -112,7 +112,7 @@ def test_installed_distribution_plugins(with_plugins):
 
 
 def test_env_switches(with_plugins, monkeypatch):
-    from grefine_kit.registry import reset_registry
+    from grefine_kit.parts.registry import reset_registry
 
     monkeypatch.setenv("GREFINE_DISABLE_PLUGINS", "grefine-broken-plugin,dupe")
     reset_registry()
@@ -144,7 +144,7 @@ def _grefine(args: list[str], env_extra: dict[str, str] | None = None) -> subpro
 def test_cli_plugins_lists_installed_and_broken(plugin_site: Path):
     result = _grefine(["plugins"], {"PYTHONPATH": str(plugin_site)})
     assert result.returncode == 0, result.stderr
-    assert "grefine-kit (grefine_kit.builtins)" in result.stdout
+    assert "grefine-kit (grefine_kit.parts.builtins)" in result.stdout
     assert "grefine-example-plugin (example)" in result.stdout
     assert "indicator:brightness" in result.stdout
     assert "BROKEN grefine-broken-plugin (broken)" in result.stdout

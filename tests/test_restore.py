@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from grefine_kit.errors import ImageError, RecipeError
-from grefine_kit.recipe import Recipe
+from grefine_kit.recipes.recipe import Recipe
 from grefine_kit.stages.base import StageRequest
 from grefine_kit.types import Mask
 
@@ -116,7 +116,7 @@ def test_bad_options_are_refused(options: dict, text: str):
 def test_restore_fits_both_slots_and_other_stages_keep_theirs():
     from grefine_kit.combiners.g_refine import PerceptualCombiner
     from grefine_kit.indicators.defect_map import DefectMap
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
 
     refiner = Refiner(
         perceptual=DefectMap(), combiner=PerceptualCombiner(), stage1=_stage(), stage2=_stage(), iterations=2

@@ -22,11 +22,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from grefine_kit.batch import refine_files
 from grefine_kit.errors import NonFiniteError, RecipeError, RunLockedError, SetupError, UserError
-from grefine_kit.pipeline import RefineResult
+from grefine_kit.refiner.refiner import RefineResult
+from grefine_kit.runner.refine import refine_files
+from grefine_kit.runner.score import score_files
 from grefine_kit.runs import RunFolder, atomic
-from grefine_kit.scoring import score_files
 from grefine_kit.types import Mask, QualityMap
 
 
@@ -238,7 +238,7 @@ def test_5_a_partial_last_line_is_dropped_and_its_item_redone(
 def test_5_a_kill_between_report_and_log_line_redoes_the_item(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import grefine_kit.batch as batch
+    import grefine_kit.runner.refine as batch
 
     a = png(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
@@ -355,7 +355,7 @@ def test_9_a_non_utf8_file_name_is_scored_with_the_others(tmp_path: Path) -> Non
     png(folder / "good.png")
     odd = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.png"))
     Image.new("RGB", (9, 7), (1, 2, 3)).save(odd, format="PNG")
-    from grefine_kit.inputs import expand_inputs
+    from grefine_kit.runner.inputs import expand_inputs
 
     summary = score_files(expand_inputs([str(folder)]), Brightness(), tmp_path / "out", progress=False)
     assert (summary.n_ok, summary.n_failed) == (2, 0)
@@ -387,7 +387,7 @@ def test_10_evaluate_with_three_images_writes_its_json_without_a_logistic_fit(tm
 
 
 def test_11_a_deeply_nested_recipe_is_a_recipe_error(tmp_path: Path) -> None:
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     deep = 'name = "x"\na = ' + "[" * 5000 + "]" * 5000 + "\n"
     with pytest.raises(RecipeError, match="nested too deeply"):
@@ -519,7 +519,7 @@ def test_14_a_device_that_does_not_exist_is_one_exit_2_line(tmp_path: Path, devi
 
 
 def test_odd_inputs_have_clear_messages(tmp_path: Path) -> None:
-    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.runner.inputs import expand_inputs, read_prompts_csv
 
     with pytest.raises(UserError, match="not a prompts CSV"):
         read_prompts_csv("/dev/zero")

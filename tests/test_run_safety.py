@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefine_kit.batch import refine_files, refine_items
 from grefine_kit.errors import UserError
-from grefine_kit.pipeline import RefineResult
+from grefine_kit.refiner.refiner import RefineResult
+from grefine_kit.runner.refine import refine_files, refine_items
+from grefine_kit.runner.score import score_files, score_items
 from grefine_kit.runs import atomic
 from grefine_kit.runs.items import Item
-from grefine_kit.scoring import score_files, score_items
 from grefine_kit.types import Mask, QualityMap
 
 

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from grefine_kit.batch import refine_files, refine_items
 from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
+from grefine_kit.runner.refine import refine_files, refine_items
 from grefine_kit.runs.items import Item
 from grefine_kit.runs.manifest import read_manifest
 from grefine_kit.runs.shards import Shard, parse_shard, shard_index
@@ -79,7 +79,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def recipe() -> Any:
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     return Recipe.load("tiny")
 
@@ -169,7 +169,7 @@ def test_bad_shard_specs_are_one_clear_error(text: str, message: str) -> None:
 
 def test_score_shards_into_one_folder_give_the_unsharded_results(images: list[Path], tmp_path: Path) -> None:
     from grefine_kit.api import build_indicator
-    from grefine_kit.scoring import score_files
+    from grefine_kit.runner.score import score_files
 
     indicator = build_indicator("pq-map", recipe="tiny")
     whole = score_files(images, indicator, tmp_path / "whole", progress=False)
@@ -183,7 +183,7 @@ def test_score_with_a_portable_builder_matches_the_built_indicator(
     images: list[Path], tmp_path: Path
 ) -> None:
     from grefine_kit.api import build_indicator
-    from grefine_kit.scoring import score_files
+    from grefine_kit.runner.score import score_files
 
     builder = functools.partial(build_indicator, "pq-map", recipe="tiny")
     built = score_files(images[:3], builder(), tmp_path / "built", progress=False)
@@ -196,8 +196,8 @@ def test_a_refine_work_survives_pickling_and_rebuilds_the_same_refiner(
     images: list[Path], recipe: Any, unsharded: Path, tmp_path: Path
 ) -> None:
     """What an engine in another process does: unpickle the work, open it, run tasks."""
-    from grefine_kit.batch import plan_tasks
-    from grefine_kit.refine_work import RefineWork
+    from grefine_kit.runner.refine import plan_tasks
+    from grefine_kit.runner.refine_work import RefineWork
     from grefine_kit.runs.folder import RunFolder
     from grefine_kit.runs.items import make_items
     from grefine_kit.runs.layout import output_stems
@@ -393,7 +393,7 @@ def test_cli_manifest_and_paths_conflict(images: list[Path], tmp_path: Path) -> 
 
 def test_the_local_engine_passes_the_engine_conformance_check(tmp_path: Path) -> None:
     from grefine_kit.engines import get_engine
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
     from grefine_kit.testing import check_engine
 
     assert "local" in get_registry().names("engine")

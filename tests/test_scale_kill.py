@@ -39,7 +39,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import torch
 
     from grefine_kit.api import build_indicator
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     inputs = tmp_path_factory.mktemp("kill-inputs")
     rng = np.random.default_rng(11)
@@ -72,8 +72,8 @@ def _files(state: dict[str, Any], kind: str) -> list[Path]:
 
 
 def _run(kind: str, state: dict[str, Any], out: Path) -> Any:
-    from grefine_kit.batch import refine_files
-    from grefine_kit.scoring import score_files
+    from grefine_kit.runner.refine import refine_files
+    from grefine_kit.runner.score import score_files
 
     if kind == "refine":
         return refine_files(

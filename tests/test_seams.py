@@ -11,8 +11,8 @@ from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.images.ops import match_colour
 from grefine_kit.metrics.base import MetricContext, metric_needs, score_with
 from grefine_kit.metrics.seam import Seam, border_pixels
-from grefine_kit.recipe import Recipe
-from grefine_kit.stage_runs import paste_back
+from grefine_kit.recipes.recipe import Recipe
+from grefine_kit.refiner.stage_runs import paste_back
 from grefine_kit.testing.conformance import sample_images
 from grefine_kit.types import QualityMap
 
@@ -110,7 +110,7 @@ class _Box:
 
 def test_colour_match_is_a_checked_refiner_option_and_keeps_exactness_on_tiny_models() -> None:
     from grefine_kit.combiners.g_refine import GRefineCombiner
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
     from grefine_kit.stages.diffusion import InpaintStage
 
     data = Recipe.load("tiny").to_dict()

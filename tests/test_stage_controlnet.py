@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from grefine_kit.errors import UserError
-from grefine_kit.registry import create_part
+from grefine_kit.parts.registry import create_part
 from grefine_kit.stages.base import StageRequest
 from grefine_kit.stages.controlnet import control_image
 from grefine_kit.stages.diffusion import InpaintStage

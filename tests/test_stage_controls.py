@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from grefine_kit.errors import UserError
-from grefine_kit.registry import create_part
+from grefine_kit.parts.registry import create_part
 from grefine_kit.stages.base import StageRequest
 from grefine_kit.stages.controls import LoraSpec, parse_loras, stage_file_digests
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage
@@ -181,9 +181,9 @@ def test_stage_vae_replaces_the_models_vae(tmp_path: Path) -> None:
 
 
 def test_lora_and_vae_files_enter_the_fingerprint(tmp_path: Path) -> None:
-    from grefine_kit.batch import _config
-    from grefine_kit.overrides import apply_overrides
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.overrides import apply_overrides
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine import _config
 
     lora = tmp_path / "l.safetensors"
     lora.write_bytes(b"one")
@@ -233,10 +233,10 @@ def test_a_failing_listener_never_fails_the_stage() -> None:
 
 
 def test_previews_reach_the_run_folder_and_the_report(tmp_path: Path) -> None:
-    from grefine_kit.batch import refine_files
-    from grefine_kit.overrides import apply_overrides
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.overrides import apply_overrides
+    from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.report.collect import collect
+    from grefine_kit.runner.refine import refine_files
 
     image = tmp_path / "in" / "a.png"
     image.parent.mkdir()

@@ -44,7 +44,7 @@ from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricContext, MetricInfo, describe, metric_needs, score_with
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
-from grefine_kit.recipe import PartSpec, Recipe
+from grefine_kit.recipes.recipe import PartSpec, Recipe
 
 __all__ = [
     "ORIGINAL",
@@ -172,9 +172,9 @@ def run_benchmark(
     outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
 
     ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
-    from grefine_kit.batch import make_items, refine_items
-    from grefine_kit.inputs import make_output_dir
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
+    from grefine_kit.runner.inputs import make_output_dir
+    from grefine_kit.runner.refine import make_items, refine_items
     from grefine_kit.runs.layout import output_stems
 
     if not recipes:

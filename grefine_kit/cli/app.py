@@ -108,7 +108,7 @@ def cli() -> None:
 
 
 def warn_plugin_failures() -> None:
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     for failure in get_registry().failures:
         click.echo(

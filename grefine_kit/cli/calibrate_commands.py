@@ -111,9 +111,9 @@ def calibrate_command(
     (a recipe overlay) and calibration.json into --out and prints the --set lines."""
     from grefine_kit.evaluation.calibration import fit_calibration
     from grefine_kit.evaluation.mos import read_mos_table
-    from grefine_kit.inputs import make_output_dir
-    from grefine_kit.overrides import apply_overrides, parse_assignment
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs.atomic import write_json, write_text
 
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind="perceptual")

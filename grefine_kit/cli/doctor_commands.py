@@ -20,8 +20,8 @@ def _version(dist: str) -> str:
 
 def recipe_problems(name: str) -> list[str]:
     """One line per thing recipe ``name`` lacks here (empty: ready)."""
-    from grefine_kit.preflight import WEIGHTS, check_parts, fetch_command, recipe_parts
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.readiness.preflight import WEIGHTS, check_parts, fetch_command, recipe_parts
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe = Recipe.load(name)
     lines = []
@@ -41,8 +41,8 @@ def doctor_command(recipe_name: str | None) -> None:
     """
     from grefine_kit import __version__
     from grefine_kit.hub import hub_reachable, offline_requested
-    from grefine_kit.preflight import cuda_available, hf_cache_dir, parser_status
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
+    from grefine_kit.readiness.preflight import cuda_available, hf_cache_dir, parser_status
 
     click.echo(f"grefine-kit {__version__}, Python {platform.python_version()} ({sys.executable})")
     libs = ("torch", "open_clip_torch", "diffusers", "transformers", "spacy")

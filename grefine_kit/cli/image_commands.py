@@ -86,7 +86,7 @@ def score_command(
     only what is missing, failed or stale (docs/cli.md); docs/scale.md covers manifests,
     shards and engines.
     """
-    from grefine_kit.scoring import score_items
+    from grefine_kit.runner.score import score_items
 
     items, per_item = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
     shard, engine = run_shard(), run_engine()
@@ -142,7 +142,7 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
     """What identifies a scoring setup in the fingerprints (the device does not change results)."""
     recipe_hash = None
     if recipe_name is not None:
-        from grefine_kit.recipe import Recipe
+        from grefine_kit.recipes.recipe import Recipe
 
         recipe_hash = Recipe.load(recipe_name).hash
     return {"indicator": indicator_name, "recipe": recipe_hash, "dtype": dtype}
@@ -193,7 +193,7 @@ def refine_command(
     resume; stale results (another input, prompt, seed, recipe or --maps) are redone.
     docs/scale.md covers manifests, shards and engines.
     """
-    from grefine_kit.batch import refine_items
+    from grefine_kit.runner.refine import refine_items
 
     items, _ = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
     shard, engine = run_shard(), run_engine()
@@ -223,8 +223,8 @@ def _checked_recipe(recipe_name: str, *, seed: int | None, device: str | None, d
     (every part builds, weights are there); workers build their Refiner from it."""
     import attrs
 
-    from grefine_kit.overrides import apply_overrides
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.overrides import apply_overrides
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
@@ -267,7 +267,6 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
     import numpy as np
     from PIL import Image
 
-    from grefine_kit.batch import refine_files
     from grefine_kit.demo import (
         DEMO_PROMPT,
         FIDELITY_SUFFIX,
@@ -278,6 +277,7 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
     )
     from grefine_kit.images.loading import load_image
     from grefine_kit.report import build_report
+    from grefine_kit.runner.refine import refine_files
     from grefine_kit.runs import atomic
 
     started = time.perf_counter()
@@ -337,9 +337,9 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
 @user_errors
 def fetch_weights_command(recipe_name: str | None, indicator_name: str | None) -> None:
     """Download everything a recipe needs, so that later runs work offline (HF_HUB_OFFLINE=1)."""
-    from grefine_kit.fetch import check_can_fetch, fetch_parts_weights, fetch_recipe_weights
-    from grefine_kit.preflight import recipe_parts
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.readiness.fetch import check_can_fetch, fetch_parts_weights, fetch_recipe_weights
+    from grefine_kit.readiness.preflight import recipe_parts
+    from grefine_kit.recipes.recipe import Recipe
 
     if indicator_name is not None:
         from grefine_kit.api import build_indicator

@@ -88,7 +88,7 @@ def refine_shortcuts(func: F) -> F:
 
 def cli_overrides(recipe: Any = None) -> list[tuple[str, Any]]:
     """The (key, value) pairs given on this command line (``--set`` first, then shortcuts)."""
-    from grefine_kit.overrides import parse_assignment, shortcut_overrides
+    from grefine_kit.recipes.overrides import parse_assignment, shortcut_overrides
 
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta.get(_META, {}) if ctx is not None else {}

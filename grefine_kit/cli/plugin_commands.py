@@ -1,4 +1,4 @@
-"""Subcommands contributed by plugins (hook ``register_commands``, see ``grefine_kit.hookspecs``).
+"""Subcommands contributed by plugins (hook ``register_commands``, see ``grefine_kit.parts.hookspecs``).
 
 A plugin registers ``register("serve", "grefine_serve.command:serve", summary="...")``. The
 ``grefine`` group gets a stub per registered name: ``grefine --help`` shows the summary
@@ -32,7 +32,7 @@ class PluginCommand(click.Command):
     def load(self) -> click.Command:
         """The real command; ``UserError`` when it cannot be imported (a missing dependency)."""
         from grefine_kit.errors import PluginError
-        from grefine_kit.registry import import_target
+        from grefine_kit.parts.registry import import_target
 
         if self._real is None:
             obj = import_target(self.target, f"command {self.name!r}", self.distribution)
@@ -60,7 +60,7 @@ class PluginCommand(click.Command):
 
 def registered_commands(warn: Callable[[str], None] | None = None) -> dict[str, PluginCommand]:
     """Stubs for the commands plugins register, by name (nothing is imported but the plugins)."""
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     registry = get_registry()
     hook = getattr(registry.plugin_manager.hook, HOOK, None)

@@ -1,4 +1,4 @@
-"""Setup checks the commands run before any heavy import (see :mod:`grefine_kit.preflight`).
+"""Setup checks the commands run before any heavy import (see :mod:`grefine_kit.readiness.preflight`).
 
 Each returns quietly or raises one ``UserError`` (exit 2): a problem that would fail every image
 the same way is reported once, up front, not as N per-image errors.
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from grefine_kit.errors import UserError
-from grefine_kit.parts import as_part
-from grefine_kit.preflight import ensure_ready, fetch_command, recipe_parts
+from grefine_kit.parts.base import as_part
+from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_parts
 
 
 def check_indicator_ready(

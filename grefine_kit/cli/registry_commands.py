@@ -16,7 +16,7 @@ from grefine_kit.cli.app import EXIT_FAILURES, cli, user_errors, warn_plugin_fai
 @user_errors
 def plugins_command() -> None:
     """List installed plugins, the parts each registers, and broken plugins."""
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     registry = get_registry()
     by_plugin: dict[tuple[str, str], list[str]] = {}
@@ -46,7 +46,7 @@ def plugins_command() -> None:
 @user_errors
 def list_command(kind: str | None, pattern: str) -> None:
     """List registered parts, optionally of one KIND (indicator, parser, combiner, stage, metric, recipe)."""
-    from grefine_kit.registry import KINDS, get_registry
+    from grefine_kit.parts.registry import KINDS, get_registry
 
     registry = get_registry()
     kinds = [kind] if kind else list(KINDS)
@@ -97,7 +97,7 @@ def recipe_group() -> None:
 @user_errors
 def recipe_show(name_or_path: str) -> None:
     """Print a recipe (built-in name or .toml path) as normalised TOML."""
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe = Recipe.load(name_or_path)
     click.echo(f"# source: {recipe.source}  hash: {recipe.hash}")
@@ -114,7 +114,7 @@ def recipe_validate(name_or_path: str) -> None:
     Exit 0: valid and ready here; 1: valid, but something is missing here (listed); 2: invalid.
     """
     from grefine_kit.cli.doctor_commands import recipe_problems
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe = Recipe.load(name_or_path)
     recipe.validate()

@@ -16,7 +16,7 @@ import click
 
 from grefine_kit.cli.override_options import stash_options
 from grefine_kit.errors import UserError
-from grefine_kit.plugin_hints import install_hint
+from grefine_kit.parts.hints import install_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
 _META = "grefine.scale"
@@ -68,7 +68,7 @@ def run_items(
     With a manifest, ``--prompt`` fills in the items that have no prompt of their own;
     ``--prompts`` does not apply. ``need_prompt``: PATHS need ``--prompt`` or ``--prompts``.
     """
-    from grefine_kit.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.runner.inputs import expand_inputs, read_prompts_csv
     from grefine_kit.runs.items import make_items
     from grefine_kit.runs.manifest import read_manifest
 

@@ -11,7 +11,7 @@ from grefine_kit.checks import number
 from grefine_kit.combiners.base import check_size, empty_mask
 from grefine_kit.combiners.g_refine import GRefineCombiner
 from grefine_kit.images.ops import feather
-from grefine_kit.parts import PartBase
+from grefine_kit.parts.base import PartBase
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["SoftCombiner"]

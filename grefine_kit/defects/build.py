@@ -62,7 +62,7 @@ def make_defect_set(
     sizes: tuple[float, float] = DEFAULT_SIZES,
 ) -> DefectSet:
     """Plant one defect per (photo, kind, seed) and write the set (see the module docstring)."""
-    from grefine_kit.inputs import make_output_dir
+    from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs import atomic
 
     if not photos:

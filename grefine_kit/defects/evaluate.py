@@ -2,7 +2,7 @@
 
 For every item (a defective image with its clean reference and its region) and every *arm* (a
 recipe, with the region given to it or not), :func:`measure` refines the image through the
-ordinary :class:`~grefine_kit.pipeline.Refiner` and measures, with
+ordinary :class:`~grefine_kit.refiner.refiner.Refiner` and measures, with
 :mod:`grefine_kit.metrics.fidelity`:
 
 - ``psnr_region_in`` / ``psnr_region``: PSNR inside the region, of the input and the output;
@@ -69,7 +69,7 @@ class Row:
 def oracle_recipe(base: Any) -> Any:
     """``base`` with its perceptual indicator replaced by ``region-map`` and an exact mask
     (combiner ``perceptual`` with no growth or feather): the oracle arm."""
-    from grefine_kit.recipe import PartSpec
+    from grefine_kit.recipes.recipe import PartSpec
 
     parts = dict(base.parts)
     parts["perceptual"] = PartSpec("indicator", "region-map")

@@ -7,7 +7,7 @@ __all__ = ["Engine", "Task", "Work", "Worker", "batches", "each_record", "get_en
 
 def get_engine(name: str = "local", **options: object) -> Engine:
     """Build the engine registered as ``name`` with ``options`` (``UserError`` when unknown)."""
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     engine: Engine = get_registry().create(
         "engine", name, {k: v for k, v in options.items() if v is not None}

@@ -10,7 +10,7 @@ import attrs
 
 from grefine_kit.engines.base import Task, Work, batches, each_record
 from grefine_kit.errors import UserError
-from grefine_kit.plugin_hints import install_hint
+from grefine_kit.parts.hints import install_hint
 from grefine_kit.runs.faults import fault_point
 
 __all__ = ["LocalEngine"]

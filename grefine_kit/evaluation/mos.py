@@ -42,9 +42,9 @@ KINDS = ("perceptual", "alignment")
 
 def indicator_kind(indicator: Any) -> str:
     """``"perceptual"`` or ``"alignment"``: the indicator's declared ``quality_kind``
-    (:class:`grefine_kit.parts.PartBase`; by default ``"alignment"`` for indicators that need a
+    (:class:`grefine_kit.parts.base.PartBase`; by default ``"alignment"`` for indicators that need a
     prompt and ``"perceptual"`` for the others)."""
-    from grefine_kit.parts import as_part
+    from grefine_kit.parts.base import as_part
 
     view = as_part(indicator)
     kind = view.quality_kind

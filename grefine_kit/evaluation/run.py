@@ -13,9 +13,9 @@ import attrs
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.evaluation.correlation import LOGISTIC_MIN, LogisticFitError, krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
-from grefine_kit.parts import as_part
+from grefine_kit.parts.base import as_part
+from grefine_kit.runner.score import score_files
 from grefine_kit.runs.atomic import write_json
-from grefine_kit.scoring import score_files
 
 __all__ = ["Evaluation", "evaluate"]
 

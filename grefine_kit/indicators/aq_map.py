@@ -47,7 +47,7 @@ from grefine_kit.indicators.alignment_rules import (
 )
 from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
-from grefine_kit.parts import Missing
+from grefine_kit.parts.base import Missing
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -208,14 +208,14 @@ class AQMap(ClipIndicator):
         if self.parser_instance is not None:
             return self.parser_instance
         if self._parser_obj is None:
-            from grefine_kit.registry import create_part
+            from grefine_kit.parts.registry import create_part
 
             self._parser_obj = create_part("parser", self.parser, **self.parser_options)
         return self._parser_obj
 
     def preflight(self) -> list[Missing]:
         """The CLIP checks, and what the built-in parser named by ``parser`` lacks here."""
-        from grefine_kit.preflight import check_parser
+        from grefine_kit.readiness.preflight import check_parser
 
         return super().preflight() + check_parser(self.parser, self.parser_options)
 

@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from grefine_kit.indicators.piqe import BLOCK, grey_levels, pad_to_blocks, piqe
-from grefine_kit.parts import PartBase
+from grefine_kit.parts.base import PartBase
 from grefine_kit.types import QualityMap
 
 __all__ = ["PiqeMap", "detail_loss"]

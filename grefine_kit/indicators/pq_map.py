@@ -33,7 +33,7 @@ from grefine_kit.indicators.learned_prompts import (
     save_prompt_checkpoint,
     verify_builtin_prompts,
 )
-from grefine_kit.parts import FILE, Missing
+from grefine_kit.parts.base import FILE, Missing
 from grefine_kit.types import QualityMap
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.errors import ImageError
-from grefine_kit.parts import PartBase
+from grefine_kit.parts.base import PartBase
 from grefine_kit.types import QualityMap
 
 __all__ = ["RegionMap", "read_region"]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from grefine_kit.errors import UserError
-from grefine_kit.parts import PartBase, as_part
+from grefine_kit.parts.base import PartBase, as_part
 
 __all__ = [
     "METRIC_NEEDS",
@@ -111,7 +111,7 @@ class MetricContext:
 
 class MetricBase(PartBase):
     """Base for metrics that declare what they need per image (``needs``, default nothing);
-    the capabilities of every part (:class:`grefine_kit.parts.PartBase`) come with it.
+    the capabilities of every part (:class:`grefine_kit.parts.base.PartBase`) come with it.
 
     Subclasses set ``needs`` to a frozenset of :data:`METRIC_NEEDS` and implement
     ``score(images, prompts=None, contexts=None)``; ``contexts`` holds one
@@ -197,7 +197,7 @@ def _json_float(value: float) -> float | str:
 def describe(metric: Any, name: str | None = None, licence: str = "") -> MetricInfo:
     """The ``MetricInfo`` of a built metric (``name`` overrides the metric's own label;
     ``licence`` is the registry entry's). Range, prompt and label are the metric's declared
-    capabilities (:func:`grefine_kit.parts.as_part`: a metric that only follows the protocol
+    capabilities (:func:`grefine_kit.parts.base.as_part`: a metric that only follows the protocol
     gives them as protocol members)."""
     view = as_part(metric)
     lo, hi = view.score_range

@@ -31,7 +31,7 @@ import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.metrics.base import MetricContext, metric_needs, score_with
-from grefine_kit.parts import as_part
+from grefine_kit.parts.base import as_part
 
 __all__ = [
     "CSV_NAME",
@@ -173,7 +173,7 @@ def calibration_targets(calibration: Calibration, registry: Any = None) -> list[
     """The installed metrics (and the indicators of :data:`KNOWN_TARGETS`) that have a row,
     in the CSV's row order; one target per (kind, name)."""
     if registry is None:
-        from grefine_kit.registry import get_registry
+        from grefine_kit.parts.registry import get_registry
 
         registry = get_registry()
     found: dict[tuple[str, str], Target] = {}
@@ -191,7 +191,7 @@ def calibration_targets(calibration: Calibration, registry: Any = None) -> list[
 
 def _unavailable_reason(part: Any, target: Target) -> str:
     """Why ``part`` cannot run here according to the cheap pre-flight checks ('' = it can)."""
-    from grefine_kit.preflight import WEIGHTS, check_parts, fetch_command
+    from grefine_kit.readiness.preflight import WEIGHTS, check_parts, fetch_command
 
     lines = []
     for item in check_parts({target.name: part}):
@@ -240,7 +240,7 @@ def run_target(
     own problems (they come back as ``unavailable`` or ``error``)."""
     official = calibration.official[target.row]
     if registry is None:
-        from grefine_kit.registry import get_registry
+        from grefine_kit.parts.registry import get_registry
 
         registry = get_registry()
     try:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from grefine_kit.indicators._clip_common import check_device, clip_file_findings, clip_hub_weights
 from grefine_kit.metrics.base import MetricBase, check_prompts
-from grefine_kit.parts import HubWeights, Missing
+from grefine_kit.parts.base import HubWeights, Missing
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,7 @@ class _OpenClipMetric(MetricBase):
 
     def preflight(self) -> list[Missing]:
         """A device this machine lacks."""
-        from grefine_kit.preflight import check_device as device_findings
+        from grefine_kit.readiness.preflight import check_device as device_findings
 
         return device_findings(self.device)
 

@@ -13,7 +13,7 @@ import attrs
 from PIL import Image
 
 from grefine_kit.metrics.base import MetricBase, check_prompts
-from grefine_kit.parts import HubWeights, Missing, as_part
+from grefine_kit.parts.base import HubWeights, Missing, as_part
 
 __all__ = ["IndicatorMetric", "aq_map_metric", "pq_map_metric"]
 
@@ -50,7 +50,7 @@ class IndicatorMetric(MetricBase):
 
     def _built(self) -> Any:
         if self._part is None:
-            from grefine_kit.registry import get_registry
+            from grefine_kit.parts.registry import get_registry
 
             self._part = get_registry().create("indicator", self.indicator, self.options)
         return self._part

@@ -19,7 +19,7 @@ from grefine_kit.errors import UserError
 from grefine_kit.indicators._clip_common import check_device
 from grefine_kit.metrics._hub import is_local, with_offline_rules
 from grefine_kit.metrics.base import MetricBase, check_prompts
-from grefine_kit.parts import HubWeights, Missing
+from grefine_kit.parts.base import HubWeights, Missing
 
 __all__ = ["PickScore", "clear_pickscore_cache"]
 
@@ -94,7 +94,7 @@ class PickScore(MetricBase):
 
     def preflight(self) -> list[Missing]:
         """A device this machine lacks."""
-        from grefine_kit.preflight import check_device as device_findings
+        from grefine_kit.readiness.preflight import check_device as device_findings
 
         return device_findings(self.device)
 

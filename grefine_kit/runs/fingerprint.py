@@ -35,7 +35,7 @@ def indicator_config(indicator: Any) -> dict[str, Any]:
     (scalars, strings and sequences of them; model objects and devices are left out)."""
     import attrs
 
-    from grefine_kit.parts import as_part
+    from grefine_kit.parts.base import as_part
 
     config: dict[str, Any] = {
         "indicator": as_part(indicator).name,

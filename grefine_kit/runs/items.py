@@ -51,7 +51,7 @@ class Item:
         reference: a clean reference image for full-reference metrics (None: none given).
         region: a region mask file, white = inside (None: none given).
         region_prompts: this item's own region prompts, ``[SEP]``-separated (None: the
-            recipe's ``refiner.region_prompts``; see :mod:`grefine_kit.region_rules`).
+            recipe's ``refiner.region_prompts``; see :mod:`grefine_kit.refiner.region_rules`).
     """
 
     id: str
@@ -88,7 +88,7 @@ def item_ids(paths: Sequence[Path], root: Path | None = None) -> list[str]:
 def make_items(paths: Sequence[Path], prompts: Mapping[str, str] | str | None) -> list[Item]:
     """Items for ``paths``: ids from :func:`item_ids`, prompts from one string or a prompts
     mapping (``read_prompts_csv``, matched by ``PromptIndex``; an image without a row gets None)."""
-    from grefine_kit.inputs import PromptIndex
+    from grefine_kit.runner.inputs import PromptIndex
 
     ids = item_ids(list(paths))
     if isinstance(prompts, Mapping):

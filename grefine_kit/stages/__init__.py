@@ -15,6 +15,6 @@ __all__ = ["Stage", "StageRequest", "StageResult", "derive_seed", "required_weig
 def required_weights(stage: Any) -> list[str]:
     """The hub repos ``stage`` declares it loads (``PartBase.required_weights``); [] for a
     stage that declares none."""
-    from grefine_kit.parts import as_part
+    from grefine_kit.parts.base import as_part
 
     return [w.repo for w in as_part(stage).required_weights()]

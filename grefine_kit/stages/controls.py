@@ -284,7 +284,7 @@ def stage_file_digests(stages: Iterable[Any]) -> dict[str, str]:
     """``{path: sha256}`` of the local files the stages read beyond their model (LoRAs, a local
     VAE, a local ControlNet); {} when none does (so such runs keep their earlier fingerprints)."""
     out: dict[str, str] = {}
-    from grefine_kit.parts import as_part
+    from grefine_kit.parts.base import as_part
 
     for stage in stages:
         for path in as_part(stage).extra_files():

@@ -21,7 +21,8 @@ from PIL import Image
 
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.devices import DTYPE_NAMES, check_runnable
-from grefine_kit.parts import HubWeights, Missing, PartBase
+from grefine_kit.parts.base import HubWeights, Missing, PartBase
+from grefine_kit.refiner.strength import STEP_RULES, schedule_for, steps_that_run
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
 from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs
@@ -32,7 +33,6 @@ from grefine_kit.stages.schedulers import check_scheduler_name
 from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
 from grefine_kit.stages.stepping import step_callback
 from grefine_kit.stages.weights import stage_findings, stage_hub_weights
-from grefine_kit.strength import STEP_RULES, schedule_for, steps_that_run
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
 

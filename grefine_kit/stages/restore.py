@@ -24,7 +24,7 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.checks import choice
-from grefine_kit.parts import PartBase
+from grefine_kit.parts.base import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 
 __all__ = ["AUTO_METHODS", "RestoreStage", "choose_method"]

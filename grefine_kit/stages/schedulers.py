@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.registry import suggest
+from grefine_kit.parts.registry import suggest
 
 __all__ = ["SAMPLERS", "SchedulerChoice", "apply_scheduler", "resolve_scheduler"]
 

@@ -9,7 +9,7 @@ does.
 from __future__ import annotations
 
 from grefine_kit.errors import UserError
-from grefine_kit.parts import FILE, HubWeights, Missing
+from grefine_kit.parts.base import FILE, HubWeights, Missing
 from grefine_kit.stages.loading import parse_model
 
 __all__ = ["stage_findings", "stage_hub_weights"]
@@ -32,7 +32,7 @@ def stage_hub_weights(model: str, config: str = "", revision: str = "") -> list[
 
 def stage_findings(model: str, device: str) -> list[Missing]:
     """A device this machine lacks; a local model file or folder that is not there."""
-    from grefine_kit.preflight import check_device
+    from grefine_kit.readiness.preflight import check_device
 
     found = check_device(device)
     try:

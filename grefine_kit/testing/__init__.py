@@ -5,7 +5,7 @@
 - conformance checks, one per part kind: ``check_indicator``, ``check_parser``,
   ``check_combiner``, ``check_regions``, ``check_stage``, ``check_metric``, ``check_recipe``,
   ``check_engine``, and ``check_part(kind, name, **options)`` (which also runs
-  ``check_capabilities``: the part's declared capabilities, ``grefine_kit.parts``);
+  ``check_capabilities``: the part's declared capabilities, ``grefine_kit.parts.base``);
   ``sample_images`` and, for metrics that declare ``needs``, ``sample_contexts``;
   ``check_plugin_light`` (a plugin's entry module, ``grefine list`` and ``grefine doctor``
   import no heavy library); ``run_files.check_files_whole`` (every file a killed and resumed

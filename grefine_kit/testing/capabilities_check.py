@@ -1,7 +1,7 @@
-"""Conformance check of a part's declared capabilities (:mod:`grefine_kit.parts`).
+"""Conformance check of a part's declared capabilities (:mod:`grefine_kit.parts.base`).
 
 ``check_capabilities(part)`` asks the part what the toolkit asks it (through
-:func:`grefine_kit.parts.as_part`, so a part that only follows its kind's protocol is checked
+:func:`grefine_kit.parts.base.as_part`, so a part that only follows its kind's protocol is checked
 with the defaults it gets) and asserts the answers have the documented types and values.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from grefine_kit.parts import FINDING_KINDS, WEIGHTS, HubWeights, Missing, as_part
+from grefine_kit.parts.base import FINDING_KINDS, WEIGHTS, HubWeights, Missing, as_part
 
 __all__ = ["check_capabilities"]
 

@@ -286,7 +286,7 @@ def check_metric(metric: Any, *, prompt: str = "a red square on a blue backgroun
 
 def check_recipe(name_or_path: str) -> Any:
     """A recipe loads, builds every part (no weights load), and survives a dump/load round trip."""
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     recipe = Recipe.load(name_or_path)
     recipe.validate()
@@ -299,7 +299,7 @@ def check_part(kind: str, name: str, **options: Any) -> Any:
     """Build a registered part by name, check its declared capabilities
     (:func:`~grefine_kit.testing.capabilities_check.check_capabilities`) and run its kind's
     conformance check."""
-    from grefine_kit.registry import get_registry
+    from grefine_kit.parts.registry import get_registry
 
     if kind == "recipe":
         return check_recipe(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from grefine_kit import registry as registry_module
+from grefine_kit.parts import registry as registry_module
 
 
 @pytest.fixture

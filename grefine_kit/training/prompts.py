@@ -40,8 +40,8 @@ from grefine_kit.indicators.pq_map import (
     prompt_parts,
     save_prompt_checkpoint,
 )
-from grefine_kit.inputs import make_output_dir
 from grefine_kit.progress import progress as progress_bar
+from grefine_kit.runner.inputs import make_output_dir
 from grefine_kit.runs.atomic import write_json
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ import numpy as np
 from attrs import validators as v
 from PIL import Image
 
-from grefine_kit.parts import FILE, HubWeights, Missing, PartBase
+from grefine_kit.parts.base import FILE, HubWeights, Missing, PartBase
 from grefine_kit.types import QualityMap
 from grefine_paq2piq.refs import DEFAULT_WEIGHTS, GRID, HUB_PREFIX, parse_hub_ref
 
@@ -116,7 +116,7 @@ class PaQ2PiQ(PartBase):
 
     def preflight(self) -> list[Missing]:
         """A local checkpoint file that is not there; a device this machine lacks."""
-        from grefine_kit.preflight import check_device
+        from grefine_kit.readiness.preflight import check_device
 
         found = check_device(self.device)
         local = self.weights != "random" and not self.weights.startswith(("random:", HUB_PREFIX))

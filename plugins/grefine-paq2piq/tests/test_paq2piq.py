@@ -16,7 +16,7 @@ from PIL import Image
 
 from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.registry import get_registry, reset_registry
+from grefine_kit.parts.registry import get_registry, reset_registry
 from grefine_kit.testing import check_indicator, check_part, check_recipe
 
 

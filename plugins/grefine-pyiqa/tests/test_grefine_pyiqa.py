@@ -75,7 +75,7 @@ def test_no_download_metrics_match_pyiqa_and_conform(name):
     import torch
     from grefine_pyiqa.metric import to_pyiqa_tensor
 
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     metric = create_part("metric", f"pyiqa:{name}", device="cpu")
     assert metric.name == f"pyiqa:{name}" and not metric.needs_prompt
@@ -88,7 +88,7 @@ def test_no_download_metrics_match_pyiqa_and_conform(name):
 
 
 def test_piqe_prefers_the_clean_image():
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     metric = create_part("metric", "pyiqa:piqe", device="cpu")
     clean, noisy = metric.score([_astronaut(size=256), _astronaut(noise=25.0, size=256)])
@@ -111,7 +111,7 @@ def test_unknown_name_and_missing_weights_are_clear_errors(monkeypatch, tmp_path
     from grefine_pyiqa.metric import PyiqaMetric
 
     from grefine_kit.errors import MissingDependencyError, UserError
-    from grefine_kit.registry import create_part
+    from grefine_kit.parts.registry import create_part
 
     with pytest.raises(ValueError, match="did you mean"):
         PyiqaMetric(metric="musiq2")

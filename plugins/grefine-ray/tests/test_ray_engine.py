@@ -119,9 +119,9 @@ def _png_npy(folder: Path) -> list[str]:
 def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_env: dict[str, str]) -> None:
     from grefine_ray.engine import RayEngine
 
-    from grefine_kit.batch import refine_items
     from grefine_kit.engines.local import LocalEngine
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import make_items
 
     rng = np.random.default_rng(7)

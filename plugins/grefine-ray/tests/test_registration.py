@@ -18,7 +18,7 @@ def test_entry_point_registers_ray_without_importing_ray(plugin_env: dict[str, s
     script = (
         "import sys\n"
         "import grefine_ray\n"
-        "from grefine_kit.registry import get_registry\n"
+        "from grefine_kit.parts.registry import get_registry\n"
         "entry = get_registry().get('engine', 'ray')\n"
         "assert entry.target == 'grefine_ray.engine:RayEngine', entry.target\n"
         "assert entry.distribution == 'grefine-ray', entry.distribution\n"

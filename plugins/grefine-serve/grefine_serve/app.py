@@ -229,7 +229,7 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
         responses=ERRORS,
     )
     async def recipes() -> list[dict[str, Any]]:
-        from grefine_kit.roles import INDICATOR_ROLES
+        from grefine_kit.refiner.roles import INDICATOR_ROLES
 
         out = []
         for name in srv.catalog.names:
@@ -255,7 +255,7 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
         responses=ERRORS,
     )
     async def parts() -> dict[str, list[dict[str, str]]]:
-        from grefine_kit.registry import KINDS, get_registry
+        from grefine_kit.parts.registry import KINDS, get_registry
 
         registry = get_registry()
         return {
@@ -275,7 +275,7 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
         responses=ERRORS,
     )
     async def metrics() -> list[dict[str, Any]]:
-        from grefine_kit.registry import get_registry
+        from grefine_kit.parts.registry import get_registry
 
         registry = get_registry()
         out = []

@@ -3,7 +3,7 @@
 A request names a recipe by name only: a registered recipe the operator allows
 (``--recipes``) or one of the operator's own TOML files (``--recipe-file``, read with the CLI's
 rules). Overrides are the CLI's ``--set`` pairs given as a JSON object and validated by the
-same code (``grefine_kit.overrides.apply_overrides``), except that keys choosing what to load or
+same code (``grefine_kit.recipes.overrides.apply_overrides``), except that keys choosing what to load or
 where from (``part``, ``model``, ``weights``, ``device``, paths, ...) are refused: a request
 can never name a server path, a URL or a plugin.
 
@@ -25,8 +25,8 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.recipe import Recipe
-from grefine_kit.registry import get_registry, suggest
+from grefine_kit.parts.registry import get_registry, suggest
+from grefine_kit.recipes.recipe import Recipe
 from grefine_serve.errors import ApiError
 from grefine_serve.settings import ServeSettings
 
@@ -168,7 +168,7 @@ class Catalog:
         recipe = self.base(name or self.default)
         pairs = check_overrides(overrides)
         if pairs:
-            from grefine_kit.overrides import apply_overrides
+            from grefine_kit.recipes.overrides import apply_overrides
 
             try:
                 recipe = apply_overrides(recipe, pairs)
@@ -219,7 +219,7 @@ class ModelStore:
             return entry
 
     def _build(self, key: str, recipe: Recipe) -> Loaded:
-        from grefine_kit.preflight import ensure_ready, fetch_command, recipe_parts
+        from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_parts
 
         started = time.perf_counter()
         try:

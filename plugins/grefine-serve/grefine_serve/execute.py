@@ -1,9 +1,9 @@
 """Carrying out one job with the shared models, through the core's own runners.
 
-A refine job runs ``grefine_kit.batch.refine_items`` (the run folder, its record log, the
+A refine job runs ``grefine_kit.runner.refine.refine_items`` (the run folder, its record log, the
 refined image, mask, heatmaps and raw maps: exactly what ``grefine refine --maps`` writes) on a
 per-job view of the shared Refiner whose blocks report progress and stop a cancelled job
-between steps. A score job runs ``grefine_kit.scoring.score_items`` once per indicator role,
+between steps. A score job runs ``grefine_kit.runner.score.score_items`` once per indicator role,
 each into its own run folder (``result/<role>/``), with the recipe's already loaded indicator.
 """
 
@@ -81,7 +81,7 @@ class _Tracked:
 
 
 def _tracked_refiner(shared: Any, steps: Steps) -> Any:
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
 
     return Refiner(
         blocks=[_Tracked(b, steps) for b in shared.blocks],  # type: ignore[misc]
@@ -99,7 +99,7 @@ def _url(job: Job, name: str) -> str:
 
 def run_refine(job: Job, refiner: Any, steps: Steps) -> dict[str, Any]:
     """Refine the job's upload; returns the job's ``result`` (file URLs, scores)."""
-    from grefine_kit.batch import refine_items
+    from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import Item
     from grefine_kit.runs.layout import OutputNames, output_stems
 
@@ -128,8 +128,8 @@ def run_refine(job: Job, refiner: Any, steps: Steps) -> dict[str, Any]:
 
 def run_score(job: Job, refiner: Any, steps: Steps, max_pixels: int) -> dict[str, Any]:
     """Score the job's upload with each of ``job.indicators`` (roles of the recipe)."""
+    from grefine_kit.runner.score import score_items
     from grefine_kit.runs.items import Item
-    from grefine_kit.scoring import score_items
 
     job.total_phases = len(job.indicators)
     item = Item(job.upload, job.upload_path.resolve(), job.prompt)

@@ -104,7 +104,7 @@ def test_catalog_serves_only_what_the_operator_allows(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown recipe 'tinny'"):
         Catalog(ServeSettings(out=tmp_path, recipes=("tinny",)))
     # the operator's own TOML, read with the CLI's rules; requests name it, never its path
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     own = tmp_path / "mine.toml"
     own.write_text(Recipe.load("tiny").dump().replace('name = "tiny"', 'name = "mine"'))

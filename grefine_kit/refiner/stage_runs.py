@@ -15,14 +15,14 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.images.ops import match_colour
-from grefine_kit.region_rules import RegionPrompts, plan_regions
-from grefine_kit.roles import INDICATOR_ROLES
+from grefine_kit.refiner.region_rules import RegionPrompts, plan_regions
+from grefine_kit.refiner.roles import INDICATOR_ROLES
+from grefine_kit.refiner.strength import stage1_strength
 from grefine_kit.stages.base import StageRequest, StageResult, derive_seed
-from grefine_kit.strength import stage1_strength
 
 if TYPE_CHECKING:
-    from grefine_kit.options import RefinerOptions
-    from grefine_kit.state import RefineState
+    from grefine_kit.refiner.options import RefinerOptions
+    from grefine_kit.refiner.state import RefineState
 
 __all__ = ["paste_back", "region_seed", "run_global", "run_masked", "stage_report"]
 

@@ -1,6 +1,6 @@
 """Blocks: each recipe part wrapped with the state entries it reads and writes.
 
-The Refiner is a list of blocks run in order over a :class:`~grefine_kit.state.RefineState`.
+The Refiner is a list of blocks run in order over a :class:`~grefine_kit.refiner.state.RefineState`.
 A block declares ``reads`` (entries it cannot run without) and ``writes``; :func:`check_blocks`
 refuses, when the Refiner is built, a list where some block reads what no earlier block writes,
 naming the block and the missing entry (and the recipe table that would write it).
@@ -26,12 +26,12 @@ import attrs
 
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import RecipeError
-from grefine_kit.options import RefinerOptions
-from grefine_kit.parts import PartBase, as_part, capabilities
+from grefine_kit.parts.base import PartBase, as_part, capabilities
+from grefine_kit.refiner.options import RefinerOptions
+from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, Role, role
+from grefine_kit.refiner.stage_runs import run_global, run_masked
+from grefine_kit.refiner.state import INPUTS, RefineState, map_entry
 from grefine_kit.regions.base import Region
-from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role, role
-from grefine_kit.stage_runs import run_global, run_masked
-from grefine_kit.state import INPUTS, RefineState, map_entry
 from grefine_kit.types import Mask
 
 __all__ = ["Block", "block_for", "blocks_for", "check_blocks", "declared_io"]

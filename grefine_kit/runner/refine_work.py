@@ -22,7 +22,7 @@ from grefine_kit.engines.base import Task
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.roles import ROLES
+from grefine_kit.refiner.roles import ROLES
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import display_path
@@ -73,7 +73,7 @@ class RefineWork:
 
     @property
     def portable(self) -> bool:
-        from grefine_kit.recipe import Recipe
+        from grefine_kit.recipes.recipe import Recipe
 
         return isinstance(self.source, Recipe)
 
@@ -151,7 +151,7 @@ class RefineWorker:
     def _needs_region(self) -> bool:
         """Whether the refiner reads the items' region masks (a recipe without ``region-map``
         ignores a manifest's ``region`` column, as the benchmark's metrics read it on their own)."""
-        from grefine_kit.pipeline import Refiner
+        from grefine_kit.refiner.refiner import Refiner
 
         return isinstance(self.refiner, Refiner) and self.refiner.needs_region
 

@@ -3,7 +3,7 @@
 A run that lacks CLIP weights, a diffusers model, a spaCy model or a CUDA device used to find
 out only after importing torch, open_clip and transformers (13-25 s on 2 cores). ``check_parts``
 asks the *built* parts (construction is cheap and imports nothing heavy) what they need, through
-their declared capabilities (:mod:`grefine_kit.parts`): ``required_weights()`` (hub files,
+their declared capabilities (:mod:`grefine_kit.parts.base`): ``required_weights()`` (hub files,
 looked up here in the Hugging Face cache layout on disk) and ``preflight()`` (the part's own
 findings: local files, packages, devices). It knows no part's internals, so a plugin part's
 missing weights show exactly like a built-in's. ``ensure_ready`` turns the findings into one
@@ -28,7 +28,7 @@ import attrs
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.hub import hub_reachable, offline_requested
-from grefine_kit.parts import DEVICE, FILE, PACKAGE, WEIGHTS, HubWeights, Missing, as_part
+from grefine_kit.parts.base import DEVICE, FILE, PACKAGE, WEIGHTS, HubWeights, Missing, as_part
 
 __all__ = [
     "DEVICE",
@@ -291,7 +291,7 @@ def check_parts(parts: Mapping[str, object]) -> list[Missing]:
 def recipe_parts(recipe: Any) -> dict[str, Any]:
     """The ``Recipe``'s parts by role, built (cheap: nothing loads). (Typed ``Any``: this module
     stays below the recipe in the import graph, since parts call its checks.)"""
-    from grefine_kit.roles import ROLES
+    from grefine_kit.refiner.roles import ROLES
 
     return {
         slot.table: recipe.build_part(spec) for slot in ROLES if (spec := recipe.part(slot.name)) is not None

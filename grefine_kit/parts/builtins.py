@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from grefine_kit.hookspecs import Register, hookimpl
+from grefine_kit.parts.hookspecs import Register, hookimpl
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from grefine_kit.errors import ImageError, NonFiniteError, UserError, error_mess
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.parts import as_part
+from grefine_kit.parts.base import as_part
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import Item, display_path, safe_text

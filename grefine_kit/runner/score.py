@@ -3,7 +3,7 @@
 The output folder is a run folder (``grefine_kit.runs``): each image's record is appended to
 ``reports.jsonl`` as soon as it is done (progress per image: ``grefine_kit.progress``), a
 rerun skips what is done, and ``results.csv`` or ``results.jsonl`` (one row per input file,
-in input order; ``grefine_kit.results``) is rebuilt from the records when the run ends. A
+in input order; ``grefine_kit.runner.results``) is rebuilt from the records when the run ends. A
 bad image (unreadable, too large, NaN in its map) becomes an error row and the run goes on;
 when the indicator raises on a batch, that batch is re-scored one image at a time so one bad
 image cannot sink the others. An indicator raising a ``UserError`` that is not an
@@ -24,9 +24,9 @@ from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import SetupError, UserError
 from grefine_kit.images.loading import FROM_ENV, MaxPixels, resolve_max_pixels
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.parts import as_part
+from grefine_kit.parts.base import as_part
 from grefine_kit.progress import RunProgress
-from grefine_kit.results import (
+from grefine_kit.runner.results import (
     HEAD_COLUMNS,
     RESULTS_NAMES,
     TAIL_COLUMNS,
@@ -34,6 +34,7 @@ from grefine_kit.results import (
     flatten_details,
     write_results,
 )
+from grefine_kit.runner.score_work import ScoreWork
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.fingerprint import config_hash, indicator_config, item_fingerprint
@@ -41,7 +42,6 @@ from grefine_kit.runs.folder import RunFolder
 from grefine_kit.runs.items import Item, make_items
 from grefine_kit.runs.layout import output_stems
 from grefine_kit.runs.shards import Shard
-from grefine_kit.score_work import ScoreWork
 
 __all__ = [
     "HEAD_COLUMNS",
@@ -97,13 +97,13 @@ def score_files(
     """Score ``paths`` with ``indicator`` and write results into ``out_dir`` (a run folder).
 
     ``prompts``: one prompt for every image, or a mapping read by ``read_prompts_csv``
-    (matched with :class:`~grefine_kit.inputs.PromptIndex`). ``fmt``: ``"csv"`` ->
+    (matched with :class:`~grefine_kit.runner.inputs.PromptIndex`). ``fmt``: ``"csv"`` ->
     ``results.csv``, ``"json"`` -> ``results.jsonl``. ``save_maps``: write
     ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy``
     (float32 (H, W), 1 = good) per scored image. ``max_pixels``: as in ``load_image``.
     ``resume``: skip items whose record in ``reports.jsonl`` is ``ok`` with a matching
     fingerprint (the indicator's name and options, plus ``config``: e.g. the recipe's hash).
-    ``shard`` / ``engine`` / ``progress``: as in :func:`grefine_kit.batch.refine_items`;
+    ``shard`` / ``engine`` / ``progress``: as in :func:`grefine_kit.runner.refine.refine_items`;
     ``indicator`` may be a picklable zero-argument builder instead (each worker builds its
     own: for engines that run workers in other processes). Raises UserError for bad arguments
     and setup problems; per-image problems become error rows.

@@ -15,9 +15,9 @@ import attrs
 from grefine_kit.checks import choice, integer, unit
 from grefine_kit.errors import UserError
 from grefine_kit.images.ops import COLOUR_MATCH_MODES
-from grefine_kit.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
-from grefine_kit.registry import error_text, suggest
-from grefine_kit.strength import STRENGTH_RULES, split_iterations
+from grefine_kit.parts.registry import error_text, suggest
+from grefine_kit.refiner.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
+from grefine_kit.refiner.strength import STRENGTH_RULES, split_iterations
 
 __all__ = ["MIGRATIONS", "RefinerOptions", "option_names"]
 
@@ -71,7 +71,7 @@ class RefinerOptions:
             (the combiner already empties masks below its own ``min_area``).
         batch_size: images per indicator batch in ``refine_many`` (1..1024).
         region_prompts: prompts per region (with a ``[regions]`` table): a ``[SEP]``-separated
-            text or a list of segments, by order or ``[label] ...`` (:mod:`grefine_kit.region_rules`).
+            text or a list of segments, by order or ``[label] ...`` (:mod:`grefine_kit.refiner.region_rules`).
         region_prompt_fallback: a region without its own prompt gets ``emphasis`` (the whole
             prompt plus its AQ-Map phrase's emphasis), ``phrase`` or ``prompt``.
         region_skip: region indices (0 = the first) and labels to leave untouched.

@@ -13,9 +13,9 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.region_rules import RegionPrompts
+from grefine_kit.refiner.region_rules import RegionPrompts
+from grefine_kit.refiner.roles import INDICATOR_ROLES
 from grefine_kit.regions.base import Region
-from grefine_kit.roles import INDICATOR_ROLES
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 
 __all__ = ["ENTRIES", "INPUTS", "RefineState", "map_entry"]

@@ -19,16 +19,16 @@ from typing import Any
 import attrs
 from PIL import Image
 
-from grefine_kit.blocks import Block, IndicatorBlock, blocks_for, check_blocks
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import UserError
-from grefine_kit.options import MIGRATIONS, RefinerOptions
-from grefine_kit.region_rules import RegionPromptError, RegionPrompts
+from grefine_kit.refiner.blocks import Block, IndicatorBlock, blocks_for, check_blocks
+from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions
+from grefine_kit.refiner.region_rules import RegionPromptError, RegionPrompts
+from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES
+from grefine_kit.refiner.stage_runs import paste_back
+from grefine_kit.refiner.state import RefineState
 from grefine_kit.regions.base import Region
-from grefine_kit.roles import INDICATOR_ROLES, ROLES
-from grefine_kit.stage_runs import paste_back
 from grefine_kit.stages.base import derive_seed
-from grefine_kit.state import RefineState
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["RefineResult", "Refiner", "paste_back"]
@@ -79,7 +79,7 @@ class Refiner:
     """Runs a list of blocks; construction checks the list and loads nothing.
 
     Build it from parts by role (``perceptual``, ``alignment``, ``combiner``, ``regions``,
-    ``stage1``, ``stage2``; see :mod:`grefine_kit.roles`) plus ``[refiner]`` options as keywords
+    ``stage1``, ``stage2``; see :mod:`grefine_kit.refiner.roles`) plus ``[refiner]`` options as keywords
     or an ``options`` object, or from ready ``blocks``. Nothing is added that was not given:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
@@ -244,7 +244,7 @@ class Refiner:
                 "name": self.recipe_name,
                 "hash": self.recipe_hash,
                 "seed": self.seed,
-                # --set values from the command line (grefine_kit.overrides), only when given
+                # --set values from the command line (grefine_kit.recipes.overrides), only when given
                 **({"overrides": dict(self.recipe_overrides)} if self.recipe_overrides else {}),
             },
             "blocks": [b.label for b in self.blocks],

@@ -16,7 +16,7 @@ recipe, output options) matches and its outputs exist; anything else is redone a
 record's ``redone`` says why.
 
 The runner plans (resume, ``shard``), an engine (``grefine_kit.engines``; ``local`` by
-default) carries the tasks out in batches through :class:`~grefine_kit.refine_work.RefineWorker`
+default) carries the tasks out in batches through :class:`~grefine_kit.runner.refine_work.RefineWorker`
 s, and the runner appends each record as it comes back (per image with the local engine) and
 reports it to a :class:`~grefine_kit.progress.RunProgress`.
 """
@@ -33,7 +33,7 @@ import attrs
 from grefine_kit.engines.base import Engine, Task
 from grefine_kit.errors import UserError
 from grefine_kit.progress import RunProgress
-from grefine_kit.refine_work import RefineWork
+from grefine_kit.runner.refine_work import RefineWork
 from grefine_kit.runs.failures import FailureSummary
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.fingerprint import config_hash, item_fingerprint
@@ -81,7 +81,7 @@ def refine_files(
     engine: Engine | None = None,
     batch_size: int | None = None,
 ) -> BatchSummary:
-    """Refine ``paths`` with ``refiner`` (a ``grefine_kit.pipeline.Refiner``, or a ``Recipe``
+    """Refine ``paths`` with ``refiner`` (a ``grefine_kit.refiner.refiner.Refiner``, or a ``Recipe``
     each worker builds its own Refiner from) into ``out_dir``.
 
     ``prompts`` is one prompt for all images or a mapping from ``read_prompts_csv``. A failing
@@ -108,8 +108,8 @@ def refine_files(
 def _config(refiner: Any) -> str:
     """The configuration part of every item's fingerprint: the recipe hash, plus the SHA-256 of
     the local files the stages read beyond their models (LoRAs, a VAE), when any do."""
-    from grefine_kit.recipe import Recipe
-    from grefine_kit.roles import STAGE_ROLES
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.refiner.roles import STAGE_ROLES
     from grefine_kit.stages.controls import stage_file_digests
 
     recipe_hash = refiner.hash if isinstance(refiner, Recipe) else getattr(refiner, "recipe_hash", "")
@@ -124,7 +124,7 @@ def _config(refiner: Any) -> str:
 
 
 def _default_batch_size(refiner: Any) -> int:
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     if isinstance(refiner, Recipe):
         return refiner.options.batch_size

@@ -32,7 +32,7 @@ Layout::
     [refiner]                    # RefinerOptions (iterations, strength rule, ...)
     iterations = 20
 
-The tables and their part kinds come from the role table (``grefine_kit.roles``); the blocks
+The tables and their part kinds come from the role table (``grefine_kit.refiner.roles``); the blocks
 they become are checked like the Refiner checks them (every read written earlier).
 """
 
@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from grefine_kit.errors import RecipeError, UserError
-from grefine_kit.options import RefinerOptions
-from grefine_kit.registry import Registry, check_options, error_text, get_registry, suggest
-from grefine_kit.roles import INDICATOR_ROLES, ROLES, Role
-from grefine_kit.toml_writer import dump_toml
+from grefine_kit.parts.registry import Registry, check_options, error_text, get_registry, suggest
+from grefine_kit.recipes.toml_writer import dump_toml
+from grefine_kit.refiner.options import RefinerOptions
+from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, Role
 
 if TYPE_CHECKING:
-    from grefine_kit.pipeline import Refiner
+    from grefine_kit.refiner.refiner import Refiner
 
 __all__ = ["PartSpec", "Recipe", "dump_toml"]
 
@@ -87,7 +87,7 @@ def _parts(value: Mapping[str, PartSpec]) -> dict[str, PartSpec]:
 
 @attrs.frozen
 class Recipe:
-    """A validated recipe. ``parts`` maps role names (``grefine_kit.roles``) to PartSpecs;
+    """A validated recipe. ``parts`` maps role names (``grefine_kit.refiner.roles``) to PartSpecs;
     ``refiner`` is the ``[refiner]`` table as written (see :attr:`options`). ``source`` says
     where it came from (a path or ``builtin:NAME``)."""
 
@@ -98,7 +98,7 @@ class Recipe:
     refiner: Mapping[str, Any] = attrs.field(factory=dict)
     #: provenance only: two recipes with the same content are equal wherever they came from
     source: str = attrs.field(default="<memory>", eq=False)
-    #: command-line ``--set`` values already applied (grefine_kit.overrides); reports record them
+    #: command-line ``--set`` values already applied (grefine_kit.recipes.overrides); reports record them
     overrides: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
     def part(self, role: str) -> PartSpec | None:
@@ -135,7 +135,7 @@ class Recipe:
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecipeError(f"{path}: cannot read: {exc}") from exc
             source = str(path)
-            from grefine_kit.recipe_paths import resolve_recipe_paths  # paths are relative to the file
+            from grefine_kit.recipes.paths import resolve_recipe_paths  # paths are relative to the file
 
             return resolve_recipe_paths(cls.loads(text, source=source, registry=registry), path.parent)
         else:
@@ -313,7 +313,7 @@ class Recipe:
 
     def build(self, registry: Registry | None = None) -> Refiner:
         """Build every part and assemble the ``Refiner``. No weights load until it runs."""
-        from grefine_kit.pipeline import Refiner
+        from grefine_kit.refiner.refiner import Refiner
 
         registry = registry or get_registry()
         parts = {role: self.build_part(spec, registry) for role, spec in self.parts.items()}
@@ -363,8 +363,8 @@ def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def _check_graph(parts: Mapping[str, PartSpec], registry: Registry, source: str) -> None:
     """The Refiner's block check on the recipe's part classes (nothing is built)."""
-    from grefine_kit.blocks import check_blocks, declared_io
-    from grefine_kit.roles import role
+    from grefine_kit.refiner.blocks import check_blocks, declared_io
+    from grefine_kit.refiner.roles import role
 
     io = []
     for name, spec in parts.items():

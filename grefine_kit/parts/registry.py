@@ -1,7 +1,7 @@
 """The part registry: kinds, lazy entries, plugin loading.
 
-Parts come from pluggy hooks (see ``grefine_kit.hookspecs``). The built-in parts are
-registered by ``grefine_kit.builtins`` through the very same hooks; third-party plugins are
+Parts come from pluggy hooks (see ``grefine_kit.parts.hookspecs``). The built-in parts are
+registered by ``grefine_kit.parts.builtins`` through the very same hooks; third-party plugins are
 found through the ``grefine_kit`` entry-point group. Building the registry imports plugin
 modules but no heavy library: factories are resolved only when a part is created.
 
@@ -28,9 +28,9 @@ from typing import Any
 import attrs
 import pluggy
 
-from grefine_kit import hookspecs
 from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
-from grefine_kit.plugin_hints import plugin_fix
+from grefine_kit.parts import hookspecs
+from grefine_kit.parts.hints import plugin_fix
 
 __all__ = [
     "KINDS",
@@ -170,12 +170,12 @@ class Registry:
         ``extra_plugins`` are ``(module_or_object, plugin_name, distribution)`` triples
         (used by ``grefine_kit.testing`` to register a plugin for one test).
         """
-        from grefine_kit import builtins
+        from grefine_kit.parts import builtins
 
         pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         pm.add_hookspecs(hookspecs)
         registry = cls(pm)
-        registry._add_plugin(builtins, "grefine_kit.builtins", BUILTIN_DISTRIBUTION)
+        registry._add_plugin(builtins, "grefine_kit.parts.builtins", BUILTIN_DISTRIBUTION)
         if entry_points:
             registry._load_entry_points()
         for plugin, name, distribution in extra_plugins:
@@ -196,7 +196,7 @@ class Registry:
         deny = _split_env("GREFINE_DISABLE_PLUGINS") or set()
         for ep in importlib_metadata.entry_points(group=hookspecs.PROJECT_NAME):
             dist = ep.dist.name if ep.dist is not None else "?"
-            if dist == BUILTIN_DISTRIBUTION and ep.value.startswith("grefine_kit.builtins"):
+            if dist == BUILTIN_DISTRIBUTION and ep.value.startswith("grefine_kit.parts.builtins"):
                 continue  # registered directly above
             names = {_normal_name(ep.name), _normal_name(dist)}
             if allow is not None and not names & allow:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.roles import ROLES
+from grefine_kit.refiner.roles import ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
@@ -102,7 +102,7 @@ def apply_overrides(recipe: Any, pairs: Sequence[tuple[str, Any]]) -> Any:
     """A validated copy of ``recipe`` with ``pairs`` applied; errors name the key."""
     if not pairs:
         return recipe
-    from grefine_kit.recipe import Recipe
+    from grefine_kit.recipes.recipe import Recipe
 
     data = _deep_copy(recipe.to_dict())
     for key, value in pairs:

@@ -1,7 +1,7 @@
 """``grefine fetch-weights``: download what a recipe (or one indicator) needs ahead of time.
 
 A part that loads weights overrides ``PartBase.fetch_weights() -> list[str]``
-(:mod:`grefine_kit.parts`): it downloads into the usual caches (Hugging Face hub cache,
+(:mod:`grefine_kit.parts.base`): it downloads into the usual caches (Hugging Face hub cache,
 open_clip's cache) and returns one line per item. Other parts are skipped. After fetching,
 runs work with ``HF_HUB_OFFLINE=1``.
 
@@ -16,10 +16,10 @@ from typing import Any
 
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested
-from grefine_kit.parts import capabilities
-from grefine_kit.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
-from grefine_kit.recipe import Recipe
-from grefine_kit.roles import ROLES
+from grefine_kit.parts.base import capabilities
+from grefine_kit.readiness.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
+from grefine_kit.recipes.recipe import Recipe
+from grefine_kit.refiner.roles import ROLES
 
 
 def check_can_fetch(parts: Mapping[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""Is this machine ready for a recipe: what is missing (preflight) and fetching weights."""

@@ -1,0 +1,1 @@
+"""The runners behind ``grefine refine`` and ``grefine score``: inputs, work units, results."""
