@@ -9,7 +9,35 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["INDICATOR_ROLES", "ROLES", "STAGE_ROLES", "Role", "role"]
+__all__ = [
+    "ALIGNMENT",
+    "ANY_STAGE",
+    "COMBINER",
+    "GLOBAL",
+    "INDICATOR_ROLES",
+    "MASKED",
+    "PERCEPTUAL",
+    "REGIONS",
+    "ROLES",
+    "STAGE1",
+    "STAGE2",
+    "STAGE_ROLES",
+    "Role",
+    "role",
+]
+
+#: the built-in role names; code outside this module uses these constants, never the strings
+PERCEPTUAL = "perceptual"
+ALIGNMENT = "alignment"
+COMBINER = "combiner"
+REGIONS = "regions"
+STAGE1 = "stage1"
+STAGE2 = "stage2"
+#: what a stage part can do (``Stage.role``): repaint inside a mask, pass over the whole image,
+#: or either
+MASKED = "masked"
+GLOBAL = "global"
+ANY_STAGE = "any"
 
 
 @attrs.frozen
@@ -38,12 +66,12 @@ class Role:
 
 
 ROLES: tuple[Role, ...] = (
-    Role("perceptual", "indicator", "indicators.perceptual", tag="pq"),
-    Role("alignment", "indicator", "indicators.alignment", tag="aq"),
-    Role("combiner", "combiner", "combiner"),
-    Role("regions", "regions", "regions"),
-    Role("stage1", "stage", "stage1", stage_role="masked"),
-    Role("stage2", "stage", "stage2", stage_role="global"),
+    Role(PERCEPTUAL, "indicator", f"indicators.{PERCEPTUAL}", tag="pq"),
+    Role(ALIGNMENT, "indicator", f"indicators.{ALIGNMENT}", tag="aq"),
+    Role(COMBINER, "combiner", COMBINER),
+    Role(REGIONS, "regions", REGIONS),
+    Role(STAGE1, "stage", STAGE1, stage_role=MASKED),
+    Role(STAGE2, "stage", STAGE2, stage_role=GLOBAL),
 )
 
 #: the indicator roles, in order (their maps live in ``RefineState.maps`` under these names)
