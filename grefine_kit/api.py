@@ -98,12 +98,11 @@ def refine(
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
     from grefine_kit.images.loading import load_image
-    from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument, recipe_parts
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument
     from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine_work import parts_by_table
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
-    recipe_obj = recipe_obj.with_runtime(device=device, dtype=dtype)
-    command = fetch_command(recipe=recipe_argument(recipe))
-    ensure_ready(recipe_parts(recipe_obj), fetch_command=command)
-    refiner = recipe_obj.build()
+    refiner = recipe_obj.with_runtime(device=device, dtype=dtype).build()  # the parts, built once
+    ensure_ready(parts_by_table(refiner), fetch_command=fetch_command(recipe=recipe_argument(recipe)))
     return refiner.refine(load_image(image), prompt, image_id=image_id, region_prompts=region_prompts)

@@ -12,10 +12,11 @@ from PIL import Image
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.refiner.refiner import RefineResult
 from grefine_kit.runner.refine import refine_files
+from grefine_kit.runner.refine_work import SingleImageRefiner
 from grefine_kit.types import Mask
 
 
-class FlakyRefiner:
+class FlakyRefiner(SingleImageRefiner):
     """A test double for Refiner: inverts the image; raises what it is told to per file name."""
 
     def __init__(self, failures: dict[str, Exception]):

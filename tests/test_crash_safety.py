@@ -103,15 +103,12 @@ def test_7_set_device_against_another_device_flag_is_one_line(tmp_path: Path) ->
     assert "--set device" in line and "--device" in line
 
 
-def test_7_the_portable_builder_of_other_engines_takes_them_too() -> None:
-    import click
+def test_7_the_portable_spec_of_other_engines_takes_them_too() -> None:
+    from grefine_kit.cli.override_options import Overrides, indicator_spec
 
-    from grefine_kit.cli.image_commands import _indicator_builder
-
-    with click.Context(click.Command("score")) as ctx:
-        ctx.meta["grefine.overrides"] = {"set_items": ("device=cpu", "dtype=float32")}
-        builder = _indicator_builder("pq-map", "tiny", None, None)
-    assert builder.keywords["device"] == "cpu" and builder.keywords["dtype"] == "float32"
+    overrides = Overrides(set_items=("device=cpu", "dtype=float32"))
+    spec = indicator_spec("pq-map", recipe="tiny", device=None, dtype=None, overrides=overrides)
+    assert (spec.device, spec.dtype, dict(spec.options)) == ("cpu", "float32", {})
 
 
 # --- 9. a bare name is the registered recipe; option values are not paths by accident -----------

@@ -18,6 +18,7 @@ from PIL import Image
 from grefine_kit.progress import RunProgress, active_progress
 from grefine_kit.refiner.refiner import RefineResult
 from grefine_kit.runner.refine import refine_files
+from grefine_kit.runner.refine_work import SingleImageRefiner
 from grefine_kit.types import Mask
 
 
@@ -113,7 +114,7 @@ def test_an_unknown_mode_is_refused() -> None:
         RunProgress("score", 1, mode="xml")
 
 
-class StreamingRefiner:
+class StreamingRefiner(SingleImageRefiner):
     """refine_many yields lazily; before each result after the first it notes how many records
     the run folder's log already holds (per-item appending shows there)."""
 

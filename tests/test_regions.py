@@ -311,6 +311,7 @@ def test_an_items_own_seed_reaches_a_real_refiner_in_the_batch_runner(tmp_path: 
     """The runner passes an item's seed to ``Refiner.refine(seed=)``: derive_seed(item seed, id)."""
     import json
 
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import Item
     from grefine_kit.stages.base import derive_seed
@@ -320,7 +321,7 @@ def test_an_items_own_seed_reaches_a_real_refiner_in_the_batch_runner(tmp_path: 
     sample_images([(40, 32)])[0].save(path)
     refiner = Refiner(stage2=Img2ImgStage(model="tiny"), split=0.0, delta=0.5, seed=3)
     items = [Item(id="a", image=path, prompt="p", seed=11), Item(id="b", image=path, prompt="p")]
-    refine_items(items, refiner, tmp_path / "out", progress=False)
+    refine_items(items, refiner, tmp_path / "out", RunOptions(progress=False))
     lines = (tmp_path / "out" / "reports.jsonl").read_text().splitlines()
     seeds = {rec["id"]: rec["seed"] for rec in map(json.loads, lines)}
     assert seeds == {"a": derive_seed(11, "a"), "b": derive_seed(3, "b")}

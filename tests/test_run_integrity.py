@@ -25,6 +25,7 @@ from PIL import Image
 from grefine_kit.errors import NonFiniteError, RecipeError, RunLockedError, SetupError, UserError
 from grefine_kit.refiner.refiner import RefineResult
 from grefine_kit.runner.refine import refine_files
+from grefine_kit.runner.refine_work import SingleImageRefiner
 from grefine_kit.runner.score import score_files
 from grefine_kit.runs import RunFolder, atomic
 from grefine_kit.types import Mask, QualityMap
@@ -53,7 +54,7 @@ def png(path: Path, value: int = 90, size: tuple[int, int] = (12, 8)) -> Path:
     return path
 
 
-class Inverter:
+class Inverter(SingleImageRefiner):
     """A Refiner double: inverts the image; optional NaN maps; records calls; has the
     provenance attributes the runner fingerprints (``seed``, ``recipe_hash``)."""
 
@@ -238,7 +239,7 @@ def test_5_a_partial_last_line_is_dropped_and_its_item_redone(
 def test_5_a_kill_between_report_and_log_line_redoes_the_item(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import grefine_kit.runner.refine as batch
+    import grefine_kit.runner.run as batch
 
     a = png(tmp_path / "in" / "a.png")
     out = tmp_path / "out"

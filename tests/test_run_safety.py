@@ -18,7 +18,9 @@ from PIL import Image
 
 from grefine_kit.errors import UserError
 from grefine_kit.refiner.refiner import RefineResult
+from grefine_kit.runner.options import RunOptions
 from grefine_kit.runner.refine import refine_files, refine_items
+from grefine_kit.runner.refine_work import SingleImageRefiner
 from grefine_kit.runner.score import score_files, score_items
 from grefine_kit.runs import atomic
 from grefine_kit.runs.items import Item
@@ -43,7 +45,7 @@ def latest(out: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-class Painter:
+class Painter(SingleImageRefiner):
     """A Refiner double whose picture depends on the prompt: who wrote a file is visible."""
 
     seed, recipe_hash = 0, "painter"
@@ -79,22 +81,22 @@ def test_1_names_do_not_depend_on_row_order_or_other_rows(tmp_path: Path) -> Non
     x = png(tmp_path / "in" / "x.png")
     a, b = Item("a", x, "a red cat"), Item("b", x, "a blue dog")
     out = tmp_path / "out"
-    assert refine_items([a, b], Painter(), out, progress=False).exit_code == 0
+    assert refine_items([a, b], Painter(), out, RunOptions(progress=False)).exit_code == 0
     first = latest(out)
     assert first["a"]["output"] != first["b"]["output"]
     b_picture = sha(out / first["b"]["output"])
     # b listed first, a's prompt changed: b is done, a is redone, under its own name
-    summary = refine_items([b, Item("a", x, "a green frog")], Painter(), out, progress=False)
+    summary = refine_items([b, Item("a", x, "a green frog")], Painter(), out, RunOptions(progress=False))
     assert summary.n_skipped == 1 and summary.n_ok == 1
     second = latest(out)
     assert second["a"]["output"] == first["a"]["output"] and second["b"] == first["b"]
     assert sha(out / first["b"]["output"]) == b_picture  # b's picture is still b's
     # the same in score: the .npy maps keep to their items
     s_out = tmp_path / "score"
-    score_items([a, b], PromptShade(), s_out, progress=False)
+    score_items([a, b], PromptShade(), s_out, RunOptions(save_maps=True, progress=False))
     maps = {k: r["map"] for k, r in latest(s_out).items()}
     b_map = sha(s_out / maps["b"])
-    score_items([b, Item("a", x, "a green frog")], PromptShade(), s_out, progress=False)
+    score_items([b, Item("a", x, "a green frog")], PromptShade(), s_out, RunOptions(save_maps=True, progress=False))
     again = latest(s_out)
     assert again["a"]["map"] == maps["a"] != maps["b"] == again["b"]["map"]
     assert sha(s_out / maps["b"]) == b_map

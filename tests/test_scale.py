@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import pickle
@@ -16,6 +15,7 @@ from PIL import Image
 
 from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
+from grefine_kit.runner.options import RunOptions
 from grefine_kit.runner.refine import refine_files, refine_items
 from grefine_kit.runs.items import Item
 from grefine_kit.runs.manifest import read_manifest
@@ -179,43 +179,40 @@ def test_score_shards_into_one_folder_give_the_unsharded_results(images: list[Pa
     assert _digests(tmp_path / "parts") == _digests(tmp_path / "whole")
 
 
-def test_score_with_a_portable_builder_matches_the_built_indicator(
-    images: list[Path], tmp_path: Path
-) -> None:
-    from grefine_kit.api import build_indicator
+def test_score_with_a_portable_spec_matches_the_built_indicator(images: list[Path], tmp_path: Path) -> None:
     from grefine_kit.runner.score import score_files
+    from grefine_kit.runner.score_work import IndicatorSpec, ScoreWork
 
-    builder = functools.partial(build_indicator, "pq-map", recipe="tiny")
-    built = score_files(images[:3], builder(), tmp_path / "built", progress=False)
-    lazy = score_files(images[:3], pickle.loads(pickle.dumps(builder)), tmp_path / "lazy", progress=False)
+    spec = IndicatorSpec("pq-map", recipe="tiny")
+    built = score_files(images[:3], spec.build(), tmp_path / "built", progress=False)
+    lazy = score_files(images[:3], pickle.loads(pickle.dumps(spec)), tmp_path / "lazy", progress=False)
     assert lazy.n_ok == 3
-    assert built.results_path.read_text() == lazy.results_path.read_text()
+    assert (tmp_path / "built" / "results.csv").read_text() == (tmp_path / "lazy" / "results.csv").read_text()
+    # a pickled work carries the spec, never the built indicator
+    work = ScoreWork(spec, spec.build(), tmp_path)
+    copy = pickle.loads(pickle.dumps(work))
+    assert copy.portable and copy.indicator is None and copy.spec == spec
 
 
 def test_a_refine_work_survives_pickling_and_rebuilds_the_same_refiner(
     images: list[Path], recipe: Any, unsharded: Path, tmp_path: Path
 ) -> None:
     """What an engine in another process does: unpickle the work, open it, run tasks."""
-    from grefine_kit.runner.refine import plan_tasks
-    from grefine_kit.runner.refine_work import RefineWork
+    from grefine_kit.runner.refine import RefineJob
+    from grefine_kit.runner.run import plan_tasks
     from grefine_kit.runs.folder import RunFolder
     from grefine_kit.runs.items import make_items
     from grefine_kit.runs.layout import output_stems
 
     items = make_items(images, PROMPT)
-    work = RefineWork(recipe, tmp_path, save_maps=True)
+    job = RefineJob.of(recipe, save_maps=True)
+    work = job.work(tmp_path)
     assert work.portable
     copy = pickle.loads(pickle.dumps(work))
+    assert copy.refiner is None  # the built Refiner stays here: the copy rebuilds from the recipe
     with RunFolder.open(tmp_path, inputs=images) as folder:
-        tasks, _ = plan_tasks(
-            folder,
-            items,
-            output_stems(images),
-            config=recipe.hash,
-            base_seed=recipe.seed,
-            save_maps=True,
-            resume=True,
-        )
+        pairs = list(zip(items, output_stems(images), strict=True))
+        tasks, _ = plan_tasks(folder, pairs, job.fingerprints, job, resume=True)
         tasks = pickle.loads(pickle.dumps(tasks))
         for record in copy.open().process(tasks[:2]):
             assert record["status"] == "ok"
@@ -303,7 +300,7 @@ def test_refine_from_a_manifest_records_a_missing_file_and_goes_on(
     rows += [{"id": "b/cat.png", "image": str(root / "b" / "cat.png"), "prompt": PROMPT}]
     manifest = _write_manifest(tmp_path, "jsonl", rows)
     out = tmp_path / "out"
-    summary = refine_items(read_manifest(manifest), recipe, out, save_maps=True, progress=False)
+    summary = refine_items(read_manifest(manifest), recipe, out, RunOptions(save_maps=True, progress=False))
     assert (summary.n_ok, summary.n_failed) == (2, 1)
     recs = _records(out)
     assert "missing.png" in recs["gone"]["error"]
@@ -316,9 +313,9 @@ def test_refine_from_a_manifest_records_a_missing_file_and_goes_on(
 def test_a_manifest_seed_replaces_the_recipe_seed(images: list[Path], recipe: Any, tmp_path: Path) -> None:
     rows = [{"id": "x", "image": str(images[0]), "prompt": PROMPT, "seed": 11}]
     out = tmp_path / "out"
-    refine_items(read_manifest(_write_manifest(tmp_path, "jsonl", rows)), recipe, out, progress=False)
+    refine_items(read_manifest(_write_manifest(tmp_path, "jsonl", rows)), recipe, out, RunOptions(progress=False))
     rows[0]["seed"] = 12
-    again = refine_items(read_manifest(_write_manifest(tmp_path, "jsonl", rows)), recipe, out, progress=False)
+    again = refine_items(read_manifest(_write_manifest(tmp_path, "jsonl", rows)), recipe, out, RunOptions(progress=False))
     assert again.n_skipped == 0 and again.redo_reasons  # another seed: redone, and it says why
     assert "seed" in next(iter(again.redo_reasons))
 

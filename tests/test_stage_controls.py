@@ -183,7 +183,10 @@ def test_stage_vae_replaces_the_models_vae(tmp_path: Path) -> None:
 def test_lora_and_vae_files_enter_the_fingerprint(tmp_path: Path) -> None:
     from grefine_kit.recipes.overrides import apply_overrides
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.refine import _config
+    from grefine_kit.runner.refine import refiner_config
+
+    def _config(recipe: Recipe) -> str:
+        return refiner_config(recipe.build())
 
     lora = tmp_path / "l.safetensors"
     lora.write_bytes(b"one")
@@ -197,7 +200,7 @@ def test_lora_and_vae_files_enter_the_fingerprint(tmp_path: Path) -> None:
     stage = InpaintStage(model="tiny", lora=str(lora), vae=str(tmp_path))
     assert set(stage_file_digests([stage])) == {str(lora), str(tmp_path)}
     refiner = with_lora.build()
-    assert _config(refiner) == _config(with_lora)
+    assert refiner_config(refiner) == _config(with_lora)
 
 
 # -- per-step events and previews ------------------------------------------------------------------

@@ -174,6 +174,7 @@ def run_benchmark(
     ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
     from grefine_kit.parts.registry import get_registry
     from grefine_kit.runner.inputs import make_output_dir
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import make_items, refine_items
     from grefine_kit.runs.layout import output_stems
 
@@ -243,14 +244,12 @@ def run_benchmark(
     for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
         if progress:
             print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
-        summary = refine_items(
-            run_items,
-            refiner,
-            out / folder,
+        options = RunOptions(
             save_maps="refiner_mask" in needs,  # the mask file mask metrics read
             resume=resume,
             progress=progress,
         )
+        summary = refine_items(run_items, refiner, out / folder, options)
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
         files = [out / folder / f"{stem}.png" for stem in stems]
         scores[row.name], errors[row.name], n = _score_row(

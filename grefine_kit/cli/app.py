@@ -14,12 +14,15 @@ import errno
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from grefine_kit import __version__
 from grefine_kit.errors import GrefineError, UserError
+
+if TYPE_CHECKING:
+    from grefine_kit.runner.run import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,17 +84,17 @@ def maps_option(default: bool) -> Callable[[F], F]:
     )
 
 
-def echo_run_summary(summary: Any) -> None:
+def echo_run_summary(summary: RunSummary) -> None:
     """The closing lines of a run on stderr: why items were redone, failures by reason (file
     names and messages escaped: one line each, whatever a name holds)."""
     from grefine_kit.cli.score_table import printable
 
-    reasons = getattr(summary, "redo_reasons", {}) or {}
+    reasons = summary.redo_reasons
     if reasons:
         text = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
         click.echo(f"redone: {text}", err=True)
-    failures = getattr(summary, "failures", None)
-    if failures is not None and failures.n_failed:
+    failures = summary.failures
+    if failures.n_failed:
         click.echo(f"failed: {failures.n_failed} item(s), by reason:", err=True)
         for line in failures.lines():
             click.echo(printable(line), err=True)

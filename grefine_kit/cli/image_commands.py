@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,22 +22,19 @@ from grefine_kit.cli.app import (
     warn_plugin_failures,
 )
 from grefine_kit.cli.override_options import (
-    build_indicator_with_overrides,
-    cli_overrides,
-    refine_shortcuts,
-    set_options,
+    Overrides,
+    build_indicator_spec,
+    indicator_spec,
+    override_options,
 )
 from grefine_kit.cli.progress_options import log_format_option
-from grefine_kit.cli.readiness import check_indicator_ready, check_recipe_ready
-from grefine_kit.cli.scale_options import (
-    engine_name,
-    run_engine,
-    run_items,
-    run_shard,
-    scale_options,
-    shard_note,
-)
+from grefine_kit.cli.scale_options import ScaleChoices, run_items, run_options, scale_options
 from grefine_kit.cli.score_table import print_score_table
+from grefine_kit.errors import UserError
+
+if TYPE_CHECKING:
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.refiner.refiner import Refiner
 
 
 @cli.command("score")
@@ -63,7 +59,7 @@ from grefine_kit.cli.score_table import print_score_table
 @log_format_option
 @device_option
 @dtype_option
-@set_options
+@override_options()
 @user_errors
 def score_command(
     paths: tuple[str, ...],
@@ -79,6 +75,8 @@ def score_command(
     log_format: str,
     device: str | None,
     dtype: str | None,
+    scale: ScaleChoices,
+    overrides: Overrides,
 ) -> None:
     """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
 
@@ -86,56 +84,44 @@ def score_command(
     only what is missing, failed or stale (docs/cli.md); docs/scale.md covers manifests,
     shards and engines.
     """
+    from grefine_kit.parts.base import as_part
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command
+    from grefine_kit.runner.results import RESULTS_NAMES
     from grefine_kit.runner.score import score_items
 
-    items, per_item = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
-    shard, engine = run_shard(), run_engine()
-    indicator = build_indicator_with_overrides(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
+    items, per_item = run_items(paths, scale, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
+    options = run_options(
+        scale, save_maps=maps, no_resume=no_resume, log_format=log_format, batch_size=batch_size
+    )
+    spec = indicator_spec(indicator_name, recipe=recipe_name, device=device, dtype=dtype, overrides=overrides)
+    indicator = build_indicator_spec(spec)  # built once: checked here, used by the local engine
     has_prompts = prompt is not None or prompts_csv is not None or any(it.prompt for it in items)
-    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts="" if has_prompts else None)
+    if as_part(indicator).needs_prompt and not has_prompts:
+        raise UserError(f"{indicator_name} needs a prompt per image: give --prompt TEXT or --prompts CSV")
+    ensure_ready(
+        {indicator_name: indicator}, fetch_command=fetch_command(recipe=recipe_name, indicator=indicator_name)
+    )
     warn_plugin_failures()
-    source: Any = indicator
-    if engine_name() != "local":  # workers in other processes build their own copy
-        source = _indicator_builder(indicator_name, recipe_name, device, dtype)
+    set_pairs = dict(overrides.set_pairs())
     summary = score_items(
         items,
-        source,
+        spec,
         Path(out_dir),
+        options,
+        indicator=indicator,
         fmt=fmt,  # type: ignore[arg-type]
-        batch_size=batch_size,
-        save_maps=maps,
-        resume=not no_resume,
         # --set values change the results: part of the fingerprint, so a rerun with others redoes
-        config=_score_config(indicator_name, recipe_name, dtype) | _set_config(),
+        config=_score_config(indicator_name, recipe_name, dtype) | ({"set": set_pairs} if set_pairs else {}),
         prompts_given=per_item,
-        shard=shard,
-        engine=engine,
-        progress=log_format,
     )
     echo_run_summary(summary)
     done = f", {summary.n_skipped} already done" if summary.n_skipped else ""
-    click.echo(
-        f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done}{shard_note(summary)} "
-        f"-> {summary.results_path}",
-        err=True,
-    )
+    results_path = Path(summary.out_dir) / RESULTS_NAMES[fmt]
+    counts = f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done}{summary.shard_note}"
+    click.echo(f"{counts} -> {results_path}", err=True)
     if log_format != "jsonl":  # with jsonl, stdout carries only the JSON lines
-        print_score_table(summary.results_path, indicator_name)
+        print_score_table(results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
-
-
-def _indicator_builder(name: str, recipe: str | None, device: str | None, dtype: str | None) -> Any:
-    """A picklable zero-argument builder of the same indicator (``--set`` values included)."""
-    from grefine_kit.api import build_indicator
-    from grefine_kit.cli.override_options import indicator_runtime
-
-    device, dtype, options = indicator_runtime(device, dtype)
-    return functools.partial(build_indicator, name, recipe=recipe, device=device, dtype=dtype, **options)
-
-
-def _set_config() -> dict[str, Any]:
-    pairs = dict(cli_overrides())
-    return {"set": pairs} if pairs else {}
 
 
 def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | None) -> dict[str, Any]:
@@ -169,8 +155,7 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 @log_format_option
 @device_option
 @dtype_option
-@set_options
-@refine_shortcuts
+@override_options(shortcuts=True)
 @user_errors
 def refine_command(
     paths: tuple[str, ...],
@@ -185,6 +170,8 @@ def refine_command(
     log_format: str,
     device: str | None,
     dtype: str | None,
+    scale: ScaleChoices,
+    overrides: Overrides,
 ) -> None:
     """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
 
@@ -195,49 +182,43 @@ def refine_command(
     """
     from grefine_kit.runner.refine import refine_items
 
-    items, _ = run_items(paths, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
-    shard, engine = run_shard(), run_engine()
-    recipe = _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype)
-    summary = refine_items(
-        items,
-        recipe,
-        Path(out_dir),
-        save_maps=maps,
-        resume=not no_resume,
-        shard=shard,
-        engine=engine,
-        batch_size=batch_size,
-        progress=log_format,
+    items, _ = run_items(paths, scale, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
+    options = run_options(
+        scale, save_maps=maps, no_resume=no_resume, log_format=log_format, batch_size=batch_size
     )
+    recipe, refiner = _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype, overrides=overrides)
+    summary = refine_items(items, recipe, Path(out_dir), options, refiner=refiner)
     echo_run_summary(summary)
     click.echo(
         f"refined {summary.n_ok} image(s), {summary.n_failed} failed, {summary.n_skipped} already done"
-        f"{shard_note(summary)} -> {summary.out_dir} (reports: {summary.reports_path.name})",
+        f"{summary.shard_note} -> {summary.out_dir} (reports: {summary.reports_path.name})",
         err=True,
     )
     sys.exit(summary.exit_code)
 
 
-def _checked_recipe(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
-    """The recipe with the command line's seed, device, dtype and overrides applied, checked
-    (every part builds, weights are there); workers build their Refiner from it."""
+def _checked_recipe(
+    recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None, overrides: Overrides
+) -> tuple[Recipe, Refiner]:
+    """The recipe with the command line's seed, device, dtype and overrides applied, and the
+    Refiner built from it, once: building checks every part's options, preflight checks the
+    built parts (weights, models, devices), and the local engine's worker refines with it
+    (engines in other processes rebuild it from the recipe)."""
     import attrs
 
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command
     from grefine_kit.recipes.overrides import apply_overrides
     from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine_work import parts_by_table
 
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
         recipe = attrs.evolve(recipe, seed=seed)
-    recipe = apply_overrides(recipe, cli_overrides(recipe))
-    check_recipe_ready(recipe, recipe_name)
+    recipe = apply_overrides(recipe, overrides.pairs(recipe))
+    refiner = recipe.build()
+    ensure_ready(parts_by_table(refiner), fetch_command=fetch_command(recipe=recipe_name))
     warn_plugin_failures()
-    recipe.validate()
-    return recipe
-
-
-def _build_refiner(recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None) -> Any:
-    return _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype).build()
+    return recipe, refiner
 
 
 @cli.command("demo")
@@ -277,14 +258,17 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
     )
     from grefine_kit.images.loading import load_image
     from grefine_kit.report import build_report
-    from grefine_kit.runner.refine import refine_files
+    from grefine_kit.runner.options import RunOptions
+    from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs import atomic
+    from grefine_kit.runs.items import make_items
 
     started = time.perf_counter()
     example = example_path()
-    refiner = _build_refiner(recipe_name, seed=None, device="cpu", dtype=None)
-    summary = refine_files(
-        [example], refiner, Path(out_dir), prompts=DEMO_PROMPT, save_maps=True, resume=False
+    recipe, refiner = _checked_recipe(recipe_name, seed=None, device="cpu", dtype=None, overrides=Overrides())
+    options = RunOptions(save_maps=True, resume=False)
+    summary = refine_items(
+        make_items([example], DEMO_PROMPT), recipe, Path(out_dir), options, refiner=refiner
     )
     seconds = time.perf_counter() - started
     out = Path(out_dir).resolve()

@@ -17,7 +17,13 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
-from grefine_kit.cli.readiness import check_indicator_ready
+
+
+def _ready(indicator: object, name: str, recipe: str | None) -> None:
+    """``indicator`` can run here (weights, parser model, device): else one UserError, exit 2."""
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command
+
+    ensure_ready({name: indicator}, fetch_command=fetch_command(recipe=recipe, indicator=name))
 
 
 @cli.command("evaluate")
@@ -64,7 +70,7 @@ def evaluate_command(
     from grefine_kit.evaluation import evaluate, indicator_kind, read_mos_table
 
     indicator = build_indicator(indicator_name, recipe=recipe_name, device=device, dtype=dtype)
-    check_indicator_ready(indicator, indicator_name, recipe=recipe_name, prompts="(from the CSV)")
+    _ready(indicator, indicator_name, recipe_name)
     kind = indicator_kind(indicator)
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
     how = "as given" if mos_column else f"for {'an' if kind[0] in 'aeiou' else 'a'} {kind} indicator"
@@ -146,7 +152,7 @@ def train_pq_command(
 
     rows = read_mos_csv(mos_csv, root)
     pq = build_indicator("pq-map", recipe=recipe_name, device=device, dtype=dtype)
-    check_indicator_ready(pq, "pq-map", recipe=recipe_name, prompts=None)
+    _ready(pq, "pq-map", recipe_name)
     report = train_pq_prompts(
         rows,
         pq,

@@ -1,31 +1,53 @@
 """Click options for runs at scale: ``--manifest``, ``--shard``, ``--engine``, ``--workers``,
-``--address`` (docs/scale.md), as one decorator that keeps command signatures unchanged.
-
-The values are kept in click's context (``ctx.meta``); a command reads them through
-:func:`run_items`, :func:`run_shard` and :func:`run_engine`.
+``--address`` (docs/scale.md), gathered into one typed :class:`ScaleChoices` value that the
+command receives as its ``scale`` argument; :func:`run_options` turns it (and the command's
+own choices) into the :class:`~grefine_kit.runner.options.RunOptions` handed to the runner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
 
-from grefine_kit.cli.override_options import stash_options
+from grefine_kit.cli.override_options import gather
 from grefine_kit.errors import UserError
 from grefine_kit.parts.hints import install_hint
 
+if TYPE_CHECKING:
+    from grefine_kit.engines.base import Engine
+    from grefine_kit.runner.options import RunOptions
+    from grefine_kit.runs.items import Item
+
 F = TypeVar("F", bound=Callable[..., Any])
-_META = "grefine.scale"
 _NAMES = ("manifest", "shard", "engine", "workers", "address")
 
 
+@attrs.frozen
+class ScaleChoices:
+    """The scale options of one command line (None: not given)."""
+
+    manifest: str | None = None
+    shard: str | None = None
+    engine: str = "local"
+    workers: int | None = None
+    address: str | None = None
+
+    def build_engine(self) -> Engine:
+        """The engine of ``--engine`` with ``--workers`` / ``--address`` when given."""
+        from grefine_kit.engines import get_engine
+
+        if self.engine == "local" and self.address is not None:
+            raise UserError("--address needs a cluster engine (e.g. --engine ray); the local engine has none")
+        return get_engine(self.engine, workers=self.workers, address=self.address)
+
+
 def scale_options(func: F) -> F:
-    """Add the scale options to a command (their values go to ``ctx.meta``)."""
-    wrapper = stash_options(func, _NAMES, _META)
+    """Add the scale options to a command (it receives them as ``scale``: :class:`ScaleChoices`)."""
+    wrapper = gather(func, _NAMES, "scale", ScaleChoices)
     options = [
         click.option(
             "--manifest",
@@ -55,14 +77,14 @@ def scale_options(func: F) -> F:
     return wrapped
 
 
-def _meta() -> Mapping[str, Any]:
-    ctx = click.get_current_context(silent=True)
-    return ctx.meta.get(_META, {}) if ctx is not None else {}
-
-
 def run_items(
-    paths: Sequence[str], *, prompt: str | None, prompts_csv: str | None, need_prompt: bool
-) -> tuple[list[Any], bool]:
+    paths: Sequence[str],
+    scale: ScaleChoices,
+    *,
+    prompt: str | None,
+    prompts_csv: str | None,
+    need_prompt: bool,
+) -> tuple[list[Item], bool]:
     """``(items, prompts came per item)`` from PATHS or ``--manifest``.
 
     With a manifest, ``--prompt`` fills in the items that have no prompt of their own;
@@ -74,7 +96,7 @@ def run_items(
 
     if prompt is not None and prompts_csv is not None:
         raise UserError("give --prompt or --prompts, not both")
-    manifest = _meta().get("manifest")
+    manifest = scale.manifest
     if manifest is not None:
         if paths:
             raise UserError("give PATHS or --manifest, not both")
@@ -95,31 +117,19 @@ def run_items(
     return make_items(files, prompts), prompts_csv is not None
 
 
-def run_shard() -> Any:
-    """The ``--shard`` as a :class:`~grefine_kit.runs.shards.Shard` (None: the whole run)."""
+def run_options(
+    scale: ScaleChoices, *, save_maps: bool, no_resume: bool, log_format: str, batch_size: int | None
+) -> RunOptions:
+    """The runner's options from this command line (the engine is built here: an unknown
+    name or a bad ``--workers`` fails before any work)."""
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runs.shards import parse_shard
 
-    return parse_shard(_meta().get("shard"))
-
-
-def engine_name() -> str:
-    return str(_meta().get("engine") or "local")
-
-
-def run_engine() -> Any:
-    """The engine of ``--engine`` with ``--workers`` / ``--address`` when given."""
-    from grefine_kit.engines import get_engine
-
-    meta = _meta()
-    name = engine_name()
-    options = {k: meta.get(k) for k in ("workers", "address") if meta.get(k) is not None}
-    if name == "local" and "address" in options:
-        raise UserError("--address needs a cluster engine (e.g. --engine ray); the local engine has none")
-    return get_engine(name, **options)
-
-
-def shard_note(summary: Any) -> str:
-    """`` (shard I/N; K items in other shards)`` or ``""``."""
-    shard = _meta().get("shard")
-    n_other = int(getattr(summary, "n_other_shards", 0) or 0)
-    return f" (shard {shard}; {n_other} item(s) in other shards)" if shard else ""
+    return RunOptions(
+        save_maps=save_maps,
+        resume=not no_resume,
+        progress=log_format,
+        shard=parse_shard(scale.shard),
+        engine=scale.build_engine(),
+        batch_size=batch_size,
+    )

@@ -1,8 +1,8 @@
 """Engines: who runs a run's items (``local`` built in; ``ray`` from the grefine-ray plugin)."""
 
-from grefine_kit.engines.base import Engine, Task, Work, Worker, batches, each_record
+from grefine_kit.engines.base import Engine, Task, TaskWorker, Work, Worker, batches
 
-__all__ = ["Engine", "Task", "Work", "Worker", "batches", "each_record", "get_engine"]
+__all__ = ["Engine", "Task", "TaskWorker", "Work", "Worker", "batches", "get_engine"]
 
 
 def get_engine(name: str = "local", **options: object) -> Engine:

@@ -22,7 +22,7 @@ import attrs
 
 from grefine_kit.runs.items import Item
 
-__all__ = ["Engine", "Task", "Work", "Worker", "batches", "each_record"]
+__all__ = ["Engine", "Task", "TaskWorker", "Work", "Worker", "batches"]
 
 
 @attrs.frozen
@@ -48,24 +48,40 @@ class Task:
 class Worker(Protocol):
     """Does tasks; holds the loaded models (built by :meth:`Work.open`)."""
 
-    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-        """One record per task, in task order, each with ``id`` and ``status`` (``ok`` or
-        ``error``), after writing the task's outputs (and report) into the run folder.
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+        """One record per task, each with ``id`` and ``status`` (``ok`` or ``error``), yielded
+        as soon as that task's outputs (and report) are in the run folder, so that in-process
+        engines hand each item to the runner (its record appended, progress shown) without
+        waiting for the whole batch.
 
         A per-image problem is an error record. A setup problem every task would hit (missing
-        weights, an unwritable folder) is raised as a ``UserError``: the run stops there.
-
-        A worker may also offer ``process_each(tasks)``: the same records, yielded one by one
-        as each task finishes (any order), so that in-process engines hand each item to the
-        runner (its record appended, progress shown) without waiting for the whole batch
-        (:func:`each_record`)."""
+        weights, an unwritable folder) is raised as a ``UserError``: the run stops there."""
         ...
+
+    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+        """:meth:`process_each`'s records as one list, in task order (for engines that ship a
+        batch's records back at once). :class:`TaskWorker` provides it."""
+        ...
+
+
+class TaskWorker:
+    """A base for workers: :meth:`process` from the subclass's :meth:`process_each`."""
+
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+        order = {t.item.id: i for i, t in enumerate(tasks)}
+        return sorted(self.process_each(tasks), key=lambda r: order[r["id"]])
 
 
 @runtime_checkable
 class Work(Protocol):
-    """What a run does to each item: picklable when ``portable`` (engines in other processes
-    rebuild the models from it), else usable by in-process engines only."""
+    """What a run does to each item. It carries a picklable spec of its parts (a recipe, an
+    indicator spec) and, on the machine that planned the run, the parts already built from it:
+    in-process engines open their worker on those (parts are built once per run), and a pickled
+    copy drops them, so that engines in other processes rebuild the parts from the spec.
+    ``portable``: False only when no spec was given (a caller handed built parts alone)."""
 
     out_dir: Path
 
@@ -80,7 +96,8 @@ class Work(Protocol):
         ...
 
     def open(self) -> Worker:
-        """Build the worker (load models); called once per process or actor."""
+        """The worker (models load when it first runs): on the built parts when this copy
+        holds them, else built from the spec; called once per process or actor."""
         ...
 
 
@@ -112,13 +129,3 @@ def batches(tasks: Sequence[Task], size: int) -> Iterator[list[Task]]:
         raise ValueError(f"batch size must be at least 1; got {size}")
     for start in range(0, len(tasks), size):
         yield list(tasks[start : start + size])
-
-
-def each_record(worker: Worker, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    """``worker``'s records for ``tasks``, each as soon as it is done: through the worker's
-    ``process_each`` when it has one, else the whole ``process`` list at once."""
-    each = getattr(worker, "process_each", None)
-    if callable(each):
-        yield from each(tasks)
-    else:
-        yield from worker.process(tasks)

@@ -1,5 +1,5 @@
 """The ``local`` engine: every task in this process, one batch after another; each record is
-handed on as soon as its item is done (``each_record``), not when its batch is."""
+handed on as soon as its item is done (``Worker.process_each``), not when its batch is."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from grefine_kit.engines.base import Task, Work, batches, each_record
+from grefine_kit.engines.base import Task, Work, batches
 from grefine_kit.errors import UserError
 from grefine_kit.parts.hints import install_hint
 from grefine_kit.runs.faults import fault_point
@@ -47,4 +47,4 @@ class LocalEngine:
             on_start()
         for chunk in batches(tasks, batch_size):
             fault_point("before-batch")
-            yield from each_record(worker, chunk)
+            yield from worker.process_each(chunk)

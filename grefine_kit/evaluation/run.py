@@ -14,6 +14,7 @@ from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.evaluation.correlation import LOGISTIC_MIN, LogisticFitError, krcc, plcc, srcc
 from grefine_kit.evaluation.mos import MosRow
 from grefine_kit.parts.base import as_part
+from grefine_kit.runner.results import RESULTS_NAMES
 from grefine_kit.runner.score import score_files
 from grefine_kit.runs.atomic import write_json
 
@@ -91,7 +92,8 @@ def evaluate(
         progress=progress,
         config=config,
     )
-    with summary.results_path.open(newline="", encoding="utf-8") as f:
+    results_path = summary.out_dir / RESULTS_NAMES["csv"]
+    with results_path.open(newline="", encoding="utf-8") as f:
         scored = [(r["file"], float(r["score"])) for r in csv.DictReader(f) if r["status"] == "ok"]
     mos_of = {str(p): row.mos for p, row in zip(paths, rows, strict=True)}
     pred = [s for file, s in scored]
@@ -118,7 +120,7 @@ def evaluate(
         plcc=plcc(pred, mos),
         plcc_logistic=logistic,
         krcc=krcc(pred, mos),
-        results_path=summary.results_path,
+        results_path=results_path,
         mos_column=mos_column,
         notes=tuple(notes),
     )

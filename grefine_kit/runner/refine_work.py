@@ -1,35 +1,123 @@
-"""The refine unit of work: :class:`RefineWork` (what to build) and :class:`RefineWorker`
-(the built Refiner doing task batches), used by every engine (``grefine_kit.engines``).
+"""The refine unit of work: :class:`RefineWork` (the recipe, and the Refiner built from it)
+and :class:`RefineWorker` (the Refiner doing task batches), used by every engine
+(``grefine_kit.engines``).
 
-A worker refines a batch of tasks with one ``Refiner.refine_many`` call, so the indicators
-score the whole batch together; per image it writes the refined PNG (and, with maps, the mask,
-heatmaps and raw maps) and ``<stem>.report.json`` into the run folder, each by temp file +
-rename, and hands the image's record on as soon as that image is done (``process_each``; the
-runner appends it to ``reports.jsonl`` and shows progress per image). Outputs do not
-depend on the batching: seeds come from (seed, item id) and the indicators are batch-invariant.
+A worker refines a batch of tasks with one ``refine_many`` call, so the indicators score the
+whole batch together; per image it writes the refined PNG (and, with maps, the mask, heatmaps
+and raw maps) and ``<stem>.report.json`` into the run folder, each by temp file + rename, and
+hands the image's record on as soon as that image is done (``process_each``; the runner
+appends it to ``reports.jsonl`` and shows progress per image). Outputs do not depend on the
+batching: seeds come from (seed, item id) and the indicators are batch-invariant.
+
+What the runner needs of a refiner is :class:`BatchRefiner` (``grefine_kit.refiner.refiner.Refiner``
+is one); :class:`SingleImageRefiner` makes one out of a class with a one-image ``refine``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from grefine_kit.engines.base import Task
+from grefine_kit.engines.base import Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.refiner.roles import ROLES
+from grefine_kit.refiner.roles import ROLES, STAGE_ROLES
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import display_path
 from grefine_kit.runs.layout import OutputNames
 from grefine_kit.runs.numeric import check_finite, check_quality_map
 
-__all__ = ["RefineWork", "RefineWorker", "base_record", "is_setup_error"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.refiner.refiner import RefineResult
+
+__all__ = [
+    "BatchRefiner",
+    "RefineWork",
+    "RefineWorker",
+    "SingleImageRefiner",
+    "base_record",
+    "is_setup_error",
+    "parts_by_table",
+    "stage_parts",
+]
+
+#: what ``refine_many`` takes per item: (image, prompt, image id, seed, region prompts, region mask)
+RefineArgs = tuple[Any, ...]
+
+
+class BatchRefiner(Protocol):
+    """What the runner uses of a refiner (``grefine_kit.refiner.refiner.Refiner`` has it all).
+
+    ``seed``: the base seed of items without their own; ``recipe_hash``: what identifies the
+    setup in every item's fingerprint ("" for none); ``batch_size``: images per batch by
+    default; ``needs_region``: whether it reads the items' region masks (a manifest's
+    ``region`` column); ``part(role)``: the part in a role or None; ``refine_many``: lazily
+    one ``RefineResult`` per item, in order (items: :data:`RefineArgs`)."""
+
+    @property
+    def seed(self) -> int | None: ...
+
+    @property
+    def recipe_hash(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def needs_region(self) -> bool: ...
+
+    def part(self, name: str) -> Any: ...
+
+    def refine_many(
+        self, items: Iterable[RefineArgs], *, batch_size: int | None = None
+    ) -> Iterator[RefineResult]: ...
+
+
+class SingleImageRefiner:
+    """A base that makes a :class:`BatchRefiner` of a class refining one image a call: subclass
+    it and define ``refine(image, prompt, image_id="image", **extra)`` (``extra``: ``seed``,
+    ``region_prompts``, ``region``, passed only when the item has them). One image a batch by
+    default; no parts, no region masks, seed 0 and no recipe hash unless set."""
+
+    seed: int | None = 0
+    recipe_hash: str = ""
+    batch_size: int = 1
+    needs_region: bool = False
+
+    def part(self, name: str) -> Any:
+        return None
+
+    def refine(self, image: Image.Image, prompt: str, image_id: str = "image", **extra: Any) -> RefineResult:
+        raise NotImplementedError
+
+    def refine_many(
+        self, items: Iterable[RefineArgs], *, batch_size: int | None = None
+    ) -> Iterator[RefineResult]:
+        for image, prompt, image_id, seed, region_prompts, region in items:
+            extra = {"seed": seed, "region_prompts": region_prompts, "region": region}
+            yield self.refine(
+                image, prompt, image_id=image_id, **{k: v for k, v in extra.items() if v is not None}
+            )
+
+
+def parts_by_table(refiner: BatchRefiner) -> dict[str, Any]:
+    """The refiner's built parts keyed by their recipe table (``indicators.perceptual``, ...),
+    as preflight (``grefine_kit.readiness.preflight.ensure_ready``) names them."""
+    return {slot.table: part for slot in ROLES if (part := refiner.part(slot.name)) is not None}
+
+
+def stage_parts(refiner: BatchRefiner) -> list[Any]:
+    """The refiner's stage parts (for the files they read: ``stage_file_digests``)."""
+    return [stage for role in STAGE_ROLES if (stage := refiner.part(role)) is not None]
 
 
 def is_setup_error(exc: BaseException) -> bool:
@@ -60,10 +148,16 @@ def base_record(task: Task) -> dict[str, Any]:
 
 @attrs.define
 class RefineWork:
-    """Refine into ``out_dir`` with ``source``: a ``Recipe`` (portable: each worker builds its
-    own Refiner from it, in any process) or a built ``Refiner`` (in-process engines only)."""
+    """Refine into ``out_dir`` with ``refiner``, built from ``recipe`` (the picklable spec).
 
-    source: Any
+    In-process engines open the worker on ``refiner`` (the one the runner's preflight and
+    fingerprint used: parts are built once per run). A pickled copy carries only the recipe
+    (``refiner`` is dropped), and opening it builds a Refiner from the recipe: what engines in
+    other processes do. ``recipe`` None (a caller handed a built refiner alone): in-process
+    engines only (``portable`` False)."""
+
+    recipe: Recipe | None
+    refiner: BatchRefiner | None
     out_dir: Path
     save_maps: bool = False
 
@@ -73,27 +167,37 @@ class RefineWork:
 
     @property
     def portable(self) -> bool:
-        from grefine_kit.recipes.recipe import Recipe
-
-        return isinstance(self.source, Recipe)
+        return self.recipe is not None
 
     def open(self) -> RefineWorker:
-        refiner = self.source.build() if self.portable else self.source
-        return RefineWorker(refiner, Path(self.out_dir), self.save_maps)
+        if self.refiner is not None:
+            return RefineWorker(self.refiner, Path(self.out_dir), self.save_maps)
+        if self.recipe is None:
+            raise ValueError("a refine work needs a recipe or a built refiner")
+        return RefineWorker(self.recipe.build(), Path(self.out_dir), self.save_maps)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the built refiner (models, perhaps loaded) never travels: the recipe rebuilds it
+        kept = self.refiner if self.recipe is None else None
+        return (RefineWork, (self.recipe, kept, self.out_dir, self.save_maps))
+
+
+@attrs.frozen
+class _Loaded:
+    """A task's image, loaded, and its region mask (None: the refiner reads none)."""
+
+    index: int
+    image: Image.Image
+    region: Any
 
 
 @attrs.define
-class RefineWorker:
-    """A built Refiner doing :class:`~grefine_kit.engines.base.Task` batches (see module doc)."""
+class RefineWorker(TaskWorker):
+    """A built refiner doing :class:`~grefine_kit.engines.base.Task` batches (see module doc)."""
 
-    refiner: Any
+    refiner: BatchRefiner
     out_dir: Path
     save_maps: bool = False
-
-    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-        """:meth:`process_each`'s records, in task order."""
-        order = {t.item.id: i for i, t in enumerate(tasks)}
-        return sorted(self.process_each(tasks), key=lambda r: order[r["id"]])
 
     def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         """One record per task, in task order, each yielded as soon as that image and every
@@ -103,7 +207,7 @@ class RefineWorker:
         records = [base_record(t) for t in tasks]
         seconds = [0.0] * len(tasks)
         final = [False] * len(tasks)
-        ready: list[tuple[int, Any]] = []
+        ready: list[_Loaded] = []
         for i, task in enumerate(tasks):
             fault_point("before-item")
             began = time.perf_counter()
@@ -123,11 +227,11 @@ class RefineWorker:
                 final[i] = True
                 yield from flush()
 
-    def _load(self, task: Task, record: dict[str, Any], ready: list[tuple[int, Any]], i: int) -> bool:
+    def _load(self, task: Task, record: dict[str, Any], ready: list[_Loaded], i: int) -> bool:
         """Load ``task``'s image into ``ready``; False when it is ready, True when ``record``
         now says why it cannot be refined."""
         if task.fingerprint is None:
-            record.update(status="error", error=f"{record['file']}: {task.problem or 'cannot read'}")
+            record.update(status="error", error=f"{record['file']}: cannot read ({task.problem or '?'})")
             return True
         if not isinstance(task.item.prompt, str):
             record.update(
@@ -138,22 +242,16 @@ class RefineWorker:
             return True
         try:
             image = load_image(task.item.image)
-            region = _item_region(task, image) if self._needs_region else None
-            ready.append((i, (image, region)))
+            # a recipe without region-map ignores a manifest's region column (the benchmark's
+            # metrics read it on their own)
+            region = _item_region(task, image) if self.refiner.needs_region else None
+            ready.append(_Loaded(i, image, region))
         except Exception as exc:  # one unreadable image (or region mask) must not sink the batch
             if is_setup_error(exc):
                 raise
             record.update(status="error", error=error_message(exc))
             return True
         return False
-
-    @property
-    def _needs_region(self) -> bool:
-        """Whether the refiner reads the items' region masks (a recipe without ``region-map``
-        ignores a manifest's ``region`` column, as the benchmark's metrics read it on their own)."""
-        from grefine_kit.refiner.refiner import Refiner
-
-        return isinstance(self.refiner, Refiner) and self.refiner.needs_region
 
     def _close(self, task: Task, record: dict[str, Any], seconds: float) -> dict[str, Any]:
         """``record`` with its time, once its per-image report is written (a name the disk
@@ -169,51 +267,49 @@ class RefineWorker:
     def _refine(
         self,
         tasks: Sequence[Task],
-        ready: list[tuple[int, Any]],
+        ready: list[_Loaded],
         records: list[dict[str, Any]],
         seconds: list[float],
     ) -> Iterator[int]:
         """Refine the loaded images as one batch, yielding each task index as its image is
         done; if the batch raises, redo the images it did not finish one at a time, so that
         one bad image becomes one error record."""
-        if not hasattr(self.refiner, "refine_many"):  # a duck-typed refiner: one image a call
-            yield from self._one_by_one(tasks, ready, records, seconds)
-            return
-        args = [self._args(tasks[i], loaded) for i, loaded in ready]
+        args = [_args(tasks[loaded.index], loaded) for loaded in ready]
         done = 0
         began = time.perf_counter()
         try:
             for result in self.refiner.refine_many(args, batch_size=len(args)):
-                i, (image, _region) = ready[done]
+                loaded = ready[done]
                 measured = time.perf_counter() - began
                 began = time.perf_counter()
-                self._finish(tasks[i], image, result, records[i])
+                self._finish(tasks[loaded.index], loaded.image, result, records[loaded.index])
                 # the refiner's own figure shares the batched indicators out fairly
-                seconds[i] += _refine_seconds(result, measured) + time.perf_counter() - began
+                seconds[loaded.index] += _refine_seconds(result, measured) + time.perf_counter() - began
                 done += 1
-                yield i
+                yield loaded.index
                 began = time.perf_counter()
         except Exception as exc:
             if is_setup_error(exc):
                 raise
             if len(args) - done == 1:  # the image that raised is known: no need to redo it
-                records[ready[done][0]].update(status="error", error=error_message(exc))
-                yield ready[done][0]
+                records[ready[done].index].update(status="error", error=error_message(exc))
+                yield ready[done].index
                 return
             yield from self._one_by_one(tasks, ready[done:], records, seconds)
 
     def _one_by_one(
         self,
         tasks: Sequence[Task],
-        ready: list[tuple[int, Any]],
+        ready: list[_Loaded],
         records: list[dict[str, Any]],
         seconds: list[float],
     ) -> Iterator[int]:
-        for i, loaded in ready:
+        for loaded in ready:
+            i = loaded.index
             began = time.perf_counter()
             try:
-                result = self._refine_one(tasks[i], loaded)
-                self._finish(tasks[i], loaded[0], result, records[i])
+                result = next(self.refiner.refine_many([_args(tasks[i], loaded)], batch_size=1))
+                self._finish(tasks[i], loaded.image, result, records[i])
             except Exception as exc:
                 if is_setup_error(exc):
                     raise
@@ -221,24 +317,7 @@ class RefineWorker:
             seconds[i] += time.perf_counter() - began
             yield i
 
-    def _refine_one(self, task: Task, loaded: tuple[Any, Any]) -> Any:
-        if hasattr(self.refiner, "refine_many"):
-            return next(self.refiner.refine_many([self._args(task, loaded)], batch_size=1))
-        extra: dict[str, Any] = {"seed": task.item.seed} if task.item.seed is not None else {}
-        if task.item.region_prompts is not None:
-            extra["region_prompts"] = task.item.region_prompts
-        if loaded[1] is not None:
-            extra["region"] = loaded[1]
-        return self.refiner.refine(loaded[0], task.item.prompt, image_id=task.item.id, **extra)
-
-    def _args(self, task: Task, loaded: tuple[Any, Any]) -> tuple[Any, ...]:
-        # an item's own seed replaces the recipe seed: derive_seed(item seed, item id); its own
-        # region prompts replace the recipe's refiner.region_prompts; its region mask (a
-        # manifest's region column) is for the region-map indicator
-        image, region = loaded
-        return (image, task.item.prompt, task.item.id, task.item.seed, task.item.region_prompts, region)
-
-    def _finish(self, task: Task, image: Any, result: Any, record: dict[str, Any]) -> None:
+    def _finish(self, task: Task, image: Image.Image, result: RefineResult, record: dict[str, Any]) -> None:
         names = OutputNames(task.stem)
         try:
             for role, qmap in result.maps.items():
@@ -253,32 +332,40 @@ class RefineWorker:
         record["outputs"] = [names.image, names.report, *written]
 
 
-def _item_region(task: Task, image: Any) -> Any:
-    """The item's region mask (bool ``(H, W)``) when its manifest names one, else None."""
-    path = getattr(task.item, "region", None)
-    if path is None:
+def _args(task: Task, loaded: _Loaded) -> RefineArgs:
+    # an item's own seed replaces the recipe seed: derive_seed(item seed, item id); its own
+    # region prompts replace the recipe's refiner.region_prompts; its region mask (a
+    # manifest's region column) is for the region-map indicator
+    item = task.item
+    return (loaded.image, item.prompt, item.id, item.seed, item.region_prompts, loaded.region)
+
+
+def _item_region(task: Task, image: Image.Image) -> Any:
+    """The item's region mask (bool ``(H, W)`` array) when its manifest names one, else None."""
+    if task.item.region is None:
         return None
     from grefine_kit.indicators.region_map import read_region
 
-    return read_region(path, image.size)
+    return read_region(task.item.region, image.size)
 
 
-def _refine_seconds(result: Any, measured: float) -> float:
+def _refine_seconds(result: RefineResult, measured: float) -> float:
     """The refine time the result's report gives (batched indicators shared out), else ``measured``."""
-    report = getattr(result, "report", None)
-    timings = report.get("timings") if isinstance(report, dict) else None
+    timings = result.report.get("timings")
     value = timings.get("refine") if isinstance(timings, dict) else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else measured
 
 
-def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_maps: bool) -> list[str]:
+def write_outputs(
+    out: Path, names: OutputNames, result: RefineResult, image: Image.Image, save_maps: bool
+) -> list[str]:
     """Write the refined image (and maps) atomically; returns the map files written."""
     import numpy as np
 
     check_finite(np.asarray(result.image), "refined image")
     atomic.write_png(out / names.image, result.image)
     written: list[str] = []
-    for role, previews in getattr(result, "previews", {}).items():
+    for role, previews in result.previews.items():
         for step, preview in previews:
             atomic.write_png(out / names.preview(role, step), preview, compress_level=3)
             written.append(names.preview(role, step))

@@ -1,31 +1,30 @@
-"""The batch scoring runner behind ``grefine score`` (outputs: docs/scoring.md).
+"""The score job behind ``grefine score`` (outputs: docs/scoring.md).
 
-The output folder is a run folder (``grefine_kit.runs``): each image's record is appended to
-``reports.jsonl`` as soon as it is done (progress per image: ``grefine_kit.progress``), a
-rerun skips what is done, and ``results.csv`` or ``results.jsonl`` (one row per input file,
-in input order; ``grefine_kit.runner.results``) is rebuilt from the records when the run ends. A
-bad image (unreadable, too large, NaN in its map) becomes an error row and the run goes on;
-when the indicator raises on a batch, that batch is re-scored one image at a time so one bad
-image cannot sink the others. An indicator raising a ``UserError`` that is not an
-``ImageError`` (missing weights, bad options) stops the run: that is a setup problem every
-image would hit.
+The runner (:func:`grefine_kit.runner.run.run_job`) keeps the run folder: each image's
+record is appended to ``reports.jsonl`` as soon as it is done (progress per image:
+``grefine_kit.progress``), a rerun skips what is done, and :class:`ScoreJob` rebuilds
+``results.csv`` or ``results.jsonl`` (one row per input file, in input order;
+``grefine_kit.runner.results``) from the records when the run ends. A bad image
+(unreadable, too large, NaN in its map) becomes an error row and the run goes on; when the
+indicator raises on a batch, that batch is re-scored one image at a time so one bad image
+cannot sink the others. An indicator raising a ``UserError`` that is not an ``ImageError``
+(missing weights, bad options) stops the run: that is a setup problem every image would hit.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from grefine_kit.engines.base import Engine, Task
+from grefine_kit.engines.base import Engine
 from grefine_kit.errors import SetupError, UserError
 from grefine_kit.images.loading import FROM_ENV, MaxPixels, resolve_max_pixels
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.parts.base import as_part
-from grefine_kit.progress import RunProgress
+from grefine_kit.runner.options import RunOptions
 from grefine_kit.runner.results import (
     HEAD_COLUMNS,
     RESULTS_NAMES,
@@ -34,10 +33,10 @@ from grefine_kit.runner.results import (
     flatten_details,
     write_results,
 )
-from grefine_kit.runner.score_work import ScoreWork
-from grefine_kit.runs.failures import FailureSummary
+from grefine_kit.runner.run import Fingerprints, RunSummary, run_job
+from grefine_kit.runner.score_work import IndicatorSpec, ScoreWork
 from grefine_kit.runs.faults import fault_point
-from grefine_kit.runs.fingerprint import config_hash, indicator_config, item_fingerprint
+from grefine_kit.runs.fingerprint import config_hash, indicator_config
 from grefine_kit.runs.folder import RunFolder
 from grefine_kit.runs.items import Item, make_items
 from grefine_kit.runs.layout import output_stems
@@ -46,7 +45,8 @@ from grefine_kit.runs.shards import Shard
 __all__ = [
     "HEAD_COLUMNS",
     "TAIL_COLUMNS",
-    "ScoreSummary",
+    "IndicatorSpec",
+    "ScoreJob",
     "flatten_details",
     "output_stems",
     "score_files",
@@ -54,195 +54,131 @@ __all__ = [
     "write_results",
 ]
 
+#: images per indicator batch when the run options give none
+DEFAULT_BATCH_SIZE = 8
+
 
 @attrs.frozen
-class ScoreSummary:
-    """What a scoring run did. ``exit_code``: 0 all images ok, 1 some failed."""
+class ScoreJob:
+    """Scoring as a :class:`~grefine_kit.runner.run.Job`: ``indicator`` (built once, used by
+    the fingerprint and by in-process workers) from ``spec`` (picklable; None when a caller
+    hands a built indicator alone: in-process engines only). ``config``: more of what
+    identifies the setup in the fingerprints (e.g. the recipe's hash, ``--set`` values);
+    ``limit``: the largest image in pixels; ``prompts_given``: prompts came per item."""
 
-    n_ok: int
-    n_failed: int
-    results_path: Path
-    out_dir: Path
-    n_skipped: int = 0
-    n_redone: int = 0
-    redo_reasons: Mapping[str, int] = attrs.field(factory=dict)
-    failures: FailureSummary = attrs.field(factory=FailureSummary, eq=False)
-    n_other_shards: int = 0
-
-    @property
-    def n_total(self) -> int:
-        return self.n_ok + self.n_failed + self.n_skipped
+    indicator: Indicator
+    spec: IndicatorSpec | None
+    fmt: Format
+    save_maps: bool
+    limit: int | None
+    config: Mapping[str, Any]
+    prompts_given: bool
 
     @property
-    def exit_code(self) -> int:
-        return 1 if self.n_failed else 0
+    def kind(self) -> str:
+        return "score"
 
+    @property
+    def fingerprints(self) -> Fingerprints:
+        cfg = config_hash({**indicator_config(self.indicator), **self.config})
+        return Fingerprints(cfg, None, self.save_maps)
 
-def score_files(
-    paths: Sequence[Path],
-    indicator: Indicator,
-    out_dir: Path,
-    *,
-    prompts: Mapping[str, str] | str | None = None,
-    fmt: Format = "csv",
-    batch_size: int = 8,
-    progress: bool | str = True,
-    save_maps: bool = True,
-    max_pixels: MaxPixels = FROM_ENV,
-    resume: bool = True,
-    config: Mapping[str, Any] | None = None,
-    shard: Shard | None = None,
-    engine: Engine | None = None,
-) -> ScoreSummary:
-    """Score ``paths`` with ``indicator`` and write results into ``out_dir`` (a run folder).
+    @property
+    def batch_size(self) -> int:
+        return DEFAULT_BATCH_SIZE
 
-    ``prompts``: one prompt for every image, or a mapping read by ``read_prompts_csv``
-    (matched with :class:`~grefine_kit.runner.inputs.PromptIndex`). ``fmt``: ``"csv"`` ->
-    ``results.csv``, ``"json"`` -> ``results.jsonl``. ``save_maps``: write
-    ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy``
-    (float32 (H, W), 1 = good) per scored image. ``max_pixels``: as in ``load_image``.
-    ``resume``: skip items whose record in ``reports.jsonl`` is ``ok`` with a matching
-    fingerprint (the indicator's name and options, plus ``config``: e.g. the recipe's hash).
-    ``shard`` / ``engine`` / ``progress``: as in :func:`grefine_kit.runner.refine.refine_items`;
-    ``indicator`` may be a picklable zero-argument builder instead (each worker builds its
-    own: for engines that run workers in other processes). Raises UserError for bad arguments
-    and setup problems; per-image problems become error rows.
-    """
-    if fmt not in RESULTS_NAMES:
-        raise UserError(f"unknown format {fmt!r}; choose csv or json")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"batch size must be a positive integer; got {batch_size!r}")
-    if not paths:
-        raise UserError("no images to score")
-    # a builder (portable work) does not say: its workers give prompt-less images error records
-    if as_part(indicator).needs_prompt and prompts is None:
-        # every image would fail the same way: one setup error instead of N error rows
-        name = as_part(indicator).name
-        raise SetupError(f"indicator {name!r} needs a prompt: give --prompt TEXT or --prompts CSV")
-    return score_items(
-        make_items(list(paths), prompts),
-        indicator,
-        out_dir,
-        fmt=fmt,
-        batch_size=batch_size,
-        progress=progress,
-        save_maps=save_maps,
-        max_pixels=max_pixels,
-        resume=resume,
-        config=config,
-        prompts_given=prompts is not None and not isinstance(prompts, str),
-        shard=shard,
-        engine=engine,
-    )
+    def required_outputs(self, stem: str) -> list[str]:
+        return []
+
+    def work(self, out_dir: Path) -> ScoreWork:
+        return ScoreWork(self.spec, self.indicator, out_dir, self.save_maps, self.limit, self.prompts_given)
+
+    def finish(self, folder: RunFolder, items: Sequence[Item]) -> Path:
+        """Rebuild the results file whole from the log (never truncated up front): it lists
+        every item with a record, whichever shard wrote it."""
+        results_path = folder.path / RESULTS_NAMES[self.fmt]
+        write_results(
+            results_path, self.fmt, [folder.records[it.id] for it in items if it.id in folder.records]
+        )
+        fault_point("after-results")
+        return results_path
 
 
 def score_items(
     items: Sequence[Item],
-    indicator: Any,
+    source: IndicatorSpec | Indicator,
+    out_dir: Path,
+    options: RunOptions | None = None,
+    *,
+    indicator: Indicator | None = None,
+    fmt: Format = "csv",
+    max_pixels: MaxPixels = FROM_ENV,
+    config: Mapping[str, Any] | None = None,
+    prompts_given: bool = False,
+) -> RunSummary:
+    """Score ``items`` into the run folder ``out_dir`` with ``source``: an
+    :class:`IndicatorSpec` (engines in other processes build from it; ``indicator``: the one
+    already built from it, else it is built here, once) or a built indicator (in-process
+    engines only). ``options``: as for refine (the batch size defaults to 8). ``fmt``:
+    ``"csv"`` -> ``results.csv``, ``"json"`` -> ``results.jsonl``. ``max_pixels``: as in
+    ``load_image``. ``config``: more of what identifies the setup in the fingerprints (the
+    indicator's name and options always do). ``prompts_given``: the prompts came per item
+    (a CSV or manifest; for the error message of an item without one)."""
+    if fmt not in RESULTS_NAMES:
+        raise UserError(f"unknown format {fmt!r}; choose csv or json")
+    options = options if options is not None else RunOptions(save_maps=True)
+    # a bad GREFINE_MAX_PIXELS fails once, here, not once per image
+    limit = resolve_max_pixels(max_pixels)
+    if isinstance(source, IndicatorSpec):
+        built, spec = (indicator if indicator is not None else source.build()), source
+    else:
+        built, spec = source, None
+    job = ScoreJob(built, spec, fmt, options.save_maps, limit, dict(config or {}), prompts_given)
+    return run_job(items, job, out_dir, options)
+
+
+def score_files(
+    paths: Sequence[Path],
+    source: IndicatorSpec | Indicator,
     out_dir: Path,
     *,
+    prompts: Mapping[str, str] | str | None = None,
     fmt: Format = "csv",
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | str = True,
     save_maps: bool = True,
     max_pixels: MaxPixels = FROM_ENV,
     resume: bool = True,
     config: Mapping[str, Any] | None = None,
-    prompts_given: bool = False,
     shard: Shard | None = None,
     engine: Engine | None = None,
-) -> ScoreSummary:
-    """:func:`score_files` on ready-made items (ids, prompts); ``indicator`` as there."""
-    from grefine_kit.engines.local import LocalEngine
-
-    if len({it.id for it in items}) != len(items):
-        raise UserError("item ids must be unique within a run")
-    # a bad GREFINE_MAX_PIXELS fails once, here, not once per image
-    limit = resolve_max_pixels(max_pixels)
-    work = ScoreWork(indicator, Path(out_dir), save_maps, limit, prompts_given)
-    described = indicator_config(indicator) if not work.portable else _builder_config(indicator)
-    cfg = config_hash({**described, **(dict(config) if config is not None else {})})
-    stems = output_stems([it.image for it in items], [it.id for it in items])
-    pairs = list(zip(items, stems, strict=True))
-    mine = shard.select(pairs, [it.id for it in items]) if shard is not None else pairs
-    engine = engine if engine is not None else LocalEngine()
-    n_ok = n_failed = n_skipped = 0
-    redone: Counter[str] = Counter()
-    failures = FailureSummary()
-    report = RunProgress("score", len(mine), mode=progress)
-    with RunFolder.open(out_dir, inputs=[it.image for it in items]) as folder, report.active():
-        work.out_dir = folder.path
-        results_path = folder.path / RESULTS_NAMES[fmt]
-        try:
-            todo: list[Task] = []
-            for item, stem in mine:
-                fp, why, done = _resume_check(folder, item, cfg, save_maps, resume)
-                if done:
-                    n_skipped += 1
-                    continue
-                todo.append(
-                    Task(item, stem, fp, why if fp is not None else None, why if fp is None else None)
-                )
-            report.planned(n_skipped)
-            for record in engine.run(work, todo, batch_size=batch_size, on_start=report.started):
-                fault_point("between-record-and-log")
-                folder.append(record)
-                ok = record["status"] == "ok"
-                n_ok, n_failed = n_ok + ok, n_failed + (not ok)
-                if not ok:
-                    failures.add(record)
-                if record.get("redone"):
-                    redone[str(record["redone"])] += 1
-                report.item(record)
-        finally:
-            report.close()
-            # the results file is a view of the log, rebuilt whole (never truncated up front);
-            # it lists every item with a record, whichever shard wrote it
-            ordered = [folder.records[it.id] for it in items if it.id in folder.records]
-            write_results(results_path, fmt, ordered)
-            fault_point("after-results")
-    return ScoreSummary(
-        n_ok=n_ok,
-        n_failed=n_failed,
-        results_path=results_path,
-        out_dir=folder.path,
-        n_skipped=n_skipped,
-        n_redone=sum(redone.values()),
-        redo_reasons=dict(redone),
-        failures=failures,
-        n_other_shards=len(items) - len(mine),
-    )
-
-
-def _builder_config(builder: Any) -> dict[str, Any]:
-    """What identifies a portable builder (a ``functools.partial``): its target and arguments."""
-    func = getattr(builder, "func", builder)
-    return {
-        "builder": f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', repr(func))}",
-        "args": [repr(a) for a in getattr(builder, "args", ())],
-        "keywords": {k: repr(v) for k, v in sorted(getattr(builder, "keywords", {}).items())},
-    }
-
-
-def _resume_check(
-    folder: RunFolder, item: Item, cfg: str, save_maps: bool, resume: bool
-) -> tuple[dict[str, Any] | None, str | None, bool]:
-    """``(fingerprint or None when the file cannot be read, why redone, done)``."""
-    old = folder.records.get(item.id)
-    try:
-        fp = item_fingerprint(
-            item.image,
-            prompt=item.prompt,
-            seed=item.seed,
-            config=cfg,
-            options={"maps": bool(save_maps)},
-            known=old.get("fingerprint") if isinstance(old, dict) else None,
+) -> RunSummary:
+    """The keyword form for image files: :func:`score_items` on ``make_items(paths, prompts)``
+    (``prompts``: one prompt for every image, or a mapping read by ``read_prompts_csv``,
+    matched with :class:`~grefine_kit.runner.inputs.PromptIndex`). ``save_maps``: write
+    ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy`` (float32
+    (H, W), 1 = good) per scored image. An indicator that needs a prompt, with none given,
+    is one setup error (not one error row per image). Raises UserError for bad arguments and
+    setup problems; per-image problems become error rows."""
+    if fmt not in RESULTS_NAMES:
+        raise UserError(f"unknown format {fmt!r}; choose csv or json")
+    options = RunOptions(save_maps, resume, progress, shard, engine, batch_size)
+    if not paths:
+        raise UserError("no images to score")
+    built = source.build() if isinstance(source, IndicatorSpec) else source
+    if as_part(built).needs_prompt and prompts is None:
+        # every image would fail the same way: one setup error instead of N error rows
+        raise SetupError(
+            f"indicator {as_part(built).name!r} needs a prompt: give --prompt TEXT or --prompts CSV"
         )
-    except OSError as exc:  # unreadable or not a regular file: an error row, never opened again
-        return None, f"cannot read: {exc.strerror or exc}", False
-    done, why = folder.resume_state(item.id, fp, [])
-    if resume and done:
-        return fp, None, True
-    if why is None and not resume and old is not None:
-        why = "resume off (--no-resume)"
-    return fp, why, False
+    return score_items(
+        make_items(list(paths), prompts),
+        source,
+        out_dir,
+        options,
+        indicator=built,
+        fmt=fmt,
+        max_pixels=max_pixels,
+        config=config,
+        prompts_given=prompts is not None and not isinstance(prompts, str),
+    )

@@ -1,5 +1,6 @@
-"""The score unit of work: :class:`ScoreWork` (what to build) and :class:`ScoreWorker` (an
-indicator scoring task batches), used by every engine (``grefine_kit.engines``).
+"""The score unit of work: :class:`ScoreWork` (an :class:`IndicatorSpec` and the indicator
+built from it) and :class:`ScoreWorker` (an indicator scoring task batches), used by every
+engine (``grefine_kit.engines``).
 
 A worker loads a batch's images, scores them in one ``indicator.score`` call (on failure, one
 image at a time, so one bad image cannot sink the others), writes ``<stem>.heatmap.png`` and
@@ -10,7 +11,7 @@ that is not an ``ImageError`` (missing weights, bad options) is raised: every im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.engines.base import Task
+from grefine_kit.engines.base import Task, TaskWorker
 from grefine_kit.errors import ImageError, NonFiniteError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
@@ -31,17 +32,45 @@ from grefine_kit.runs.layout import OutputNames
 from grefine_kit.runs.numeric import check_quality_map
 from grefine_kit.types import QualityMap
 
-__all__ = ["ScoreWork", "ScoreWorker"]
+__all__ = ["IndicatorSpec", "ScoreWork", "ScoreWorker"]
+
+
+@attrs.frozen
+class IndicatorSpec:
+    """What builds an indicator, picklable: registry ``name``, the ``recipe`` its options come
+    from (a name or a ``.toml`` path, as on the command line; None: the indicator's defaults),
+    ``device`` / ``dtype`` and other ``options`` (``--set`` values). :meth:`build` is
+    ``grefine_kit.api.build_indicator`` with them."""
+
+    name: str
+    recipe: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def build(self) -> Indicator:
+        """The indicator (cheap: no weights load until it scores)."""
+        from grefine_kit.api import build_indicator
+
+        built: Indicator = build_indicator(
+            self.name, recipe=self.recipe, device=self.device, dtype=self.dtype, **self.options
+        )
+        return built
 
 
 @attrs.define
 class ScoreWork:
-    """Score into ``out_dir`` with ``source``: a built indicator (in-process engines only) or a
-    picklable zero-argument callable that builds one (portable: e.g. a ``functools.partial``
-    of ``grefine_kit.api.build_indicator``). ``limit``: the largest image in pixels (None: no
-    limit); ``prompts_given``: prompts came from a CSV or manifest (for the error message)."""
+    """Score into ``out_dir`` with ``indicator``, built from ``spec`` (module doc).
 
-    source: Any
+    In-process engines open the worker on ``indicator`` (the one the runner's preflight and
+    fingerprint used: built once per run). A pickled copy carries only ``spec`` and builds its
+    own indicator when opened: what engines in other processes do. ``spec`` None (a caller
+    handed a built indicator alone): in-process engines only (``portable`` False).
+    ``limit``: the largest image in pixels (None: no limit); ``prompts_given``: prompts came
+    from a CSV or manifest (for the error message)."""
+
+    spec: IndicatorSpec | None
+    indicator: Indicator | None
     out_dir: Path
     save_maps: bool = True
     limit: int | None = None
@@ -53,12 +82,20 @@ class ScoreWork:
 
     @property
     def portable(self) -> bool:
-        return callable(self.source) and not hasattr(self.source, "score")
+        return self.spec is not None
 
     def open(self) -> ScoreWorker:
-        builder: Callable[[], Indicator] = self.source
-        indicator = builder() if self.portable else self.source
+        indicator = self.indicator
+        if indicator is None:
+            if self.spec is None:
+                raise ValueError("a score work needs an indicator spec or a built indicator")
+            indicator = self.spec.build()
         return ScoreWorker(indicator, self.save_maps, self.limit, self.prompts_given, Path(self.out_dir))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the built indicator (a model, perhaps loaded) never travels: the spec rebuilds it
+        kept = self.indicator if self.spec is None else None
+        return (ScoreWork, (self.spec, kept, self.out_dir, self.save_maps, self.limit, self.prompts_given))
 
 
 @attrs.frozen
@@ -103,7 +140,7 @@ def _score(indicator: Indicator, items: list[_Ready]) -> list[QualityMap | Excep
 
 
 @attrs.define
-class ScoreWorker:
+class ScoreWorker(TaskWorker):
     """An indicator scoring :class:`~grefine_kit.engines.base.Task` batches (module doc)."""
 
     indicator: Indicator
@@ -115,11 +152,6 @@ class ScoreWorker:
     @property
     def name(self) -> str:
         return as_part(self.indicator).name
-
-    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-        """Log records for ``tasks``, in order (see the module docstring)."""
-        order = {t.item.id: i for i, t in enumerate(tasks)}
-        return sorted(self.process_each(tasks), key=lambda r: order[r["id"]])
 
     def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         """The same records in task order, each yielded as soon as it is final (a scored
@@ -153,7 +185,7 @@ class ScoreWorker:
         item, prompt = task.item, task.item.prompt
         rec: dict[str, Any] = {"file": display_path(item.image), "prompt": safe_text(prompt or "")}
         if task.fingerprint is None:
-            rec["error"] = f"{display_path(item.image)}: {task.problem or 'cannot read'}"
+            rec["error"] = f"{display_path(item.image)}: cannot read: {task.problem or '?'}"
             return rec
         if self.indicator.needs_prompt and not prompt:
             how = (

@@ -10,13 +10,13 @@ Everything here is top-level and picklable, so engines that run workers in other
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from grefine_kit.engines.base import Task
+from grefine_kit.engines.base import Task, TaskWorker
 from grefine_kit.errors import SetupError
 from grefine_kit.runs import atomic
 from grefine_kit.runs.items import Item
@@ -25,31 +25,27 @@ __all__ = ["EchoWork", "EchoWorker", "check_engine", "echo_tasks"]
 
 
 @attrs.define
-class EchoWorker:
+class EchoWorker(TaskWorker):
     """Writes ``<stem>.txt`` = ``"<id>|<prompt>|<pid>"`` per task; see the module docstring."""
 
     out_dir: Path
 
-    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         for task in tasks:
             if task.item.prompt == "setup":
                 raise SetupError("toy setup error: every item would fail")
             if task.item.prompt == "bad":
-                records.append({"id": task.item.id, "status": "error", "error": "toy per-item error"})
+                yield {"id": task.item.id, "status": "error", "error": "toy per-item error"}
                 continue
             name = f"{task.stem}.txt"
             atomic.write_text(self.out_dir / name, f"{task.item.id}|{task.item.prompt}")
-            records.append(
-                {
-                    "id": task.item.id,
-                    "status": "ok",
-                    "outputs": [name],
-                    "pid": os.getpid(),
-                    "batch": len(tasks),
-                }
-            )
-        return records
+            yield {
+                "id": task.item.id,
+                "status": "ok",
+                "outputs": [name],
+                "pid": os.getpid(),
+                "batch": len(tasks),
+            }
 
 
 @attrs.define
