@@ -191,7 +191,7 @@ def test_score_with_a_portable_spec_matches_the_built_indicator(images: list[Pat
     # a pickled work carries the spec, never the built indicator
     work = ScoreWork(spec, spec.build(), tmp_path)
     copy = pickle.loads(pickle.dumps(work))
-    assert copy.portable and copy.indicator is None and copy.spec == spec
+    assert copy.portable and copy.built is None and copy.spec == spec
 
 
 def test_a_refine_work_survives_pickling_and_rebuilds_the_same_refiner(
@@ -209,7 +209,7 @@ def test_a_refine_work_survives_pickling_and_rebuilds_the_same_refiner(
     work = job.work(tmp_path)
     assert work.portable
     copy = pickle.loads(pickle.dumps(work))
-    assert copy.refiner is None  # the built Refiner stays here: the copy rebuilds from the recipe
+    assert copy.built is None  # the built Refiner stays here: the copy rebuilds from the recipe
     with RunFolder.open(tmp_path, inputs=images) as folder:
         pairs = list(zip(items, output_stems(images), strict=True))
         tasks, _ = plan_tasks(folder, pairs, job.fingerprints, job, resume=True)

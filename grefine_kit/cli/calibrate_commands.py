@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
+from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
 
 WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
 
@@ -38,7 +39,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
     from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
 
-    perceptual, alignment = recipe.part("perceptual"), recipe.part("alignment")
+    perceptual, alignment = recipe.part(PERCEPTUAL), recipe.part(ALIGNMENT)
     if perceptual is None and alignment is None:
         from grefine_kit.errors import UserError
 
@@ -116,7 +117,7 @@ def calibrate_command(
     from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs.atomic import write_json, write_text
 
-    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind="perceptual")
+    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=PERCEPTUAL)
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
     out = make_output_dir(out_dir)
     click.echo(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")

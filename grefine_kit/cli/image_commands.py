@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -36,6 +37,28 @@ if TYPE_CHECKING:
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.refiner.refiner import Refiner
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run_command_options(maps: bool) -> Callable[[F], F]:
+    """The options ``score`` and ``refine`` share: ``--maps/--no-maps`` (default ``maps``),
+    ``--no-resume``, the scale options (its ``scale`` argument), ``--log-format``, ``--device``,
+    ``--dtype``."""
+
+    def decorate(func: F) -> F:
+        for option in (
+            dtype_option,
+            device_option,
+            log_format_option,
+            scale_options,
+            click.option("--no-resume", is_flag=True, help="redo images whose records already say ok"),
+            maps_option(default=maps),
+        ):
+            func = option(func)
+        return func
+
+    return decorate
+
 
 @cli.command("score")
 @click.argument("paths", nargs=-1)
@@ -53,12 +76,7 @@ if TYPE_CHECKING:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="output folder")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
-@maps_option(default=True)
-@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
-@scale_options
-@log_format_option
-@device_option
-@dtype_option
+@run_command_options(maps=True)
 @override_options()
 @user_errors
 def score_command(
@@ -149,12 +167,7 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
     default=None,
     help="images per indicator batch [default: the recipe's refiner.batch_size]; outputs do not depend on it",
 )
-@maps_option(default=False)
-@click.option("--no-resume", is_flag=True, help="redo images whose records already say ok")
-@scale_options
-@log_format_option
-@device_option
-@dtype_option
+@run_command_options(maps=False)
 @override_options(shortcuts=True)
 @user_errors
 def refine_command(

@@ -19,6 +19,7 @@ import click
 from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
 
 if TYPE_CHECKING:
+    from grefine_kit.indicators.base import Indicator
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.runner.score_work import IndicatorSpec
 
@@ -170,7 +171,7 @@ def indicator_spec(
     return IndicatorSpec(name, recipe, runtime["device"], runtime["dtype"], options)
 
 
-def build_indicator_spec(spec: IndicatorSpec) -> Any:
+def build_indicator_spec(spec: IndicatorSpec) -> Indicator:
     """``spec.build()``, an error naming the ``--set`` option it comes from when one does."""
     from grefine_kit.errors import UserError
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from grefine_kit.runs.items import Item
 
-__all__ = ["Engine", "Task", "TaskWorker", "Work", "Worker", "batches"]
+__all__ = ["Engine", "PartSpec", "SpecWork", "Task", "TaskWorker", "Work", "Worker", "batches"]
+
+P = TypeVar("P")
+P_co = TypeVar("P_co", covariant=True)
 
 
 @attrs.frozen
@@ -99,6 +102,52 @@ class Work(Protocol):
         """The worker (models load when it first runs): on the built parts when this copy
         holds them, else built from the spec; called once per process or actor."""
         ...
+
+
+class PartSpec(Protocol[P_co]):
+    """A picklable description of parts that builds them (a ``Recipe`` builds a Refiner, an
+    ``IndicatorSpec`` an indicator)."""
+
+    def build(self) -> P_co: ...
+
+
+@attrs.define
+class SpecWork(Generic[P]):
+    """A base for works: ``spec`` (picklable) and ``built``, the parts built from it in the
+    process that planned the run (see :class:`Work`). Subclasses add their options as fields
+    and :meth:`worker`, the worker on built parts.
+
+    A pickled copy keeps every field but ``built`` when there is a ``spec`` (the parts never
+    travel: the copy builds its own on :meth:`open`); with no spec it keeps ``built`` and is
+    not ``portable``."""
+
+    spec: PartSpec[P] | None
+    built: P | None
+    out_dir: Path
+
+    @property
+    def portable(self) -> bool:
+        return self.spec is not None
+
+    def open(self) -> Worker:
+        if self.built is not None:
+            return self.worker(self.built)
+        if self.spec is None:
+            raise ValueError(f"{type(self).__name__} needs a spec or built parts")
+        return self.worker(self.spec.build())
+
+    def worker(self, built: P) -> Worker:
+        raise NotImplementedError
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = attrs.asdict(self, recurse=False)
+        if self.spec is not None:
+            fields["built"] = None
+        return (_rebuild_work, (type(self), fields))
+
+
+def _rebuild_work(cls: type[SpecWork[Any]], fields: dict[str, Any]) -> SpecWork[Any]:
+    return cls(**fields)
 
 
 @runtime_checkable

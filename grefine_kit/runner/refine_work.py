@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from grefine_kit.engines.base import Task, TaskWorker
+from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
@@ -34,9 +34,10 @@ from grefine_kit.runs.layout import OutputNames
 from grefine_kit.runs.numeric import check_finite, check_quality_map
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
     from PIL import Image
 
-    from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.refiner.refiner import RefineResult
 
 __all__ = [
@@ -75,7 +76,7 @@ class BatchRefiner(Protocol):
     @property
     def needs_region(self) -> bool: ...
 
-    def part(self, name: str) -> Any: ...
+    def part(self, name: str) -> object: ...
 
     def refine_many(
         self, items: Iterable[RefineArgs], *, batch_size: int | None = None
@@ -93,7 +94,7 @@ class SingleImageRefiner:
     batch_size: int = 1
     needs_region: bool = False
 
-    def part(self, name: str) -> Any:
+    def part(self, name: str) -> object:
         return None
 
     def refine(self, image: Image.Image, prompt: str, image_id: str = "image", **extra: Any) -> RefineResult:
@@ -109,13 +110,13 @@ class SingleImageRefiner:
             )
 
 
-def parts_by_table(refiner: BatchRefiner) -> dict[str, Any]:
+def parts_by_table(refiner: BatchRefiner) -> dict[str, object]:
     """The refiner's built parts keyed by their recipe table (``indicators.perceptual``, ...),
     as preflight (``grefine_kit.readiness.preflight.ensure_ready``) names them."""
     return {slot.table: part for slot in ROLES if (part := refiner.part(slot.name)) is not None}
 
 
-def stage_parts(refiner: BatchRefiner) -> list[Any]:
+def stage_parts(refiner: BatchRefiner) -> list[object]:
     """The refiner's stage parts (for the files they read: ``stage_file_digests``)."""
     return [stage for role in STAGE_ROLES if (stage := refiner.part(role)) is not None]
 
@@ -147,39 +148,20 @@ def base_record(task: Task) -> dict[str, Any]:
 
 
 @attrs.define
-class RefineWork:
-    """Refine into ``out_dir`` with ``refiner``, built from ``recipe`` (the picklable spec).
+class RefineWork(SpecWork[BatchRefiner]):
+    """Refine into ``out_dir`` with ``built``, the refiner built from ``spec``, the recipe
+    (:class:`~grefine_kit.engines.base.SpecWork`: in-process engines use the built refiner,
+    the one the runner's preflight and fingerprint used; a pickled copy rebuilds it from the
+    recipe). ``spec`` None (a built refiner alone): in-process engines only."""
 
-    In-process engines open the worker on ``refiner`` (the one the runner's preflight and
-    fingerprint used: parts are built once per run). A pickled copy carries only the recipe
-    (``refiner`` is dropped), and opening it builds a Refiner from the recipe: what engines in
-    other processes do. ``recipe`` None (a caller handed a built refiner alone): in-process
-    engines only (``portable`` False)."""
-
-    recipe: Recipe | None
-    refiner: BatchRefiner | None
-    out_dir: Path
     save_maps: bool = False
 
     @property
     def kind(self) -> str:
         return "refine"
 
-    @property
-    def portable(self) -> bool:
-        return self.recipe is not None
-
-    def open(self) -> RefineWorker:
-        if self.refiner is not None:
-            return RefineWorker(self.refiner, Path(self.out_dir), self.save_maps)
-        if self.recipe is None:
-            raise ValueError("a refine work needs a recipe or a built refiner")
-        return RefineWorker(self.recipe.build(), Path(self.out_dir), self.save_maps)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # the built refiner (models, perhaps loaded) never travels: the recipe rebuilds it
-        kept = self.refiner if self.recipe is None else None
-        return (RefineWork, (self.recipe, kept, self.out_dir, self.save_maps))
+    def worker(self, built: BatchRefiner) -> RefineWorker:
+        return RefineWorker(built, Path(self.out_dir), self.save_maps)
 
 
 @attrs.frozen
@@ -247,9 +229,7 @@ class RefineWorker(TaskWorker):
             region = _item_region(task, image) if self.refiner.needs_region else None
             ready.append(_Loaded(i, image, region))
         except Exception as exc:  # one unreadable image (or region mask) must not sink the batch
-            if is_setup_error(exc):
-                raise
-            record.update(status="error", error=error_message(exc))
+            _item_failed(record, exc)
             return True
         return False
 
@@ -289,10 +269,8 @@ class RefineWorker(TaskWorker):
                 yield loaded.index
                 began = time.perf_counter()
         except Exception as exc:
-            if is_setup_error(exc):
-                raise
             if len(args) - done == 1:  # the image that raised is known: no need to redo it
-                records[ready[done].index].update(status="error", error=error_message(exc))
+                _item_failed(records[ready[done].index], exc)
                 yield ready[done].index
                 return
             yield from self._one_by_one(tasks, ready[done:], records, seconds)
@@ -311,9 +289,7 @@ class RefineWorker(TaskWorker):
                 result = next(self.refiner.refine_many([_args(tasks[i], loaded)], batch_size=1))
                 self._finish(tasks[i], loaded.image, result, records[i])
             except Exception as exc:
-                if is_setup_error(exc):
-                    raise
-                records[i].update(status="error", error=error_message(exc))
+                _item_failed(records[i], exc)
             seconds[i] += time.perf_counter() - began
             yield i
 
@@ -324,12 +300,18 @@ class RefineWorker(TaskWorker):
                 check_quality_map(qmap, role)
             written = write_outputs(self.out_dir, names, result, image, self.save_maps)
         except Exception as exc:
-            if is_setup_error(exc):
-                raise
-            record.update(status="error", error=error_message(exc))
+            _item_failed(record, exc)
             return
         record.update(status="ok", **dict(result.report))
         record["outputs"] = [names.image, names.report, *written]
+
+
+def _item_failed(record: dict[str, Any], exc: Exception) -> None:
+    """Make ``record`` the item's error record; a setup error (:func:`is_setup_error`) is
+    raised instead: it stops the run."""
+    if is_setup_error(exc):
+        raise exc
+    record.update(status="error", error=error_message(exc))
 
 
 def _args(task: Task, loaded: _Loaded) -> RefineArgs:
@@ -340,7 +322,7 @@ def _args(task: Task, loaded: _Loaded) -> RefineArgs:
     return (loaded.image, item.prompt, item.id, item.seed, item.region_prompts, loaded.region)
 
 
-def _item_region(task: Task, image: Image.Image) -> Any:
+def _item_region(task: Task, image: Image.Image) -> NDArray[np.bool_] | None:
     """The item's region mask (bool ``(H, W)`` array) when its manifest names one, else None."""
     if task.item.region is None:
         return None

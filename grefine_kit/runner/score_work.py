@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.engines.base import Task, TaskWorker
+from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, NonFiniteError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
@@ -59,19 +59,13 @@ class IndicatorSpec:
 
 
 @attrs.define
-class ScoreWork:
-    """Score into ``out_dir`` with ``indicator``, built from ``spec`` (module doc).
+class ScoreWork(SpecWork[Indicator]):
+    """Score into ``out_dir`` with ``built``, the indicator built from ``spec`` (an
+    :class:`IndicatorSpec`; :class:`~grefine_kit.engines.base.SpecWork`: in-process engines
+    use the built indicator, a pickled copy builds its own). ``spec`` None (a built indicator
+    alone): in-process engines only. ``limit``: the largest image in pixels (None: no limit);
+    ``prompts_given``: prompts came from a CSV or manifest (for the error message)."""
 
-    In-process engines open the worker on ``indicator`` (the one the runner's preflight and
-    fingerprint used: built once per run). A pickled copy carries only ``spec`` and builds its
-    own indicator when opened: what engines in other processes do. ``spec`` None (a caller
-    handed a built indicator alone): in-process engines only (``portable`` False).
-    ``limit``: the largest image in pixels (None: no limit); ``prompts_given``: prompts came
-    from a CSV or manifest (for the error message)."""
-
-    spec: IndicatorSpec | None
-    indicator: Indicator | None
-    out_dir: Path
     save_maps: bool = True
     limit: int | None = None
     prompts_given: bool = False
@@ -80,22 +74,8 @@ class ScoreWork:
     def kind(self) -> str:
         return "score"
 
-    @property
-    def portable(self) -> bool:
-        return self.spec is not None
-
-    def open(self) -> ScoreWorker:
-        indicator = self.indicator
-        if indicator is None:
-            if self.spec is None:
-                raise ValueError("a score work needs an indicator spec or a built indicator")
-            indicator = self.spec.build()
-        return ScoreWorker(indicator, self.save_maps, self.limit, self.prompts_given, Path(self.out_dir))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # the built indicator (a model, perhaps loaded) never travels: the spec rebuilds it
-        kept = self.indicator if self.spec is None else None
-        return (ScoreWork, (self.spec, kept, self.out_dir, self.save_maps, self.limit, self.prompts_given))
+    def worker(self, built: Indicator) -> ScoreWorker:
+        return ScoreWorker(built, self.save_maps, self.limit, self.prompts_given, Path(self.out_dir))
 
 
 @attrs.frozen

@@ -4,7 +4,6 @@ local engine's."""
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from grefine_kit.engines.base import Task
+from grefine_kit.engines.base import Task, TaskWorker
 from grefine_kit.errors import MissingDependencyError, SetupError
 from grefine_kit.testing.engine_check import EchoWorker, check_engine, echo_tasks
 
@@ -54,8 +53,8 @@ class NoWeightsWork:
 
 
 @attrs.define
-class CrashingWorker:
-    def process(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+class CrashingWorker(TaskWorker):
+    def process_each(self, tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
         raise RuntimeError("boom\nsecond line")
 
 
@@ -121,6 +120,7 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_en
 
     from grefine_kit.engines.local import LocalEngine
     from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import make_items
 
@@ -133,15 +133,19 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_en
         Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "RGB").save(paths[-1])
     items = make_items(paths, "a cat on a red sofa")
     recipe = Recipe.load("tiny")
-    refine = functools.partial(refine_items, items, recipe, save_maps=True, progress=False, batch_size=2)
+    options = RunOptions(save_maps=True, progress=False, batch_size=2)
+
+    def refine(out: Path, engine: Any) -> Any:
+        return refine_items(items, recipe, out, attrs.evolve(options, engine=engine))
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the actors run with torch_threads=1: same arithmetic
     try:
-        local = refine(tmp_path / "local", engine=LocalEngine())
+        local = refine(tmp_path / "local", LocalEngine())
     finally:
         torch.set_num_threads(threads)
     engine = RayEngine(workers=2, torch_threads=1)
-    done = refine(tmp_path / "ray", engine=engine)
+    done = refine(tmp_path / "ray", engine)
     assert (local.n_ok, done.n_ok, done.n_failed, done.n_skipped) == (4, 4, 0, 0)
 
     files = _png_npy(tmp_path / "local")
@@ -154,7 +158,7 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_en
         ours = json.loads((tmp_path / "ray" / report.name).read_text())
         assert _untimed(ours) == _untimed(json.loads(report.read_text())), report.name
 
-    again = refine(tmp_path / "ray", engine=engine)
+    again = refine(tmp_path / "ray", engine)
     assert (again.n_ok, again.n_failed, again.n_skipped) == (0, 0, 4)
 
     # the CLI path, connecting to this module's Ray (--address auto); Ray gives each actor

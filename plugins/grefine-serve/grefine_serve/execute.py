@@ -99,6 +99,7 @@ def _url(job: Job, name: str) -> str:
 
 def run_refine(job: Job, refiner: Any, steps: Steps) -> dict[str, Any]:
     """Refine the job's upload; returns the job's ``result`` (file URLs, scores)."""
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import refine_items
     from grefine_kit.runs.items import Item
     from grefine_kit.runs.layout import OutputNames, output_stems
@@ -106,7 +107,8 @@ def run_refine(job: Job, refiner: Any, steps: Steps) -> dict[str, Any]:
     job.total_phases = len(refiner.blocks)
     item = Item(job.upload, job.upload_path.resolve(), job.prompt)
     steps.check()
-    refine_items([item], _tracked_refiner(refiner, steps), job.result_dir, save_maps=True, progress=False)
+    options = RunOptions(save_maps=True, progress=False)
+    refine_items([item], _tracked_refiner(refiner, steps), job.result_dir, options)
     names = OutputNames(output_stems([item.image])[0])
     record = json.loads((job.result_dir / names.report).read_text("utf-8"))
     if record.get("status") != "ok":
@@ -128,6 +130,7 @@ def run_refine(job: Job, refiner: Any, steps: Steps) -> dict[str, Any]:
 
 def run_score(job: Job, refiner: Any, steps: Steps, max_pixels: int) -> dict[str, Any]:
     """Score the job's upload with each of ``job.indicators`` (roles of the recipe)."""
+    from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.score import score_items
     from grefine_kit.runs.items import Item
 
@@ -141,9 +144,8 @@ def run_score(job: Job, refiner: Any, steps: Steps, max_pixels: int) -> dict[str
             [item],
             refiner.part(role),
             folder,
+            RunOptions(save_maps=True, progress=False),
             fmt="json",
-            progress=False,
-            save_maps=True,
             max_pixels=max_pixels,
             config={"recipe": refiner.recipe_hash},
         )
