@@ -96,7 +96,9 @@ def test_1_names_do_not_depend_on_row_order_or_other_rows(tmp_path: Path) -> Non
     score_items([a, b], PromptShade(), s_out, RunOptions(save_maps=True, progress=False))
     maps = {k: r["map"] for k, r in latest(s_out).items()}
     b_map = sha(s_out / maps["b"])
-    score_items([b, Item("a", x, "a green frog")], PromptShade(), s_out, RunOptions(save_maps=True, progress=False))
+    score_items(
+        [b, Item("a", x, "a green frog")], PromptShade(), s_out, RunOptions(save_maps=True, progress=False)
+    )
     again = latest(s_out)
     assert again["a"]["map"] == maps["a"] != maps["b"] == again["b"]["map"]
     assert sha(s_out / maps["b"]) == b_map
