@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.strength import steps_that_run
+from grefine_kit.stages.steps import steps_that_run
 from grefine_kit.stages import required_weights
 from grefine_kit.stages.base import StageRequest, derive_seed
 from grefine_kit.stages.conditioning import content_mask, encode_conditioning

@@ -8,6 +8,9 @@ with a documented default (docs/plugins.md, "Capabilities"):
 - :attr:`PartBase.name`: a short label for messages and records. Default: the class name.
 - :attr:`PartBase.requires`: the maps (indicator roles) the part cannot work without; the
   Refiner checks at build time that earlier blocks write them. Default: none.
+- :attr:`PartBase.writes_report`: an indicator whose maps carry an ``AlignmentReport``
+  (``QualityMap.report``); its block writes the ``alignment_report`` state entry (emphasis,
+  regions). Default: False.
 - :attr:`PartBase.needs_prompt`: the part reads one prompt per image. Default: False.
 - :attr:`PartBase.needs_region`: an indicator that reads each item's region mask: it is called
   as ``score(images, prompts, regions=...)``. Default: False.
@@ -117,6 +120,9 @@ class PartBase:
 
     #: indicator roles (``perceptual``, ``alignment``) whose maps this part needs
     requires: ClassVar[tuple[str, ...]] = ()
+    #: an indicator whose maps carry an AlignmentReport: the Refiner stores it as the
+    #: ``alignment_report`` entry
+    writes_report: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -226,6 +232,7 @@ class Capabilities:
     """The cheap declared values of a part, in one record (see :class:`PartBase`)."""
 
     requires: tuple[str, ...] = ()
+    writes_report: bool = False
     fetches_weights: bool = False
     needs_prompt: bool = False
     needs_region: bool = False
@@ -239,6 +246,7 @@ def capabilities(part: Any) -> Capabilities:
     view = as_part(part)
     return Capabilities(
         requires=tuple(type(view).requires),
+        writes_report=bool(type(view).writes_report),
         fetches_weights=type(view).fetch_weights is not PartBase.fetch_weights,
         needs_prompt=bool(view.needs_prompt),
         needs_region=bool(view.needs_region),
