@@ -32,9 +32,10 @@ with a documented default (docs/plugins.md, "Capabilities"):
 The toolkit never probes a part for these names. It asks :func:`as_part` for a
 :class:`PartBase` view: a part derived from ``PartBase`` is its own view; any other object (a
 plugin part that only follows its kind's protocol) is wrapped in an adapter that supplies the
-defaults, except that ``name``, ``needs_prompt`` and ``score_range`` come from the part itself
-when its kind's protocol has them (indicators and metrics declare ``needs_prompt``, metrics
-``name`` and ``score_range``; a plugin indicator's ``name`` is read the same way).
+defaults, except that ``name``, ``needs_prompt``, ``writes_report`` and ``score_range`` come
+from the part itself when its kind's protocol has them (indicators and metrics declare
+``needs_prompt``, indicators may declare ``writes_report``, metrics ``name`` and
+``score_range``; a plugin indicator's ``name`` is read the same way).
 """
 
 from __future__ import annotations
@@ -189,6 +190,11 @@ class _ReadsPrompts(Protocol):
 
 
 @runtime_checkable
+class _WritesReport(Protocol):
+    writes_report: bool
+
+
+@runtime_checkable
 class _HasRange(Protocol):
     score_range: tuple[float, float]
 
@@ -209,6 +215,11 @@ class _ProtocolOnly(PartBase):
     @property
     def needs_prompt(self) -> bool:
         return bool(self.part.needs_prompt) if isinstance(self.part, _ReadsPrompts) else False
+
+    @property
+    def reports(self) -> bool:
+        """The part's own ``writes_report`` when it declares one (an indicator protocol member)."""
+        return bool(self.part.writes_report) if isinstance(self.part, _WritesReport) else False
 
     @property
     def score_range(self) -> tuple[float, float]:
@@ -246,7 +257,7 @@ def capabilities(part: Any) -> Capabilities:
     view = as_part(part)
     return Capabilities(
         requires=tuple(type(view).requires),
-        writes_report=bool(type(view).writes_report),
+        writes_report=view.reports if isinstance(view, _ProtocolOnly) else bool(type(view).writes_report),
         fetches_weights=type(view).fetch_weights is not PartBase.fetch_weights,
         needs_prompt=bool(view.needs_prompt),
         needs_region=bool(view.needs_region),

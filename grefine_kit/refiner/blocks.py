@@ -33,7 +33,7 @@ from PIL import Image
 from grefine_kit.combiners.base import Combiner, empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.parts.base import PartBase, as_part
+from grefine_kit.parts.base import PartBase, as_part, capabilities
 from grefine_kit.refiner.options import RefinerOptions
 from grefine_kit.refiner.roles import (
     ALIGNMENT,
@@ -180,8 +180,11 @@ class IndicatorBlock(Block[Indicator]):
 
     @classmethod
     def declare(cls, slot: Role, part: object) -> IO:
-        declared = _declared(part)
-        reports = declared is not None and declared.writes_report
+        if isinstance(part, type):  # a recipe checked before building: the class's declaration
+            declared = _declared(part)
+            reports = declared is not None and declared.writes_report
+        else:
+            reports = capabilities(part).writes_report
         return (IMAGE, PROMPT), (map_entry(slot.name),) + ((REPORT,) if reports else ())
 
     @property

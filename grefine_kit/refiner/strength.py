@@ -102,8 +102,8 @@ class StagePolicy:
             left out of the mean).
     """
 
-    steps: int
-    rule: str = "falling"
+    steps: int = attrs.field(validator=attrs.validators.ge(0))
+    rule: str = attrs.field(default="falling", validator=attrs.validators.in_((*STRENGTH_RULES, "delta")))
     strength_min: float = 0.3
     strength_max: float = 0.95
     delta: float = 0.2
