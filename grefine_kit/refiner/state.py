@@ -90,7 +90,7 @@ class RefineState:
 
     # -- entries ---------------------------------------------------------------------------
 
-    def read(self, entry: str) -> Any:
+    def read(self, entry: str) -> object:
         """The value of ``entry``; None when no block wrote it (the inputs are always there)."""
         if entry == PROMPT:
             return self.prompt
