@@ -128,12 +128,12 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     def variant(suffix: str, drop: str, combiner: str | None = None) -> Recipe:
         parts = {role: spec for role, spec in base.parts.items() if role != drop}
         if combiner is not None:
-            parts[COMBINER] = PartSpec("combiner", combiner)
+            parts[COMBINER] = PartSpec(COMBINER, combiner)
         return attrs.evolve(base, name=f"{base.name}-{suffix}", parts=parts)
 
+    # the one-map combiners are registered under their map role's name
     return [
         base,
-        # the one-map combiners are named after the role of the map they read
         variant(ALIGNMENT, drop=PERCEPTUAL, combiner=ALIGNMENT),
         variant(PERCEPTUAL, drop=ALIGNMENT, combiner=PERCEPTUAL),
         variant(STAGE1, drop=STAGE2),

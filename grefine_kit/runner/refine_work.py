@@ -26,7 +26,7 @@ from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.refiner.roles import ROLES, STAGE_ROLES
+from grefine_kit.refiner.roles import STAGE_KIND, Role, indicator_role
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import display_path
@@ -61,8 +61,9 @@ class BatchRefiner(Protocol):
     ``seed``: the base seed of items without their own; ``recipe_hash``: what identifies the
     setup in every item's fingerprint ("" for none); ``batch_size``: images per batch by
     default; ``needs_region``: whether it reads the items' region masks (a manifest's
-    ``region`` column); ``part(role)``: the part in a role or None; ``refine_many``: lazily
-    one ``RefineResult`` per item, in order (items: :data:`RefineArgs`)."""
+    ``region`` column); ``roles``: the roles it has parts in (built-in and a recipe's extra
+    ones); ``part(role)``: the part in a role or None; ``refine_many``: lazily one
+    ``RefineResult`` per item, in order (items: :data:`RefineArgs`)."""
 
     @property
     def seed(self) -> int | None: ...
@@ -75,6 +76,9 @@ class BatchRefiner(Protocol):
 
     @property
     def needs_region(self) -> bool: ...
+
+    @property
+    def roles(self) -> tuple[Role, ...]: ...
 
     def part(self, name: str) -> object: ...
 
@@ -93,6 +97,7 @@ class SingleImageRefiner:
     recipe_hash: str = ""
     batch_size: int = 1
     needs_region: bool = False
+    roles: tuple[Role, ...] = ()
 
     def part(self, name: str) -> object:
         return None
@@ -113,12 +118,15 @@ class SingleImageRefiner:
 def parts_by_table(refiner: BatchRefiner) -> dict[str, object]:
     """The refiner's built parts keyed by their recipe table (``indicators.perceptual``, ...),
     as preflight (``grefine_kit.readiness.preflight.ensure_ready``) names them."""
-    return {slot.table: part for slot in ROLES if (part := refiner.part(slot.name)) is not None}
+    return {slot.table: part for slot in refiner.roles if (part := refiner.part(slot.name)) is not None}
 
 
 def stage_parts(refiner: BatchRefiner) -> list[object]:
-    """The refiner's stage parts (for the files they read: ``stage_file_digests``)."""
-    return [stage for role in STAGE_ROLES if (stage := refiner.part(role)) is not None]
+    """The refiner's stage parts, a recipe's extra stages included (for the files they read:
+    ``stage_file_digests``)."""
+    return [
+        stage for r in refiner.roles if r.kind == STAGE_KIND and (stage := refiner.part(r.name)) is not None
+    ]
 
 
 def is_setup_error(exc: BaseException) -> bool:
@@ -358,9 +366,9 @@ def write_outputs(
             mask = Image.fromarray((result.mask.binary * 255).astype("uint8"), "L")
             atomic.write_png(out / names.mask, mask)
             written.append(names.mask)
-        for slot in ROLES:
-            qmap = result.maps.get(slot.name)
-            if qmap is not None and slot.tag:
+        for role_name, qmap in result.maps.items():  # run order: built-in roles, then extra ones
+            slot = indicator_role(role_name)
+            if slot.tag:
                 heatmap = overlay_heatmap(image, qmap.map, legend=True)
                 atomic.write_png(out / names.heatmap(slot.tag), heatmap, compress_level=3)
                 atomic.write_npy(out / names.raw_map(slot.tag), np.asarray(qmap.map, dtype=np.float32))
