@@ -49,14 +49,12 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray runs (grefine-ray not installed)")
     args = parser.parse_args()
 
-    import functools
-
     import torch
 
     from grefine_kit.api import build_indicator
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.runner.refine import refine_files
-    from grefine_kit.runner.score import score_files
+    from grefine_kit.runner.score import IndicatorSpec, score_files
 
     torch.set_num_threads(1)  # one thread per worker everywhere: the comparison is about workers
     recipe = Recipe.load("tiny")
@@ -94,10 +92,8 @@ def main() -> None:
             ray_start, _ = _timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
             engine = get_engine("ray", workers=2, torch_threads=1)
             rows.append(("refine", "ray, 2 actors, batch 8", refine("rr", batch_size=8, engine=engine)))
-            builder = functools.partial(build_indicator, "pq-map", recipe="tiny")
-            rows.append(
-                ("score", "ray, 2 actors, batch 8", score("rs", builder, batch_size=8, engine=engine))
-            )
+            spec = IndicatorSpec("pq-map", recipe="tiny")  # portable: each actor builds its own
+            rows.append(("score", "ray, 2 actors, batch 8", score("rs", spec, batch_size=8, engine=engine)))
             ray.shutdown()
 
     print(

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from grefine_kit.runner.refine_work import SingleImageRefiner
 
-class Inverter:
+
+class Inverter(SingleImageRefiner):
     seed, recipe_hash = 0, "bench"
 
     def refine(self, image: Image.Image, prompt: str, image_id: str = "image") -> Any:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,10 +13,7 @@ from grefine_kit.cli.app import (
     EXIT_FAILURES,
     EXIT_OK,
     cli,
-    device_option,
-    dtype_option,
     echo_run_summary,
-    maps_option,
     prompts_csv_option,
     user_errors,
     warn_plugin_failures,
@@ -28,36 +24,13 @@ from grefine_kit.cli.override_options import (
     indicator_spec,
     override_options,
 )
-from grefine_kit.cli.progress_options import log_format_option
-from grefine_kit.cli.scale_options import ScaleChoices, run_items, run_options, scale_options
+from grefine_kit.cli.run_options import RunChoices, run_command_options, run_items, run_options
 from grefine_kit.cli.score_table import print_score_table
 from grefine_kit.errors import UserError
 
 if TYPE_CHECKING:
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.refiner.refiner import Refiner
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def run_command_options(maps: bool) -> Callable[[F], F]:
-    """The options ``score`` and ``refine`` share: ``--maps/--no-maps`` (default ``maps``),
-    ``--no-resume``, the scale options (its ``scale`` argument), ``--log-format``, ``--device``,
-    ``--dtype``."""
-
-    def decorate(func: F) -> F:
-        for option in (
-            dtype_option,
-            device_option,
-            log_format_option,
-            scale_options,
-            click.option("--no-resume", is_flag=True, help="redo images whose records already say ok"),
-            maps_option(default=maps),
-        ):
-            func = option(func)
-        return func
-
-    return decorate
 
 
 @cli.command("score")
@@ -88,12 +61,9 @@ def score_command(
     out_dir: str,
     fmt: str,
     batch_size: int,
-    maps: bool,
-    no_resume: bool,
-    log_format: str,
     device: str | None,
     dtype: str | None,
-    scale: ScaleChoices,
+    run: RunChoices,
     overrides: Overrides,
 ) -> None:
     """Score images with an indicator: per-image scores, heatmap overlays and raw maps.
@@ -107,10 +77,8 @@ def score_command(
     from grefine_kit.runner.results import RESULTS_NAMES
     from grefine_kit.runner.score import score_items
 
-    items, per_item = run_items(paths, scale, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
-    options = run_options(
-        scale, save_maps=maps, no_resume=no_resume, log_format=log_format, batch_size=batch_size
-    )
+    items, per_item = run_items(paths, run, prompt=prompt, prompts_csv=prompts_csv, need_prompt=False)
+    options = run_options(run, batch_size=batch_size)
     spec = indicator_spec(indicator_name, recipe=recipe_name, device=device, dtype=dtype, overrides=overrides)
     indicator = build_indicator_spec(spec)  # built once: checked here, used by the local engine
     has_prompts = prompt is not None or prompts_csv is not None or any(it.prompt for it in items)
@@ -137,7 +105,7 @@ def score_command(
     results_path = Path(summary.out_dir) / RESULTS_NAMES[fmt]
     counts = f"scored {summary.n_ok} image(s), {summary.n_failed} failed{done}{summary.shard_note}"
     click.echo(f"{counts} -> {results_path}", err=True)
-    if log_format != "jsonl":  # with jsonl, stdout carries only the JSON lines
+    if run.log_format != "jsonl":  # with jsonl, stdout carries only the JSON lines
         print_score_table(results_path, indicator_name)
     sys.exit(EXIT_FAILURES if summary.n_failed else EXIT_OK)
 
@@ -178,12 +146,9 @@ def refine_command(
     out_dir: str,
     seed: int | None,
     batch_size: int | None,
-    maps: bool,
-    no_resume: bool,
-    log_format: str,
     device: str | None,
     dtype: str | None,
-    scale: ScaleChoices,
+    run: RunChoices,
     overrides: Overrides,
 ) -> None:
     """Refine images: find the bad regions (PQ-Map, AQ-Map) and repaint only there.
@@ -195,10 +160,8 @@ def refine_command(
     """
     from grefine_kit.runner.refine import refine_items
 
-    items, _ = run_items(paths, scale, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
-    options = run_options(
-        scale, save_maps=maps, no_resume=no_resume, log_format=log_format, batch_size=batch_size
-    )
+    items, _ = run_items(paths, run, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
+    options = run_options(run, batch_size=batch_size)
     recipe, refiner = _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype, overrides=overrides)
     summary = refine_items(items, recipe, Path(out_dir), options, refiner=refiner)
     echo_run_summary(summary)

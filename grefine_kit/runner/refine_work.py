@@ -181,6 +181,15 @@ class _Loaded:
     region: Any
 
 
+@attrs.frozen
+class _Batch:
+    """A batch's tasks with their records and seconds so far (index-aligned)."""
+
+    tasks: Sequence[Task]
+    records: list[dict[str, Any]]
+    seconds: list[float]
+
+
 @attrs.define
 class RefineWorker(TaskWorker):
     """A built refiner doing :class:`~grefine_kit.engines.base.Task` batches (see module doc)."""
@@ -213,7 +222,7 @@ class RefineWorker(TaskWorker):
 
         yield from flush()
         if ready:
-            for i in self._refine(tasks, ready, records, seconds):
+            for i in self._refine(_Batch(tasks, records, seconds), ready):
                 final[i] = True
                 yield from flush()
 
@@ -252,53 +261,43 @@ class RefineWorker(TaskWorker):
             record.pop("outputs", None)
         return record
 
-    def _refine(
-        self,
-        tasks: Sequence[Task],
-        ready: list[_Loaded],
-        records: list[dict[str, Any]],
-        seconds: list[float],
-    ) -> Iterator[int]:
+    def _refine(self, batch: _Batch, ready: list[_Loaded]) -> Iterator[int]:
         """Refine the loaded images as one batch, yielding each task index as its image is
         done; if the batch raises, redo the images it did not finish one at a time, so that
         one bad image becomes one error record."""
-        args = [_args(tasks[loaded.index], loaded) for loaded in ready]
+        args = [_args(batch.tasks[loaded.index], loaded) for loaded in ready]
         done = 0
         began = time.perf_counter()
         try:
             for result in self.refiner.refine_many(args, batch_size=len(args)):
-                loaded = ready[done]
+                i, image = ready[done].index, ready[done].image
                 measured = time.perf_counter() - began
                 began = time.perf_counter()
-                self._finish(tasks[loaded.index], loaded.image, result, records[loaded.index])
+                self._finish(batch.tasks[i], image, result, batch.records[i])
                 # the refiner's own figure shares the batched indicators out fairly
-                seconds[loaded.index] += _refine_seconds(result, measured) + time.perf_counter() - began
+                batch.seconds[i] += _refine_seconds(result, measured) + time.perf_counter() - began
                 done += 1
-                yield loaded.index
+                yield i
                 began = time.perf_counter()
         except Exception as exc:
+            if is_setup_error(exc):
+                raise
             if len(args) - done == 1:  # the image that raised is known: no need to redo it
-                _item_failed(records[ready[done].index], exc)
+                _item_failed(batch.records[ready[done].index], exc)
                 yield ready[done].index
                 return
-            yield from self._one_by_one(tasks, ready[done:], records, seconds)
+            yield from self._one_by_one(batch, ready[done:])
 
-    def _one_by_one(
-        self,
-        tasks: Sequence[Task],
-        ready: list[_Loaded],
-        records: list[dict[str, Any]],
-        seconds: list[float],
-    ) -> Iterator[int]:
+    def _one_by_one(self, batch: _Batch, ready: list[_Loaded]) -> Iterator[int]:
         for loaded in ready:
             i = loaded.index
             began = time.perf_counter()
             try:
-                result = next(self.refiner.refine_many([_args(tasks[i], loaded)], batch_size=1))
-                self._finish(tasks[i], loaded.image, result, records[i])
+                result = next(self.refiner.refine_many([_args(batch.tasks[i], loaded)], batch_size=1))
+                self._finish(batch.tasks[i], loaded.image, result, batch.records[i])
             except Exception as exc:
-                _item_failed(records[i], exc)
-            seconds[i] += time.perf_counter() - began
+                _item_failed(batch.records[i], exc)
+            batch.seconds[i] += time.perf_counter() - began
             yield i
 
     def _finish(self, task: Task, image: Image.Image, result: RefineResult, record: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""Click options for runs at scale: ``--manifest``, ``--shard``, ``--engine``, ``--workers``,
-``--address`` (docs/scale.md), gathered into one typed :class:`ScaleChoices` value that the
-command receives as its ``scale`` argument; :func:`run_options` turns it (and the command's
-own choices) into the :class:`~grefine_kit.runner.options.RunOptions` handed to the runner.
+"""The options ``score`` and ``refine`` share, gathered into one typed :class:`RunChoices`
+value that the command receives as its ``run`` argument: ``--maps/--no-maps``,
+``--no-resume``, the options for runs at scale (``--manifest``, ``--shard``, ``--engine``,
+``--workers``, ``--address``: docs/scale.md) and ``--log-format``. :func:`run_options` turns
+it into the :class:`~grefine_kit.runner.options.RunOptions` handed to the runner, and
+:func:`run_items` into the run's items.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import click
 
+from grefine_kit.cli.app import device_option, dtype_option, maps_option
 from grefine_kit.cli.override_options import gather
+from grefine_kit.cli.progress_options import log_format_option
 from grefine_kit.errors import UserError
 from grefine_kit.parts.hints import install_hint
 
@@ -23,18 +27,21 @@ if TYPE_CHECKING:
     from grefine_kit.runs.items import Item
 
 F = TypeVar("F", bound=Callable[..., Any])
-_NAMES = ("manifest", "shard", "engine", "workers", "address")
+_NAMES = ("maps", "no_resume", "manifest", "shard", "engine", "workers", "address", "log_format")
 
 
 @attrs.frozen
-class ScaleChoices:
-    """The scale options of one command line (None: not given)."""
+class RunChoices:
+    """The run options of one command line (None: not given)."""
 
+    maps: bool = False
+    no_resume: bool = False
     manifest: str | None = None
     shard: str | None = None
     engine: str = "local"
     workers: int | None = None
     address: str | None = None
+    log_format: str = "auto"
 
     def build_engine(self) -> Engine:
         """The engine of ``--engine`` with ``--workers`` / ``--address`` when given."""
@@ -45,10 +52,30 @@ class ScaleChoices:
         return get_engine(self.engine, workers=self.workers, address=self.address)
 
 
-def scale_options(func: F) -> F:
-    """Add the scale options to a command (it receives them as ``scale``: :class:`ScaleChoices`)."""
-    wrapper = gather(func, _NAMES, "scale", ScaleChoices)
-    options = [
+def run_command_options(maps: bool) -> Callable[[F], F]:
+    """Add the shared run options (:class:`RunChoices`, the ``run`` argument; ``maps``: the
+    default of ``--maps``), ``--device`` and ``--dtype`` to a command."""
+
+    def decorate(func: F) -> F:
+        wrapped: Any = gather(func, _NAMES, "run", RunChoices)
+        for option in reversed(
+            [
+                maps_option(default=maps),
+                click.option("--no-resume", is_flag=True, help="redo images whose records already say ok"),
+                *_scale_options(),
+                log_format_option,
+                device_option,
+                dtype_option,
+            ]
+        ):
+            wrapped = option(wrapped)
+        return wrapped
+
+    return decorate
+
+
+def _scale_options() -> list[Callable[[F], F]]:
+    return [
         click.option(
             "--manifest",
             type=click.Path(dir_okay=False),
@@ -71,15 +98,11 @@ def scale_options(func: F) -> F:
             "--address", default=None, help="engine cluster address (ray: 'auto' or ray://host:10001)"
         ),
     ]
-    wrapped: Any = wrapper
-    for option in reversed(options):
-        wrapped = option(wrapped)
-    return wrapped
 
 
 def run_items(
     paths: Sequence[str],
-    scale: ScaleChoices,
+    run: RunChoices,
     *,
     prompt: str | None,
     prompts_csv: str | None,
@@ -96,7 +119,7 @@ def run_items(
 
     if prompt is not None and prompts_csv is not None:
         raise UserError("give --prompt or --prompts, not both")
-    manifest = scale.manifest
+    manifest = run.manifest
     if manifest is not None:
         if paths:
             raise UserError("give PATHS or --manifest, not both")
@@ -117,19 +140,17 @@ def run_items(
     return make_items(files, prompts), prompts_csv is not None
 
 
-def run_options(
-    scale: ScaleChoices, *, save_maps: bool, no_resume: bool, log_format: str, batch_size: int | None
-) -> RunOptions:
+def run_options(run: RunChoices, *, batch_size: int | None) -> RunOptions:
     """The runner's options from this command line (the engine is built here: an unknown
     name or a bad ``--workers`` fails before any work)."""
     from grefine_kit.runner.options import RunOptions
     from grefine_kit.runs.shards import parse_shard
 
     return RunOptions(
-        save_maps=save_maps,
-        resume=not no_resume,
-        progress=log_format,
-        shard=parse_shard(scale.shard),
-        engine=scale.build_engine(),
+        save_maps=run.maps,
+        resume=not run.no_resume,
+        progress=run.log_format,
+        shard=parse_shard(run.shard),
+        engine=run.build_engine(),
         batch_size=batch_size,
     )
