@@ -181,3 +181,30 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_en
     for name in files:
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert _records(tmp_path / "cli") == _records(tmp_path / "local")
+
+
+def test_score_from_a_spec_through_ray_matches_local(tmp_path: Path) -> None:
+    """The score work carries an IndicatorSpec: the actors build their own indicator from it."""
+    from grefine_ray.engine import RayEngine
+
+    from grefine_kit.engines.local import LocalEngine
+    from grefine_kit.runner.score import IndicatorSpec, score_files
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8), "RGB").save(paths[-1])
+    spec = IndicatorSpec("pq-map", recipe="tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the actors run with torch_threads=1: same arithmetic
+    try:
+        local = score_files(paths, spec, tmp_path / "local", progress=False, engine=LocalEngine())
+    finally:
+        torch.set_num_threads(threads)
+    remote = score_files(
+        paths, spec, tmp_path / "ray", progress=False, engine=RayEngine(workers=1, torch_threads=1)
+    )
+    assert (local.n_ok, remote.n_ok, remote.n_failed) == (3, 3, 0)
+    assert (tmp_path / "ray" / "results.csv").read_text() == (tmp_path / "local" / "results.csv").read_text()
+    assert _records(tmp_path / "ray") == _records(tmp_path / "local")  # fingerprints included
