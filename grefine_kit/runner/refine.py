@@ -108,9 +108,9 @@ def refine_files(
 def _config(refiner: Any) -> str:
     """The configuration part of every item's fingerprint: the recipe hash, plus the SHA-256 of
     the local files the stages read beyond their models (LoRAs, a VAE), when any do."""
+    from grefine_kit.parts.roles import STAGE_KIND, STAGE_ROLES
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.refiner.refiner import Refiner
-    from grefine_kit.refiner.roles import STAGE_KIND, STAGE_ROLES
     from grefine_kit.stages.controls import stage_file_digests
 
     recipe_hash = refiner.hash if isinstance(refiner, Recipe) else getattr(refiner, "recipe_hash", "")
