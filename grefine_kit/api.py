@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from grefine_kit.parts.registry import get_registry
-from grefine_kit.refiner.roles import INDICATOR_KIND
+from grefine_kit.parts.roles import INDICATOR_KIND
 
 if TYPE_CHECKING:
     from grefine_kit.images.loading import ImageSource

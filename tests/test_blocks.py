@@ -17,9 +17,9 @@ from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.indicators.aq_map import AQMap
 from grefine_kit.models.loading import BackboneSpec
 from grefine_kit.parts.base import PartBase, capabilities
+from grefine_kit.parts.roles import INDICATOR_ROLES, ROLES, extra_stage_role, indicator_role, role
 from grefine_kit.refiner.blocks import check_blocks, declared_io
 from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions, option_names
-from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, extra_stage_role, indicator_role, role
 from grefine_kit.stages.diffusion import InpaintStage
 from grefine_kit.types import QualityMap
 
@@ -129,7 +129,7 @@ def test_one_table_of_roles() -> None:
             for n in ast.walk(tree)
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in spelled
         }
-        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.refiner.roles"
+        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.parts.roles"
 
 
 def test_runtime_code_never_imports_the_testing_package() -> None:

@@ -8,7 +8,7 @@ import pytest
 from grefine_kit.combiners.g_refine import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
 from grefine_kit.combiners.soft import SoftCombiner
 from grefine_kit.images.ops import box_mean, dilate
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.testing.conformance import check_combiner
 from grefine_kit.types import QualityMap
 

@@ -14,7 +14,7 @@ from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.piqe import grey_levels, piqe
 from grefine_kit.indicators.piqe_map import PiqeMap, detail_loss
 from grefine_kit.parts.registry import get_registry
-from grefine_kit.refiner.roles import PERCEPTUAL
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.testing import check_part
 
 DATA = Path(__file__).parent / "data"

@@ -44,8 +44,8 @@ from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricContext, MetricInfo, describe, metric_needs, score_with
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
+from grefine_kit.parts.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
 from grefine_kit.recipes.recipe import PartSpec, Recipe
-from grefine_kit.refiner.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
 
 __all__ = [
     "ORIGINAL",

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import click
 
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
 
 if TYPE_CHECKING:
     from grefine_kit.indicators.base import Indicator

@@ -13,7 +13,7 @@ from grefine_kit.checks import number
 from grefine_kit.combiners.base import check_size, empty_mask
 from grefine_kit.images.ops import at_size, dilate, feather
 from grefine_kit.parts.base import PartBase
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["AlignmentCombiner", "GRefineCombiner", "PerceptualCombiner"]

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.roles import ROLES, STAGE_ROLES
+from grefine_kit.parts.roles import ROLES, STAGE_ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 

@@ -32,7 +32,7 @@ Layout::
     [refiner]                    # RefinerOptions (iterations, strength rule, ...)
     iterations = 20
 
-The tables and their part kinds come from the role table (``grefine_kit.refiner.roles``). A recipe
+The tables and their part kinds come from the role table (``grefine_kit.parts.roles``). A recipe
 may add roles of its own: ``[indicators.<name>]`` (one more map, state entry ``maps.<name>``) and
 ``[stages.<name>]`` (one more stage after stage 2, in written order; masked or global as its
 part's ``role`` says). :attr:`Recipe.roles` lists the recipe's roles in run order; everything
@@ -54,9 +54,7 @@ import attrs
 
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.parts.registry import Registry, check_options, error_text, get_registry, suggest
-from grefine_kit.recipes.toml_writer import dump_toml
-from grefine_kit.refiner.options import RefinerOptions
-from grefine_kit.refiner.roles import (
+from grefine_kit.parts.roles import (
     INDICATOR_KIND,
     INDICATORS,
     ROLES,
@@ -67,6 +65,8 @@ from grefine_kit.refiner.roles import (
     indicator_role,
     role_for,
 )
+from grefine_kit.recipes.toml_writer import dump_toml
+from grefine_kit.refiner.options import RefinerOptions, check_role_names
 
 if TYPE_CHECKING:
     from grefine_kit.refiner.refiner import Refiner
@@ -96,12 +96,13 @@ class PartSpec:
 def _parts(value: Mapping[str, PartSpec]) -> dict[str, PartSpec]:
     """``value`` in run order; ``ValueError`` for a name that is no role of its spec's kind."""
     roles = in_run_order(role_for(name, spec.kind) for name, spec in value.items())
+    check_role_names(r.name for r in roles if not r.builtin)
     return {r.name: value[r.name] for r in roles}
 
 
 @attrs.frozen
 class Recipe:
-    """A validated recipe. ``parts`` maps role names (``grefine_kit.refiner.roles``) to PartSpecs;
+    """A validated recipe. ``parts`` maps role names (``grefine_kit.parts.roles``) to PartSpecs;
     ``refiner`` is the ``[refiner]`` table as written (see :attr:`options`). ``source`` says
     where it came from (a path or ``builtin:NAME``)."""
 

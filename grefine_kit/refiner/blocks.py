@@ -34,8 +34,7 @@ from grefine_kit.combiners.base import Combiner, empty_mask
 from grefine_kit.errors import RecipeError
 from grefine_kit.indicators.base import Indicator
 from grefine_kit.parts.base import PartBase, as_part, capabilities
-from grefine_kit.refiner.options import RefinerOptions
-from grefine_kit.refiner.roles import (
+from grefine_kit.parts.roles import (
     ALIGNMENT,
     ANY_STAGE,
     COMBINER,
@@ -49,6 +48,7 @@ from grefine_kit.refiner.roles import (
     in_run_order,
     role,
 )
+from grefine_kit.refiner.options import RefinerOptions
 from grefine_kit.refiner.stage_runs import run_global, run_masked
 from grefine_kit.refiner.state import (
     IMAGE,
@@ -337,9 +337,9 @@ def blocks_for(
     roles: Sequence[Role] = (),
 ) -> tuple[Block[object], ...]:
     """Blocks for ``parts`` (role name -> part; None or absent roles are left out), in run
-    order (:func:`~grefine_kit.refiner.roles.in_run_order`), checked with :func:`check_blocks`.
+    order (:func:`~grefine_kit.parts.roles.in_run_order`), checked with :func:`check_blocks`.
     ``roles``: the extra roles (or any roles) the names refer to, beyond the built-in table."""
-    from grefine_kit.refiner.roles import ROLES
+    from grefine_kit.parts.roles import ROLES
 
     known = {r.name: r for r in ROLES} | {r.name: r for r in roles}
     unknown = set(parts) - set(known)

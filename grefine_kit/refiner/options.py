@@ -7,7 +7,7 @@ versions accepted are refused with the change to make (:data:`MIGRATIONS`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -173,3 +173,11 @@ def _table(options: RefinerOptions) -> dict[str, Any]:
 def option_names() -> list[str]:
     """The keys a ``[refiner]`` table accepts."""
     return [f.name for f in attrs.fields(RefinerOptions)]
+
+
+def check_role_names(names: Iterable[str]) -> None:
+    """``ValueError`` when an extra role would be called like a ``[refiner]`` option (the
+    Refiner takes both as keywords)."""
+    clash = sorted(set(names) & set(option_names()))
+    if clash:
+        raise ValueError(f"role name {clash[0]!r} is taken (a refiner option)")

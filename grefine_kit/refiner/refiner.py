@@ -21,10 +21,7 @@ from PIL import Image
 
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.blocks import Block, IndicatorBlock, blocks_for, check_blocks
-from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions
-from grefine_kit.refiner.region_rules import RegionPromptError, RegionPrompts
-from grefine_kit.refiner.roles import (
+from grefine_kit.parts.roles import (
     ALIGNMENT,
     INDICATOR_KIND,
     INDICATOR_ROLES,
@@ -33,6 +30,9 @@ from grefine_kit.refiner.roles import (
     ROLES,
     Role,
 )
+from grefine_kit.refiner.blocks import Block, IndicatorBlock, blocks_for, check_blocks
+from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions, check_role_names
+from grefine_kit.refiner.region_rules import RegionPromptError, RegionPrompts
 from grefine_kit.refiner.stage_runs import paste_back
 from grefine_kit.refiner.state import RefineState
 from grefine_kit.regions.base import Region
@@ -87,10 +87,10 @@ class Refiner:
     """Runs a list of blocks; construction checks the list and loads nothing.
 
     Build it from parts by role (``perceptual``, ``alignment``, ``combiner``, ``regions``,
-    ``stage1``, ``stage2``; see :mod:`grefine_kit.refiner.roles`) plus ``[refiner]`` options as keywords
+    ``stage1``, ``stage2``; see :mod:`grefine_kit.parts.roles`) plus ``[refiner]`` options as keywords
     or an ``options`` object, or from ready ``blocks``. ``roles`` declares extra roles
-    (:func:`~grefine_kit.refiner.roles.indicator_role`,
-    :func:`~grefine_kit.refiner.roles.extra_stage_role`) whose parts are then given as keywords
+    (:func:`~grefine_kit.parts.roles.indicator_role`,
+    :func:`~grefine_kit.parts.roles.extra_stage_role`) whose parts are then given as keywords
     by their names too; a recipe's ``build()`` passes its own. Nothing is added that was not given:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
@@ -114,6 +114,7 @@ class Refiner:
         roles: Sequence[Role] = (),
         **parts_and_options: Any,
     ) -> None:
+        check_role_names(r.name for r in roles if not r.builtin)
         role_names = _ROLE_NAMES | {r.name for r in roles}
         parts = {k: v for k, v in parts_and_options.items() if k in role_names}
         table = {k: v for k, v in parts_and_options.items() if k not in role_names}

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = [
     "SCORE_ROLES",

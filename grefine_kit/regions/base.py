@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 
 __all__ = ["MERGE_MODES", "SOURCES", "Box", "Region", "RegionDetector"]

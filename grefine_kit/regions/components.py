@@ -11,7 +11,7 @@ import numpy as np
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.images.ops import at_size, dilate, feather
 from grefine_kit.parts.base import PartBase
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.regions.base import MERGE_MODES, Box, Region
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 

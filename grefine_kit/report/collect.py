@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
 from grefine_kit.runs.items import display_path
 
 __all__ = ["ReportItem", "collect"]

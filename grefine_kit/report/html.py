@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from grefine_kit.refiner.roles import STAGE1
+from grefine_kit.parts.roles import STAGE1
 from grefine_kit.report.collect import ReportItem
 from grefine_kit.report.page import SCRIPT, STYLE
 

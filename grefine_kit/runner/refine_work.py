@@ -26,7 +26,7 @@ from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.refiner.roles import STAGE_KIND, Role, indicator_role
+from grefine_kit.parts.roles import STAGE_KIND, Role, indicator_role
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import display_path

@@ -27,12 +27,12 @@ import attrs
 from attrs import validators as v
 from PIL import Image
 
-from grefine_kit.refiner.roles import ANY_STAGE, GLOBAL, MASKED
+from grefine_kit.parts.roles import ANY_STAGE, GLOBAL, MASKED
 from grefine_kit.types import Mask
 
 __all__ = ["ROLES", "Stage", "StageRequest", "StageResult", "derive_seed", "skipped_result"]
 
-#: what ``Stage.role`` may be (grefine_kit.refiner.roles spells them)
+#: what ``Stage.role`` may be (grefine_kit.parts.roles spells them)
 ROLES = (MASKED, GLOBAL, ANY_STAGE)
 
 

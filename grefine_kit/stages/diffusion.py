@@ -22,7 +22,7 @@ from PIL import Image
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.devices import DTYPE_NAMES, check_runnable
 from grefine_kit.parts.base import HubWeights, Missing, PartBase
-from grefine_kit.refiner.roles import GLOBAL, MASKED
+from grefine_kit.parts.roles import GLOBAL, MASKED
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
 from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs

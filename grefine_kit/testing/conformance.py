@@ -107,7 +107,7 @@ def check_combiner(combiner: Any, size: tuple[int, int] = (40, 24)) -> None:
     maps, 1 = repaint in masks); a map of a role it does not know is ignored, not refused.
     The maps given are the perceptual and alignment roles plus every role in ``requires``."""
     from grefine_kit.parts.base import capabilities
-    from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+    from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
     w, h = size
     roles = tuple(dict.fromkeys((PERCEPTUAL, ALIGNMENT, *capabilities(combiner).requires)))

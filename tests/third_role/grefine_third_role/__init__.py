@@ -19,7 +19,7 @@ from PIL import Image, ImageFilter
 
 from grefine_kit import hookimpl
 from grefine_kit.parts.base import PartBase
-from grefine_kit.refiner.roles import GLOBAL, MASKED
+from grefine_kit.parts.roles import GLOBAL, MASKED
 from grefine_kit.stages.base import StageRequest, StageResult
 from grefine_kit.types import Mask, QualityMap
 

@@ -136,13 +136,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 def check_extra_name(name: str, kind: str) -> None:
     """``ValueError`` unless ``name`` can be an extra role of ``kind``: lowercase letters,
     digits, ``-``/``_`` (up to 40, a letter first), not a built-in role of another kind or slot,
-    not one of :data:`RESERVED_NAMES`, and not a ``[refiner]`` option."""
-    from grefine_kit.refiner.options import option_names
-
+    and not one of :data:`RESERVED_NAMES`. (That it is no ``[refiner]`` option either is checked
+    where options and roles meet: the recipe and the Refiner.)"""
     if not _NAME.match(name):
         raise ValueError(f"role name {name!r}: use lowercase letters, digits, '-' or '_', a letter first")
-    if name in _BY_NAME or name in RESERVED_NAMES or name in option_names():
-        raise ValueError(f"role name {name!r} is taken (a built-in role, a report key or a refiner option)")
+    if name in _BY_NAME or name in RESERVED_NAMES:
+        raise ValueError(f"role name {name!r} is taken (a built-in role or a report key)")
     if kind not in (INDICATOR_KIND, STAGE_KIND):
         raise ValueError(f"only indicators and stages take extra roles, not {kind}s")
 
