@@ -70,10 +70,12 @@ def oracle_recipe(base: Any) -> Any:
     """``base`` with its perceptual indicator replaced by ``region-map`` and an exact mask
     (combiner ``perceptual`` with no growth or feather): the oracle arm."""
     from grefine_kit.recipes.recipe import PartSpec
+    from grefine_kit.refiner.roles import COMBINER, PERCEPTUAL
 
     parts = dict(base.parts)
-    parts["perceptual"] = PartSpec("indicator", "region-map")
-    parts["combiner"] = PartSpec("combiner", "perceptual", {"grow": 0.0, "feather": 0.0})
+    parts[PERCEPTUAL] = PartSpec("indicator", "region-map")
+    # the combiner registered under the role's name: the perceptual map alone
+    parts[COMBINER] = PartSpec("combiner", PERCEPTUAL, {"grow": 0.0, "feather": 0.0})
     return attrs.evolve(base, name=f"{base.name}-oracle", parts=parts)
 
 

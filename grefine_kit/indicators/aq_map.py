@@ -48,6 +48,7 @@ from grefine_kit.indicators.alignment_rules import (
 from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
 from grefine_kit.parts.base import Missing
+from grefine_kit.refiner.roles import ALIGNMENT
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class AQMap(ClipIndicator):
     needs_prompt: ClassVar[bool] = True
     name: ClassVar[str] = "aq-map"
     #: what ``grefine evaluate`` correlates it with (the alignment MOS)
-    quality_kind: ClassVar[str] = "alignment"
+    quality_kind: ClassVar[str] = ALIGNMENT
 
     parser: str = attrs.field(
         default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]

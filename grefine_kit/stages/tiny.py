@@ -11,7 +11,11 @@ whose components are shared (only the UNets differ: 9 input channels for inpaint
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = ["TINY_MODELS", "TINY_SEED", "tiny_arch", "tiny_pipeline_for"]
 
@@ -37,7 +41,7 @@ def tiny_arch(model: str) -> str | None:
     return TINY_MODELS.get(model.strip().lower())
 
 
-def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
+def tiny_pipeline_for(arch: str, task: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """A tiny ``task`` pipeline (``"inpaint"``/``"img2img"``) on ``device`` in ``dtype``; the
     components are built once per (arch, device, dtype) and shared between tasks."""
     from grefine_kit.stages.tiny_models import tiny_components, tiny_pipeline

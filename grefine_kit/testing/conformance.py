@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from grefine_kit.refiner.roles import PERCEPTUAL
 from grefine_kit.types import Mask, PromptTree, QualityMap
 
 #: prompts every parser must survive (docs/design.md 6.3)
@@ -141,7 +142,7 @@ def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
     assert detector.detect(empty_mask(size), {}, None) == [], "an empty mask must give no regions"
     mask = _blob_mask(size)
     perceptual = QualityMap(map=1.0 - mask.binary, score=0.5, indicator="check")
-    regions = detector.detect(mask, {"perceptual": perceptual}, None)
+    regions = detector.detect(mask, {PERCEPTUAL: perceptual}, None)
     assert isinstance(regions, list), f"detect() must return a list, not {type(regions).__name__}"
     for region in regions:
         assert isinstance(region, Region), f"detect() returned {type(region).__name__}, not Region"
@@ -153,7 +154,7 @@ def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
         assert region.mask.binary.any(), "a region must cover at least one pixel"
         assert ((region.mask.soft > 0) <= (region.mask.binary > 0)).all(), "soft must be 0 outside binary"
         assert 0.0 < region.area <= 1.0
-    again = detector.detect(mask, {"perceptual": perceptual}, None)
+    again = detector.detect(mask, {PERCEPTUAL: perceptual}, None)
     assert [(r.box, r.crop, r.source) for r in again] == [(r.box, r.crop, r.source) for r in regions], (
         "regions must be deterministic"
     )
