@@ -54,6 +54,7 @@ from grefine_kit.types import Phrase, QualityMap
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+    from spacy.language import Language
 
     from grefine_kit.models.backbone import SurgeryCLIP
     from grefine_kit.types import PromptTree
@@ -179,9 +180,11 @@ class AQMap(ClipIndicator):
     reference_compat: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     defect_rule: str = attrs.field(default="union", validator=attrs.validators.in_(DEFECT_RULES))
     defect_cases: str = attrs.field(default="text", validator=attrs.validators.in_(DEFECT_CASES))
-    parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
+    parser_instance: Parser | None = attrs.field(
+        default=None, repr=False, eq=False, validator=_check_parser_instance
+    )
 
-    _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    _parser_obj: Parser | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.reference_compat or self.parser_mode == "reference") and self.parser != "spacy":
@@ -190,7 +193,7 @@ class AQMap(ClipIndicator):
                 f"(the released script parses with spaCy); got parser = {self.parser!r}"
             )
 
-    def spacy_pipeline(self) -> Any:
+    def spacy_pipeline(self) -> Language:
         """The spaCy pipeline of the ``spacy`` parser in use (parser mode ``reference``)."""
         from grefine_kit.parsers.spacy_parser import SpacyParser
 
@@ -204,7 +207,7 @@ class AQMap(ClipIndicator):
         """The prompt-ensemble templates in use."""
         return TEMPLATE_SETS[self.templates] if isinstance(self.templates, str) else self.templates
 
-    def get_parser(self) -> Any:
+    def get_parser(self) -> Parser:
         """The injected ``parser_instance``, else the registered parser ``parser`` (built once)."""
         if self.parser_instance is not None:
             return self.parser_instance
