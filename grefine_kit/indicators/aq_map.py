@@ -235,6 +235,36 @@ class AQMap(ClipIndicator):
         self.get_parser()
         return self.backbone()
 
+    def decide(
+        self,
+        prompt: str,
+        phrases: Sequence[Phrase],
+        phrase_scores: Sequence[float],
+        noun_scores: Sequence[float],
+        noun_maps: Sequence[np.ndarray] | np.ndarray,
+        prompt_score: float,
+        size: tuple[int, int],
+        note: str = "",
+    ) -> AlignmentDecision:
+        """:func:`decide_alignment` under this indicator's rule options (``a_bound``, ``beta``,
+        ``adjective_margin``, ``emphasis_weight``, ``defect_rule``, ``defect_cases``)."""
+        return decide_alignment(
+            prompt,
+            phrases,
+            phrase_scores,
+            noun_scores,
+            noun_maps,
+            prompt_score,
+            size,
+            a_bound=self.a_bound,
+            beta=self.beta,
+            adjective_margin=self.adjective_margin,
+            emphasis_weight=self.emphasis_weight,
+            note=note,
+            defect_rule=self.defect_rule,
+            defect_cases=self.defect_cases,
+        )
+
     def analyse(self, prompt: str) -> tuple[PromptTree, list[Phrase]]:
         """Parse ``prompt`` and group it into phrases with ancestors (no model needed): our
         grouping with ``ancestor_rule``, or under ``parser_mode = "reference"`` the released
@@ -344,7 +374,7 @@ class AQMap(ClipIndicator):
                 slot = {c: k for k, c in enumerate(maps_needed)}
 
                 score_of = [cosine_to_score(c, self.score_slope) for c in sim_cls[j].tolist()]
-                decision = decide_alignment(
+                decision = self.decide(
                     prompt,
                     phrases,
                     [score_of[c] for c in ph_cols],
@@ -352,13 +382,7 @@ class AQMap(ClipIndicator):
                     [maps[slot[c]] for c in pn_cols],
                     score_of[column[_squash(prompt)]],
                     size,
-                    a_bound=self.a_bound,
-                    beta=self.beta,
-                    adjective_margin=self.adjective_margin,
-                    emphasis_weight=self.emphasis_weight,
                     note=notes[prompt],
-                    defect_rule=self.defect_rule,
-                    defect_cases=self.defect_cases,
                 )
                 details: dict[str, Any] = {
                     "parser": tree.parser,

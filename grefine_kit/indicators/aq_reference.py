@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grefine_kit.indicators._clip_common import IMAGENET_TEMPLATES
-from grefine_kit.indicators.alignment_rules import decide_alignment
 from grefine_kit.parsers.reference import ReferenceAnalysis, analyse_reference
 from grefine_kit.types import Phrase, QualityMap
 
@@ -178,7 +177,7 @@ def score_reference(
             image_notes.append("a part without a noun scores its noun text '' : score 0.5, map all 0")
         phrases = reference_phrases(an, trees[prompt])
         keep = [k for k, noun in enumerate(an.noun_parts) if noun]
-        decision = decide_alignment(
+        decision = indicator.decide(
             prompt,
             phrases,
             [as1[k] for k in keep],
@@ -186,13 +185,7 @@ def score_reference(
             [am[k] for k in keep],
             prompt_score,
             size,
-            a_bound=indicator.a_bound,
-            beta=indicator.beta,
-            adjective_margin=indicator.adjective_margin,
-            emphasis_weight=indicator.emphasis_weight,
             note="; ".join(image_notes),
-            defect_rule=indicator.defect_rule,
-            defect_cases=indicator.defect_cases,
         )
         details: dict[str, Any] = {
             "parser": trees[prompt].parser,

@@ -23,6 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as importlib_metadata
+from types import BuiltinFunctionType, FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
@@ -108,8 +109,10 @@ class PartEntry:
         """``"module:attr"`` for display, whatever form the factory was given in."""
         if isinstance(self.factory, str):
             return self.factory
-        module = getattr(self.factory, "__module__", "?")
-        return f"{module}:{getattr(self.factory, '__qualname__', repr(self.factory))}"
+        factory = self.factory
+        if isinstance(factory, (type, FunctionType, BuiltinFunctionType, MethodType)):
+            return f"{factory.__module__}:{factory.__qualname__}"
+        return f"{type(factory).__module__}:{factory!r}"  # e.g. a functools.partial
 
     @property
     def summary(self) -> str:
