@@ -82,7 +82,7 @@ def controlnet_pipeline(
     if family(pipe) not in ("sd", "sdxl"):
         _check_family(pipe, None, stage.controlnet)
     device = str(getattr(pipe, "_execution_device", "cpu"))
-    dtype = getattr(pipe.unet, "dtype", None)
+    dtype = pipe.unet.dtype
     controlnet = load_controlnet(stage.controlnet, device, dtype)
     _check_family(pipe, controlnet, stage.controlnet)
     view = AutoPipelineForInpainting.from_pipe(pipe, controlnet=controlnet, **swap)

@@ -44,6 +44,8 @@ def tiny_arch(model: str) -> str | None:
 def tiny_pipeline_for(arch: str, task: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """A tiny ``task`` pipeline (``"inpaint"``/``"img2img"``) on ``device`` in ``dtype``; the
     components are built once per (arch, device, dtype) and shared between tasks."""
+    import torch
+
     from grefine_kit.stages.tiny_models import tiny_components, tiny_pipeline
 
     if arch in ("sd3", "flux-fill"):
@@ -63,7 +65,7 @@ def tiny_pipeline_for(arch: str, task: str, device: str, dtype: torch.dtype) -> 
         if comps is None:
             comps = tiny_components(arch, seed=TINY_SEED)
             for value in comps.values():
-                if hasattr(value, "to") and hasattr(value, "parameters"):
+                if isinstance(value, torch.nn.Module):
                     first = next(iter(value.parameters()), None)
                     # diffusers warns on every dtype cast, even a no-op one: cast only when needed
                     if first is not None and (first.dtype != dtype or str(first.device) != str(device)):
