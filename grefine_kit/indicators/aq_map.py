@@ -40,6 +40,7 @@ from grefine_kit.indicators.alignment_rules import (
     DEFECT_CASES,
     DEFECT_RULES,
     AlignmentDecision,
+    RuleOptions,
     cask_score,
     classify_defects,
     decide_alignment,
@@ -235,32 +236,13 @@ class AQMap(ClipIndicator):
         self.get_parser()
         return self.backbone()
 
-    def decide(
-        self,
-        prompt: str,
-        phrases: Sequence[Phrase],
-        phrase_scores: Sequence[float],
-        noun_scores: Sequence[float],
-        noun_maps: Sequence[np.ndarray] | np.ndarray,
-        prompt_score: float,
-        size: tuple[int, int],
-        note: str = "",
-    ) -> AlignmentDecision:
-        """:func:`decide_alignment` under this indicator's rule options (``a_bound``, ``beta``,
-        ``adjective_margin``, ``emphasis_weight``, ``defect_rule``, ``defect_cases``)."""
-        return decide_alignment(
-            prompt,
-            phrases,
-            phrase_scores,
-            noun_scores,
-            noun_maps,
-            prompt_score,
-            size,
+    def rule_options(self) -> RuleOptions:
+        """The rule keywords of :func:`decide_alignment` as this indicator sets them."""
+        return RuleOptions(
             a_bound=self.a_bound,
             beta=self.beta,
             adjective_margin=self.adjective_margin,
             emphasis_weight=self.emphasis_weight,
-            note=note,
             defect_rule=self.defect_rule,
             defect_cases=self.defect_cases,
         )
@@ -374,7 +356,7 @@ class AQMap(ClipIndicator):
                 slot = {c: k for k, c in enumerate(maps_needed)}
 
                 score_of = [cosine_to_score(c, self.score_slope) for c in sim_cls[j].tolist()]
-                decision = self.decide(
+                decision = decide_alignment(
                     prompt,
                     phrases,
                     [score_of[c] for c in ph_cols],
@@ -383,6 +365,7 @@ class AQMap(ClipIndicator):
                     score_of[column[_squash(prompt)]],
                     size,
                     note=notes[prompt],
+                    **self.rule_options(),
                 )
                 details: dict[str, Any] = {
                     "parser": tree.parser,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grefine_kit.indicators._clip_common import IMAGENET_TEMPLATES
+from grefine_kit.indicators.alignment_rules import decide_alignment
 from grefine_kit.parsers.reference import ReferenceAnalysis, analyse_reference
 from grefine_kit.types import Phrase, QualityMap
 
@@ -177,7 +178,7 @@ def score_reference(
             image_notes.append("a part without a noun scores its noun text '' : score 0.5, map all 0")
         phrases = reference_phrases(an, trees[prompt])
         keep = [k for k, noun in enumerate(an.noun_parts) if noun]
-        decision = indicator.decide(
+        decision = decide_alignment(
             prompt,
             phrases,
             [as1[k] for k in keep],
@@ -186,6 +187,7 @@ def score_reference(
             prompt_score,
             size,
             note="; ".join(image_notes),
+            **indicator.rule_options(),
         )
         details: dict[str, Any] = {
             "parser": trees[prompt].parser,
