@@ -40,7 +40,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
     from grefine_kit.evaluation.calibration import CalibrationItem
     from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
-    from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+    from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
     perceptual, alignment = recipe.part(PERCEPTUAL), recipe.part(ALIGNMENT)
     if perceptual is None and alignment is None:
@@ -115,9 +115,9 @@ def calibrate_command(
     (a recipe overlay) and calibration.json into --out and prints the --set lines."""
     from grefine_kit.evaluation.calibration import fit_calibration
     from grefine_kit.evaluation.mos import read_mos_table
+    from grefine_kit.parts.roles import PERCEPTUAL
     from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.refiner.roles import PERCEPTUAL
     from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs.atomic import write_json, write_text
 

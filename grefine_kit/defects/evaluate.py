@@ -72,8 +72,8 @@ class Row:
 def oracle_recipe(base: Recipe) -> Recipe:
     """``base`` with its perceptual indicator replaced by ``region-map`` and an exact mask
     (combiner ``perceptual`` with no growth or feather): the oracle arm."""
+    from grefine_kit.parts.roles import COMBINER, PERCEPTUAL
     from grefine_kit.recipes.recipe import PartSpec
-    from grefine_kit.refiner.roles import COMBINER, PERCEPTUAL
 
     parts = dict(base.parts)
     parts[PERCEPTUAL] = PartSpec("indicator", "region-map")

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = [
     "ALIGNMENT_MOS_COLUMNS",

@@ -49,7 +49,7 @@ from grefine_kit.indicators.alignment_rules import (
 from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
 from grefine_kit.parts.base import Missing
-from grefine_kit.refiner.roles import ALIGNMENT
+from grefine_kit.parts.roles import ALIGNMENT
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
@@ -159,6 +159,8 @@ class AQMap(ClipIndicator):
     name: ClassVar[str] = "aq-map"
     #: what ``grefine evaluate`` correlates it with (the alignment MOS)
     quality_kind: ClassVar[str] = ALIGNMENT
+    #: its maps carry the AlignmentReport (emphasis, per-phrase defects): the refiner stores it
+    writes_report: ClassVar[bool] = True
 
     parser: str = attrs.field(
         default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]

@@ -34,7 +34,7 @@ from grefine_kit.indicators.learned_prompts import (
     verify_builtin_prompts,
 )
 from grefine_kit.parts.base import FILE, Missing
-from grefine_kit.refiner.roles import PERCEPTUAL
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from grefine_kit.errors import ImageError
 from grefine_kit.parts.base import PartBase
-from grefine_kit.refiner.roles import PERCEPTUAL
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 __all__ = ["RegionMap", "read_region"]

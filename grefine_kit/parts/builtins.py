@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from grefine_kit.parts.hookspecs import Register, hookimpl
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 
 class _Part(NamedTuple):

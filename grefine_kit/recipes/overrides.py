@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.roles import ROLES, STAGE_ROLES
+from grefine_kit.parts.roles import ROLES, STAGE_ROLES
 
 if TYPE_CHECKING:
     from grefine_kit.recipes.recipe import PartSpec, Recipe
@@ -140,7 +140,8 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _spec_for(recipe: Recipe, key: str) -> PartSpec | None:
-    for slot in ROLES:
+    """The spec of the part whose table ``key`` is in (a recipe's extra roles included)."""
+    for slot in recipe.roles:
         if key.startswith(slot.table + "."):
             return recipe.part(slot.name)
     return None

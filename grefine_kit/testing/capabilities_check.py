@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from grefine_kit.parts.base import FINDING_KINDS, WEIGHTS, HubWeights, Missing, as_part
-from grefine_kit.refiner.roles import ALIGNMENT, PERCEPTUAL
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = ["check_capabilities"]
 

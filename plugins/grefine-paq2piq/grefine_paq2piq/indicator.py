@@ -25,7 +25,7 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.parts.base import FILE, HubWeights, Missing, PartBase
-from grefine_kit.refiner.roles import PERCEPTUAL
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 from grefine_paq2piq.refs import DEFAULT_WEIGHTS, GRID, HUB_PREFIX, parse_hub_ref
 
