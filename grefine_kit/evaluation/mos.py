@@ -35,7 +35,8 @@ IMAGE_COLUMNS = ("image", "name", "file", "filename", "path")
 #: MOS columns by what they rate, in order of preference; "mos"/"score" say nothing about what
 GENERIC_MOS_COLUMNS = ("mos", "score")
 QUALITY_MOS_COLUMNS = ("mos_quality", "mos_perception", "mos_perceptual", "quality")
-ALIGNMENT_MOS_COLUMNS = ("mos_align", "mos_alignment", "mos_correspondence", "alignment")
+#: (the last one: a column named after the kind itself)
+ALIGNMENT_MOS_COLUMNS = ("mos_align", "mos_alignment", "mos_correspondence", ALIGNMENT)
 MOS_COLUMNS = GENERIC_MOS_COLUMNS + QUALITY_MOS_COLUMNS + ALIGNMENT_MOS_COLUMNS
 PROMPT_COLUMNS = ("prompt", "text")
 KINDS = (PERCEPTUAL, ALIGNMENT)
