@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
 from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
+if TYPE_CHECKING:
+    import numpy as np
+
 WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
 
 
-def _small(array: Any, side: int = WORKING_SIDE) -> Any:
+def _small(array: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
     """A ``(H, W)`` float map at a shorter side of ``side`` px (bilinear)."""
     import numpy as np
     from PIL import Image
@@ -38,6 +41,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
     from grefine_kit.evaluation.calibration import CalibrationItem
     from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
+    from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
     perceptual, alignment = recipe.part(PERCEPTUAL), recipe.part(ALIGNMENT)
     if perceptual is None and alignment is None:
@@ -45,13 +49,13 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
 
         raise UserError(f"recipe {recipe.name!r} has no perceptual or alignment indicator to calibrate")
     pq = build_indicator(perceptual.part, recipe=recipe, device=device, dtype=dtype) if perceptual else None
-    aq = None
+    aq: AQMap | None = None
     if alignment is not None:
-        aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype)
-        if isinstance(aq, AQMap) and not aq.reference_compat:
-            aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype, keep_maps=True)
-        else:
-            aq = None  # only AQ-Map's own phrase numbers can be refitted
+        built = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype)
+        # only AQ-Map's own phrase numbers can be refitted; its noun maps are kept for the fit
+        if isinstance(built, AQMap) and not built.reference_compat:
+            built.keep_maps = True
+            aq = built
     items, failed = [], 0
     for row in rows:
         try:
@@ -64,7 +68,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
         if aq is not None and row.prompt:
             (qmap,) = aq.score([image], [row.prompt])
             phrases = aq.analyse(row.prompt)[1]
-            if phrases:
+            if phrases and qmap.report is not None:
                 kwargs = {
                     "phrase_scores": [p.phrase_score for p in qmap.report.phrases],
                     "noun_scores": [p.noun_score for p in qmap.report.phrases],
@@ -112,6 +116,7 @@ def calibrate_command(
     (a recipe overlay) and calibration.json into --out and prints the --set lines."""
     from grefine_kit.evaluation.calibration import fit_calibration
     from grefine_kit.evaluation.mos import read_mos_table
+    from grefine_kit.parts.roles import PERCEPTUAL
     from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.runner.inputs import make_output_dir

@@ -23,6 +23,7 @@ from PIL import Image
 
 from grefine_kit.errors import ImageError
 from grefine_kit.parts.base import PartBase
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 __all__ = ["RegionMap", "read_region"]
@@ -51,7 +52,7 @@ class RegionMap(PartBase):
     needs_prompt: ClassVar[bool] = False
     #: the refiner hands ``score`` each item's region (``regions=``)
     needs_region: ClassVar[bool] = True
-    quality_kind: ClassVar[str] = "perceptual"
+    quality_kind: ClassVar[str] = PERCEPTUAL
     name: ClassVar[str] = "region-map"
 
     def score(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,8 @@ from PIL import Image
 from grefine_kit.errors import UserError
 from grefine_kit.metrics.base import MetricContext
 from grefine_kit.runs.items import display_path
+
+_T = TypeVar("_T")
 
 __all__ = ["build_context", "load_reference", "load_region"]
 
@@ -71,7 +73,8 @@ def load_region(path: str | Path, size: tuple[int, int] | None = None, what: str
     )
 
 
-def _attempt(problems: dict[str, str], field: str, load: Callable[[], Any]) -> Any:
+def _attempt(problems: dict[str, str], field: str, load: Callable[[], _T]) -> _T | None:
+    """``load()``, or None with its ``UserError`` line in ``problems[field]``."""
     try:
         return load()
     except UserError as exc:

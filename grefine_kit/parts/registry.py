@@ -23,7 +23,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as importlib_metadata
-from typing import Any
+from types import BuiltinFunctionType, FunctionType, MethodType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 import pluggy
@@ -31,6 +32,12 @@ import pluggy
 from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
 from grefine_kit.parts import hookspecs
 from grefine_kit.parts.hints import plugin_fix
+
+if TYPE_CHECKING:
+    from grefine_kit.engines.base import Engine
+    from grefine_kit.indicators.base import Indicator
+    from grefine_kit.metrics.base import Metric
+    from grefine_kit.parsers.base import Parser
 
 __all__ = [
     "KINDS",
@@ -66,7 +73,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def import_target(target: str, label: str, distribution: str) -> Any:
+def import_target(target: str, label: str, distribution: str) -> object:
     """Import ``target`` (``"module:attr.attr"``) for the part or command ``label`` names.
 
     ``UserError`` when the module cannot be imported (a missing dependency, fixable by the
@@ -102,8 +109,10 @@ class PartEntry:
         """``"module:attr"`` for display, whatever form the factory was given in."""
         if isinstance(self.factory, str):
             return self.factory
-        module = getattr(self.factory, "__module__", "?")
-        return f"{module}:{getattr(self.factory, '__qualname__', repr(self.factory))}"
+        factory = self.factory
+        if isinstance(factory, (type, FunctionType, BuiltinFunctionType, MethodType)):
+            return f"{factory.__module__}:{factory.__qualname__}"
+        return f"{type(factory).__module__}:{factory!r}"  # e.g. a functools.partial
 
     @property
     def summary(self) -> str:
@@ -276,8 +285,32 @@ class Registry:
                 + plugin_fix(kind, name)
             ) from None
 
-    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
-        """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key."""
+    @overload
+    def create(
+        self, kind: Literal["indicator"], name: str, options: Mapping[str, Any] | None = None
+    ) -> Indicator: ...
+    @overload
+    def create(
+        self, kind: Literal["parser"], name: str, options: Mapping[str, Any] | None = None
+    ) -> Parser: ...
+    @overload
+    def create(
+        self, kind: Literal["metric"], name: str, options: Mapping[str, Any] | None = None
+    ) -> Metric: ...
+    @overload
+    def create(
+        self, kind: Literal["engine"], name: str, options: Mapping[str, Any] | None = None
+    ) -> Engine: ...
+    @overload
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> object: ...
+
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> object:
+        """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key.
+
+        The part is what the factory returns: for a literal ``kind`` the type checker takes it
+        to follow that kind's protocol (``Indicator``, ``Parser``, ``Metric``, ``Engine``); the
+        registry does not check it at run time (the conformance checks in
+        :mod:`grefine_kit.testing` do)."""
         entry = self.get(kind, name)
         factory = entry.load()
         options = dict(options or {})
@@ -359,6 +392,14 @@ def reset_registry(registry: Registry | None = None) -> None:
         _registry = registry
 
 
-def create_part(kind: str, name: str, **options: Any) -> Any:
+@overload
+def create_part(kind: Literal["indicator"], name: str, **options: Any) -> Indicator: ...
+@overload
+def create_part(kind: Literal["parser"], name: str, **options: Any) -> Parser: ...
+@overload
+def create_part(kind: str, name: str, **options: Any) -> object: ...
+
+
+def create_part(kind: str, name: str, **options: Any) -> object:
     """Build a registered part by kind and name (e.g. ``create_part("parser", "spacy")``)."""
     return get_registry().create(kind, name, options)
