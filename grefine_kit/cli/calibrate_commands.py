@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
-from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 if TYPE_CHECKING:
     import numpy as np
