@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from grefine_kit.parts.registry import get_registry
-from grefine_kit.refiner.roles import INDICATOR_ROLES
+from grefine_kit.parts.roles import INDICATOR_KIND
 
 if TYPE_CHECKING:
     from grefine_kit.images.loading import ImageSource
@@ -39,7 +39,7 @@ def build_indicator(
     merged: dict[str, Any] = {}
     if recipe is not None:
         recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
-        specs = [s for s in map(recipe_obj.part, INDICATOR_ROLES) if s is not None]
+        specs = [s for s in recipe_obj.parts.values() if s.kind == INDICATOR_KIND]
         own = [s for s in specs if s.part == name]
         if own:
             merged.update(own[0].options)

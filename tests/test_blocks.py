@@ -14,11 +14,12 @@ import pytest
 from grefine_kit.combiners.g_refine import GRefineCombiner, PerceptualCombiner
 from grefine_kit.devices import resolve_device, resolve_dtype, resolve_dtype_name
 from grefine_kit.errors import RecipeError, UserError
+from grefine_kit.indicators.aq_map import AQMap
 from grefine_kit.models.loading import BackboneSpec
 from grefine_kit.parts.base import PartBase, capabilities
+from grefine_kit.parts.roles import INDICATOR_ROLES, ROLES, extra_stage_role, indicator_role, role
 from grefine_kit.refiner.blocks import check_blocks, declared_io
 from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions, option_names
-from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, role
 from grefine_kit.stages.diffusion import InpaintStage
 from grefine_kit.types import QualityMap
 
@@ -40,7 +41,15 @@ def test_check_blocks_names_the_block_and_the_missing_entry() -> None:
 def test_declared_io_follows_the_parts_requirements() -> None:
     assert declared_io(role("combiner"), PerceptualCombiner) == (("maps.perceptual",), ("mask",))
     assert declared_io(role("combiner"), GRefineCombiner()) == ((), ("mask",))
-    assert declared_io(role("alignment"), object())[1] == ("maps.alignment", "alignment_report")
+    # the report entry is a declared capability of the part, not of the role
+    assert declared_io(role("alignment"), object())[1] == ("maps.alignment",)
+    assert declared_io(role("alignment"), AQMap)[1] == ("maps.alignment", "alignment_report")
+    assert declared_io(indicator_role("extra"), AQMap)[1] == ("maps.extra", "alignment_report")
+    assert declared_io(role("stage2"), InpaintStage) == (("image",), ("image",))
+    assert declared_io(extra_stage_role("third"), InpaintStage(model="tiny")) == (
+        ("image", "mask"),
+        ("image",),
+    )
     assert declared_io(role("stage1"), InpaintStage) == (("image", "mask"), ("image",))
 
 
@@ -120,7 +129,7 @@ def test_one_table_of_roles() -> None:
             for n in ast.walk(tree)
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in spelled
         }
-        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.refiner.roles"
+        assert not found, f"{module} spells out roles {sorted(found)}: use grefine_kit.parts.roles"
 
 
 def test_runtime_code_never_imports_the_testing_package() -> None:
@@ -156,7 +165,7 @@ def test_a_part_that_breaks_its_contract_fails_with_the_blocks_name() -> None:
     from grefine_kit.refiner.refiner import Refiner
 
     class NoMask:
-        def combine(self, perceptual: Any, alignment: Any, size: Any) -> Any:
+        def combine(self, maps: Any, size: Any) -> Any:
             return np.zeros((size[1], size[0]))
 
     class Outside:
@@ -172,7 +181,7 @@ def test_a_part_that_breaks_its_contract_fails_with_the_blocks_name() -> None:
     image = Image.new("RGB", (16, 12))
     with pytest.raises(RuntimeError, match=r"combiner \(NoMask\) returned ndarray, not a Mask"):
         Refiner(combiner=NoMask()).refine(image, "p")
-    full = type("Full", (GRefineCombiner,), {"combine": lambda self, p, a, size: _full_mask(size)})
+    full = type("Full", (GRefineCombiner,), {"combine": lambda self, maps, size: _full_mask(size)})
     with pytest.raises(
         RuntimeError, match=r"regions \(Outside\) returned a region crop \(0, 0, 20, 12\) outside"
     ):

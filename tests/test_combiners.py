@@ -8,12 +8,19 @@ import pytest
 from grefine_kit.combiners.g_refine import AlignmentCombiner, GRefineCombiner, PerceptualCombiner
 from grefine_kit.combiners.soft import SoftCombiner
 from grefine_kit.images.ops import box_mean, dilate
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.testing.conformance import check_combiner
 from grefine_kit.types import QualityMap
 
 
 def qmap(arr: np.ndarray) -> QualityMap:
     return QualityMap(map=arr.astype(np.float32), score=float(arr.mean()), indicator="test")
+
+
+def by_role(perceptual: QualityMap | None, alignment: QualityMap | None) -> dict[str, QualityMap]:
+    """The maps a combiner gets, by role (an absent role is left out)."""
+    given = {PERCEPTUAL: perceptual, ALIGNMENT: alignment}
+    return {r: m for r, m in given.items() if m is not None}
 
 
 def ones(h: int, w: int) -> np.ndarray:
@@ -28,10 +35,14 @@ def test_conformance(cls: type) -> None:
 def test_deficiency_is_one_minus_p_plus_one_minus_a() -> None:
     rng = np.random.default_rng(1)
     p, a = rng.random((12, 20)), rng.random((12, 20))
-    d = GRefineCombiner().deficiency(qmap(p), qmap(a), (20, 12))
+    d = GRefineCombiner().deficiency(by_role(qmap(p), qmap(a)), (20, 12))
     np.testing.assert_allclose(d, (1 - p) + (1 - a), atol=1e-6)
-    np.testing.assert_allclose(PerceptualCombiner().deficiency(qmap(p), qmap(a), (20, 12)), 1 - p, atol=1e-6)
-    np.testing.assert_allclose(AlignmentCombiner().deficiency(qmap(p), qmap(a), (20, 12)), 1 - a, atol=1e-6)
+    np.testing.assert_allclose(
+        PerceptualCombiner().deficiency(by_role(qmap(p), qmap(a)), (20, 12)), 1 - p, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        AlignmentCombiner().deficiency(by_role(qmap(p), qmap(a)), (20, 12)), 1 - a, atol=1e-6
+    )
 
 
 def test_threshold_without_growth_is_exact_binarisation() -> None:
@@ -40,7 +51,7 @@ def test_threshold_without_growth_is_exact_binarisation() -> None:
     p[5, 5] = 0.51  # D = 0.49
     a = ones(10, 10)
     a[8, 8] = 0.3  # alignment defect alone: D = 0.7
-    mask = GRefineCombiner(grow=0, feather=0, min_area=0).combine(qmap(p), qmap(a), (10, 10))
+    mask = GRefineCombiner(grow=0, feather=0, min_area=0).combine(by_role(qmap(p), qmap(a)), (10, 10))
     expected = np.zeros((10, 10), np.float32)
     expected[2, 3] = expected[8, 8] = 1
     np.testing.assert_array_equal(mask.binary, expected)
@@ -50,7 +61,7 @@ def test_threshold_without_growth_is_exact_binarisation() -> None:
 def test_growth_radius_is_relative_to_shorter_side() -> None:
     p = ones(50, 100)
     p[25, 50] = 0.0
-    mask = GRefineCombiner(grow=0.1, feather=0, min_area=0).combine(qmap(p), None, (100, 50))
+    mask = GRefineCombiner(grow=0.1, feather=0, min_area=0).combine(by_role(qmap(p), None), (100, 50))
     ys, xs = np.nonzero(mask.binary)
     # radius = 0.1 * 50 = 5 px -> an 11 x 11 square around the pixel
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (20, 30, 45, 55)
@@ -61,7 +72,7 @@ def test_feather_ramp_lies_outside_the_grown_mask_and_outside_is_zero() -> None:
     p = ones(80, 80)
     p[30:50, 30:50] = 0.0
     comb = GRefineCombiner(grow=0.05, feather=0.1, min_area=0)
-    mask = comb.combine(qmap(p), None, (80, 80))
+    mask = comb.combine(by_role(qmap(p), None), (80, 80))
     grown = dilate((p < 0.5).astype(np.float32), 4)
     assert (mask.soft[grown > 0] == 1).all(), "the grown mask is repainted fully"
     assert (mask.soft[mask.binary == 0] == 0).all(), "no blending outside the binary mask"
@@ -77,41 +88,41 @@ def test_feather_ramp_lies_outside_the_grown_mask_and_outside_is_zero() -> None:
 def test_defect_touching_the_border_keeps_full_weight_there() -> None:
     p = ones(40, 40)
     p[:, :10] = 0.0
-    mask = GRefineCombiner(grow=0.0, feather=0.2, min_area=0).combine(qmap(p), None, (40, 40))
+    mask = GRefineCombiner(grow=0.0, feather=0.2, min_area=0).combine(by_role(qmap(p), None), (40, 40))
     assert (mask.soft[:, 0] == 1).all()
 
 
 def test_min_area_empties_specks() -> None:
     p = ones(100, 100)
     p[0, 0] = 0.0  # 1e-4 of the image
-    assert not GRefineCombiner(min_area=0.001).combine(qmap(p), None, (100, 100)).binary.any()
+    assert not GRefineCombiner(min_area=0.001).combine(by_role(qmap(p), None), (100, 100)).binary.any()
     p[:10, :10] = 0.0  # 1e-2 of the image
-    assert GRefineCombiner(min_area=0.001).combine(qmap(p), None, (100, 100)).binary.any()
+    assert GRefineCombiner(min_area=0.001).combine(by_role(qmap(p), None), (100, 100)).binary.any()
 
 
 def test_perfect_maps_give_empty_mask_and_terrible_maps_a_full_one() -> None:
-    good = GRefineCombiner().combine(qmap(ones(24, 32)), qmap(ones(24, 32)), (32, 24))
-    bad = GRefineCombiner().combine(qmap(0 * ones(24, 32)), qmap(0 * ones(24, 32)), (32, 24))
+    good = GRefineCombiner().combine(by_role(qmap(ones(24, 32)), qmap(ones(24, 32))), (32, 24))
+    bad = GRefineCombiner().combine(by_role(qmap(0 * ones(24, 32)), qmap(0 * ones(24, 32))), (32, 24))
     assert good.area == 0 and bad.area == 1 and (bad.soft == 1).all()
 
 
 def test_maps_at_another_size_are_resized() -> None:
     p = ones(10, 10)
     p[:, :5] = 0.0  # left half bad
-    mask = GRefineCombiner(grow=0, feather=0).combine(qmap(p), None, (40, 20))
+    mask = GRefineCombiner(grow=0, feather=0).combine(by_role(qmap(p), None), (40, 20))
     assert mask.binary.shape == (20, 40)
     assert mask.binary[:, :18].all() and not mask.binary[:, 22:].any()
 
 
 def test_variants_require_their_map() -> None:
     with pytest.raises(ValueError, match="perceptual"):
-        PerceptualCombiner().combine(None, qmap(ones(4, 4)), (4, 4))
+        PerceptualCombiner().combine(by_role(None, qmap(ones(4, 4))), (4, 4))
     with pytest.raises(ValueError, match="alignment"):
-        AlignmentCombiner().combine(qmap(ones(4, 4)), None, (4, 4))
+        AlignmentCombiner().combine(by_role(qmap(ones(4, 4)), None), (4, 4))
     # g-refine works with either map alone; a missing one adds no deficiency
     p = ones(8, 8)
     p[:4] = 0
-    only_p = GRefineCombiner(grow=0, feather=0, min_area=0).combine(qmap(p), None, (8, 8))
+    only_p = GRefineCombiner(grow=0, feather=0, min_area=0).combine(by_role(qmap(p), None), (8, 8))
     assert only_p.binary[:4].all() and not only_p.binary[4:].any()
 
 
@@ -120,15 +131,15 @@ def test_variants_ignore_the_other_map() -> None:
     p[:4] = 0.0
     a[:, :4] = 0.0
     kw = dict(grow=0, feather=0, min_area=0)
-    perceptual = PerceptualCombiner(**kw).combine(qmap(p), qmap(a), (8, 8))
-    alignment = AlignmentCombiner(**kw).combine(qmap(p), qmap(a), (8, 8))
+    perceptual = PerceptualCombiner(**kw).combine(by_role(qmap(p), qmap(a)), (8, 8))
+    alignment = AlignmentCombiner(**kw).combine(by_role(qmap(p), qmap(a)), (8, 8))
     np.testing.assert_array_equal(perceptual.binary, (p < 0.5).astype(np.float32))
     np.testing.assert_array_equal(alignment.binary, (a < 0.5).astype(np.float32))
 
 
 def test_soft_combiner_follows_the_deficiency_linearly() -> None:
     p = np.tile(np.linspace(1.0, 0.0, 11, dtype=np.float32), (3, 1))  # D = 0 .. 1 along x
-    mask = SoftCombiner(low=0.2, high=0.8, feather=0, min_area=0).combine(qmap(p), None, (11, 3))
+    mask = SoftCombiner(low=0.2, high=0.8, feather=0, min_area=0).combine(by_role(qmap(p), None), (11, 3))
     d = 1 - p[0]
     expected = np.clip((d - 0.2) / 0.6, 0, 1)
     np.testing.assert_allclose(mask.soft[0], expected, atol=1e-6)

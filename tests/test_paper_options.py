@@ -9,7 +9,7 @@ from PIL import Image
 
 from grefine_kit.indicators.alignment_rules import decide_alignment, defect_map
 from grefine_kit.indicators.aq_map import AQMap
-from grefine_kit.refiner.strength import schedule_for, steps_that_run
+from grefine_kit.stages.steps import schedule_for, steps_that_run
 from grefine_kit.types import Phrase, PromptTree, Token
 
 TINY = {"model": "grefine-tiny", "weights": "random", "device": "cpu"}

@@ -14,6 +14,7 @@ from grefine_kit.images.loading import load_image
 from grefine_kit.indicators.piqe import grey_levels, piqe
 from grefine_kit.indicators.piqe_map import PiqeMap, detail_loss
 from grefine_kit.parts.registry import get_registry
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.testing import check_part
 
 DATA = Path(__file__).parent / "data"
@@ -53,7 +54,7 @@ def _with_blur(image: Image.Image, radius: float = 3.0) -> Image.Image:
 def _overlap(image: Image.Image, indicator: PiqeMap | None = None) -> tuple[float, float]:
     """(IoU of the g-refine mask with the planted region, fraction of the rest covered)."""
     qmap = (indicator or PiqeMap()).score([image])[0]
-    mask = COMBINER.combine(qmap, None, image.size).binary > 0
+    mask = COMBINER.combine({PERCEPTUAL: qmap}, image.size).binary > 0
     truth = _truth()
     iou = float((mask & truth).sum() / (mask | truth).sum())
     return iou, float(mask[~truth].mean())

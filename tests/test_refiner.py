@@ -37,6 +37,11 @@ class BoxIndicator:
     needs_prompt: bool = False
     calls: list[int] = attrs.field(factory=list)
 
+    @property
+    def writes_report(self) -> bool:
+        """Declared (the indicator protocol's member): its maps carry a report."""
+        return bool(self.emphasis)
+
     def score(self, images: Any, prompts: Any = None) -> list[QualityMap]:
         self.calls.append(len(images))
         out = []

@@ -54,6 +54,7 @@ class LeftPerceptual:
 @attrs.define
 class RightAlignment:
     needs_prompt: bool = True
+    writes_report: bool = True  # declared: its maps carry the report the regions read
 
     def score(self, images: Any, prompts: Any = None) -> list[QualityMap]:
         out = []

@@ -57,6 +57,8 @@ class CornerAlignment:
     phrase: str = PHRASE
     weight: float = 0.1
     needs_prompt: bool = True
+    #: declared (the indicator protocol's member): its maps carry the report the regions read
+    writes_report: bool = True
 
     def score(self, images: Any, prompts: Any = None) -> list[QualityMap]:
         out = []

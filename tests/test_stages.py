@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.strength import steps_that_run
 from grefine_kit.stages import required_weights
 from grefine_kit.stages.base import StageRequest, derive_seed
 from grefine_kit.stages.conditioning import content_mask, encode_conditioning
 from grefine_kit.stages.diffusion import Img2ImgStage, InpaintStage, working_size
 from grefine_kit.stages.loading import cache_info, load_pipeline, parse_model
+from grefine_kit.stages.steps import steps_that_run
 from grefine_kit.testing.conformance import check_stage, sample_images
 from grefine_kit.testing.tiny_diffusers import save_tiny_pipeline
 from grefine_kit.types import Mask

@@ -44,6 +44,7 @@ from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import MetricContext, MetricInfo, describe, metric_needs, score_with
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
+from grefine_kit.parts.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
 from grefine_kit.recipes.recipe import PartSpec, Recipe
 
 __all__ = [
@@ -81,13 +82,13 @@ class RecipeRow:
 
     @property
     def indicators(self) -> str:
-        roles = (("PQ", "perceptual"), ("AQ", "alignment"))
+        roles = (("PQ", PERCEPTUAL), ("AQ", ALIGNMENT))
         used = [tag for tag, role in roles if self.recipe.part(role)]
         return "+".join(used) or "none"
 
     @property
     def stages(self) -> str:
-        roles = (("1", "stage1"), ("2", "stage2"))
+        roles = (("1", STAGE1), ("2", STAGE2))
         used = [tag for tag, role in roles if self.recipe.part(role)]
         return ",".join(used) or "none"
 
@@ -118,7 +119,7 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     """Table 8's rows from a full recipe: PQ+AQ/1,2 (itself), AQ/1,2, PQ/1,2, PQ+AQ/1.
 
     The one-map variants take the matching single-map combiner with its default options."""
-    if not all(base.part(role) for role in ("perceptual", "alignment", "stage1", "stage2")):
+    if not all(base.part(role) for role in (PERCEPTUAL, ALIGNMENT, STAGE1, STAGE2)):
         raise UserError(
             f"--ablation needs a recipe with both indicators and both stages; {base.name!r} has "
             f"indicators {RecipeRow(base).indicators}, stages {RecipeRow(base).stages}"
@@ -127,14 +128,15 @@ def ablation_variants(base: Recipe) -> list[Recipe]:
     def variant(suffix: str, drop: str, combiner: str | None = None) -> Recipe:
         parts = {role: spec for role, spec in base.parts.items() if role != drop}
         if combiner is not None:
-            parts["combiner"] = PartSpec("combiner", combiner)
+            parts[COMBINER] = PartSpec(COMBINER, combiner)
         return attrs.evolve(base, name=f"{base.name}-{suffix}", parts=parts)
 
+    # the one-map combiners are registered under their map role's name
     return [
         base,
-        variant("alignment", drop="perceptual", combiner="alignment"),
-        variant("perceptual", drop="alignment", combiner="perceptual"),
-        variant("stage1", drop="stage2"),
+        variant(ALIGNMENT, drop=PERCEPTUAL, combiner=ALIGNMENT),
+        variant(PERCEPTUAL, drop=ALIGNMENT, combiner=PERCEPTUAL),
+        variant(STAGE1, drop=STAGE2),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -13,14 +14,16 @@ __all__ = ["Combiner", "check_size", "empty_mask"]
 
 @runtime_checkable
 class Combiner(Protocol):
-    """Combine a perceptual and an alignment QualityMap (either may be None) into a Mask.
+    """Combine the indicators' QualityMaps into a Mask.
 
-    ``size`` is the image's ``(width, height)``; the Mask comes back at ``(height, width)``.
+    ``maps`` holds every map the Refiner's indicators wrote, by role (``perceptual``,
+    ``alignment``, a recipe's extra roles); a role the recipe lacks is absent. A combiner uses
+    the roles it knows and ignores the others; the roles it cannot work without go in its
+    ``requires`` (``PartBase.requires``), which the Refiner checks when it is built. ``size`` is
+    the image's ``(width, height)``; the Mask comes back at ``(height, width)``.
     """
 
-    def combine(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> Mask: ...
+    def combine(self, maps: Mapping[str, QualityMap], size: tuple[int, int]) -> Mask: ...
 
 
 def empty_mask(size: tuple[int, int]) -> Mask:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
@@ -12,6 +13,7 @@ from grefine_kit.checks import number
 from grefine_kit.combiners.base import check_size, empty_mask
 from grefine_kit.images.ops import at_size, dilate, feather
 from grefine_kit.parts.base import PartBase
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.types import Mask, QualityMap
 
 __all__ = ["AlignmentCombiner", "GRefineCombiner", "PerceptualCombiner"]
@@ -33,7 +35,8 @@ class GRefineCombiner(PartBase):
         min_area: if the deficient pixels (before growing) cover less than this fraction of
             the image, the mask is empty (specks are not worth a diffusion pass); the refiner
             skips stage 1 for an empty mask.
-    A missing map (None) contributes no deficiency.
+    ``D`` sums ``1 − map`` over the roles in :attr:`roles` (perceptual and alignment); a role
+    the recipe lacks contributes no deficiency, maps of other roles are ignored.
     """
 
     threshold: float = attrs.field(default=0.5, validator=number(0.0, 2.0))
@@ -41,33 +44,31 @@ class GRefineCombiner(PartBase):
     feather: float = attrs.field(default=0.02, validator=number(0.0, 0.5))
     min_area: float = attrs.field(default=0.002, validator=number(0.0, 1.0))
 
-    #: maps that must be present ("perceptual", "alignment"); the refiner checks this at build time
+    #: map roles that must be present; the refiner checks this at build time
     requires: ClassVar[tuple[str, ...]] = ()
+    #: the map roles whose deficiencies ``D`` sums, in this order
+    roles: ClassVar[tuple[str, ...]] = (PERCEPTUAL, ALIGNMENT)
 
-    def deficiency(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> np.ndarray:
-        """``(H, W)`` float32 deficiency in [0, 2] (1 = bad), at ``size = (width, height)``."""
+    def deficiency(self, maps: Mapping[str, QualityMap], size: tuple[int, int]) -> np.ndarray:
+        """``(H, W)`` float32 deficiency (1 = bad; up to the number of :attr:`roles`), at
+        ``size = (width, height)``."""
         w, h = size
         d = np.zeros((h, w), np.float32)
-        if perceptual is not None:
-            d += 1.0 - at_size(perceptual, size)
-        if alignment is not None:
-            d += 1.0 - at_size(alignment, size)
+        for name in self.roles:
+            qmap = maps.get(name)
+            if qmap is not None:
+                d += 1.0 - at_size(qmap, size)
         return d
 
-    def _missing(self, perceptual: QualityMap | None, alignment: QualityMap | None) -> None:
-        given = {"perceptual": perceptual, "alignment": alignment}
+    def _missing(self, maps: Mapping[str, QualityMap]) -> None:
         for name in self.requires:
-            if given[name] is None:
+            if maps.get(name) is None:
                 raise ValueError(f"combiner {type(self).__name__} needs a {name} map; the recipe has none")
 
-    def combine(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> Mask:
+    def combine(self, maps: Mapping[str, QualityMap], size: tuple[int, int]) -> Mask:
         size = check_size(size)
-        self._missing(perceptual, alignment)
-        core = (self.deficiency(perceptual, alignment, size) > self.threshold).astype(np.float32)
+        self._missing(maps)
+        core = (self.deficiency(maps, size) > self.threshold).astype(np.float32)
         if core.mean() < self.min_area or not core.any():
             return empty_mask(size)
         return self._grow_and_feather(core, size)
@@ -88,21 +89,13 @@ class GRefineCombiner(PartBase):
 class PerceptualCombiner(GRefineCombiner):
     """Perceptual map only: ``D = 1 − P`` (the paper's Table 8 "PQ" ablation)."""
 
-    requires: ClassVar[tuple[str, ...]] = ("perceptual",)
-
-    def deficiency(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> np.ndarray:
-        return super().deficiency(perceptual, None, size)
+    requires: ClassVar[tuple[str, ...]] = (PERCEPTUAL,)
+    roles: ClassVar[tuple[str, ...]] = (PERCEPTUAL,)
 
 
 @attrs.define(kw_only=True)
 class AlignmentCombiner(GRefineCombiner):
     """Alignment defects only: ``D = 1 − A`` (the paper's Table 8 "AQ" ablation)."""
 
-    requires: ClassVar[tuple[str, ...]] = ("alignment",)
-
-    def deficiency(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> np.ndarray:
-        return super().deficiency(None, alignment, size)
+    requires: ClassVar[tuple[str, ...]] = (ALIGNMENT,)
+    roles: ClassVar[tuple[str, ...]] = (ALIGNMENT,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
@@ -24,7 +25,7 @@ class SoftCombiner(PartBase):
     ``soft = clip((D − low) / (high − low), 0, 1)``, smoothed over ``feather``; ``binary`` is
     its support (everything that may change). A pixel at ``D <= low`` is kept exactly, one at
     ``D >= high`` is fully repainted, in between it is mixed. ``min_area`` as in ``g-refine``
-    (measured on ``D > low``).
+    (measured on ``D > low``). ``D`` is ``g-refine``'s: the perceptual and alignment maps.
     """
 
     low: float = attrs.field(default=0.25, validator=number(0.0, 2.0))
@@ -38,11 +39,9 @@ class SoftCombiner(PartBase):
         if not self.high > self.low:
             raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
 
-    def combine(
-        self, perceptual: QualityMap | None, alignment: QualityMap | None, size: tuple[int, int]
-    ) -> Mask:
+    def combine(self, maps: Mapping[str, QualityMap], size: tuple[int, int]) -> Mask:
         size = check_size(size)
-        d = GRefineCombiner.deficiency(GRefineCombiner(), perceptual, alignment, size)
+        d = GRefineCombiner().deficiency(maps, size)
         weight = np.clip((d - self.low) / (self.high - self.low), 0.0, 1.0).astype(np.float32)
         if (weight > 0).mean() < self.min_area or not weight.any():
             return empty_mask(size)

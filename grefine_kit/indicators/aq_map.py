@@ -156,6 +156,8 @@ class AQMap(ClipIndicator):
     name: ClassVar[str] = "aq-map"
     #: what ``grefine evaluate`` correlates it with (the alignment MOS)
     quality_kind: ClassVar[str] = "alignment"
+    #: its maps carry the AlignmentReport (emphasis, per-phrase defects): the refiner stores it
+    writes_report: ClassVar[bool] = True
 
     parser: str = attrs.field(
         default="spacy", validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)]

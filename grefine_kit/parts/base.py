@@ -8,6 +8,9 @@ with a documented default (docs/plugins.md, "Capabilities"):
 - :attr:`PartBase.name`: a short label for messages and records. Default: the class name.
 - :attr:`PartBase.requires`: the maps (indicator roles) the part cannot work without; the
   Refiner checks at build time that earlier blocks write them. Default: none.
+- :attr:`PartBase.writes_report`: an indicator whose maps carry an ``AlignmentReport``
+  (``QualityMap.report``); its block writes the ``alignment_report`` state entry (emphasis,
+  regions). Default: False.
 - :attr:`PartBase.needs_prompt`: the part reads one prompt per image. Default: False.
 - :attr:`PartBase.needs_region`: an indicator that reads each item's region mask: it is called
   as ``score(images, prompts, regions=...)``. Default: False.
@@ -29,9 +32,10 @@ with a documented default (docs/plugins.md, "Capabilities"):
 The toolkit never probes a part for these names. It asks :func:`as_part` for a
 :class:`PartBase` view: a part derived from ``PartBase`` is its own view; any other object (a
 plugin part that only follows its kind's protocol) is wrapped in an adapter that supplies the
-defaults, except that ``name``, ``needs_prompt`` and ``score_range`` come from the part itself
-when its kind's protocol has them (indicators and metrics declare ``needs_prompt``, metrics
-``name`` and ``score_range``; a plugin indicator's ``name`` is read the same way).
+defaults, except that ``name``, ``needs_prompt``, ``writes_report`` and ``score_range`` come
+from the part itself when its kind's protocol has them (indicators and metrics declare
+``needs_prompt``, indicators may declare ``writes_report``, metrics ``name`` and
+``score_range``; a plugin indicator's ``name`` is read the same way).
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ class PartBase:
 
     #: indicator roles (``perceptual``, ``alignment``) whose maps this part needs
     requires: ClassVar[tuple[str, ...]] = ()
+    #: an indicator whose maps carry an AlignmentReport: the Refiner stores it as the
+    #: ``alignment_report`` entry
+    writes_report: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -183,6 +190,11 @@ class _ReadsPrompts(Protocol):
 
 
 @runtime_checkable
+class _WritesReport(Protocol):
+    writes_report: bool
+
+
+@runtime_checkable
 class _HasRange(Protocol):
     score_range: tuple[float, float]
 
@@ -203,6 +215,11 @@ class _ProtocolOnly(PartBase):
     @property
     def needs_prompt(self) -> bool:
         return bool(self.part.needs_prompt) if isinstance(self.part, _ReadsPrompts) else False
+
+    @property
+    def reports(self) -> bool:
+        """The part's own ``writes_report`` when it declares one (an indicator protocol member)."""
+        return bool(self.part.writes_report) if isinstance(self.part, _WritesReport) else False
 
     @property
     def score_range(self) -> tuple[float, float]:
@@ -226,6 +243,7 @@ class Capabilities:
     """The cheap declared values of a part, in one record (see :class:`PartBase`)."""
 
     requires: tuple[str, ...] = ()
+    writes_report: bool = False
     fetches_weights: bool = False
     needs_prompt: bool = False
     needs_region: bool = False
@@ -239,6 +257,7 @@ def capabilities(part: Any) -> Capabilities:
     view = as_part(part)
     return Capabilities(
         requires=tuple(type(view).requires),
+        writes_report=view.reports if isinstance(view, _ProtocolOnly) else bool(type(view).writes_report),
         fetches_weights=type(view).fetch_weights is not PartBase.fetch_weights,
         needs_prompt=bool(view.needs_prompt),
         needs_region=bool(view.needs_region),

@@ -19,7 +19,6 @@ from grefine_kit.hub import hub_reachable, offline_requested
 from grefine_kit.parts.base import capabilities
 from grefine_kit.readiness.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
 from grefine_kit.recipes.recipe import Recipe
-from grefine_kit.refiner.roles import ROLES
 
 
 def check_can_fetch(parts: Mapping[str, Any]) -> None:
@@ -69,7 +68,7 @@ def fetch_recipe_weights(recipe: Recipe) -> Iterator[str]:
     """Download every weight file the recipe's parts need; yields progress lines."""
     labelled = [
         (f"{slot.table} ({spec.part})", recipe.build_part(spec))
-        for slot in ROLES
+        for slot in recipe.roles
         if (spec := recipe.part(slot.name)) is not None
     ]
     yield from fetch_parts_weights(labelled)

@@ -291,10 +291,10 @@ def check_parts(parts: Mapping[str, object]) -> list[Missing]:
 def recipe_parts(recipe: Any) -> dict[str, Any]:
     """The ``Recipe``'s parts by role, built (cheap: nothing loads). (Typed ``Any``: this module
     stays below the recipe in the import graph, since parts call its checks.)"""
-    from grefine_kit.refiner.roles import ROLES
-
     return {
-        slot.table: recipe.build_part(spec) for slot in ROLES if (spec := recipe.part(slot.name)) is not None
+        slot.table: recipe.build_part(spec)
+        for slot in recipe.roles
+        if (spec := recipe.part(slot.name)) is not None
     }
 
 

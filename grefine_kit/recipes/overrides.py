@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.refiner.roles import ROLES
+from grefine_kit.parts.roles import ROLES, STAGE_ROLES
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
@@ -52,7 +52,7 @@ def shortcut_overrides(
     strength: float | None = None,
     negative_prompt: str | None = None,
     guidance_scale: float | None = None,
-    stages: Iterable[str] = ("stage1", "stage2"),
+    stages: Iterable[str] = STAGE_ROLES,
 ) -> list[tuple[str, Any]]:
     """The ``--set`` pairs the refine shortcuts stand for (``stages``: the recipe's stages).
 
@@ -136,8 +136,8 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _spec_for(recipe: Any, key: str) -> Any:
-
-    for slot in ROLES:
+    """The spec of the part whose table ``key`` is in (a recipe's extra roles included)."""
+    for slot in recipe.roles:
         if key.startswith(slot.table + "."):
             return recipe.part(slot.name)
     return None

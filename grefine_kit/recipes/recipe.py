@@ -32,8 +32,12 @@ Layout::
     [refiner]                    # RefinerOptions (iterations, strength rule, ...)
     iterations = 20
 
-The tables and their part kinds come from the role table (``grefine_kit.refiner.roles``); the blocks
-they become are checked like the Refiner checks them (every read written earlier).
+The tables and their part kinds come from the role table (``grefine_kit.parts.roles``). A recipe
+may add roles of its own: ``[indicators.<name>]`` (one more map, state entry ``maps.<name>``) and
+``[stages.<name>]`` (one more stage after stage 2, in written order; masked or global as its
+part's ``role`` says). :attr:`Recipe.roles` lists the recipe's roles in run order; everything
+that walks a recipe's parts (dump, build, fetch, preflight, the runners) iterates over it. The
+blocks the parts become are checked like the Refiner checks them (every read written earlier).
 """
 
 from __future__ import annotations
@@ -50,9 +54,19 @@ import attrs
 
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.parts.registry import Registry, check_options, error_text, get_registry, suggest
+from grefine_kit.parts.roles import (
+    INDICATOR_KIND,
+    INDICATORS,
+    ROLES,
+    STAGES,
+    Role,
+    extra_stage_role,
+    in_run_order,
+    indicator_role,
+    role_for,
+)
 from grefine_kit.recipes.toml_writer import dump_toml
-from grefine_kit.refiner.options import RefinerOptions
-from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES, Role
+from grefine_kit.refiner.options import RefinerOptions, check_role_names
 
 if TYPE_CHECKING:
     from grefine_kit.refiner.refiner import Refiner
@@ -60,7 +74,9 @@ if TYPE_CHECKING:
 __all__ = ["PartSpec", "Recipe", "dump_toml"]
 
 #: top-level keys: the scalars, then each role table's first key (``indicators``, ``combiner``, ...)
-TOP_LEVEL_KEYS = ("name", "description", "seed", *dict.fromkeys(r.path[0] for r in ROLES), "refiner")
+TOP_LEVEL_KEYS = ("name", "description", "seed", *dict.fromkeys(r.path[0] for r in ROLES), STAGES, "refiner")
+#: the grouping tables whose keys name roles: built-in or the recipe's own
+_GROUPS = {INDICATORS: indicator_role, STAGES: extra_stage_role}
 #: options the CLI's --device / --dtype override on every part that accepts them
 RUNTIME_OPTIONS = ("device", "dtype")
 
@@ -78,16 +94,15 @@ class PartSpec:
 
 
 def _parts(value: Mapping[str, PartSpec]) -> dict[str, PartSpec]:
-    known = {r.name for r in ROLES}
-    unknown = set(value) - known
-    if unknown:
-        raise ValueError(f"unknown roles {sorted(unknown)}; roles: {', '.join(known)}")
-    return {r.name: value[r.name] for r in ROLES if r.name in value}  # role-table order
+    """``value`` in run order; ``ValueError`` for a name that is no role of its spec's kind."""
+    roles = in_run_order(role_for(name, spec.kind) for name, spec in value.items())
+    check_role_names(r.name for r in roles if not r.builtin)
+    return {r.name: value[r.name] for r in roles}
 
 
 @attrs.frozen
 class Recipe:
-    """A validated recipe. ``parts`` maps role names (``grefine_kit.refiner.roles``) to PartSpecs;
+    """A validated recipe. ``parts`` maps role names (``grefine_kit.parts.roles``) to PartSpecs;
     ``refiner`` is the ``[refiner]`` table as written (see :attr:`options`). ``source`` says
     where it came from (a path or ``builtin:NAME``)."""
 
@@ -100,6 +115,12 @@ class Recipe:
     source: str = attrs.field(default="<memory>", eq=False)
     #: command-line ``--set`` values already applied (grefine_kit.recipes.overrides); reports record them
     overrides: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """The recipe's roles in run order: the built-in slots it fills and its extra
+        ``[indicators.<name>]`` / ``[stages.<name>]`` roles."""
+        return tuple(role_for(name, spec.kind) for name, spec in self.parts.items())
 
     def part(self, role: str) -> PartSpec | None:
         """The spec in role ``role`` (``perceptual``, ``stage1``, ...), None when absent."""
@@ -220,20 +241,18 @@ class Recipe:
                 raise fail(key, str(exc)) from exc
             return PartSpec(kind, part, options)
 
-        groups = {r.path[0] for r in ROLES if len(r.path) > 1}
-        for group in sorted(groups):
+        slots = [r for r in ROLES if len(r.path) == 1]
+        for group, make in _GROUPS.items():  # [indicators.<name>], [stages.<name>]: any role name
             table = data.get(group, {})
             if not isinstance(table, Mapping):
                 raise fail(group, f"must be a table, not {_type_name(table)}")
-            allowed = [r.path[1] for r in ROLES if r.path[0] == group]
             for key in table:
-                if key not in allowed:
-                    raise fail(
-                        f"{group}.{key}",
-                        f"unknown role{suggest(key, allowed)}; allowed: {', '.join(allowed)}",
-                    )
+                try:
+                    slots.append(make(str(key)))
+                except ValueError as exc:
+                    raise fail(f"{group}.{key}", str(exc)) from None
         parts: dict[str, PartSpec] = {}
-        for slot in ROLES:
+        for slot in in_run_order(slots):
             table = _lookup(data, slot.path)
             if table is not None:
                 parts[slot.name] = part_spec(slot, table)
@@ -256,7 +275,7 @@ class Recipe:
         if self.description:
             data["description"] = self.description
         data["seed"] = self.seed
-        for slot in ROLES:
+        for slot in self.roles:
             spec = self.parts.get(slot.name)
             if spec is not None:
                 *groups, last = slot.path
@@ -304,11 +323,12 @@ class Recipe:
             raise RecipeError(f"{self.source}: {exc}") from exc
 
     def build_indicators(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The recipe's indicators by role, built (lazily-loading: no weights yet)."""
+        """The recipe's indicators by role (built-in, then extra), built (lazily-loading: no
+        weights yet)."""
         return {
-            role: self.build_part(self.parts[role], registry)
-            for role in INDICATOR_ROLES
-            if role in self.parts
+            slot.name: self.build_part(self.parts[slot.name], registry)
+            for slot in self.roles
+            if slot.kind == INDICATOR_KIND
         }
 
     def build(self, registry: Registry | None = None) -> Refiner:
@@ -322,6 +342,7 @@ class Recipe:
                 **parts,
                 options=self.options,
                 part_names={role: spec.part for role, spec in self.parts.items()},
+                roles=self.roles,
                 seed=self.seed,
                 recipe_name=self.name,
                 recipe_hash=self.hash,
@@ -364,11 +385,10 @@ def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 def _check_graph(parts: Mapping[str, PartSpec], registry: Registry, source: str) -> None:
     """The Refiner's block check on the recipe's part classes (nothing is built)."""
     from grefine_kit.refiner.blocks import check_blocks, declared_io
-    from grefine_kit.refiner.roles import role
 
     io = []
     for name, spec in parts.items():
-        reads, writes = declared_io(role(name), registry.get(spec.kind, spec.part).load())
+        reads, writes = declared_io(role_for(name, spec.kind), registry.get(spec.kind, spec.part).load())
         io.append((f"{name} ({spec.part})", reads, writes))
     try:
         check_blocks(io)

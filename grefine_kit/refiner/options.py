@@ -7,7 +7,7 @@ versions accepted are refused with the change to make (:data:`MIGRATIONS`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -17,7 +17,7 @@ from grefine_kit.errors import UserError
 from grefine_kit.images.ops import COLOUR_MATCH_MODES
 from grefine_kit.parts.registry import error_text, suggest
 from grefine_kit.refiner.region_rules import PROMPT_FALLBACKS, RegionPrompts, SkipRules, parse_skip
-from grefine_kit.refiner.strength import STRENGTH_RULES, split_iterations
+from grefine_kit.refiner.strength import STRENGTH_RULES, StagePolicy, split_iterations
 
 __all__ = ["MIGRATIONS", "RefinerOptions", "option_names"]
 
@@ -117,13 +117,28 @@ class RefinerOptions:
     @property
     def uses_regions(self) -> list[str]:
         """The region options set away from their defaults (they need a ``[regions]`` table)."""
-        defaults = RefinerOptions()
-        return [k for k in _REGION_KEYS if getattr(self, k) != getattr(defaults, k)]
+        mine, defaults = attrs.asdict(self, recurse=False), attrs.asdict(RefinerOptions(), recurse=False)
+        return [k for k in _REGION_KEYS if mine[k] != defaults[k]]
 
     @property
     def steps(self) -> tuple[int, int]:
         """``(stage-1 steps, stage-2 steps)``: ``iterations`` split by ``split``."""
         return split_iterations(self.iterations, self.split)
+
+    def stage_policy(self, *, masked: bool) -> StagePolicy:
+        """The policy of a masked stage (stage 1's share of ``iterations``, the strength rule
+        and range, ``mask_min_area``) or of a global one (stage 2's share, strength ``delta``)."""
+        first, second = self.steps
+        if masked:
+            return StagePolicy(
+                steps=first,
+                rule=self.strength_rule,
+                strength_min=self.strength_min,
+                strength_max=self.strength_max,
+                delta=self.delta,
+                mask_min_area=self.mask_min_area,
+            )
+        return StagePolicy(steps=second, rule="delta", delta=self.delta, mask_min_area=self.mask_min_area)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> RefinerOptions:
@@ -158,3 +173,11 @@ def _table(options: RefinerOptions) -> dict[str, Any]:
 def option_names() -> list[str]:
     """The keys a ``[refiner]`` table accepts."""
     return [f.name for f in attrs.fields(RefinerOptions)]
+
+
+def check_role_names(names: Iterable[str]) -> None:
+    """``ValueError`` when an extra role would be called like a ``[refiner]`` option (the
+    Refiner takes both as keywords)."""
+    clash = sorted(set(names) & set(option_names()))
+    if clash:
+        raise ValueError(f"role name {clash[0]!r} is taken (a refiner option)")

@@ -21,10 +21,18 @@ from PIL import Image
 
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import UserError
+from grefine_kit.parts.roles import (
+    ALIGNMENT,
+    INDICATOR_KIND,
+    INDICATOR_ROLES,
+    PERCEPTUAL,
+    REGIONS,
+    ROLES,
+    Role,
+)
 from grefine_kit.refiner.blocks import Block, IndicatorBlock, blocks_for, check_blocks
-from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions
+from grefine_kit.refiner.options import MIGRATIONS, RefinerOptions, check_role_names
 from grefine_kit.refiner.region_rules import RegionPromptError, RegionPrompts
-from grefine_kit.refiner.roles import INDICATOR_ROLES, ROLES
 from grefine_kit.refiner.stage_runs import paste_back
 from grefine_kit.refiner.state import RefineState
 from grefine_kit.regions.base import Region
@@ -66,21 +74,24 @@ class RefineResult:
 
     @property
     def perceptual(self) -> QualityMap | None:
-        """Shorthand for ``maps.get("perceptual")``."""
-        return self.maps.get("perceptual")
+        """Shorthand for ``maps.get(PERCEPTUAL)``."""
+        return self.maps.get(PERCEPTUAL)
 
     @property
     def alignment(self) -> QualityMap | None:
-        """Shorthand for ``maps.get("alignment")``."""
-        return self.maps.get("alignment")
+        """Shorthand for ``maps.get(ALIGNMENT)``."""
+        return self.maps.get(ALIGNMENT)
 
 
 class Refiner:
     """Runs a list of blocks; construction checks the list and loads nothing.
 
     Build it from parts by role (``perceptual``, ``alignment``, ``combiner``, ``regions``,
-    ``stage1``, ``stage2``; see :mod:`grefine_kit.refiner.roles`) plus ``[refiner]`` options as keywords
-    or an ``options`` object, or from ready ``blocks``. Nothing is added that was not given:
+    ``stage1``, ``stage2``; see :mod:`grefine_kit.parts.roles`) plus ``[refiner]`` options as keywords
+    or an ``options`` object, or from ready ``blocks``. ``roles`` declares extra roles
+    (:func:`~grefine_kit.parts.roles.indicator_role`,
+    :func:`~grefine_kit.parts.roles.extra_stage_role`) whose parts are then given as keywords
+    by their names too; a recipe's ``build()`` passes its own. Nothing is added that was not given:
     without a combiner there is no mask, so a stage 1 is refused (it reads ``mask``), and a
     recipe of only a stage 2 is a whole-image img2img pass.
 
@@ -100,10 +111,13 @@ class Refiner:
         recipe_hash: str = "",
         recipe_overrides: Mapping[str, Any] | None = None,
         part_names: Mapping[str, str] | None = None,
+        roles: Sequence[Role] = (),
         **parts_and_options: Any,
     ) -> None:
-        parts = {k: v for k, v in parts_and_options.items() if k in _ROLE_NAMES}
-        table = {k: v for k, v in parts_and_options.items() if k not in _ROLE_NAMES}
+        check_role_names(r.name for r in roles if not r.builtin)
+        role_names = _ROLE_NAMES | {r.name for r in roles}
+        parts = {k: v for k, v in parts_and_options.items() if k in role_names}
+        table = {k: v for k, v in parts_and_options.items() if k not in role_names}
         for key in table:
             if key in MIGRATIONS:
                 raise TypeError(f"{key}: {MIGRATIONS[key]}")
@@ -120,8 +134,8 @@ class Refiner:
             self.blocks = tuple(blocks)
             check_blocks((b.label, b.reads, b.writes) for b in self.blocks)
         else:
-            self.blocks = blocks_for(parts, self.options, part_names)
-        if self.options.uses_regions and self.part("regions") is None:
+            self.blocks = blocks_for(parts, self.options, part_names, roles)
+        if self.options.uses_regions and self.part(REGIONS) is None:
             raise ValueError(
                 f"{', '.join(self.options.uses_regions)} act on regions: add a [regions] table "
                 '(e.g. part = "components") or leave them out'
@@ -140,6 +154,20 @@ class Refiner:
         """True when a part reads each item's own region mask (a manifest's ``region``
         column): only then does the runner read those masks."""
         return any(isinstance(b, IndicatorBlock) and b.needs_region for b in self.blocks)
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """The roles of the Refiner's blocks, in run order."""
+        return tuple(b.slot for b in self.blocks)
+
+    @property
+    def score_roles(self) -> tuple[str, ...]:
+        """The report's ``scores`` keys: the built-in indicator roles (None when absent), then
+        the extra indicator roles the Refiner has."""
+        extra = [
+            b.name for b in self.blocks if b.slot.kind == INDICATOR_KIND and b.name not in INDICATOR_ROLES
+        ]
+        return (*INDICATOR_ROLES, *extra)
 
     @property
     def batch_size(self) -> int:
@@ -183,7 +211,7 @@ class Refiner:
         for item in items:
             image, prompt, image_id, *rest = item
             own = rest[1] if len(rest) > 1 else None
-            if own is not None and self.part("regions") is None:
+            if own is not None and self.part(REGIONS) is None:
                 raise UserError(
                     f"{image_id}: region prompts need a regions block (a [regions] table in the recipe)"
                 )
@@ -236,7 +264,7 @@ class Refiner:
             "prompt": state.prompt,
             "size": list(state.size),
             "seed": state.seed,
-            "scores": {r: state.score(r) for r in INDICATOR_ROLES},
+            "scores": {r: state.score(r) for r in self.score_roles},
             "mask_area": mask.area,
             "ssim_unmasked": _ssim_unmasked(state.image, state.original, mask),
             "emphasis": [list(e) for e in state.emphasis],

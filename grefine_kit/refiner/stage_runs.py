@@ -1,10 +1,12 @@
-"""Running the two stage roles over a RefineState: whole-image, per region, global.
+"""Running a stage over a RefineState: masked (whole-image or per region) or global.
 
-Stage 1 (``masked``) runs once on the whole image with the combiner's mask when the recipe has
-no regions block, else once per region on the region's crop with the region's own mask,
-conditioning and seed. Either way the result is pasted back through the soft mask, so every
-pixel outside the mask (or outside every region) is the input's exactly. Stage 2 (``global``)
-is a mild pass over the whole image.
+A masked stage (stage 1, or an extra masked stage) runs once on the whole image with the
+combiner's mask when the recipe has no regions block, else once per region on the region's crop
+with the region's own mask, conditioning and seed. Either way the result is pasted back through
+the soft mask, so every pixel outside the mask (or outside every region) is the input's
+exactly. A global stage (stage 2, or an extra global stage) is a pass over the whole image.
+The stage block's :class:`~grefine_kit.refiner.strength.StagePolicy` gives the strength, the
+steps and the skip threshold; ``name`` (the stage's role) keys its previews and messages.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from PIL import Image
 
 from grefine_kit.images.ops import match_colour
 from grefine_kit.refiner.region_rules import RegionPrompts, plan_regions
-from grefine_kit.refiner.roles import INDICATOR_ROLES
-from grefine_kit.refiner.strength import stage1_strength
-from grefine_kit.stages.base import StageRequest, StageResult, derive_seed
+from grefine_kit.stages.base import Stage, StageRequest, StageResult, derive_seed
 
 if TYPE_CHECKING:
     from grefine_kit.refiner.options import RefinerOptions
     from grefine_kit.refiner.state import RefineState
+    from grefine_kit.refiner.strength import StagePolicy
 
 __all__ = ["paste_back", "region_seed", "run_global", "run_masked", "stage_report"]
 
@@ -52,15 +53,17 @@ def _checked(result: StageResult, size: tuple[int, int], name: str) -> StageResu
     return result
 
 
-def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[str, Any]:
-    """Stage 1 over ``state`` (writes ``state.image``); returns the stage's report entry."""
-    steps = options.steps[0]
-    p, a = (state.score(r) for r in INDICATOR_ROLES)
-    strength = stage1_strength(p, a, options.strength_rule, options.strength_min, options.strength_max)
+def run_masked(
+    stage: Stage, state: RefineState, policy: StagePolicy, options: RefinerOptions, name: str
+) -> dict[str, Any]:
+    """A masked stage over ``state`` (writes ``state.image``); returns the stage's report entry.
+    ``options`` gives the region prompt rules and the colour matching of the paste-back."""
+    steps = policy.steps
+    strength = policy.strength(state.score)
     mask = state.mask
     assert mask is not None  # check_blocks: a masked stage reads "mask"
-    if not mask.binary.any() or mask.area <= options.mask_min_area:
-        reason = f"mask nearly empty (area {mask.area:.4g} <= mask_min_area {options.mask_min_area:.4g})"
+    if not mask.binary.any() or mask.area <= policy.mask_min_area:
+        reason = f"mask nearly empty (area {mask.area:.4g} <= mask_min_area {policy.mask_min_area:.4g})"
         skipped = StageResult(image=state.image)
         return {**stage_report(skipped, strength, steps), "skipped": reason, "regions": None}
     if state.regions is None:
@@ -73,11 +76,11 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             steps=steps,
             seed=state.seed,
         )
-        result = _checked(stage.run(request), state.image.size, "stage1")
+        result = _checked(stage.run(request), state.image.size, name)
         if result.previews:
             match = _matching(options)
             shown = [(k, paste_back(state.image, im, mask.soft, *match)) for k, im in result.previews]
-            state.previews["stage1"] = shown
+            state.previews[name] = shown
         state.image = paste_back(state.image, result.image, mask.soft, *_matching(options))
         return {**stage_report(result, strength, steps), "regions": None}
     current = state.image.copy()
@@ -110,11 +113,11 @@ def run_masked(stage: Any, state: RefineState, options: RefinerOptions) -> dict[
             seed=seed,
             max_upscale=region.max_upscale,
         )
-        result = _checked(stage.run(request), crop.size, f"stage1 on region {index}")
+        result = _checked(stage.run(request), crop.size, f"{name} on region {index}")
         for k, im in result.previews:
             whole = current.copy()
             whole.paste(paste_back(crop, im, region.mask.soft, *_matching(options)), region.crop[:2])
-            state.previews.setdefault(f"stage1-region{index}", []).append((k, whole))
+            state.previews.setdefault(f"{name}-region{index}", []).append((k, whole))
         current.paste(paste_back(crop, result.image, region.mask.soft, *_matching(options)), region.crop[:2])
         per_region.append({**entry, **stage_report(result, strength, steps), "seed": seed})
     state.image = current
@@ -139,23 +142,24 @@ def _why_none(per_region: list[dict[str, Any]]) -> str:
     return "every region skipped: " + "; ".join(sorted({str(r["skipped"]) for r in per_region}))
 
 
-def run_global(stage: Any, state: RefineState, options: RefinerOptions) -> dict[str, Any]:
-    """Stage 2 over ``state`` (writes ``state.image``); returns the stage's report entry."""
-    steps = options.steps[1]
+def run_global(stage: Stage, state: RefineState, policy: StagePolicy, name: str) -> dict[str, Any]:
+    """A global stage over ``state`` (writes ``state.image``); returns the stage's report entry."""
+    steps = policy.steps
+    strength = policy.strength(state.score)
     request = StageRequest(
         image=state.image,
         mask=None,
         prompt=state.prompt,
         emphasis=state.emphasis,
-        strength=options.delta,
+        strength=strength,
         steps=steps,
         seed=state.seed,
     )
-    result = _checked(stage.run(request), state.image.size, "stage2")
+    result = _checked(stage.run(request), state.image.size, name)
     if result.previews:
-        state.previews["stage2"] = list(result.previews)
+        state.previews[name] = list(result.previews)
     state.image = result.image
-    return stage_report(result, options.delta, steps)
+    return stage_report(result, strength, steps)
 
 
 def paste_back(

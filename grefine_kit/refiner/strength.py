@@ -1,54 +1,37 @@
-"""Stage strength and step arithmetic (docs/design.md 6.4-6.5, paper eq. 9).
+"""Stage strength and the stage policy (docs/design.md 6.4-6.5, paper eq. 9).
 
-diffusers img2img/inpaint pipelines build a schedule of ``steps`` timesteps and run only its last
-``int(steps * strength)`` (their ``get_timesteps``); zero crashes deep in the VAE instead of
-raising. We compute that number with the same expression *before* calling diffusers.
+A stage block holds a :class:`StagePolicy`: how strongly its stage runs (a quality-driven rule
+for a masked stage, the fixed ``delta`` for a global one), how many schedule steps it gets, when
+it skips (``mask_min_area``) and which indicator roles' scores decide the strength. The policy
+is built from the recipe's ``[refiner]`` options (:meth:`StagePolicy.masked`,
+:meth:`StagePolicy.global_pass`). diffusers step arithmetic lives in
+:mod:`grefine_kit.stages.steps`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = [
-    "STEP_RULES",
+    "SCORE_ROLES",
     "STRENGTH_RULES",
+    "StagePolicy",
     "quality_of",
-    "schedule_for",
     "split_iterations",
     "stage1_strength",
-    "steps_that_run",
+    "strength_for",
 ]
 
 #: ``falling``: strength falls as quality rises (HQ images are barely touched; our default);
 #: ``paper``: the paper's literal ``(p + a) / 2``; ``fixed``: always ``strength_max``.
 STRENGTH_RULES = ("falling", "paper", "fixed")
-
-
-def steps_that_run(steps: int, strength: float) -> int:
-    """Denoising steps a diffusers img2img/inpaint call runs: ``int(steps * strength)``, capped
-    at ``steps`` (the exact expression of diffusers' ``get_timesteps``, float round-off included)."""
-    if steps < 0 or not (0.0 <= strength <= 1.0):
-        raise ValueError(f"need steps >= 0 and strength in [0, 1]; got {steps}, {strength}")
-    return min(int(steps * strength), steps)
-
-
-#: what a stage's share of ``iterations`` counts: ``schedule`` (the diffusers schedule length, of
-#: which ``int(steps × strength)`` run; our default) or ``denoising`` (the denoising steps that
-#: run, the paper's n1 = n2 of eq. 10; the schedule is lengthened to fit)
-STEP_RULES = ("schedule", "denoising")
-
-
-def schedule_for(denoising_steps: int, strength: float) -> int:
-    """The shortest schedule length ``S`` with ``steps_that_run(S, strength) == denoising_steps``
-    (0 when ``strength`` or ``denoising_steps`` is 0: nothing runs)."""
-    if denoising_steps < 0 or not (0.0 <= strength <= 1.0):
-        raise ValueError(f"need steps >= 0 and strength in [0, 1]; got {denoising_steps}, {strength}")
-    if denoising_steps == 0 or strength == 0.0:
-        return 0
-    length = max(denoising_steps, math.ceil(denoising_steps / strength) - 1)
-    while steps_that_run(length, strength) < denoising_steps:
-        length += 1
-    return length
+#: the indicator roles whose scores decide a masked stage's strength (paper eq. 9: p and a)
+SCORE_ROLES: tuple[str, ...] = (PERCEPTUAL, ALIGNMENT)
 
 
 def split_iterations(iterations: int, split: float) -> tuple[int, int]:
@@ -60,15 +43,37 @@ def split_iterations(iterations: int, split: float) -> tuple[int, int]:
     return first, iterations - first
 
 
-def quality_of(perceptual: float | None, alignment: float | None) -> float:
-    """Mean of the available scores in [0, 1]; 0.5 (undecided) when neither is available."""
-    scores = [s for s in (perceptual, alignment) if s is not None]
-    if not scores:
+def quality_of(*scores: float | None) -> float:
+    """Mean of the available scores in [0, 1]; 0.5 (undecided) when none is available."""
+    given = [s for s in scores if s is not None]
+    if not given:
         return 0.5
-    q = sum(scores) / len(scores)
+    q = sum(given) / len(given)
     if not math.isfinite(q):
-        raise ValueError(f"scores must be finite; got {perceptual}, {alignment}")
+        raise ValueError(f"scores must be finite; got {', '.join(map(str, scores))}")
     return min(max(q, 0.0), 1.0)
+
+
+def strength_for(
+    scores: Sequence[float | None], rule: str = "falling", minimum: float = 0.3, maximum: float = 0.95
+) -> float:
+    """A masked stage's strength in [0, 1] from image scores (higher = better).
+
+    - ``falling``: ``minimum + (maximum − minimum) · (1 − q)`` with ``q`` the mean score.
+    - ``paper``: ``q`` itself, the paper's literal ``(p + a)/2`` (it *rises* with quality).
+    - ``fixed``: ``maximum``.
+    A missing score (None) is left out of the mean (``q`` = 0.5 when all are missing).
+    """
+    if rule not in STRENGTH_RULES:
+        raise ValueError(f"strength rule must be one of {STRENGTH_RULES}; got {rule!r}")
+    if not (0.0 <= minimum <= maximum <= 1.0):
+        raise ValueError(f"need 0 <= minimum <= maximum <= 1; got {minimum}, {maximum}")
+    q = quality_of(*scores)
+    if rule == "paper":
+        return q
+    if rule == "fixed":
+        return maximum
+    return minimum + (maximum - minimum) * (1.0 - q)
 
 
 def stage1_strength(
@@ -78,20 +83,37 @@ def stage1_strength(
     minimum: float = 0.3,
     maximum: float = 0.95,
 ) -> float:
-    """Stage-1 (masked) strength in [0, 1] from the image scores ``p`` and ``a`` (higher = better).
+    """:func:`strength_for` of the perceptual and alignment scores (the built-in stage 1's rule)."""
+    return strength_for((perceptual, alignment), rule, minimum, maximum)
 
-    - ``falling``: ``minimum + (maximum − minimum) · (1 − q)`` with ``q`` the mean score.
-    - ``paper``: ``q`` itself, the paper's literal ``(p + a)/2`` (it *rises* with quality).
-    - ``fixed``: ``maximum``.
-    A missing score is left out of the mean (``q`` = 0.5 when both are missing).
+
+@attrs.frozen(kw_only=True)
+class StagePolicy:
+    """How a stage block runs its stage.
+
+    Attributes:
+        steps: the schedule length the stage gets (its share of ``iterations``).
+        rule: ``falling`` / ``paper`` / ``fixed`` (:func:`strength_for`), or ``delta``: always
+            ``delta`` (a global pass).
+        strength_min / strength_max: the strength range of the quality-driven rules.
+        delta: the strength of the ``delta`` rule.
+        mask_min_area: a masked stage skips when the mask covers this fraction or less.
+        score_roles: the indicator roles whose scores decide the strength (absent ones are
+            left out of the mean).
     """
-    if rule not in STRENGTH_RULES:
-        raise ValueError(f"strength rule must be one of {STRENGTH_RULES}; got {rule!r}")
-    if not (0.0 <= minimum <= maximum <= 1.0):
-        raise ValueError(f"need 0 <= minimum <= maximum <= 1; got {minimum}, {maximum}")
-    q = quality_of(perceptual, alignment)
-    if rule == "paper":
-        return q
-    if rule == "fixed":
-        return maximum
-    return minimum + (maximum - minimum) * (1.0 - q)
+
+    steps: int = attrs.field(validator=attrs.validators.ge(0))
+    rule: str = attrs.field(default="falling", validator=attrs.validators.in_((*STRENGTH_RULES, "delta")))
+    strength_min: float = 0.3
+    strength_max: float = 0.95
+    delta: float = 0.2
+    mask_min_area: float = 0.0
+    score_roles: tuple[str, ...] = SCORE_ROLES
+
+    def strength(self, score: Callable[[str], float | None]) -> float:
+        """The strength for an image whose role scores ``score(role)`` gives (None: absent)."""
+        if self.rule == "delta":
+            return self.delta
+        return strength_for(
+            [score(r) for r in self.score_roles], self.rule, self.strength_min, self.strength_max
+        )

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 
 __all__ = ["MERGE_MODES", "SOURCES", "Box", "Region", "RegionDetector"]
@@ -15,7 +16,7 @@ __all__ = ["MERGE_MODES", "SOURCES", "Box", "Region", "RegionDetector"]
 #: ``each``: one crop per region; ``single``: one crop around the whole mask (the old only_masked)
 MERGE_MODES = ("each", "single")
 #: what made a region: a map role, ``mask`` (no map explains it), ``mixed`` (a merged region)
-SOURCES = ("perceptual", "alignment", "mask", "mixed")
+SOURCES = (PERCEPTUAL, ALIGNMENT, "mask", "mixed")
 
 Box = tuple[int, int, int, int]
 
@@ -76,7 +77,9 @@ class Region:
 class RegionDetector(Protocol):
     """Split a mask into regions.
 
-    ``maps`` holds the indicators' QualityMaps by role (1 = good); ``report`` the alignment
+    ``maps`` holds the indicators' QualityMaps by role (1 = good; a recipe's extra roles
+    included: a detector uses the roles it knows, and lists those it cannot work without in
+    ``requires``); ``report`` the alignment
     report (its ``defect_maps`` say which phrase is wrong where) or None. An empty mask gives no
     regions. Regions may overlap; stage 1 refines them in the order given.
     """

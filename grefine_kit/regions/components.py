@@ -11,6 +11,7 @@ import numpy as np
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.images.ops import at_size, dilate, feather
 from grefine_kit.parts.base import PartBase
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 from grefine_kit.regions.base import MERGE_MODES, Box, Region
 from grefine_kit.types import AlignmentReport, Mask, QualityMap
 
@@ -246,16 +247,16 @@ def _evidence(
 ) -> list[tuple[str, str | None, np.ndarray]]:
     """``(source, phrase, deficiency map)`` candidates: 1 − P, then each defective phrase's map."""
     out: list[tuple[str, str | None, np.ndarray]] = []
-    perceptual = maps.get("perceptual")
+    perceptual = maps.get(PERCEPTUAL)
     if perceptual is not None:
-        out.append(("perceptual", None, 1.0 - at_size(perceptual, size)))
+        out.append((PERCEPTUAL, None, 1.0 - at_size(perceptual, size)))
     if report is not None and report.defect_maps:
         w, h = size
         for phrase, region in report.defect_maps.items():
             if region.shape != (h, w):  # resized like the combiner resizes maps
                 region = at_size(QualityMap(map=np.clip(region, 0, 1), score=0.0), size)
             arr = region
-            out.append(("alignment", phrase, np.asarray(arr, np.float32)))
-    elif "alignment" in maps:  # an alignment map without a report: no phrase to name
-        out.append(("alignment", None, 1.0 - at_size(maps["alignment"], size)))
+            out.append((ALIGNMENT, phrase, np.asarray(arr, np.float32)))
+    elif ALIGNMENT in maps:  # an alignment map without a report: no phrase to name
+        out.append((ALIGNMENT, None, 1.0 - at_size(maps[ALIGNMENT], size)))
     return out

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL, STAGE_ROLES
 from grefine_kit.runs.items import display_path
 
 __all__ = ["ReportItem", "collect"]
@@ -37,9 +38,9 @@ _TAGS = {
     "pq.heatmap": "PQ-Map",
     "aq.heatmap": "AQ-Map",
     "pq": "PQ-Map",
-    "perceptual": "PQ-Map",
+    PERCEPTUAL: "PQ-Map",
     "aq": "AQ-Map",
-    "alignment": "AQ-Map",
+    ALIGNMENT: "AQ-Map",
     "heatmap": "heatmap",
     "map": "heatmap",
 }
@@ -167,14 +168,26 @@ def _fidelity(path: Path) -> Mapping[str, Any]:
     }
 
 
+def _stage_names(rec: Mapping[str, Any]) -> list[str]:
+    """The record's stage entries: the built-in stages, then a recipe's extra stages (blocks
+    whose entry is a stage report, with ``steps_run``)."""
+    blocks = rec.get("blocks") if isinstance(rec.get("blocks"), list) else []
+    extra = [str(b).split(" (")[0] for b in blocks or ()]
+    return [
+        k
+        for k in dict.fromkeys([*STAGE_ROLES, *extra])
+        if k in STAGE_ROLES or (isinstance(rec.get(k), Mapping) and "steps_run" in rec[k])
+    ]
+
+
 def _refine_item(rec: Mapping[str, Any], folder: Path, inputs: Path | None) -> ReportItem:
     output = str(rec.get("output") or rec.get("image_id") or rec.get("file") or "?")
     stem = Path(output).stem
     heatmaps, mask = _overlays(folder, stem)
     maps: Mapping[str, Any] = rec["maps"] if isinstance(rec.get("maps"), Mapping) else {}
-    alignment = maps.get("alignment")
+    alignment = maps.get(ALIGNMENT)
     scores: Mapping[str, Any] = rec["scores"] if isinstance(rec.get("scores"), Mapping) else {}
-    stages = {k: rec[k] for k in ("stage1", "stage2") if isinstance(rec.get(k), Mapping)}
+    stages = {k: rec[k] for k in _stage_names(rec) if isinstance(rec.get(k), Mapping)}
     details = [m.get("details") for m in maps.values() if isinstance(m, Mapping)]
     return ReportItem(
         name=output,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from grefine_kit.parts.roles import STAGE1
 from grefine_kit.report.collect import ReportItem
 from grefine_kit.report.page import SCRIPT, STYLE
 
@@ -170,7 +171,7 @@ def _fidelity_cell(item: ReportItem) -> str:
 def _regions_cell(item: ReportItem) -> str:
     """Stage 1's regions: index, label, area, score, the prompt used (and where it came from)
     or why the region was left alone."""
-    stage1 = item.stages.get("stage1")
+    stage1 = item.stages.get(STAGE1)
     regions = stage1.get("regions") if isinstance(stage1, Mapping) else None
     if not isinstance(regions, list) or not regions:
         return ""

@@ -108,14 +108,17 @@ def refine_files(
 def _config(refiner: Any) -> str:
     """The configuration part of every item's fingerprint: the recipe hash, plus the SHA-256 of
     the local files the stages read beyond their models (LoRAs, a VAE), when any do."""
+    from grefine_kit.parts.roles import STAGE_KIND, STAGE_ROLES
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.refiner.roles import STAGE_ROLES
+    from grefine_kit.refiner.refiner import Refiner
     from grefine_kit.stages.controls import stage_file_digests
 
     recipe_hash = refiner.hash if isinstance(refiner, Recipe) else getattr(refiner, "recipe_hash", "")
     base = recipe_hash or config_hash({"refiner": type(refiner).__qualname__})
     if isinstance(refiner, Recipe):
-        stages = [refiner.build_part(spec) for role, spec in refiner.parts.items() if role in STAGE_ROLES]
+        stages = [refiner.build_part(spec) for spec in refiner.parts.values() if spec.kind == STAGE_KIND]
+    elif isinstance(refiner, Refiner):  # its stages, a recipe's extra ones included
+        stages = [refiner.part(r.name) for r in refiner.roles if r.kind == STAGE_KIND]
     else:
         part = getattr(refiner, "part", None)
         stages = [part(role) for role in STAGE_ROLES] if callable(part) else []

@@ -22,7 +22,7 @@ from grefine_kit.engines.base import Task
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.refiner.roles import ROLES
+from grefine_kit.parts.roles import indicator_role
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
 from grefine_kit.runs.items import display_path
@@ -289,9 +289,9 @@ def write_outputs(out: Path, names: OutputNames, result: Any, image: Any, save_m
             mask = Image.fromarray((result.mask.binary * 255).astype("uint8"), "L")
             atomic.write_png(out / names.mask, mask)
             written.append(names.mask)
-        for slot in ROLES:
-            qmap = result.maps.get(slot.name)
-            if qmap is not None and slot.tag:
+        for role_name, qmap in result.maps.items():  # run order: built-in roles, then extra ones
+            slot = indicator_role(role_name)
+            if slot.tag:
                 heatmap = overlay_heatmap(image, qmap.map, legend=True)
                 atomic.write_png(out / names.heatmap(slot.tag), heatmap, compress_level=3)
                 atomic.write_npy(out / names.raw_map(slot.tag), np.asarray(qmap.map, dtype=np.float32))

@@ -8,7 +8,10 @@ the request image's size. ``role`` tells the refiner how to use it:
   trip does).
 - ``"global"``: stage 2; a mild pass over the whole image, ``mask`` is None.
 - ``"any"``: either slot; the stage tells them apart by ``request.mask`` (None in the global
-  slot). The weight-free ``restore`` stage is one.
+  slot).
+
+A recipe's extra ``[stages.<name>]`` runs after stage 2 as its part's ``role`` says: ``masked``
+with the mask, ``global`` (or ``any``) over the whole image. The weight-free ``restore`` stage is one.
 
 A stage that has nothing to do (0 steps would run, empty mask) returns the input image with
 ``skipped`` set to a human-readable reason; it never raises for that.
@@ -24,11 +27,13 @@ import attrs
 from attrs import validators as v
 from PIL import Image
 
+from grefine_kit.parts.roles import ANY_STAGE, GLOBAL, MASKED
 from grefine_kit.types import Mask
 
 __all__ = ["ROLES", "Stage", "StageRequest", "StageResult", "derive_seed", "skipped_result"]
 
-ROLES = ("masked", "global", "any")
+#: what ``Stage.role`` may be (grefine_kit.parts.roles spells them)
+ROLES = (MASKED, GLOBAL, ANY_STAGE)
 
 
 def _check_strength(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 from grefine_kit.checks import choice, integer, number
 from grefine_kit.devices import DTYPE_NAMES, check_runnable
 from grefine_kit.parts.base import HubWeights, Missing, PartBase
-from grefine_kit.refiner.strength import STEP_RULES, schedule_for, steps_that_run
+from grefine_kit.parts.roles import GLOBAL, MASKED
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
 from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs
@@ -32,6 +32,7 @@ from grefine_kit.stages.loading import download_weights, load_pipeline
 from grefine_kit.stages.schedulers import check_scheduler_name
 from grefine_kit.stages.stage_setup import check_attention_slicing, prepare_call, stage_view
 from grefine_kit.stages.stepping import step_callback
+from grefine_kit.stages.steps import STEP_RULES, schedule_for, steps_that_run
 from grefine_kit.stages.weights import stage_findings, stage_hub_weights
 
 __all__ = ["DEFAULT_IMG2IMG_MODEL", "DEFAULT_INPAINT_MODEL", "Img2ImgStage", "InpaintStage", "working_size"]
@@ -230,14 +231,14 @@ class _DiffusersStage(PartBase):
                 started,
             )
         mask = request.mask.binary if request.mask is not None else None
-        if self.role == "masked" and (mask is None or not mask.any()):
+        if self.role == MASKED and (mask is None or not mask.any()):
             return skipped_result(request, "empty mask", started)
         import torch
 
         pipe = self.pipeline()
         size, res = request.image.size, self.native_resolution()
         target = working_size(size, res, self.resize, request.max_upscale, size_multiple(pipe))
-        work_mask_source = mask if self.role == "masked" else None
+        work_mask_source = mask if self.role == MASKED else None
         image, work_mask, back = _to_working(request.image, work_mask_source, target, self.resize)
         scale = self.guidance()
         guidance = scale > 1 and uses_cfg(pipe)
@@ -321,7 +322,7 @@ class InpaintStage(_DiffusersStage):
     """
 
     task: ClassVar[str] = "inpaint"
-    role: ClassVar[str] = "masked"
+    role: ClassVar[str] = MASKED
 
     model: str = attrs.field(default=DEFAULT_INPAINT_MODEL, validator=v.instance_of(str))
     controlnet: str = attrs.field(default="", validator=v.instance_of(str))
@@ -341,6 +342,6 @@ class Img2ImgStage(_DiffusersStage):
     restoration model such as PASD can replace this stage through a plugin."""
 
     task: ClassVar[str] = "img2img"
-    role: ClassVar[str] = "global"
+    role: ClassVar[str] = GLOBAL
 
     model: str = attrs.field(default=DEFAULT_IMG2IMG_MODEL, validator=v.instance_of(str))

@@ -102,20 +102,31 @@ def _qmap(value: float, size: tuple[int, int]) -> QualityMap:
 
 
 def check_combiner(combiner: Any, size: tuple[int, int] = (40, 24)) -> None:
-    """A combiner returns a Mask at the image's size; perfect maps never ask for more repainting
-    than terrible ones (1 = good in maps, 1 = repaint in masks)."""
+    """A combiner takes the maps by role (``combine(maps, size)``) and returns a Mask at the
+    image's size; perfect maps never ask for more repainting than terrible ones (1 = good in
+    maps, 1 = repaint in masks); a map of a role it does not know is ignored, not refused.
+    The maps given are the perceptual and alignment roles plus every role in ``requires``."""
+    from grefine_kit.parts.base import capabilities
+    from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
+
     w, h = size
+    roles = tuple(dict.fromkeys((PERCEPTUAL, ALIGNMENT, *capabilities(combiner).requires)))
     rng = np.random.default_rng(0)
-    p = QualityMap(map=rng.random((h, w), dtype=np.float32), score=0.5, indicator="check")
-    a = QualityMap(map=rng.random((h, w), dtype=np.float32), score=0.5, indicator="check")
-    mask = combiner.combine(p, a, size)
+    maps = {
+        r: QualityMap(map=rng.random((h, w), dtype=np.float32), score=0.5, indicator="check") for r in roles
+    }
+    mask = combiner.combine(maps, size)
     assert isinstance(mask, Mask), f"combine() returned {type(mask).__name__}, not Mask"
     assert mask.binary.shape == (h, w), f"mask shape {mask.binary.shape} != (H, W) {(h, w)}"
     assert set(np.unique(mask.binary)).issubset({0.0, 1.0}), "binary mask must hold only 0 and 1"
-    good = combiner.combine(_qmap(1.0, size), _qmap(1.0, size), size)
-    bad = combiner.combine(_qmap(0.0, size), _qmap(0.0, size), size)
+    good = combiner.combine({r: _qmap(1.0, size) for r in roles}, size)
+    bad = combiner.combine({r: _qmap(0.0, size) for r in roles}, size)
     assert good.soft.sum() <= bad.soft.sum() + 1e-6, (
         "perfect maps must not ask for more repainting than bad ones"
+    )
+    extra = combiner.combine({**maps, "check-extra-role": _qmap(0.0, size)}, size)
+    assert isinstance(extra, Mask) and extra.binary.shape == (h, w), (
+        "a map of a role the combiner does not know must be ignored"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,7 +32,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.con
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
     """One local Ray for the whole module (starting one costs seconds)."""
-    ray.init(num_cpus=2, include_dashboard=False)
+    # Ray gives each worker OMP_NUM_THREADS = its CPUs (1) only when the variable is not set
+    # already: a developer's OMP_NUM_THREADS would reach the actors (and the CLI's, which
+    # connect to this Ray) and change their float arithmetic; the raylet inherits our env now
+    saved = os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False)
+    finally:
+        if saved is not None:
+            os.environ["OMP_NUM_THREADS"] = saved
     # the works below live in this test module, which the actors cannot import: ship by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:

@@ -229,7 +229,7 @@ def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI
         responses=ERRORS,
     )
     async def recipes() -> list[dict[str, Any]]:
-        from grefine_kit.refiner.roles import INDICATOR_ROLES
+        from grefine_kit.parts.roles import INDICATOR_ROLES
 
         out = []
         for name in srv.catalog.names:

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from grefine_kit.refiner.roles import INDICATOR_ROLES
+from grefine_kit.parts.roles import INDICATOR_ROLES
 from grefine_serve.errors import ApiError
 from grefine_serve.jobs import FINISHED, Job
 from grefine_serve.schemas import JobView, ScoreResponse
