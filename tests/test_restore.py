@@ -178,6 +178,7 @@ def test_defect_map_finds_a_blurred_patch_up_to_its_border(photo: str, least: fl
     from grefine_kit.combiners.g_refine import PerceptualCombiner
     from grefine_kit.indicators.defect_map import DefectMap
     from grefine_kit.metrics.fidelity import mask_iou
+    from grefine_kit.parts.roles import PERCEPTUAL
 
     clean = np.asarray(getattr(data, photo)(), np.float64)[:384, :384]
     x0, y0, x1, y1 = 112, 96, 272, 256
@@ -187,7 +188,7 @@ def test_defect_map_finds_a_blurred_patch_up_to_its_border(photo: str, least: fl
     region = np.zeros(clean.shape[:2], bool)
     region[y0:y1, x0:x1] = True
     qmap = DefectMap().score([image])[0]
-    mask = PerceptualCombiner(grow=0.01, feather=0.01).combine(qmap, None, image.size).binary > 0.5
+    mask = PerceptualCombiner(grow=0.01, feather=0.01).combine({PERCEPTUAL: qmap}, image.size).binary > 0.5
     assert mask_iou(mask, region) >= least
     assert mask[~region].mean() <= 0.03
     assert qmap.details["dominant"] == "blur"
