@@ -72,10 +72,11 @@ class Row:
 def oracle_recipe(base: Any) -> Any:
     """``base`` with its perceptual indicator replaced by ``region-map`` and an exact mask
     (combiner ``perceptual`` with no growth or feather): the oracle arm."""
+    from grefine_kit.parts.roles import PERCEPTUAL
     from grefine_kit.recipes.recipe import PartSpec
 
     parts = dict(base.parts)
-    parts["perceptual"] = PartSpec("indicator", "region-map")
+    parts[PERCEPTUAL] = PartSpec("indicator", "region-map")
     parts["combiner"] = PartSpec("combiner", "perceptual", {"grow": 0.0, "feather": 0.0})
     return attrs.evolve(base, name=f"{base.name}-oracle", parts=parts)
 
@@ -93,7 +94,7 @@ def oracle_baseline(recipe: Any) -> Arm:
 
     strength = float(recipe.refiner.get("delta", 0.9))
 
-    def run(case: Case) -> Any:
+    def run(case: Case) -> Image.Image:
         rgb = np.asarray(case.image.convert("RGB"), np.float64) / 255.0
         out, _method = whole_image_restoration(rgb, strength, case.region)
         return Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8), "RGB")
