@@ -90,5 +90,5 @@ def test_jpeg_aware_deblock_beats_the_generic_one(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(rj, "jpeg_luma", lambda y, where=None: None)  # no grid / quality found
     generic = deblock(decoded / 255.0) * 255.0
     before, after, fallback = _psnr(decoded, clean), _psnr(aware, clean), _psnr(generic, clean)
-    assert after >= before + 1.0  # measured +1.19 dB (generic: +0.67)
+    assert after >= before + 1.25  # measured +1.33 dB (TV in NLM's place: +1.19; generic: +0.67)
     assert after >= fallback + 0.3

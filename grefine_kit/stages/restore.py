@@ -99,8 +99,8 @@ class RestoreStage(PartBase):
         method: ``auto`` (default: chosen per part of the mask from the defect detectors,
             :func:`choose_method`; for the whole image, the method stage 1 would choose for the
             detected defect, :func:`detected_defect`), or one of ``denoise`` (non-local
-            means), ``deblock`` (TV luma + Gaussian chroma), ``deblur`` (Richardson-Lucy),
-            ``wiener`` (the mild adaptive filter).
+            means), ``deblock`` (JPEG-aware luma and chroma, :mod:`.restore_methods`),
+            ``deblur`` (Richardson-Lucy), ``wiener`` (the mild adaptive filter).
         strength: a fixed strength in [0, 1] replacing the refiner's (default: none, use the
             refiner's: stage 1 from the strength rule, stage 2 ``delta``).
         margin: px of context around each part of the mask given to the method (16: the NLM
