@@ -9,9 +9,12 @@ torch is imported inside the functions: importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grefine_kit.errors import SetupError, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DTYPE_NAMES",
@@ -59,7 +62,7 @@ def resolve_dtype_name(dtype: str, device: str) -> str:
     return dtype
 
 
-def resolve_dtype(dtype: str, device: str) -> Any:
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """The ``torch.dtype`` for ``dtype`` on the (resolved) ``device``."""
     import torch
 

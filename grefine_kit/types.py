@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 import numpy as np
@@ -18,13 +18,26 @@ import numpy as np
 __all__ = [
     "AlignmentReport",
     "FrozenDict",
+    "JSONValue",
     "Mask",
     "Phrase",
     "PhraseReport",
     "PromptTree",
     "QualityMap",
+    "ToJSON",
     "Token",
 ]
+
+
+#: a value as JSON (and TOML) holds it: what ``to_json`` methods and recipe tables are made of
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
+
+
+@runtime_checkable
+class ToJSON(Protocol):
+    """A value that says how it is written as JSON (``QualityMap``, ``AlignmentReport``, ...)."""
+
+    def to_json(self) -> JSONValue: ...
 
 
 def _as_unit_map(value: Any) -> np.ndarray:
@@ -51,7 +64,7 @@ class FrozenDict(dict[str, Any]):
     """A read-only ``dict``: every mutating method raises ``TypeError``. Unlike
     ``types.MappingProxyType`` it pickles (results cross process boundaries) and is JSON-able."""
 
-    def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:
+    def _read_only(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         raise TypeError(f"{type(self).__name__} is read-only")
 
     __setitem__ = __delitem__ = __ior__ = _read_only
@@ -104,20 +117,27 @@ class QualityMap:
         return out
 
 
-def _jsonable(value: Any) -> Any:
+class _Skip:
+    """The marker of a value JSON cannot hold (left out of its list or mapping)."""
+
+
+_SKIP = _Skip()
+
+
+def _jsonable(value: Any) -> JSONValue | _Skip:
+    """``value`` as JSON, or ``_SKIP`` for a value JSON cannot hold (large arrays, other objects)."""
     if isinstance(value, Mapping):
-        out = {}
+        out: dict[str, JSONValue] = {}
         for k, v in value.items():
             j = _jsonable(v)
-            if j is not _SKIP:
+            if not isinstance(j, _Skip):
                 out[str(k)] = j
         return out
     if isinstance(value, (list, tuple)):
-        return [j for j in (_jsonable(v) for v in value) if j is not _SKIP]
+        return [j for j in (_jsonable(v) for v in value) if not isinstance(j, _Skip)]
     if attrs.has(type(value)):
-        to_json = getattr(value, "to_json", None)
-        if callable(to_json):
-            return to_json()
+        if isinstance(value, ToJSON):
+            return value.to_json()
         return _jsonable(attrs.asdict(value, recurse=False))
     if isinstance(value, np.ndarray):
         return value.tolist() if value.size <= 16 else _SKIP
@@ -128,9 +148,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, bool)):
         return value
     return _SKIP
-
-
-_SKIP = object()
 
 
 @attrs.frozen

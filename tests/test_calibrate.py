@@ -103,14 +103,24 @@ def _rated_folder(tmp_path: Path, n: int = 8) -> Path:
     return csv_path
 
 
-def test_calibrate_command_on_tiny_models(tmp_path: Path):
+def test_calibrate_command_on_tiny_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from grefine_kit import api
     from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipes.recipe import Recipe
 
+    built: list[str] = []
+    real_build = api.build_indicator
+
+    def counting_build(name, **options):
+        built.append(name)
+        return real_build(name, **options)
+
+    monkeypatch.setattr(api, "build_indicator", counting_build)
     csv_path = _rated_folder(tmp_path)
     out = tmp_path / "cal"
     result = CliRunner().invoke(cli, ["calibrate", str(csv_path), "--recipe", "tiny", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert sorted(built) == ["aq-map", "pq-map"], "each indicator is built once"
     assert "apply with: --set combiner.threshold=" in result.output
     data = json.loads((out / "calibration.json").read_text())
     assert data["n_images"] == 8 and data["n_failed"] == 0 and data["recipe"] == "tiny"

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
 
+if TYPE_CHECKING:
+    import numpy as np
+
 WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
 
 
-def _small(array: Any, side: int = WORKING_SIDE) -> Any:
+def _small(array: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
     """A ``(H, W)`` float map at a shorter side of ``side`` px (bilinear)."""
     import numpy as np
     from PIL import Image
@@ -37,20 +40,21 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
     from grefine_kit.evaluation.calibration import CalibrationItem
     from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
+    from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
-    perceptual, alignment = recipe.part("perceptual"), recipe.part("alignment")
+    perceptual, alignment = recipe.part(PERCEPTUAL), recipe.part(ALIGNMENT)
     if perceptual is None and alignment is None:
         from grefine_kit.errors import UserError
 
         raise UserError(f"recipe {recipe.name!r} has no perceptual or alignment indicator to calibrate")
     pq = build_indicator(perceptual.part, recipe=recipe, device=device, dtype=dtype) if perceptual else None
-    aq = None
+    aq: AQMap | None = None
     if alignment is not None:
-        aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype)
-        if isinstance(aq, AQMap) and not aq.reference_compat:
-            aq = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype, keep_maps=True)
-        else:
-            aq = None  # only AQ-Map's own phrase numbers can be refitted
+        built = build_indicator(alignment.part, recipe=recipe, device=device, dtype=dtype)
+        # only AQ-Map's own phrase numbers can be refitted; its noun maps are kept for the fit
+        if isinstance(built, AQMap) and not built.reference_compat:
+            built.keep_maps = True
+            aq = built
     items, failed = [], 0
     for row in rows:
         try:
@@ -63,7 +67,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
         if aq is not None and row.prompt:
             (qmap,) = aq.score([image], [row.prompt])
             phrases = aq.analyse(row.prompt)[1]
-            if phrases:
+            if phrases and qmap.report is not None:
                 kwargs = {
                     "phrase_scores": [p.phrase_score for p in qmap.report.phrases],
                     "noun_scores": [p.noun_score for p in qmap.report.phrases],
@@ -111,12 +115,13 @@ def calibrate_command(
     (a recipe overlay) and calibration.json into --out and prints the --set lines."""
     from grefine_kit.evaluation.calibration import fit_calibration
     from grefine_kit.evaluation.mos import read_mos_table
+    from grefine_kit.parts.roles import PERCEPTUAL
     from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs.atomic import write_json, write_text
 
-    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind="perceptual")
+    rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=PERCEPTUAL)
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
     out = make_output_dir(out_dir)
     click.echo(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")

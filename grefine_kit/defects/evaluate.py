@@ -22,10 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
+
+if TYPE_CHECKING:
+    from grefine_kit.recipes.recipe import Recipe
 
 __all__ = ["Arm", "Case", "Row", "load_cases", "measure", "oracle_baseline", "oracle_recipe", "summarise"]
 
@@ -69,19 +72,20 @@ class Row:
     seconds: float
 
 
-def oracle_recipe(base: Any) -> Any:
+def oracle_recipe(base: Recipe) -> Recipe:
     """``base`` with its perceptual indicator replaced by ``region-map`` and an exact mask
     (combiner ``perceptual`` with no growth or feather): the oracle arm."""
-    from grefine_kit.parts.roles import PERCEPTUAL
+    from grefine_kit.parts.roles import COMBINER, PERCEPTUAL
     from grefine_kit.recipes.recipe import PartSpec
 
     parts = dict(base.parts)
     parts[PERCEPTUAL] = PartSpec("indicator", "region-map")
-    parts["combiner"] = PartSpec("combiner", "perceptual", {"grow": 0.0, "feather": 0.0})
+    # the combiner registered under the role's name: the perceptual map alone
+    parts[COMBINER] = PartSpec("combiner", PERCEPTUAL, {"grow": 0.0, "feather": 0.0})
     return attrs.evolve(base, name=f"{base.name}-oracle", parts=parts)
 
 
-def oracle_baseline(recipe: Any) -> Arm:
+def oracle_baseline(recipe: Recipe) -> Arm:
     """The whole-image baseline told the item's region: ``recipe`` (``restore-global``: one
     ``restore`` stage in the global slot at strength ``delta``) applied as
     :func:`~grefine_kit.stages.restore.whole_image_restoration` with the region as the defect,

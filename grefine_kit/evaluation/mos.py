@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from grefine_kit.errors import UserError
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = [
     "ALIGNMENT_MOS_COLUMNS",
@@ -34,10 +35,11 @@ IMAGE_COLUMNS = ("image", "name", "file", "filename", "path")
 #: MOS columns by what they rate, in order of preference; "mos"/"score" say nothing about what
 GENERIC_MOS_COLUMNS = ("mos", "score")
 QUALITY_MOS_COLUMNS = ("mos_quality", "mos_perception", "mos_perceptual", "quality")
-ALIGNMENT_MOS_COLUMNS = ("mos_align", "mos_alignment", "mos_correspondence", "alignment")
+#: (the last one: a column named after the kind itself)
+ALIGNMENT_MOS_COLUMNS = ("mos_align", "mos_alignment", "mos_correspondence", ALIGNMENT)
 MOS_COLUMNS = GENERIC_MOS_COLUMNS + QUALITY_MOS_COLUMNS + ALIGNMENT_MOS_COLUMNS
 PROMPT_COLUMNS = ("prompt", "text")
-KINDS = ("perceptual", "alignment")
+KINDS = (PERCEPTUAL, ALIGNMENT)
 
 
 def indicator_kind(indicator: Any) -> str:
@@ -50,7 +52,7 @@ def indicator_kind(indicator: Any) -> str:
     kind = view.quality_kind
     if kind in KINDS:
         return kind
-    return "alignment" if view.needs_prompt else "perceptual"
+    return ALIGNMENT if view.needs_prompt else PERCEPTUAL
 
 
 def choose_mos_column(
@@ -84,7 +86,7 @@ def choose_mos_column(
         return present[0]
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    own = QUALITY_MOS_COLUMNS if kind == "perceptual" else ALIGNMENT_MOS_COLUMNS
+    own = QUALITY_MOS_COLUMNS if kind == PERCEPTUAL else ALIGNMENT_MOS_COLUMNS
     for group in (own, GENERIC_MOS_COLUMNS):
         match = [c for c in group if c in names]
         if match:
@@ -113,7 +115,7 @@ def read_mos_csv(
     root: str | os.PathLike[str] | None = None,
     *,
     mos_column: str | None = None,
-    kind: str | None = "perceptual",
+    kind: str | None = PERCEPTUAL,
 ) -> list[MosRow]:
     """``read_mos_table`` without the column name; by default the quality MOS (``kind="perceptual"``)."""
     return read_mos_table(path, root, mos_column=mos_column, kind=kind)[0]

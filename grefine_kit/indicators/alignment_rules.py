@@ -8,6 +8,7 @@ No model is involved, so the rules can be tested (and reused) on injected scores
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import attrs
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "DEFECT_CASES",
     "DEFECT_RULES",
     "AlignmentDecision",
+    "RuleOptions",
     "cask_score",
     "classify_defects",
     "decide_alignment",
@@ -112,6 +114,18 @@ def cask_score(prompt_score: float, phrase_scores: Sequence[float], beta: float 
     for s in phrase_scores:
         a *= min(float(s) / beta, 1.0)
     return min(max(a, 0.0), 1.0)
+
+
+class RuleOptions(TypedDict):
+    """The rule keywords of :func:`decide_alignment`, as an indicator holds them
+    (``AQMap.rule_options()``): passed as ``**options``."""
+
+    a_bound: float
+    beta: float
+    adjective_margin: float
+    emphasis_weight: float
+    defect_rule: str
+    defect_cases: str
 
 
 @attrs.frozen

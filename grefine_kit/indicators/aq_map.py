@@ -40,6 +40,7 @@ from grefine_kit.indicators.alignment_rules import (
     DEFECT_CASES,
     DEFECT_RULES,
     AlignmentDecision,
+    RuleOptions,
     cask_score,
     classify_defects,
     decide_alignment,
@@ -48,11 +49,13 @@ from grefine_kit.indicators.alignment_rules import (
 from grefine_kit.parsers.base import Parser
 from grefine_kit.parsers.tree import ANCESTOR_RULES
 from grefine_kit.parts.base import Missing
+from grefine_kit.parts.roles import ALIGNMENT
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+    from spacy.language import Language
 
     from grefine_kit.models.backbone import SurgeryCLIP
     from grefine_kit.types import PromptTree
@@ -155,7 +158,7 @@ class AQMap(ClipIndicator):
     needs_prompt: ClassVar[bool] = True
     name: ClassVar[str] = "aq-map"
     #: what ``grefine evaluate`` correlates it with (the alignment MOS)
-    quality_kind: ClassVar[str] = "alignment"
+    quality_kind: ClassVar[str] = ALIGNMENT
     #: its maps carry the AlignmentReport (emphasis, per-phrase defects): the refiner stores it
     writes_report: ClassVar[bool] = True
 
@@ -180,9 +183,11 @@ class AQMap(ClipIndicator):
     reference_compat: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     defect_rule: str = attrs.field(default="union", validator=attrs.validators.in_(DEFECT_RULES))
     defect_cases: str = attrs.field(default="text", validator=attrs.validators.in_(DEFECT_CASES))
-    parser_instance: Any = attrs.field(default=None, repr=False, eq=False, validator=_check_parser_instance)
+    parser_instance: Parser | None = attrs.field(
+        default=None, repr=False, eq=False, validator=_check_parser_instance
+    )
 
-    _parser_obj: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    _parser_obj: Parser | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.reference_compat or self.parser_mode == "reference") and self.parser != "spacy":
@@ -191,7 +196,7 @@ class AQMap(ClipIndicator):
                 f"(the released script parses with spaCy); got parser = {self.parser!r}"
             )
 
-    def spacy_pipeline(self) -> Any:
+    def spacy_pipeline(self) -> Language:
         """The spaCy pipeline of the ``spacy`` parser in use (parser mode ``reference``)."""
         from grefine_kit.parsers.spacy_parser import SpacyParser
 
@@ -205,14 +210,16 @@ class AQMap(ClipIndicator):
         """The prompt-ensemble templates in use."""
         return TEMPLATE_SETS[self.templates] if isinstance(self.templates, str) else self.templates
 
-    def get_parser(self) -> Any:
+    def get_parser(self) -> Parser:
         """The injected ``parser_instance``, else the registered parser ``parser`` (built once)."""
         if self.parser_instance is not None:
             return self.parser_instance
         if self._parser_obj is None:
-            from grefine_kit.parts.registry import create_part
+            from grefine_kit.parsers.base import Parser
+            from grefine_kit.parts.registry import get_registry
 
-            self._parser_obj = create_part("parser", self.parser, **self.parser_options)
+            registry = get_registry()
+            self._parser_obj = registry.create_as("parser", self.parser, self.parser_options, Parser)
         return self._parser_obj
 
     def preflight(self) -> list[Missing]:
@@ -232,6 +239,17 @@ class AQMap(ClipIndicator):
         """Build the parser and load the backbone (shared cache); called on first ``score``."""
         self.get_parser()
         return self.backbone()
+
+    def rule_options(self) -> RuleOptions:
+        """The rule keywords of :func:`decide_alignment` as this indicator sets them."""
+        return RuleOptions(
+            a_bound=self.a_bound,
+            beta=self.beta,
+            adjective_margin=self.adjective_margin,
+            emphasis_weight=self.emphasis_weight,
+            defect_rule=self.defect_rule,
+            defect_cases=self.defect_cases,
+        )
 
     def analyse(self, prompt: str) -> tuple[PromptTree, list[Phrase]]:
         """Parse ``prompt`` and group it into phrases with ancestors (no model needed): our
@@ -350,13 +368,8 @@ class AQMap(ClipIndicator):
                     [maps[slot[c]] for c in pn_cols],
                     score_of[column[_squash(prompt)]],
                     size,
-                    a_bound=self.a_bound,
-                    beta=self.beta,
-                    adjective_margin=self.adjective_margin,
-                    emphasis_weight=self.emphasis_weight,
                     note=notes[prompt],
-                    defect_rule=self.defect_rule,
-                    defect_cases=self.defect_cases,
+                    **self.rule_options(),
                 )
                 details: dict[str, Any] = {
                     "parser": tree.parser,

@@ -186,13 +186,8 @@ def score_reference(
             [am[k] for k in keep],
             prompt_score,
             size,
-            a_bound=indicator.a_bound,
-            beta=indicator.beta,
-            adjective_margin=indicator.adjective_margin,
-            emphasis_weight=indicator.emphasis_weight,
             note="; ".join(image_notes),
-            defect_rule=indicator.defect_rule,
-            defect_cases=indicator.defect_cases,
+            **indicator.rule_options(),
         )
         details: dict[str, Any] = {
             "parser": trees[prompt].parser,

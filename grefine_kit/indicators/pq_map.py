@@ -34,6 +34,7 @@ from grefine_kit.indicators.learned_prompts import (
     verify_builtin_prompts,
 )
 from grefine_kit.parts.base import FILE, Missing
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ class PQMap(ClipIndicator):
     needs_prompt: ClassVar[bool] = False
     name: ClassVar[str] = "pq-map"
     #: what ``grefine evaluate`` correlates it with (the quality MOS)
-    quality_kind: ClassVar[str] = "perceptual"
+    quality_kind: ClassVar[str] = PERCEPTUAL
 
     prompt_pairs: tuple[tuple[str, str], ...] = attrs.field(
         default=DEFAULT_PAIRS, converter=_to_pairs, validator=_check_pairs

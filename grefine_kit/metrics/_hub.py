@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.hub import cache_then_hub
@@ -52,7 +52,7 @@ def hub_file(value: str, what: str) -> str:
         return os.path.expanduser(value)
     repo, filename = split_hub_file(value)
 
-    def load(cache_only: bool) -> Any:
+    def load(cache_only: bool) -> str:
         from huggingface_hub import hf_hub_download
 
         return hf_hub_download(repo, filename, local_files_only=cache_only)

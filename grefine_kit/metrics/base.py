@@ -35,6 +35,7 @@ __all__ = [
     "MetricBase",
     "MetricContext",
     "MetricInfo",
+    "PerImageMetric",
     "check_prompts",
     "describe",
     "format_needs",
@@ -100,11 +101,21 @@ class MetricContext:
     refiner_mask: np.ndarray | None = attrs.field(default=None, eq=False, repr=False)
     problems: Mapping[str, str] = attrs.field(factory=dict)
 
+    def value(self, need: str) -> Image.Image | np.ndarray | None:
+        """The field called ``need`` (one of :data:`METRIC_NEEDS`; ``KeyError`` otherwise)."""
+        values: dict[str, Image.Image | np.ndarray | None] = {
+            "input": self.input,
+            "reference": self.reference,
+            "region": self.region,
+            "refiner_mask": self.refiner_mask,
+        }
+        return values[need]
+
     def require(self, needs: Iterable[str], metric: str) -> None:
         """Raise ``UserError`` (one line) when a field in ``needs`` is None: the problem
         recorded for it, else which input is missing."""
         for need in needs:
-            if getattr(self, need) is None:
+            if self.value(need) is None:
                 why = self.problems.get(need) or f"no {_SOURCES.get(need, need)} for this image"
                 raise UserError(f"metric {metric!r} needs {need}: {why}")
 
@@ -140,6 +151,24 @@ class MetricBase(PartBase):
         for context in contexts:
             context.require(sorted(self.needs), name)
         return contexts
+
+
+class PerImageMetric(MetricBase):
+    """A :class:`MetricBase` that scores each image on its own: ``score`` checks the contexts
+    (:meth:`MetricBase.contexts_for`) and calls :meth:`score_one` per image, in order."""
+
+    def score(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[str] | None = None,
+        contexts: Sequence[MetricContext] | None = None,
+    ) -> list[float]:
+        checked = self.contexts_for(images, contexts)
+        return [self.score_one(image, context) for image, context in zip(images, checked, strict=True)]
+
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
+        """One image's score; ``context`` holds every declared need (checked)."""
+        raise NotImplementedError
 
 
 def metric_needs(metric: Any) -> frozenset[str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from grefine_kit.models.backbone import SurgeryCLIP
+    from grefine_kit.models.loading import BackboneSpec
 
 __all__ = ["HPS_CHECKPOINTS", "CLIPScore", "HPSv2", "clip_eval_pixels"]
 
@@ -62,7 +63,9 @@ def clip_eval_pixels(
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def _cosines(backbone: SurgeryCLIP, images: Sequence[Image.Image], texts: Sequence[str], batch: int) -> Any:
+def _cosines(
+    backbone: SurgeryCLIP, images: Sequence[Image.Image], texts: Sequence[str], batch: int
+) -> np.ndarray:
     """``cos(image_i, text_i)`` per pair as a float64 numpy array (plain CLIP, no surgery)."""
     import torch
     import torch.nn.functional as F
@@ -88,7 +91,7 @@ class _OpenClipMetric(MetricBase):
     needs_prompt: ClassVar[bool] = True
     lower_better: ClassVar[bool] = False
 
-    def _spec(self) -> Any:  # pragma: no cover - overridden
+    def _spec(self) -> BackboneSpec:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def preflight(self) -> list[Missing]:
@@ -135,7 +138,7 @@ class CLIPScore(_OpenClipMetric):
         """A device this machine lacks; a local CLIP file that is not there."""
         return super().preflight() + clip_file_findings(self.model, self.weights)
 
-    def _spec(self) -> Any:
+    def _spec(self) -> BackboneSpec:
         from grefine_kit.models.loading import BackboneSpec
 
         return BackboneSpec(model=self.model, weights=self.weights, device=self.device, dtype=self.dtype)
@@ -181,7 +184,7 @@ class HPSv2(_OpenClipMetric):
 
         return hub_file(self.checkpoint or HPS_CHECKPOINTS[self.version], "the HPSv2 checkpoint")
 
-    def _spec(self) -> Any:
+    def _spec(self) -> BackboneSpec:
         from grefine_kit.models.loading import BackboneSpec
 
         return BackboneSpec(

@@ -48,6 +48,7 @@ import math
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from grefine_kit.errors import UserError
 from grefine_kit.indicators.piqe import grey_levels
@@ -72,7 +73,7 @@ _K1, _K2 = 0.01, 0.03
 
 def _rgb(image: Any, what: str) -> np.ndarray:
     """``image`` as an ``H×W×3`` uint8 array (PIL images are converted to RGB)."""
-    if hasattr(image, "convert") and hasattr(image, "size"):
+    if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image) if not isinstance(image, np.ndarray) else image
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:

@@ -25,14 +25,13 @@ pixel, fails alone with a one-line ``UserError`` (a blank cell in ``grefine benc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.metrics.base import MetricBase, MetricContext
+from grefine_kit.metrics.base import MetricContext, PerImageMetric
 from grefine_kit.metrics.fidelity import CONVENTIONS, mask_iou, psnr, ssim, ssim_unmasked
 
 __all__ = [
@@ -55,24 +54,28 @@ def _area(context: MetricContext, area: str) -> np.ndarray | None:
     return context.region if area == "region" else ~context.region
 
 
-class _Fidelity(MetricBase):
-    """Shared plumbing: one value per image from ``_one(image, context)``; no part here reads
-    the prompt."""
+class _Fidelity(PerImageMetric):
+    """One value per image from ``score_one(image, context)``; no part here reads the prompt.
+    ``area`` says which pixels count: ``all``, the ``region``'s or the ``rest``."""
 
     name: ClassVar[str]
     needs_prompt: ClassVar[bool] = False
+    lower_better: ClassVar[bool] = False
+    area: ClassVar[str] = "all"
 
-    def score(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str] | None = None,
-        contexts: Sequence[MetricContext] | None = None,
-    ) -> list[float]:
-        checked = self.contexts_for(images, contexts)
-        return [self._one(image, context) for image, context in zip(images, checked, strict=True)]
 
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
-        raise NotImplementedError
+class _InRegion:
+    """Mixin of the ``-region`` variants: over the region's pixels (needs the region too)."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "region"
+
+
+class _OutsideRegion:
+    """Mixin of the ``-rest`` variants: over the pixels outside the region (needs the region)."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
+    area: ClassVar[str] = "rest"
 
 
 @attrs.define(kw_only=True)
@@ -83,33 +86,27 @@ class Psnr(_Fidelity):
 
     name: ClassVar[str] = "psnr"
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
-    lower_better: ClassVar[bool] = False
-    area: ClassVar[str] = "all"
 
     @property
     def score_range(self) -> tuple[float, float]:
         return (0.0, self.max_db)
 
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
         return min(self.max_db, psnr(image, context.reference, _area(context, self.area)))
 
 
 @attrs.define(kw_only=True)
-class PsnrRegion(Psnr):
+class PsnrRegion(_InRegion, Psnr):
     """``psnr-region``: PSNR over the region's pixels."""
 
     name: ClassVar[str] = "psnr-region"
-    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
-    area: ClassVar[str] = "region"
 
 
 @attrs.define(kw_only=True)
-class PsnrRest(Psnr):
+class PsnrRest(_OutsideRegion, Psnr):
     """``psnr-rest``: PSNR over the pixels outside the region."""
 
     name: ClassVar[str] = "psnr-rest"
-    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
-    area: ClassVar[str] = "rest"
 
 
 @attrs.define(kw_only=True)
@@ -121,30 +118,24 @@ class Ssim(_Fidelity):
 
     name: ClassVar[str] = "ssim"
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
-    lower_better: ClassVar[bool] = False
     score_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
-    area: ClassVar[str] = "all"
 
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
         return ssim(image, context.reference, _area(context, self.area), convention=self.convention)
 
 
 @attrs.define(kw_only=True)
-class SsimRegion(Ssim):
+class SsimRegion(_InRegion, Ssim):
     """``ssim-region``: the SSIM map's mean over the region."""
 
     name: ClassVar[str] = "ssim-region"
-    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
-    area: ClassVar[str] = "region"
 
 
 @attrs.define(kw_only=True)
-class SsimRest(Ssim):
+class SsimRest(_OutsideRegion, Ssim):
     """``ssim-rest``: the SSIM map's mean outside the region."""
 
     name: ClassVar[str] = "ssim-rest"
-    needs: ClassVar[frozenset[str]] = frozenset({"reference", "region"})
-    area: ClassVar[str] = "rest"
 
 
 @attrs.define(kw_only=True)
@@ -155,7 +146,7 @@ class SsimUnmasked(Ssim):
     name: ClassVar[str] = "ssim-unmasked"
     needs: ClassVar[frozenset[str]] = frozenset({"input", "refiner_mask"})
 
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
         return ssim_unmasked(image, context.input, context.refiner_mask, convention=self.convention)
 
 
@@ -166,10 +157,9 @@ class MaskIou(_Fidelity):
 
     name: ClassVar[str] = "mask-iou"
     needs: ClassVar[frozenset[str]] = frozenset({"refiner_mask", "region"})
-    lower_better: ClassVar[bool] = False
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
         return mask_iou(context.refiner_mask, context.region)
 
 

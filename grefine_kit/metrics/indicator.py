@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from PIL import Image
 
+from grefine_kit.indicators.base import Indicator
 from grefine_kit.metrics.base import MetricBase, check_prompts
 from grefine_kit.parts.base import HubWeights, Missing, as_part
 
@@ -30,7 +31,7 @@ class IndicatorMetric(MetricBase):
     options: Mapping[str, Any] = attrs.field(factory=dict)
     lower_better = False
     score_range = (0.0, 1.0)
-    _part: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    _part: Indicator | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     @property
     def name(self) -> str:
@@ -48,11 +49,11 @@ class IndicatorMetric(MetricBase):
         """The wrapped indicator's."""
         return as_part(self._built()).preflight()
 
-    def _built(self) -> Any:
+    def _built(self) -> Indicator:
         if self._part is None:
             from grefine_kit.parts.registry import get_registry
 
-            self._part = get_registry().create("indicator", self.indicator, self.options)
+            self._part = get_registry().create_as("indicator", self.indicator, self.options, Indicator)
         return self._part
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[float]:

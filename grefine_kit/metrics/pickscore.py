@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 from PIL import Image
@@ -21,7 +21,12 @@ from grefine_kit.metrics._hub import is_local, with_offline_rules
 from grefine_kit.metrics.base import MetricBase, check_prompts
 from grefine_kit.parts.base import HubWeights, Missing
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["PickScore", "clear_pickscore_cache"]
+
+_T = TypeVar("_T")
 
 _CACHE: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
@@ -34,11 +39,12 @@ def clear_pickscore_cache() -> None:
         _CACHE.clear()
 
 
-def _from_pretrained(cls: Any, name: str, what: str, **kwargs: Any) -> Any:
+def _from_pretrained(cls: type[_T], name: str, what: str, **kwargs: Any) -> _T:
     """``cls.from_pretrained(name)`` with the indicators' offline rules (a folder loads directly)."""
+    loader: Any = cls  # transformers' model and processor classes, each with its from_pretrained
     if is_local(name):
         try:
-            return cls.from_pretrained(name, local_files_only=True, **kwargs)
+            return loader.from_pretrained(name, local_files_only=True, **kwargs)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load the {what} from {name}: {str(exc)[:300]}") from exc
     hint = (
@@ -47,12 +53,12 @@ def _from_pretrained(cls: Any, name: str, what: str, **kwargs: Any) -> Any:
     )
     return with_offline_rules(
         f"the {what} {name!r}",
-        lambda cache_only: cls.from_pretrained(name, local_files_only=cache_only, **kwargs),
+        lambda cache_only: loader.from_pretrained(name, local_files_only=cache_only, **kwargs),
         hint,
     )
 
 
-def _features(output: Any) -> Any:
+def _features(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output from ``get_*_features`` (projected ``pooler_output``)."""
     return output if hasattr(output, "norm") else output.pooler_output
 
@@ -111,7 +117,8 @@ class PickScore(MetricBase):
                 from transformers import AutoProcessor, CLIPModel
 
                 processor = _from_pretrained(AutoProcessor, self.processor, "PickScore processor")
-                model = _from_pretrained(CLIPModel, self.model, "PickScore model")
+                # Any: mypy cannot call through transformers' decorated ``PreTrainedModel.to``
+                model: Any = _from_pretrained(CLIPModel, self.model, "PickScore model")
                 dtype = resolve_dtype(self.dtype, device)
                 model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
                 _CACHE[key] = (model, processor)

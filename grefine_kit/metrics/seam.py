@@ -20,14 +20,13 @@ recipes whose masks differ.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
 import numpy as np
 from PIL import Image
 
-from grefine_kit.metrics.base import MetricBase, MetricContext
+from grefine_kit.metrics.base import MetricContext, PerImageMetric
 
 __all__ = ["Seam", "border_pixels", "border_steps"]
 
@@ -60,7 +59,7 @@ def border_steps(image: np.ndarray, mask: np.ndarray, border: np.ndarray, width:
 
 
 @attrs.define(kw_only=True)
-class Seam(MetricBase):
+class Seam(PerImageMetric):
     """``seam``: the mean change of the colour step across the refiner mask's border, from the
     input to the scored image (see the module docstring). ``width``: the window's half-width
     in pixels (8; wider sees a colour shift spread over a feathered edge, narrower only a hard
@@ -74,16 +73,7 @@ class Seam(MetricBase):
     lower_better: ClassVar[bool] = True
     score_range: ClassVar[tuple[float, float]] = (0.0, 442.0)  # 255·√3
 
-    def score(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str] | None = None,
-        contexts: Sequence[MetricContext] | None = None,
-    ) -> list[float]:
-        checked = self.contexts_for(images, contexts)
-        return [self._one(image, context) for image, context in zip(images, checked, strict=True)]
-
-    def _one(self, image: Image.Image, context: MetricContext) -> float:
+    def score_one(self, image: Image.Image, context: MetricContext) -> float:
         from grefine_kit.errors import UserError
 
         assert context.input is not None and context.refiner_mask is not None  # contexts_for

@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -34,6 +34,9 @@ from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupErro
 from grefine_kit.hub import cache_then_hub, hub_reachable, quiet_hub_logs
 from grefine_kit.models.backbone import SurgeryCLIP
 from grefine_kit.models.tiny import TINY_MODEL_NAME, build_tiny_clip_model, set_openai_preprocess
+
+if TYPE_CHECKING:
+    from open_clip.tokenizer import SimpleTokenizer
 
 __all__ = [
     "DTYPES",
@@ -147,7 +150,7 @@ def _load_model(spec: BackboneSpec) -> tuple[Any, Any]:
     return _open_clip_create(model_name, weights or None, spec)
 
 
-def _simple_tokenizer(context_length: int = 77) -> Any:
+def _simple_tokenizer(context_length: int = 77) -> SimpleTokenizer:
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)
@@ -191,7 +194,7 @@ class _DropRandomInit(logging.Filter):
         return "No pretrained weights loaded" not in record.getMessage()
 
 
-def _unpretrained(open_clip: Any, model_name: str) -> Any:
+def _unpretrained(open_clip: Any, model_name: str) -> torch.nn.Module:
     """``open_clip.create_model(model_name, pretrained=None)`` without open_clip's "No pretrained
     weights loaded ... initialized randomly" warning: here either the weights are loaded next,
     or random weights were asked for by name (``weights = "random"``)."""

@@ -19,13 +19,16 @@ The wrapper the indicators share (``SurgeryCLIP``) is in ``grefine_kit.models.ba
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from grefine_kit.errors import UserError
+
+if TYPE_CHECKING:
+    from open_clip.transformer import VisionTransformer
 
 __all__ = [
     "DEFAULT_POS_INTERPOLATION",
@@ -45,7 +48,8 @@ DEFAULT_POS_INTERPOLATION = "bilinear"
 MAX_NATIVE_TOKENS = 4096
 
 
-def _check_vit(model: Any) -> Any:
+def _check_vit(model: torch.nn.Module) -> VisionTransformer:
+    """``model``'s image tower, checked to be a ViT that CLIP Surgery can rewire (``UserError`` otherwise)."""
     visual = getattr(model, "visual", None)
     blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
     if visual is None or blocks is None or not hasattr(visual, "conv1"):

@@ -9,9 +9,12 @@ is CLIP's full 49408 tokens so that the bundled BPE tokenizer's ids fit, and the
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import open_clip
 
 __all__ = ["TINY_MODEL_NAME", "build_tiny_clip_model", "tiny_clip_config"]
 
@@ -34,7 +37,7 @@ def tiny_clip_config(image_size: int = 224) -> dict[str, Any]:
     return cfg
 
 
-def build_tiny_clip_model(seed: int = 0, image_size: int = 224) -> Any:
+def build_tiny_clip_model(seed: int = 0, image_size: int = 224) -> open_clip.CLIP:
     """A real ``open_clip.CLIP`` with random weights from ``seed`` (same seed, same weights), eval mode."""
     import open_clip  # heavy: imported on use
 

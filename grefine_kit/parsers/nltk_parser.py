@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 import attrs
 
@@ -112,7 +112,14 @@ _ABBREV = frozenset(
 _SENT_END = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s)")
 _FALLBACK_TOKEN = re.compile(r"\w+|[^\w\s]+")
 
-_TAGGER_CACHE: dict[str, Any] = {}
+
+class Tagger(Protocol):
+    """What the parser needs of a POS tagger (``nltk.tag.PerceptronTagger`` is one)."""
+
+    def tag(self, tokens: list[str]) -> list[tuple[str, str]]: ...
+
+
+_TAGGER_CACHE: dict[str, Tagger] = {}
 _LOCK = threading.Lock()
 
 
@@ -151,7 +158,7 @@ def tokenize_spans(text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _FALLBACK_TOKEN.finditer(text)]
 
 
-def _default_tagger() -> Any:
+def _default_tagger() -> Tagger:
     with _LOCK:
         if "eng" not in _TAGGER_CACHE:
             from nltk.tag import PerceptronTagger
@@ -186,9 +193,9 @@ class NltkParser:
             tagger, whose data comes from ``nltk.download('averaged_perceptron_tagger_eng')``.
     """
 
-    tagger: object | None = attrs.field(default=None, eq=False, repr=False)
+    tagger: Tagger | None = attrs.field(default=None, eq=False, repr=False)
 
-    def _tagger(self) -> Any:
+    def _tagger(self) -> Tagger:
         try:
             import nltk  # noqa: F401
         except ImportError as exc:

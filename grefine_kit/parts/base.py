@@ -46,6 +46,8 @@ from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import attrs
 
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
+
 __all__ = [
     "DEVICE",
     "FILE",
@@ -146,7 +148,7 @@ class PartBase:
     def quality_kind(self) -> str:
         """What an indicator's score judges: ``"perceptual"`` or ``"alignment"``. Default:
         ``"alignment"`` for a part that needs a prompt, ``"perceptual"`` otherwise."""
-        return "alignment" if self.needs_prompt else "perceptual"
+        return ALIGNMENT if self.needs_prompt else PERCEPTUAL
 
     @property
     def score_range(self) -> tuple[float, float]:
@@ -247,7 +249,7 @@ class Capabilities:
     fetches_weights: bool = False
     needs_prompt: bool = False
     needs_region: bool = False
-    quality_kind: str = "perceptual"
+    quality_kind: str = PERCEPTUAL
     score_range: tuple[float, float] = (-math.inf, math.inf)
 
 

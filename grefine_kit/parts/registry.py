@@ -23,7 +23,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as importlib_metadata
-from typing import Any
+from types import BuiltinFunctionType, FunctionType, MethodType
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -31,6 +32,8 @@ import pluggy
 from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_text
 from grefine_kit.parts import hookspecs
 from grefine_kit.parts.hints import plugin_fix
+
+PartT = TypeVar("PartT")
 
 __all__ = [
     "KINDS",
@@ -66,7 +69,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def import_target(target: str, label: str, distribution: str) -> Any:
+def import_target(target: str, label: str, distribution: str) -> object:
     """Import ``target`` (``"module:attr.attr"``) for the part or command ``label`` names.
 
     ``UserError`` when the module cannot be imported (a missing dependency, fixable by the
@@ -102,8 +105,10 @@ class PartEntry:
         """``"module:attr"`` for display, whatever form the factory was given in."""
         if isinstance(self.factory, str):
             return self.factory
-        module = getattr(self.factory, "__module__", "?")
-        return f"{module}:{getattr(self.factory, '__qualname__', repr(self.factory))}"
+        factory = self.factory
+        if isinstance(factory, (type, FunctionType, BuiltinFunctionType, MethodType)):
+            return f"{factory.__module__}:{factory.__qualname__}"
+        return f"{type(factory).__module__}:{factory!r}"  # e.g. a functools.partial
 
     @property
     def summary(self) -> str:
@@ -276,8 +281,11 @@ class Registry:
                 + plugin_fix(kind, name)
             ) from None
 
-    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
-        """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key."""
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> object:
+        """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key.
+
+        The part is what the factory returns, unchecked: :meth:`create_as` checks it against
+        its kind's protocol and gives the type checker that type."""
         entry = self.get(kind, name)
         factory = entry.load()
         options = dict(options or {})
@@ -286,6 +294,20 @@ class Registry:
             return factory(**options)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{kind} {name!r}: {error_text(exc)}") from exc
+
+    def create_as(
+        self, kind: str, name: str, options: Mapping[str, Any] | None, protocol: type[PartT]
+    ) -> PartT:
+        """:meth:`create`, then ``PluginError`` unless the part follows ``protocol`` (a
+        ``runtime_checkable`` protocol of its kind: ``Indicator``, ``Parser``, ``Metric``,
+        ``Engine``, ...; its members are present, their signatures are not checked)."""
+        part = self.create(kind, name, options)
+        if not isinstance(part, protocol):
+            raise PluginError(
+                f"{kind} {name!r} built a {type(part).__name__}, which lacks what the "
+                f"{protocol.__name__} protocol asks for (grefine_kit.testing's checks say what)"
+            )
+        return part
 
     def option_names(self, kind: str, name: str) -> list[str] | None:
         """The option names a part accepts, or None when it takes ``**kwargs``."""
@@ -359,6 +381,6 @@ def reset_registry(registry: Registry | None = None) -> None:
         _registry = registry
 
 
-def create_part(kind: str, name: str, **options: Any) -> Any:
+def create_part(kind: str, name: str, **options: Any) -> object:
     """Build a registered part by kind and name (e.g. ``create_part("parser", "spacy")``)."""
     return get_registry().create(kind, name, options)

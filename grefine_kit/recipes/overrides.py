@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.parts.roles import ROLES, STAGE_ROLES
+
+if TYPE_CHECKING:
+    from grefine_kit.recipes.recipe import PartSpec, Recipe
+    from grefine_kit.types import JSONValue
 
 __all__ = ["apply_overrides", "parse_assignment", "parse_value", "shortcut_overrides"]
 
@@ -29,7 +33,7 @@ def _part_tables() -> tuple[str, ...]:
     return tuple(slot.table for slot in ROLES)
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str) -> JSONValue:
     """``text`` as a TOML value; not valid TOML -> the text itself (a string)."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -98,7 +102,7 @@ def _set(data: dict[str, Any], key: str, value: Any, recipe_name: str) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(recipe: Any, pairs: Sequence[tuple[str, Any]]) -> Any:
+def apply_overrides(recipe: Recipe, pairs: Sequence[tuple[str, Any]]) -> Recipe:
     """A validated copy of ``recipe`` with ``pairs`` applied; errors name the key."""
     if not pairs:
         return recipe
@@ -135,7 +139,7 @@ def _name_key(message: str, pairs: Sequence[tuple[str, Any]]) -> str:
     return f"--set: {message}"
 
 
-def _spec_for(recipe: Any, key: str) -> Any:
+def _spec_for(recipe: Recipe, key: str) -> PartSpec | None:
     """The spec of the part whose table ``key`` is in (a recipe's extra roles included)."""
     for slot in recipe.roles:
         if key.startswith(slot.table + "."):
@@ -143,9 +147,14 @@ def _spec_for(recipe: Any, key: str) -> Any:
     return None
 
 
-def _deep_copy(value: Any) -> Any:
+def _deep_copy(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a recipe table that ``_set`` may change: tables become dicts and lists new lists."""
+    return {k: _copy_value(v) for k, v in table.items()}
+
+
+def _copy_value(value: object) -> object:
     if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return _deep_copy(value)
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [_copy_value(v) for v in value]
     return value

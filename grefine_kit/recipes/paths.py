@@ -16,9 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from grefine_kit.recipes.recipe import PartSpec, Recipe
+    from grefine_kit.types import JSONValue
 
 __all__ = ["PATH_OPTIONS", "resolve_recipe_paths"]
 
@@ -41,7 +45,7 @@ def _resolve(value: str, base: Path, *, force: bool = False) -> str:
     return value
 
 
-def _resolve_option(key: str, value: Any, base: Path) -> Any:
+def _resolve_option(key: str, value: Any, base: Path) -> JSONValue:
     if key == "prompt_checkpoints" and isinstance(value, (list, tuple)):
         return [_resolve(v, base, force=True) if isinstance(v, str) else v for v in value]
     if key == "prompt_checkpoints":
@@ -63,13 +67,11 @@ def _resolve_options(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def resolve_recipe_paths(recipe: Any, base: Path) -> Any:
+def resolve_recipe_paths(recipe: Recipe, base: Path) -> Recipe:
     """A copy of ``recipe`` whose relative path options are absolute, taken from ``base``."""
     base = base.resolve()
 
-    def fix(spec: Any) -> Any:
-        if spec is None:
-            return None
+    def fix(spec: PartSpec) -> PartSpec:
         options = _resolve_options(spec.options, base)
         return spec if options == dict(spec.options) else attrs.evolve(spec, options=options)
 

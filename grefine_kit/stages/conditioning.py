@@ -26,7 +26,11 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = ["content_mask", "encode_conditioning", "is_sdxl_family", "reset_truncation_warning"]
 
@@ -145,7 +149,7 @@ def _content_tokens(tokenizer: Any, text: str, length: int) -> int:
     return max(0, min(len(ids) - 2, length - 2))  # without BOS and EOS
 
 
-def content_mask(pipe: Any, phrase: str, shape: Sequence[int]) -> Any:
+def content_mask(pipe: DiffusionPipeline, phrase: str, shape: Sequence[int]) -> torch.Tensor:
     """``[1, L, D]`` float mask, 1 at ``phrase``'s content positions (see the module docstring).
 
     ``D`` is split between the text encoders as ``encode_prompt`` concatenates them; if the widths
@@ -173,7 +177,7 @@ def content_mask(pipe: Any, phrase: str, shape: Sequence[int]) -> Any:
     return mask
 
 
-def _transformer_mask(pipe: Any, phrase: str, mask: Any, fam: str) -> Any:
+def _transformer_mask(pipe: DiffusionPipeline, phrase: str, mask: torch.Tensor, fam: str) -> torch.Tensor:
     """SD3 / FLUX layouts (module docstring)."""
     length = int(mask.shape[1])
     t5 = pipe.tokenizer_3 if fam == "sd3" else pipe.tokenizer_2

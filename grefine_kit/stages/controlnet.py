@@ -21,55 +21,32 @@ clear error, as is a ControlNet on SD3/FLUX (their ControlNets are other classes
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grefine_kit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.models.controlnets.controlnet import ControlNetModel
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from PIL import Image
+
+    from grefine_kit.stages.diffusion import InpaintStage
 
 __all__ = ["CONTROLNET_KINDS", "control_kwargs", "controlnet_pipeline", "load_controlnet"]
 
 CONTROLNET_KINDS = ("inpaint", "tile")
 
-_lock = threading.Lock()
-_models: dict[tuple[str, str, str], Any] = {}
 
+def load_controlnet(spec: str, device: str, dtype: torch.dtype | None) -> ControlNetModel:
+    """A ``ControlNetModel`` from a folder, a ``.safetensors`` file or a hub id (cached per
+    process; :func:`grefine_kit.stages.controls.load_component`)."""
+    from diffusers import ControlNetModel
 
-def load_controlnet(spec: str, device: str, dtype: Any) -> Any:
-    """A ``ControlNetModel`` from a folder, a ``.safetensors`` file or a hub id (cached)."""
-    text = spec.strip().removeprefix("local-dir:")
-    key = (text, str(device), str(dtype))
-    with _lock:
-        if key in _models:
-            return _models[key]
-        from diffusers import ControlNetModel
+    from grefine_kit.stages.controls import load_component
 
-        from grefine_kit.stages.loading import dtype_kwarg
-
-        path = Path(text).expanduser()
-        kwargs = dtype_kwarg(dtype)
-        try:
-            if path.is_dir():
-                model = ControlNetModel.from_pretrained(str(path), **kwargs)
-            elif path.is_file():
-                if path.suffix.lower() != ".safetensors":
-                    raise UserError(f"ControlNet {spec!r}: only .safetensors files (pickles can run code)")
-                model = ControlNetModel.from_single_file(str(path), **kwargs)
-            elif text.startswith((".", "/", "~")) or text.endswith(".safetensors"):
-                raise UserError(f"ControlNet {spec!r}: no such file or folder")
-            else:
-                from grefine_kit.hub import quiet_hub_logs
-
-                with quiet_hub_logs():
-                    model = ControlNetModel.from_pretrained(text.removeprefix("hf-hub:"), **kwargs)
-        except UserError:
-            raise
-        except Exception as exc:  # diffusers raises many types for a bad folder / file / id
-            why = " ".join(str(exc).split())[:300]
-            raise UserError(f"could not load ControlNet {spec!r}: {why}") from None
-        model = model.to(device)
-        _models[key] = model
-        return model
+    cls: Any = ControlNetModel  # mypy sees diffusers' top-level names as placeholders
+    return load_component(cls, "ControlNet", spec, device, dtype)
 
 
 def _check_family(pipe: Any, controlnet: Any, spec: str) -> None:
@@ -93,7 +70,9 @@ def _check_family(pipe: Any, controlnet: Any, spec: str) -> None:
         )
 
 
-def controlnet_pipeline(pipe: Any, stage: Any, swap: dict[str, Any]) -> Any:
+def controlnet_pipeline(
+    pipe: DiffusionPipeline, stage: InpaintStage, swap: dict[str, Any]
+) -> DiffusionPipeline:
     """The ControlNet inpaint pipeline over ``pipe``'s modules (plus ``swap``: the stage's own
     scheduler / VAE)."""
     from diffusers import AutoPipelineForInpainting
@@ -103,7 +82,7 @@ def controlnet_pipeline(pipe: Any, stage: Any, swap: dict[str, Any]) -> Any:
     if family(pipe) not in ("sd", "sdxl"):
         _check_family(pipe, None, stage.controlnet)
     device = str(getattr(pipe, "_execution_device", "cpu"))
-    dtype = getattr(pipe.unet, "dtype", None)
+    dtype = pipe.unet.dtype
     controlnet = load_controlnet(stage.controlnet, device, dtype)
     _check_family(pipe, controlnet, stage.controlnet)
     view = AutoPipelineForInpainting.from_pipe(pipe, controlnet=controlnet, **swap)
@@ -111,7 +90,7 @@ def controlnet_pipeline(pipe: Any, stage: Any, swap: dict[str, Any]) -> Any:
     return view
 
 
-def control_image(kind: str, image: Any, mask: Any) -> Any:
+def control_image(kind: str, image: Image.Image, mask: Image.Image) -> Image.Image | torch.Tensor:
     """The control image for ``kind`` from the working image and mask (PIL)."""
     if kind == "tile":
         return image
@@ -126,7 +105,9 @@ def control_image(kind: str, image: Any, mask: Any) -> Any:
 
 def control_kwargs(stage: Any, image: Any, mask: Any) -> dict[str, Any]:
     """The pipeline-call keywords of the stage's ControlNet ({} without one)."""
-    if not getattr(stage, "controlnet", ""):
+    from grefine_kit.stages.diffusion import InpaintStage
+
+    if not isinstance(stage, InpaintStage) or not stage.controlnet:
         return {}
     return {
         "control_image": control_image(stage.controlnet_kind, image, mask),

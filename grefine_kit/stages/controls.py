@@ -24,17 +24,23 @@ import hashlib
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from grefine_kit.errors import MissingDependencyError, UserError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.modeling_utils import ModelMixin
 
 __all__ = [
     "PICKLE_SUFFIXES",
     "LoraSpec",
     "activate_loras",
     "file_digest",
+    "load_component",
     "load_vae",
     "parse_loras",
     "stage_file_digests",
@@ -204,52 +210,69 @@ def activate_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
 
 # --- VAE ------------------------------------------------------------------------------------
 
-_vaes: dict[tuple[str, str, str], Any] = {}
+_ModelT = TypeVar("_ModelT", bound="ModelMixin")
+
+#: loaded model components by (class, spec, device, dtype)
+_components: dict[tuple[str, str, str, str], Any] = {}
 
 
-def load_vae(spec: str, device: str, dtype: Any) -> Any:
-    """An ``AutoencoderKL`` from a folder, a single ``.safetensors`` file or a hub id (cached
-    per process)."""
+def load_component(
+    cls: type[_ModelT], what: str, spec: str, device: str, dtype: torch.dtype | None
+) -> _ModelT:
+    """A diffusers model of class ``cls`` (``AutoencoderKL``, ``ControlNetModel``) from a folder
+    (``local-dir:`` prefix optional), a single ``.safetensors`` file or a hub id, on ``device``
+    in ``dtype``; loaded at most once per process and (class, spec, device, dtype). Pickle files
+    and paths that are not there are refused, and a load that fails is one ``UserError`` line
+    naming ``what`` (``"VAE"``, ``"ControlNet"``)."""
     text = spec.strip().removeprefix("local-dir:")
-    key = (text, str(device), str(dtype))
+    key = (cls.__name__, text, str(device), str(dtype))
     with _lock:
-        if key in _vaes:
-            return _vaes[key]
-        from diffusers import AutoencoderKL
-
+        if key in _components:
+            return _components[key]
         from grefine_kit.stages.loading import dtype_kwarg
 
+        loader: Any = cls  # from_single_file comes from a mixin mypy does not see on every class
         path = Path(text).expanduser()
         kwargs = dtype_kwarg(dtype)
         try:
             if path.is_dir():
-                vae = AutoencoderKL.from_pretrained(str(path), **kwargs)
+                model = loader.from_pretrained(str(path), **kwargs)
             elif path.is_file():
                 if path.suffix.lower() != ".safetensors":
                     raise UserError(
-                        f"VAE {spec!r}: only .safetensors single files are accepted (pickles can run code)"
+                        f"{what} {spec!r}: only .safetensors single files are accepted (pickles can run code)"
                     )
-                vae = AutoencoderKL.from_single_file(str(path), **kwargs)
+                model = loader.from_single_file(str(path), **kwargs)
             elif text.startswith((".", "/", "~")) or text.endswith(".safetensors"):
-                raise UserError(f"VAE {spec!r}: no such file or folder")
+                raise UserError(f"{what} {spec!r}: no such file or folder")
             else:
                 from grefine_kit.hub import quiet_hub_logs
 
                 with quiet_hub_logs():
-                    vae = AutoencoderKL.from_pretrained(text.removeprefix("hf-hub:"), **kwargs)
+                    model = loader.from_pretrained(text.removeprefix("hf-hub:"), **kwargs)
         except UserError:
             raise
         except Exception as exc:  # diffusers raises many types for a bad folder / file / id
-            raise UserError(f"could not load VAE {spec!r}: {' '.join(str(exc).split())[:300]}") from None
-        vae = vae.to(device)
-        _vaes[key] = vae
-        return vae
+            why = " ".join(str(exc).split())[:300]
+            raise UserError(f"could not load {what} {spec!r}: {why}") from None
+        model = model.to(device)
+        _components[key] = model
+        return model
+
+
+def load_vae(spec: str, device: str, dtype: torch.dtype | None) -> AutoencoderKL:
+    """An ``AutoencoderKL`` from a folder, a single ``.safetensors`` file or a hub id (cached
+    per process; :func:`load_component`)."""
+    from diffusers import AutoencoderKL
+
+    cls: Any = AutoencoderKL  # mypy sees diffusers' top-level names as placeholders
+    return load_component(cls, "VAE", spec, device, dtype)
 
 
 def clear_vaes() -> None:
-    """Forget the loaded VAEs (tests)."""
+    """Forget the loaded VAEs and ControlNets (tests)."""
     with _lock:
-        _vaes.clear()
+        _components.clear()
 
 
 # --- fingerprint ------------------------------------------------------------------------------

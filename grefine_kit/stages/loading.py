@@ -31,7 +31,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,10 @@ from grefine_kit.devices import resolve_device, resolve_dtype
 from grefine_kit.errors import REFUSED_PICKLE, MissingDependencyError, SetupError, UserError, refused_pickle
 from grefine_kit.hub import cache_then_hub
 from grefine_kit.stages.tiny import tiny_arch, tiny_pipeline_for
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = [
     "ModelSource",
@@ -140,7 +144,7 @@ def load_pipeline(
     config: str = "",
     arch: str = "auto",
     sequential_offload: bool = False,
-) -> Any:
+) -> DiffusionPipeline:
     """The ``task`` pipeline (``"inpaint"`` or ``"img2img"``) of ``model``, loaded at most once
     per process and option set; progress bars off. ``sequential_offload`` (CUDA only, else
     ignored): accelerate's layer-by-layer CPU offload."""
@@ -173,7 +177,7 @@ def load_pipeline(
         return pipe
 
 
-def _as_task(base: Any, task: str) -> Any:
+def _as_task(base: DiffusionPipeline, task: str) -> DiffusionPipeline:
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
     if type(base).__name__ == "FluxFillPipeline":  # not in diffusers' auto tables
@@ -219,7 +223,7 @@ def _load(
     config: str,
     arch: str,
     share: bool,
-) -> Any:
+) -> DiffusionPipeline:
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
     if source.kind == "file":
@@ -257,7 +261,9 @@ def _index_class(folder: Path) -> str:
         return ""
 
 
-def _load_single_file(path: str, task: str, dtype: Any, config: str, arch: str) -> Any:
+def _load_single_file(
+    path: str, task: str, dtype: torch.dtype | None, config: str, arch: str
+) -> DiffusionPipeline:
     import diffusers
 
     family = arch if arch != "auto" else _single_file_arch(path)

@@ -15,12 +15,16 @@ names do not apply there, except ``Euler`` and ``Heun`` (their flow-matching ver
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from grefine_kit.errors import UserError
 from grefine_kit.parts.registry import suggest
+
+if TYPE_CHECKING:
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 __all__ = ["SAMPLERS", "SchedulerChoice", "apply_scheduler", "resolve_scheduler"]
 
@@ -135,12 +139,12 @@ def is_flow_matching(scheduler: Any) -> bool:
     return type(scheduler).__name__.startswith("FlowMatch")
 
 
-def apply_scheduler(pipe: Any, name: str) -> Any:
+def apply_scheduler(pipe: DiffusionPipeline, name: str) -> SchedulerMixin:
     """A new scheduler for ``pipe`` per ``name``, built from its current scheduler's config."""
     import diffusers
 
     choice = resolve_scheduler(name, flow=is_flow_matching(pipe.scheduler))
-    cls = getattr(diffusers, choice.cls)
+    cls: Any = getattr(diffusers, choice.cls)
     return cls.from_config(pipe.scheduler.config, **dict(choice.config))
 
 

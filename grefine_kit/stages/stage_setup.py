@@ -14,7 +14,10 @@ the cached pipeline in a way another stage would see:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = ["check_attention_slicing", "prepare_call", "stage_view"]
 
@@ -26,7 +29,7 @@ def check_attention_slicing(_inst: object, _attribute: Any, value: Any) -> None:
         raise ValueError(f"attention_slicing must be '', 'auto' or a positive integer; got {value!r}")
 
 
-def stage_view(pipe: Any, stage: Any) -> Any:
+def stage_view(pipe: DiffusionPipeline, stage: Any) -> DiffusionPipeline:
     """``pipe`` with the stage's scheduler, VAE and ControlNet (the same object when it has none)."""
     from grefine_kit.stages.controls import load_vae
     from grefine_kit.stages.schedulers import apply_scheduler
@@ -38,8 +41,9 @@ def stage_view(pipe: Any, stage: Any) -> Any:
         device = getattr(pipe, "_execution_device", "cpu")
         dtype = getattr(getattr(pipe, "vae", None), "dtype", None)
         swap["vae"] = load_vae(stage.vae, str(device), dtype)
-    controlnet = getattr(stage, "controlnet", "")
-    if controlnet:
+    from grefine_kit.stages.diffusion import InpaintStage
+
+    if isinstance(stage, InpaintStage) and stage.controlnet:
         from grefine_kit.stages.controlnet import controlnet_pipeline
 
         return controlnet_pipeline(pipe, stage, swap)

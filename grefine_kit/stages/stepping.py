@@ -14,9 +14,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = ["StepEvent", "on_denoising_step", "preview_steps", "step_callback"]
 
@@ -76,7 +81,7 @@ def preview_steps(total: int, count: int) -> list[int]:
     return sorted({max(1, round(total * (i + 1) / (count + 1))) for i in range(count)} - {total})
 
 
-def _decode(pipe: Any, latents: Any) -> Any:
+def _decode(pipe: DiffusionPipeline, latents: torch.Tensor) -> np.ndarray:
     """Latents -> (H, W, 3) floats in [0, 1] through the pipeline's VAE (SD, SDXL, SD3 layouts)."""
     import torch
 

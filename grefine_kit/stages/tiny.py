@@ -11,7 +11,11 @@ whose components are shared (only the UNets differ: 9 input channels for inpaint
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 __all__ = ["TINY_MODELS", "TINY_SEED", "tiny_arch", "tiny_pipeline_for"]
 
@@ -37,9 +41,11 @@ def tiny_arch(model: str) -> str | None:
     return TINY_MODELS.get(model.strip().lower())
 
 
-def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
+def tiny_pipeline_for(arch: str, task: str, device: str, dtype: torch.dtype) -> DiffusionPipeline:
     """A tiny ``task`` pipeline (``"inpaint"``/``"img2img"``) on ``device`` in ``dtype``; the
     components are built once per (arch, device, dtype) and shared between tasks."""
+    import torch
+
     from grefine_kit.stages.tiny_models import tiny_components, tiny_pipeline
 
     if arch in ("sd3", "flux-fill"):
@@ -59,7 +65,7 @@ def tiny_pipeline_for(arch: str, task: str, device: str, dtype: Any) -> Any:
         if comps is None:
             comps = tiny_components(arch, seed=TINY_SEED)
             for value in comps.values():
-                if hasattr(value, "to") and hasattr(value, "parameters"):
+                if isinstance(value, torch.nn.Module):
                     first = next(iter(value.parameters()), None)
                     # diffusers warns on every dtype cast, even a no-op one: cast only when needed
                     if first is not None and (first.dtype != dtype or str(first.device) != str(device)):

@@ -14,9 +14,14 @@ hub download), so its ids mean nothing beyond these models. Layouts mirror the r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from grefine_kit.stages.tiny_models import _seeded, clip_bpe_tokenizer, tiny_text_encoder
+from grefine_kit.stages.tiny_models import clip_bpe_tokenizer, seeded_module, tiny_text_encoder, tiny_vae
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, T5EncoderModel
 
 __all__ = ["T5_WIDTH", "tiny_family_pipeline", "tiny_t5_encoder", "tiny_t5_tokenizer"]
 
@@ -24,7 +29,7 @@ T5_WIDTH = 96
 _WORDS = "a an the of on in with and red blue green apple table cat dog hand face eye tree sky".split()  # noqa: SIM905
 
 
-def tiny_t5_tokenizer(model_max_length: int = 77) -> Any:
+def tiny_t5_tokenizer(model_max_length: int = 77) -> PreTrainedTokenizerFast:
     """A ``T5TokenizerFast`` over a tiny Unigram vocabulary: pad 0, ``</s>`` 1, unk 2, letters,
     a few words; appends ``</s>`` like T5."""
     import transformers
@@ -47,7 +52,7 @@ def tiny_t5_tokenizer(model_max_length: int = 77) -> Any:
     )
 
 
-def tiny_t5_encoder(tokenizer: Any, seed: int = 0) -> Any:
+def tiny_t5_encoder(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> T5EncoderModel:
     from transformers import T5Config, T5EncoderModel
 
     cfg = T5Config(
@@ -59,34 +64,25 @@ def tiny_t5_encoder(tokenizer: Any, seed: int = 0) -> Any:
         num_heads=4,
         relative_attention_num_buckets=8,
     )
-    with _seeded(seed):
-        return T5EncoderModel(cfg).eval()
+    return seeded_module(T5EncoderModel, seed, cfg)
 
 
-def _vae(seed: int, shift: float, scale: float) -> Any:
-    from diffusers import AutoencoderKL
-
-    cls: Any = AutoencoderKL
-    with _seeded(seed):
-        return cls(
-            block_out_channels=[32, 64],
-            in_channels=3,
-            out_channels=3,
-            latent_channels=16,
-            down_block_types=["DownEncoderBlock2D"] * 2,
-            up_block_types=["UpDecoderBlock2D"] * 2,
-            sample_size=64,
-            force_upcast=False,
-            shift_factor=shift,
-            scaling_factor=scale,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval()
+def _vae(seed: int, shift: float, scale: float) -> AutoencoderKL:
+    """The tiny VAE with 16 latent channels and the family's shift and scaling factors."""
+    return tiny_vae(
+        seed,
+        latent_channels=16,
+        shift_factor=shift,
+        scaling_factor=scale,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
 
 
-def tiny_family_pipeline(family: str, task: str = "inpaint", seed: int = 0) -> Any:
+def tiny_family_pipeline(family: str, task: str = "inpaint", seed: int = 0) -> DiffusionPipeline:
     """``family`` ``"sd3"`` (task ``inpaint``/``img2img``) or ``"flux-fill"`` (``inpaint``)."""
     pipe: Any
+    transformer: Any
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     clip = clip_bpe_tokenizer()
@@ -99,20 +95,21 @@ def tiny_family_pipeline(family: str, task: str = "inpaint", seed: int = 0) -> A
             StableDiffusion3InpaintPipeline,
         )
 
-        tr_cls: Any = SD3Transformer2DModel
-        with _seeded(seed + 3):
-            transformer = tr_cls(
-                sample_size=32,
-                patch_size=1,
-                in_channels=16,
-                out_channels=16,
-                num_layers=1,
-                attention_head_dim=8,
-                num_attention_heads=4,
-                caption_projection_dim=32,
-                joint_attention_dim=T5_WIDTH,
-                pooled_projection_dim=64,
-            ).eval()
+        sd3_cls: Any = SD3Transformer2DModel  # mypy sees diffusers' top-level names as placeholders
+        transformer = seeded_module(
+            sd3_cls,
+            seed + 3,
+            sample_size=32,
+            patch_size=1,
+            in_channels=16,
+            out_channels=16,
+            num_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            caption_projection_dim=32,
+            joint_attention_dim=T5_WIDTH,
+            pooled_projection_dim=64,
+        )
         cls: Any = StableDiffusion3InpaintPipeline if task == "inpaint" else StableDiffusion3Img2ImgPipeline
         pipe = cls(
             transformer=transformer,
@@ -130,20 +127,21 @@ def tiny_family_pipeline(family: str, task: str = "inpaint", seed: int = 0) -> A
             raise ValueError("FLUX Fill is an inpainting model only")
         from diffusers import FluxFillPipeline, FluxTransformer2DModel
 
-        ftr_cls: Any = FluxTransformer2DModel
-        with _seeded(seed + 3):
-            transformer = ftr_cls(
-                patch_size=1,
-                in_channels=64 + 64 + 16,
-                out_channels=64,
-                num_layers=1,
-                num_single_layers=1,
-                attention_head_dim=16,
-                num_attention_heads=2,
-                joint_attention_dim=T5_WIDTH,
-                pooled_projection_dim=32,
-                axes_dims_rope=[4, 4, 8],
-            ).eval()
+        flux_cls: Any = FluxTransformer2DModel
+        transformer = seeded_module(
+            flux_cls,
+            seed + 3,
+            patch_size=1,
+            in_channels=64 + 64 + 16,
+            out_channels=64,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=T5_WIDTH,
+            pooled_projection_dim=32,
+            axes_dims_rope=[4, 4, 8],
+        )
         pipe = FluxFillPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
             vae=_vae(seed, 0.1159, 0.3611),

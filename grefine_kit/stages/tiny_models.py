@@ -25,11 +25,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.controlnets.controlnet import ControlNetModel
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from transformers import (
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        PreTrainedTokenizerBase,
+    )
+
+_ModuleT = TypeVar("_ModuleT", bound=torch.nn.Module)
 
 __all__ = [
     "clip_bpe_tokenizer",
@@ -58,6 +73,12 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def seeded_module(cls: Callable[..., _ModuleT], seed: int, *args: Any, **config: Any) -> _ModuleT:
+    """``cls(*args, **config)`` built with torch seeded to ``seed`` (:func:`_seeded`), in eval mode."""
+    with _seeded(seed):
+        return cls(*args, **config).eval()
+
+
 @functools.lru_cache(maxsize=4)
 def _bpe_vocab(n_merges: int | None) -> tuple[dict[str, int], list[tuple[str, str]]]:
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
@@ -73,7 +94,7 @@ def _bpe_vocab(n_merges: int | None) -> tuple[dict[str, int], list[tuple[str, st
     return {t: i for i, t in enumerate(tokens)}, pairs
 
 
-def clip_bpe_tokenizer(n_merges: int | None = 1000, model_max_length: int = 77) -> Any:
+def clip_bpe_tokenizer(n_merges: int | None = 1000, model_max_length: int = 77) -> CLIPTokenizer:
     """A ``transformers.CLIPTokenizer`` built in memory from open_clip's bundled BPE merges.
 
     ``model_max_length`` must be set: without it truncation overflows (NOTES-ENV).
@@ -85,25 +106,31 @@ def clip_bpe_tokenizer(n_merges: int | None = 1000, model_max_length: int = 77) 
     return tokenizer_cls(vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length)
 
 
-def tiny_vae(seed: int = 0) -> Any:
+def tiny_vae(seed: int = 0, latent_channels: int = 4, **config: Any) -> AutoencoderKL:
+    """A two-block ``AutoencoderKL`` (scale factor 2); ``config``: further ``AutoencoderKL``
+    settings (the transformer families' shift and scaling factors)."""
     from diffusers import AutoencoderKL
 
-    vae_cls: Any = AutoencoderKL
-    with _seeded(seed):
-        return vae_cls(
-            block_out_channels=[32, 64],
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            down_block_types=["DownEncoderBlock2D"] * 2,
-            up_block_types=["UpDecoderBlock2D"] * 2,
-            sample_size=64,
-            # float32 weights need no fp16 overflow guard; it would also log a warning per call
-            force_upcast=False,
-        ).eval()
+    vae_cls: Any = AutoencoderKL  # mypy sees diffusers' top-level names as placeholders
+    return seeded_module(
+        vae_cls,
+        seed,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        sample_size=64,
+        # float32 weights need no fp16 overflow guard; it would also log a warning per call
+        force_upcast=False,
+        **config,
+    )
 
 
-def tiny_text_encoder(tokenizer: Any, projection: bool = False, seed: int = 0) -> Any:
+def tiny_text_encoder(
+    tokenizer: PreTrainedTokenizerBase, projection: bool = False, seed: int = 0
+) -> CLIPTextModel | CLIPTextModelWithProjection:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     cfg = CLIPTextConfig(
@@ -119,17 +146,48 @@ def tiny_text_encoder(tokenizer: Any, projection: bool = False, seed: int = 0) -
         projection_dim=TEXT_HIDDEN,
         hidden_act="gelu",
     )
-    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    with _seeded(seed):
-        return cls(cfg).eval()
+    if projection:
+        return seeded_module(CLIPTextModelWithProjection, seed, cfg)
+    return seeded_module(CLIPTextModel, seed, cfg)
 
 
-def tiny_unet(arch: str = "sdxl", in_channels: int = 4, seed: int = 0) -> Any:
-    """A two-level UNet; ``in_channels`` 9 for inpainting (latents + mask + masked latents), 4 else."""
+def _text_conditioning(
+    arch: str, micro_ids: int = 6, cross_attention: int = 2 * TEXT_HIDDEN
+) -> dict[str, Any]:
+    """How a tiny UNet or ControlNet of ``arch`` is conditioned. SDXL: ``micro_ids``
+    micro-conditioning ids x 8 + text_encoder_2's pooled projection, cross-attention over
+    ``cross_attention`` features (both encoders' hidden states concatenated: 64; the refiner's
+    second encoder alone: 32); SD: one encoder's 32 features."""
+    if arch != "sdxl":
+        return {"cross_attention_dim": TEXT_HIDDEN}
+    return {
+        "attention_head_dim": (2, 4),
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 8,
+        "transformer_layers_per_block": (1, 2),
+        "projection_class_embeddings_input_dim": micro_ids * 8 + TEXT_HIDDEN,
+        "cross_attention_dim": cross_attention,
+    }
+
+
+def tiny_unet(
+    arch: str = "sdxl",
+    in_channels: int = 4,
+    seed: int = 0,
+    *,
+    micro_ids: int = 6,
+    cross_attention: int = 2 * TEXT_HIDDEN,
+) -> UNet2DConditionModel:
+    """A two-level UNet; ``in_channels`` 9 for inpainting (latents + mask + masked latents), 4 else;
+    ``micro_ids`` and ``cross_attention``: the SDXL conditioning (:func:`_text_conditioning`)."""
     from diffusers import UNet2DConditionModel
 
     _check_arch(arch)
-    common: dict[str, Any] = dict(
+    unet_cls: Any = UNet2DConditionModel
+    return seeded_module(
+        unet_cls,
+        seed,
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=32,
@@ -137,38 +195,26 @@ def tiny_unet(arch: str = "sdxl", in_channels: int = 4, seed: int = 0) -> Any:
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **_text_conditioning(arch, micro_ids, cross_attention),
     )
-    if arch == "sdxl":
-        common.update(
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            # 6 micro-conditioning ids x 8 + text_encoder_2's pooled projection
-            projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
-            cross_attention_dim=2 * TEXT_HIDDEN,  # both encoders' hidden states concatenated
-        )
-    else:
-        common.update(cross_attention_dim=TEXT_HIDDEN)
-    unet_cls: Any = UNet2DConditionModel
-    with _seeded(seed):
-        return unet_cls(**common).eval()
 
 
-def tiny_scheduler(arch: str = "sdxl") -> Any:
+def tiny_scheduler(arch: str = "sdxl") -> SchedulerMixin:
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    euler: Any = EulerDiscreteScheduler  # mypy sees diffusers' top-level names as placeholders
+    ddim: Any = DDIMScheduler
 
     _check_arch(arch)
     if arch == "sdxl":
-        return EulerDiscreteScheduler(
+        return euler(
             beta_start=0.00085,
             beta_end=0.012,
             beta_schedule="scaled_linear",
             steps_offset=1,
             timestep_spacing="leading",
         )
-    return DDIMScheduler(
+    return ddim(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -199,7 +245,7 @@ def tiny_components(arch: str = "sdxl", seed: int = 0) -> dict[str, Any]:
 
 def tiny_pipeline(
     task: str = "inpaint", arch: str = "sdxl", seed: int = 0, components: dict[str, Any] | None = None
-) -> Any:
+) -> DiffusionPipeline:
     """Assemble a tiny pipeline; ``task`` is ``"inpaint"`` (9-channel UNet) or ``"img2img"``
     (4-channel UNet). Pass ``components`` (from ``tiny_components``) to share modules."""
     from diffusers import (
@@ -244,31 +290,14 @@ def tiny_pipeline(
     return pipe
 
 
-def tiny_refiner_pipeline(seed: int = 0) -> Any:
+def tiny_refiner_pipeline(seed: int = 0) -> DiffusionPipeline:
     """An SDXL-refiner-shaped img2img pipeline: ``text_encoder``/``tokenizer`` None, the UNet
     conditioned on text_encoder_2 alone (cross-attention 32) and on 5 micro-conditioning ids
     (original size, crop, aesthetic score)."""
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline
 
     tok = clip_bpe_tokenizer()
-    unet_cls: Any = UNet2DConditionModel
-    with _seeded(seed + 4):
-        unet = unet_cls(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=5 * 8 + TEXT_HIDDEN,
-            cross_attention_dim=TEXT_HIDDEN,
-        ).eval()
+    unet = tiny_unet("sdxl", 4, seed=seed + 4, micro_ids=5, cross_attention=TEXT_HIDDEN)
     cls: Any = StableDiffusionXLImg2ImgPipeline
     pipe: Any = cls(
         vae=tiny_vae(seed),
@@ -303,7 +332,9 @@ def _check_arch(arch: str) -> None:
         raise ValueError(f"arch must be one of {ARCHS}; got {arch!r}")
 
 
-def save_tiny_lora(path: str | Path, unet: Any, rank: int = 4, seed: int = 0, std: float = 0.1) -> Path:
+def save_tiny_lora(
+    path: str | Path, unet: torch.nn.Module, rank: int = 4, seed: int = 0, std: float = 0.1
+) -> Path:
     """Write a RANDOM LoRA for ``unet``'s attention projections (``to_q/k/v``, ``to_out.0``) as a
     ``.safetensors`` file in the diffusers/PEFT key layout (``unet.<module>.lora_A/B.weight``),
     which ``load_lora_weights`` reads. For tests and the LoRA recipe example."""
@@ -321,35 +352,23 @@ def save_tiny_lora(path: str | Path, unet: Any, rank: int = 4, seed: int = 0, st
     return out
 
 
-def tiny_controlnet(arch: str = "sd", seed: int = 0) -> Any:
+def tiny_controlnet(arch: str = "sd", seed: int = 0) -> ControlNetModel:
     """A RANDOM ``ControlNetModel`` shaped for the tiny ``arch`` UNet (4 latent input channels,
     the control image downsampled by the tiny VAE's factor 2). Its zero-initialised output
     convolutions are randomised too, so that it visibly changes the result."""
     from diffusers import ControlNetModel
 
     _check_arch(arch)
-    common: dict[str, Any] = dict(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        in_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        conditioning_embedding_out_channels=(16, 32),
-    )
-    if arch == "sdxl":
-        common.update(
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
-            cross_attention_dim=2 * TEXT_HIDDEN,
-        )
-    else:
-        common.update(cross_attention_dim=TEXT_HIDDEN)
     cls: Any = ControlNetModel
-    with _seeded(seed):
-        model = cls(**common).eval()
+    with _seeded(seed):  # one RNG stream: the construction, then the randomised outputs
+        model = cls(
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            in_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            conditioning_embedding_out_channels=(16, 32),
+            **_text_conditioning(arch),
+        ).eval()
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if "zero_conv" in name or "mid_block" in name or "conv_out" in name:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 
 from grefine_kit.parts.base import FINDING_KINDS, WEIGHTS, HubWeights, Missing, as_part
+from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
 
 __all__ = ["check_capabilities"]
 
-_QUALITY_KINDS = ("perceptual", "alignment")
+_QUALITY_KINDS = (PERCEPTUAL, ALIGNMENT)
 
 
 def check_capabilities(part: object) -> None:

@@ -12,12 +12,18 @@ Each check raises ``AssertionError`` with a message saying which rule was broken
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import Mask, PromptTree, QualityMap
+
+if TYPE_CHECKING:
+    from grefine_kit.metrics.base import MetricContext
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.stages.base import StageResult
 
 #: prompts every parser must survive (docs/design.md 6.3)
 ODD_PROMPTS: tuple[str, ...] = (
@@ -152,7 +158,7 @@ def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
     assert detector.detect(empty_mask(size), {}, None) == [], "an empty mask must give no regions"
     mask = _blob_mask(size)
     perceptual = QualityMap(map=1.0 - mask.binary, score=0.5, indicator="check")
-    regions = detector.detect(mask, {"perceptual": perceptual}, None)
+    regions = detector.detect(mask, {PERCEPTUAL: perceptual}, None)
     assert isinstance(regions, list), f"detect() must return a list, not {type(regions).__name__}"
     for region in regions:
         assert isinstance(region, Region), f"detect() returned {type(region).__name__}, not Region"
@@ -164,14 +170,14 @@ def check_regions(detector: Any, size: tuple[int, int] = (48, 36)) -> list[Any]:
         assert region.mask.binary.any(), "a region must cover at least one pixel"
         assert ((region.mask.soft > 0) <= (region.mask.binary > 0)).all(), "soft must be 0 outside binary"
         assert 0.0 < region.area <= 1.0
-    again = detector.detect(mask, {"perceptual": perceptual}, None)
+    again = detector.detect(mask, {PERCEPTUAL: perceptual}, None)
     assert [(r.box, r.crop, r.source) for r in again] == [(r.box, r.crop, r.source) for r in regions], (
         "regions must be deterministic"
     )
     return list(regions)
 
 
-def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "a red square") -> Any:
+def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "a red square") -> StageResult:
     """A stage returns an RGB image of the input's size and reports the steps it ran."""
     from grefine_kit.stages.base import StageRequest, StageResult
 
@@ -196,7 +202,7 @@ def check_stage(stage: Any, *, size: tuple[int, int] = (40, 24), prompt: str = "
     return result
 
 
-def sample_contexts(images: Sequence[Image.Image]) -> list[Any]:
+def sample_contexts(images: Sequence[Image.Image]) -> list[MetricContext]:
     """A :class:`~grefine_kit.metrics.base.MetricContext` per image with every field set: the
     input is the image with a brightened band, the reference the image with mild noise, the
     region the middle third of the rows, the refiner's mask the left half of that band."""
@@ -277,7 +283,8 @@ def check_metric(metric: Any, *, prompt: str = "a red square on a blue backgroun
     declared: Any = metric  # a MetricBase: score takes contexts
     for need in sorted(needs):
         assert contexts is not None
-        lacking = [attrs.evolve(c, **{need: None}) for c in contexts]
+        blank: dict[str, Any] = {need: None}
+        lacking = [attrs.evolve(c, **blank) for c in contexts]
         for extra in (None, lacking):
             try:
                 declared.score(images, prompts, extra)
@@ -295,7 +302,7 @@ def check_metric(metric: Any, *, prompt: str = "a red square on a blue backgroun
     return list(values)
 
 
-def check_recipe(name_or_path: str) -> Any:
+def check_recipe(name_or_path: str) -> Recipe:
     """A recipe loads, builds every part (no weights load), and survives a dump/load round trip."""
     from grefine_kit.recipes.recipe import Recipe
 
@@ -306,10 +313,11 @@ def check_recipe(name_or_path: str) -> Any:
     return recipe
 
 
-def check_part(kind: str, name: str, **options: Any) -> Any:
+def check_part(kind: str, name: str, **options: Any) -> object:
     """Build a registered part by name, check its declared capabilities
     (:func:`~grefine_kit.testing.capabilities_check.check_capabilities`) and run its kind's
-    conformance check."""
+    conformance check; returns what that check returns (the recipe for kind ``recipe``, the
+    part for ``engine``)."""
     from grefine_kit.parts.registry import get_registry
 
     if kind == "recipe":

@@ -82,10 +82,12 @@ def check_engine(engine: Any, tmp_dir: str | os.PathLike[str], *, n: int = 11, b
     records pass through, an empty task list yields nothing, ``on_start`` is called, and a
     worker's ``SetupError`` reaches the caller as a ``UserError``. ``tmp_dir``: an empty folder.
     """
+    from grefine_kit.engines.base import Engine
     from grefine_kit.errors import UserError
 
     out = Path(tmp_dir)
-    assert isinstance(getattr(engine, "name", None), str), "an engine needs a str `name`"
+    assert isinstance(engine, Engine), "an engine needs a `name` and a `run` method"
+    assert isinstance(engine.name, str), "an engine needs a str `name`"
     assert list(engine.run(EchoWork(out), [], batch_size=batch_size)) == [], "no tasks: no records"
     started: list[bool] = []
     tasks = echo_tasks(n, bad=(1,))

@@ -7,6 +7,7 @@ object with ``@hookimpl`` functions) for one test; the process-wide registry is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -35,7 +36,8 @@ def register_plugin() -> Iterator[Callable[..., registry_module.Registry]]:
     def register(
         plugin: Any, name: str | None = None, distribution: str = "test-plugin"
     ) -> registry_module.Registry:
-        plugin_name = name or str(getattr(plugin, "__name__", repr(plugin)))
+        named = isinstance(plugin, (ModuleType, type))  # a plugin module or class; else its repr
+        plugin_name = name or (plugin.__name__ if named else repr(plugin))
         extra.append((plugin, plugin_name, distribution))
         fresh = registry_module.Registry.from_plugins(extra)
         registry_module.reset_registry(fresh)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import open_clip
 
 from grefine_kit.models.tiny import build_tiny_clip_model, tiny_clip_config
 
@@ -22,7 +25,7 @@ __all__ = [
 ]
 
 
-def build_tiny_clip(seed: int = 0, image_size: int = 224) -> Any:
+def build_tiny_clip(seed: int = 0, image_size: int = 224) -> open_clip.CLIP:
     """A real ``open_clip.CLIP`` (vocab 49408, context 77) with random weights from ``seed``, eval mode."""
     return build_tiny_clip_model(seed=seed, image_size=image_size)
 

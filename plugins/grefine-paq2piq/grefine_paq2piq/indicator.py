@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import numpy as np
@@ -25,8 +25,14 @@ from attrs import validators as v
 from PIL import Image
 
 from grefine_kit.parts.base import FILE, HubWeights, Missing, PartBase
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 from grefine_paq2piq.refs import DEFAULT_WEIGHTS, GRID, HUB_PREFIX, parse_hub_ref
+
+if TYPE_CHECKING:
+    import torch
+
+    from grefine_paq2piq.model import PaQ2PiQNet
 
 __all__ = ["RAW_SCALE", "PaQ2PiQ"]
 
@@ -89,7 +95,7 @@ class PaQ2PiQ(PartBase):
     interpolation: str = attrs.field(default="bilinear", validator=v.in_(("bilinear", "nearest")))
 
     needs_prompt: ClassVar[bool] = False
-    quality_kind: ClassVar[str] = "perceptual"
+    quality_kind: ClassVar[str] = PERCEPTUAL
     name: ClassVar[str] = "paq2piq"
 
     def _resolved_device(self) -> str:
@@ -99,7 +105,7 @@ class PaQ2PiQ(PartBase):
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def load(self) -> Any:
+    def load(self) -> PaQ2PiQNet:
         """Load the weights now (else on first ``score``); returns the shared model."""
         from grefine_paq2piq.weights import get_model  # torch: only when a model is needed
 
@@ -136,7 +142,7 @@ class PaQ2PiQ(PartBase):
         path = hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision)
         return [f"{self.weights} -> {path} (CC BY-NC: non-commercial use only)"]
 
-    def pixels(self, image: Image.Image) -> Any:
+    def pixels(self, image: Image.Image) -> torch.Tensor:
         """The model input for ``image``: ``[1, 3, H', W']`` float32 in [0, 1] (capped/upscaled)."""
         import torch
 

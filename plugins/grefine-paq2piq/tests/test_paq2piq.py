@@ -96,9 +96,17 @@ def test_both_checkpoint_layouts_round_trip(tmp_path: Path, layout: str) -> None
 
 
 def test_checkpoint_without_batch_counters_loads(tmp_path: Path) -> None:
-    state = {k: v for k, v in _trained_looking_model().state_dict().items() if "num_batches" not in k}
+    model = _trained_looking_model()
+    state = {k: v for k, v in model.state_dict().items() if "num_batches" not in k}
+    assert len(state) < len(model.state_dict())  # the file really lacks the BatchNorm counters
     torch.save(state, tmp_path / "old.pth")
-    get_model(str(tmp_path / "old.pth"), "cpu")
+    loaded = get_model(str(tmp_path / "old.pth"), "cpu")
+    for key, value in state.items():  # every weight and running statistic the file has is used
+        assert torch.equal(loaded.state_dict()[key], value), key
+    pixels = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    boxes = boxes_for(64, 96)
+    with torch.inference_mode():  # eval mode: the counters play no part in the scores
+        torch.testing.assert_close(loaded(pixels, boxes), model(pixels, boxes))
 
 
 def test_bad_checkpoints_are_refused_clearly(tmp_path: Path) -> None:

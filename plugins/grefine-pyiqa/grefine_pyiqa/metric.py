@@ -20,6 +20,7 @@ from grefine_kit.metrics.base import check_prompts
 from grefine_pyiqa._table import NEEDS_PROMPT, NR_METRICS, parse_range
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
 __all__ = ["LICENCE", "PyiqaMetric", "to_pyiqa_tensor"]
@@ -30,7 +31,7 @@ LICENCE = (
 )
 
 
-def to_pyiqa_tensor(image: Image.Image) -> Any:
+def to_pyiqa_tensor(image: Image.Image) -> torch.Tensor:
     """``[1, 3, H, W]`` float32 RGB in [0, 1] (what ``pyiqa.utils.imread2tensor`` gives)."""
     import numpy as np
     import torch
@@ -82,7 +83,7 @@ class PyiqaMetric:
 
     licence = LICENCE
 
-    def load(self) -> Any:
+    def load(self) -> torch.nn.Module:
         """The pyiqa metric module (created on first use, in eval mode, no gradients)."""
         if self._model is None:
             try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from grefine_kit.cli.app import user_errors
+from grefine_serve.settings import DEFAULTS
 
 __all__ = ["serve"]
 
@@ -32,11 +33,13 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option(
     "--host",
-    default="127.0.0.1",
+    default=DEFAULTS.host,
     show_default=True,
     help="address to bind; anything but loopback exposes the server: set a token",
 )
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="TCP port")
+@click.option(
+    "--port", default=DEFAULTS.port, show_default=True, type=click.IntRange(0, 65535), help="TCP port"
+)
 @click.option(
     "--token",
     envvar="GREFINE_SERVE_TOKEN",
@@ -58,30 +61,42 @@ def _is_loopback(host: str) -> bool:
     "--default-recipe", default=None, help="recipe of requests that name none [g-refine, else the first]"
 )
 @click.option("--device", default=None, help="the device every recipe runs on (one per process), e.g. cuda:0")
-@click.option("--workers", default=1, show_default=True, type=int, help="jobs run at the same time")
+@click.option(
+    "--workers", default=DEFAULTS.workers, show_default=True, type=int, help="jobs run at the same time"
+)
 @click.option(
     "--queue",
     "queue_size",
-    default=32,
+    default=DEFAULTS.queue_size,
     show_default=True,
     type=int,
     help="jobs that may wait; more get 429 with Retry-After",
 )
-@click.option("--max-upload", default="20MB", show_default=True, help="largest upload (bytes; kB/MB/GB)")
+@click.option(
+    "--max-upload", default=DEFAULTS.max_upload, show_default=True, help="largest upload (bytes; kB/MB/GB)"
+)
 @click.option(
     "--max-pixels",
-    default=16_000_000,
+    default=DEFAULTS.max_pixels,
     show_default=True,
     type=int,
     help="largest image in pixels, checked before decoding",
 )
 @click.option(
-    "--keep", default="24h", show_default=True, help="how long finished jobs' files are kept (s/m/h/d)"
+    "--keep",
+    default=DEFAULTS.keep,
+    show_default=True,
+    help="how long finished jobs' files are kept (s/m/h/d)",
 )
-@click.option("--job-timeout", default="30m", show_default=True, help="a running job stops after this long")
+@click.option(
+    "--job-timeout",
+    default=DEFAULTS.job_timeout,
+    show_default=True,
+    help="a running job stops after this long",
+)
 @click.option(
     "--abandon-after",
-    default="10m",
+    default=DEFAULTS.abandon_after,
     show_default=True,
     help="a refine job no client asked about for this long is cancelled",
 )

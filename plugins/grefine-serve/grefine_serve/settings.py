@@ -10,7 +10,7 @@ import attrs
 
 from grefine_kit.errors import UserError
 
-__all__ = ["API_PREFIX", "ServeSettings", "parse_duration", "parse_size"]
+__all__ = ["API_PREFIX", "DEFAULTS", "ServeDefaults", "ServeSettings", "parse_duration", "parse_size"]
 
 #: every API route lives under this prefix; a breaking change gets /v2 next to it
 API_PREFIX = "/v1"
@@ -41,6 +41,25 @@ def parse_size(text: str | int, what: str) -> int:
     return size
 
 
+@attrs.frozen
+class ServeDefaults:
+    """The one place the server's defaults are written: ``grefine serve`` shows these (the
+    durations and the upload size as text) and :class:`ServeSettings` takes them parsed."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    workers: int = 1
+    queue_size: int = 32
+    max_upload: str = "20MB"
+    max_pixels: int = 16_000_000
+    keep: str = "24h"
+    job_timeout: str = "30m"
+    abandon_after: str = "10m"
+
+
+DEFAULTS = ServeDefaults()
+
+
 def _positive_int(name: str):  # type: ignore[no-untyped-def]
     def check(_inst: object, _attr: object, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -61,17 +80,19 @@ class ServeSettings:
     """
 
     out: Path
-    host: str = "127.0.0.1"
-    port: int = 8765
+    host: str = DEFAULTS.host
+    port: int = DEFAULTS.port
     token: str | None = None
     device: str | None = None
-    workers: int = attrs.field(default=1, validator=_positive_int("--workers"))
-    queue_size: int = attrs.field(default=32, validator=_positive_int("--queue"))
-    max_upload_bytes: int = attrs.field(default=20_000_000, validator=_positive_int("--max-upload"))
-    max_pixels: int = attrs.field(default=16_000_000, validator=_positive_int("--max-pixels"))
-    keep_seconds: float = 24 * 3600.0
-    job_timeout: float = 1800.0
-    abandon_after: float = 600.0
+    workers: int = attrs.field(default=DEFAULTS.workers, validator=_positive_int("--workers"))
+    queue_size: int = attrs.field(default=DEFAULTS.queue_size, validator=_positive_int("--queue"))
+    max_upload_bytes: int = attrs.field(
+        default=parse_size(DEFAULTS.max_upload, "--max-upload"), validator=_positive_int("--max-upload")
+    )
+    max_pixels: int = attrs.field(default=DEFAULTS.max_pixels, validator=_positive_int("--max-pixels"))
+    keep_seconds: float = parse_duration(DEFAULTS.keep, "--keep")
+    job_timeout: float = parse_duration(DEFAULTS.job_timeout, "--job-timeout")
+    abandon_after: float = parse_duration(DEFAULTS.abandon_after, "--abandon-after")
     recipes: tuple[str, ...] | None = None
     recipe_files: tuple[Path, ...] = ()
     default_recipe: str | None = None

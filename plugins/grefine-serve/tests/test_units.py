@@ -13,7 +13,7 @@ import pytest
 from grefine_serve.catalog import Catalog, check_overrides
 from grefine_serve.errors import ApiError
 from grefine_serve.jobs import JobStore
-from grefine_serve.settings import ServeSettings, parse_duration, parse_size
+from grefine_serve.settings import DEFAULTS, ServeSettings, parse_duration, parse_size
 from grefine_serve.uploads import safe_upload_name
 from grefine_serve.workers import WorkerPool
 
@@ -140,3 +140,20 @@ def test_expiry_and_recovery(tmp_path: Path) -> None:
     pool.sweep_once(now=time.time() + 61)
     assert again.get(scoring.id) is None and running.folder.exists()
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == [running.id]
+
+
+def test_defaults_are_written_once_for_the_cli_and_the_settings():
+    from click.testing import CliRunner
+    from grefine_serve.command import serve
+
+    settings = ServeSettings(out=Path("x"))
+    assert (settings.host, settings.port) == (DEFAULTS.host, DEFAULTS.port)
+    assert (settings.workers, settings.queue_size) == (DEFAULTS.workers, DEFAULTS.queue_size)
+    assert settings.max_upload_bytes == parse_size(DEFAULTS.max_upload, "x") == 20_000_000
+    assert settings.max_pixels == DEFAULTS.max_pixels
+    assert settings.keep_seconds == parse_duration(DEFAULTS.keep, "x") == 24 * 3600
+    assert settings.job_timeout == parse_duration(DEFAULTS.job_timeout, "x") == 1800
+    assert settings.abandon_after == parse_duration(DEFAULTS.abandon_after, "x") == 600
+    shown = " ".join(CliRunner().invoke(serve, ["--help"]).output.split())
+    for text in (DEFAULTS.max_upload, DEFAULTS.keep, DEFAULTS.job_timeout, DEFAULTS.abandon_after):
+        assert f"[default: {text}]" in shown
