@@ -8,7 +8,10 @@ project's own refiner and fidelity metrics (``grefine_kit.defects.evaluate``):
 - ``restore``: the recipe as shipped (defect-map finds the defect: the *detector* arm);
 - ``restore oracle``: the same stages with the item's region as the mask (region-map, exact);
 - ``restore oracle s1``: the oracle without stage 2 (what the mild global pass costs);
-- ``restore-global``: the same restoration over the whole image (Table 1's whole-image row).
+- ``restore-global``: the same restoration over the whole image (Table 1's whole-image row):
+  the method stage 1 picks for the defect the detector finds, at stage 1's strength;
+- ``restore-global oracle``: the same, told the item's region: the oracle's stage 1 restoration
+  (method, noise level, JPEG quality chosen on the region) over every pixel.
 
 Prints a Markdown table (medians per kind and arm) and the done-when checks of issue #19.
 
@@ -36,7 +39,14 @@ def main() -> None:
     import attrs
 
     from grefine_kit.defects.build import make_defect_set
-    from grefine_kit.defects.evaluate import Arm, load_cases, measure, oracle_recipe, summarise
+    from grefine_kit.defects.evaluate import (
+        Arm,
+        load_cases,
+        measure,
+        oracle_baseline,
+        oracle_recipe,
+        summarise,
+    )
     from grefine_kit.defects.photos import builtin_photos
     from grefine_kit.recipes.recipe import Recipe
 
@@ -56,6 +66,7 @@ def main() -> None:
             Arm("restore oracle", oracle, oracle=True),
             Arm("restore oracle s1", oracle_s1, oracle=True),
             Arm("restore-global", Recipe.load("restore-global")),
+            oracle_baseline(Recipe.load("restore-global")),
         ]
         rows = measure(cases, arms)
     if args.csv:
@@ -90,10 +101,12 @@ def main() -> None:
     checks = []
     for kind in ("noise", "blur", "jpeg"):
         o, g, d = by[(kind, "restore oracle")], by[(kind, "restore-global")], by[(kind, "restore")]
+        go = by[(kind, "restore-global oracle")]
         checks += [
             (f"{kind}: oracle ssim-rest >= 0.99 (min {o['ssim_rest_min']:.4f})", o["ssim_rest_min"] >= 0.99),
             (
-                f"{kind}: restore-global ssim-rest <= 0.95 (median {g['ssim_rest']:.4f})",
+                f"{kind}: restore-global ssim-rest <= 0.95 (median {g['ssim_rest']:.4f}; "
+                f"told the region {go['ssim_rest']:.4f})",
                 g["ssim_rest"] <= 0.95,
             ),
             (f"{kind}: detector median mask-iou >= 0.5 ({d['mask_iou']:.2f})", d["mask_iou"] >= 0.5),

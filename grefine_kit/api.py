@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from grefine_kit.indicators.base import Indicator
 from grefine_kit.parts.registry import get_registry
 from grefine_kit.parts.roles import INDICATOR_KIND
 
@@ -24,7 +25,7 @@ def build_indicator(
     device: str | None = None,
     dtype: str | None = None,
     **options: Any,
-) -> Any:
+) -> Indicator:
     """Build indicator ``name``.
 
     With ``recipe``, the options come from the recipe's indicator of that name; if the recipe
@@ -52,7 +53,7 @@ def build_indicator(
         if value is not None and (accepted is None or key in accepted):
             merged[key] = value
     merged.update(options)
-    return registry.create("indicator", name, merged)
+    return registry.create_as("indicator", name, merged, Indicator)
 
 
 def score(

@@ -111,7 +111,14 @@ def test_plant_defect_rejects_bad_kinds_and_sizes():
 
 @pytest.fixture(scope="module")
 def measured(small_set: Path):
-    from grefine_kit.defects.evaluate import Arm, load_cases, measure, oracle_recipe, summarise
+    from grefine_kit.defects.evaluate import (
+        Arm,
+        load_cases,
+        measure,
+        oracle_baseline,
+        oracle_recipe,
+        summarise,
+    )
     from grefine_kit.recipes.recipe import Recipe
 
     restore = Recipe.load("restore")
@@ -119,6 +126,7 @@ def measured(small_set: Path):
         Arm("restore", restore),
         Arm("oracle", oracle_recipe(restore), oracle=True),
         Arm("global", Recipe.load("restore-global")),
+        oracle_baseline(Recipe.load("restore-global")),
     ]
     rows = measure(load_cases(small_set), arms)
     return rows, {(t["kind"], t["arm"]): t for t in summarise(rows)}
@@ -130,12 +138,16 @@ def test_oracle_repairs_without_harm_where_the_whole_image_pass_harms(measured):
         oracle, whole = table[(kind, "oracle")], table[(kind, "global")]
         assert oracle["ssim_rest_min"] >= 0.99, oracle  # stage 2 included
         assert oracle["ssim_rest_min"] > whole["ssim_rest_min"], (oracle, whole)
-    # on 3 photos the whole-image pass finds blur and JPEG on one of them only (the full table
-    # in docs/benchmark.md has all three below 0.95); noise it finds everywhere
+        # told the region, the baseline repairs as the oracle's stage 1 does and harms the rest
+        told = table[(kind, "restore-global oracle")]
+        assert told["gain"] >= oracle["gain"] - 0.1, (told, oracle)
+        assert told["ssim_rest"] < oracle["ssim_rest_min"] - 0.005, (told, oracle)
+    # on 3 photos at 256 px the whole-image pass is below 0.95 on noise only (docs/benchmark.md's
+    # full table: noise and JPEG below 0.95, blur 0.958: the gated deblur leaves sharp edges be)
     assert table[("noise", "global")]["ssim_rest"] <= 0.95
     assert table[("noise", "oracle")]["gain"] >= 4.0
     assert table[("blur", "oracle")]["gain_min"] >= 0.0  # never worse than the defective input
-    # the issue asks 1 dB; JPEG-aware deblocking gives 1.11 dB median here (generic TV: 0.81)
+    # the issue asks 1 dB; JPEG-aware deblocking gives 1.30 dB median here (generic TV: 0.81)
     assert table[("jpeg", "oracle")]["gain"] >= 1.0
 
 

@@ -19,8 +19,9 @@ from PIL import Image
 from grefine_kit import hookimpl
 from grefine_kit.cli import cli
 from grefine_kit.errors import UserError
+from grefine_kit.images.references import load_reference, load_region
 from grefine_kit.metrics.base import MetricBase, MetricContext, describe, metric_needs, score_with
-from grefine_kit.metrics.context import build_context, load_reference, load_region
+from grefine_kit.metrics.context import build_context
 from grefine_kit.metrics.fidelity import mask_iou, psnr, ssim
 from grefine_kit.metrics.fidelity_parts import PARTS, Psnr, SsimUnmasked
 from grefine_kit.parts.registry import Registry

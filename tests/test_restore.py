@@ -167,6 +167,33 @@ def test_defect_map_finds_a_noise_patch_and_names_it():
     assert DefectMap().score([clean])[0].details["noise_fraction"] == 0.0
 
 
+@pytest.mark.parametrize(("photo", "least"), [("coffee", 0.7), ("immunohistochemistry", 0.35)])
+def test_defect_map_finds_a_blurred_patch_up_to_its_border(photo: str, least: float):
+    """The blur test aggregates a block's sharpness with its 3×3 neighbours' by the median, so
+    the sharp blocks just outside a blurred patch do not pull its border blocks out of it (the
+    log-mean it replaced gave IoU 0.66 and 0.19 here)."""
+    from scipy import ndimage
+    from skimage import data
+
+    from grefine_kit.combiners.g_refine import PerceptualCombiner
+    from grefine_kit.indicators.defect_map import DefectMap
+    from grefine_kit.metrics.fidelity import mask_iou
+    from grefine_kit.parts.roles import PERCEPTUAL
+
+    clean = np.asarray(getattr(data, photo)(), np.float64)[:384, :384]
+    x0, y0, x1, y1 = 112, 96, 272, 256
+    blurred = clean.copy()
+    blurred[y0:y1, x0:x1] = ndimage.gaussian_filter(clean, (3, 3, 0))[y0:y1, x0:x1]
+    image = Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8))
+    region = np.zeros(clean.shape[:2], bool)
+    region[y0:y1, x0:x1] = True
+    qmap = DefectMap().score([image])[0]
+    mask = PerceptualCombiner(grow=0.01, feather=0.01).combine({PERCEPTUAL: qmap}, image.size).binary > 0.5
+    assert mask_iou(mask, region) >= least
+    assert mask[~region].mean() <= 0.03
+    assert qmap.details["dominant"] == "blur"
+
+
 def test_defect_map_handles_tiny_and_odd_images():
     from grefine_kit.indicators.defect_map import DefectMap
 
@@ -300,3 +327,45 @@ def test_deblur_leaves_in_focus_edges_alone_and_sharpens_blurred_ones():
     grad = np.abs(np.diff(soft[24, :, 1])).max()
     assert np.abs(np.diff(soft_out[24, :, 1])).max() > 1.2 * grad  # the blurred edge is sharpened
     assert blur_width_weight(soft)[:, 20:28].min() > 0.95
+
+
+def test_the_whole_image_pass_applies_stage_1s_restoration_of_the_defect():
+    """restore-global is Table 1's baseline: the method stage 1 picks for the defect (and its
+    parameters, estimated on the defect) over every pixel, at the same strength."""
+    from scipy import ndimage
+
+    from grefine_kit.indicators.defect_features import defect_evidence
+    from grefine_kit.stages.restore import detected_defect, whole_image_restoration
+
+    clean = np.asarray(_photo(256), np.float64)
+    box = (64, 64, 160, 160)
+    blurred = clean.copy()
+    x0, y0, x1, y1 = box
+    blurred[y0:y1, x0:x1] = ndimage.gaussian_filter(clean, (4, 4, 0))[y0:y1, x0:x1]
+    image = Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8))
+    mask = _box_mask(image.size, box)
+    stage1 = _stage().run(StageRequest(image=image, mask=mask, strength=0.9))
+    assert stage1.details["methods"] == ["deblur"]
+    rgb = np.asarray(image, np.float64) / 255.0
+    out, method = whole_image_restoration(rgb, 0.9, mask.binary > 0.5)
+    assert method == "deblur"
+    whole = np.clip(np.rint(out * 255.0), 0, 255)
+    # the same restoration as stage 1's inside the box (stage 1 works on a crop with a margin)
+    inner = (slice(y0 + 8, y1 - 8), slice(x0 + 8, x1 - 8))
+    assert np.abs(np.asarray(stage1.image, np.float64)[inner] - whole[inner]).max() <= 1
+    # and outside the box it changes the image, where stage 1 leaves it alone
+    outside = ~(mask.binary > 0.5)
+    assert np.array_equal(np.asarray(stage1.image)[outside], np.asarray(image)[outside])
+    assert np.abs(whole - blurred)[outside].mean() > 0.2
+
+    # the global slot finds the defect itself and applies what stage 1 would to it
+    noisy = _noisy(_photo(256), (96, 64, 176, 144))
+    found = _stage().run(StageRequest(image=noisy, strength=0.9))
+    assert found.details["methods"] == ["denoise"]
+    rgb = np.asarray(noisy, np.float64) / 255.0
+    part = detected_defect(defect_evidence(rgb * 255.0), rgb.shape[:2])
+    assert part is not None and part[64:144, 96:176].mean() > 0.5 and part.mean() < 0.2
+    expected, method = whole_image_restoration(rgb, 0.9, part)
+    assert method == "denoise"
+    expected8 = np.clip(np.rint(expected * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(expected8, np.asarray(found.image))

@@ -47,6 +47,34 @@ def test_grid_and_quality_are_found_on_a_cropped_jpeg(oy: int, ox: int):
     assert rj.estimate_quality(dctn(blocks, axes=(-2, -1), norm="ortho")) == 10
 
 
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    from grefine_kit.defects.photos import builtin_photos
+
+    return {p.name: p.image for p in builtin_photos()}  # as planted: <= 512 px
+
+
+@pytest.mark.parametrize(
+    ("photo", "quality", "corner"),
+    [("retina", 8, (260, 300)), ("coffee", 8, (200, 150)), ("astronaut", 6, (200, 150))],
+)
+def test_the_quality_is_found_on_smooth_and_saturated_patches(
+    photos: dict[str, Image.Image], photo: str, quality: int, corner: tuple
+):
+    """A smooth patch has few coefficients beyond one step, so a table twice as coarse fitted
+    them when only those beyond half a step counted (retina: quality 4 for 8); saturated
+    colours move the luma's coefficients by more than 1.5 DCT units (coffee, astronaut: no
+    quality found). Counting from a quarter step and a tolerance relative to the step find
+    all three."""
+    from scipy.fft import dctn
+
+    decoded = _jpeg(np.asarray(photos[photo].convert("RGB"), np.float64), quality)
+    y0, x0 = corner
+    y = rj.jfif_luma(decoded[y0 : y0 + 96, x0 : x0 + 128])
+    blocks, _h, _w = rj._blocks(y - 128.0, (-y0) % 8, (-x0) % 8)
+    assert rj.estimate_quality(dctn(blocks, axes=(-2, -1), norm="ortho")) == quality
+
+
 def test_no_quality_fits_an_image_that_is_not_a_jpeg():
     rng = np.random.default_rng(0)
     y = rj.jfif_luma(np.clip(_photo(96) + rng.normal(0, 6, (96, 96, 3)), 0, 255))
@@ -62,5 +90,5 @@ def test_jpeg_aware_deblock_beats_the_generic_one(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(rj, "jpeg_luma", lambda y, where=None: None)  # no grid / quality found
     generic = deblock(decoded / 255.0) * 255.0
     before, after, fallback = _psnr(decoded, clean), _psnr(aware, clean), _psnr(generic, clean)
-    assert after >= before + 1.0  # measured +1.19 dB (generic: +0.67)
+    assert after >= before + 1.25  # measured +1.33 dB (TV in NLM's place: +1.19; generic: +0.67)
     assert after >= fallback + 0.3

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from grefine_kit.benchmark.cache import CACHE_NAME, ScoreCache, metric_key
 from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.metrics.base import MetricContext, MetricInfo, describe, metric_needs, score_with
+from grefine_kit.metrics.base import Metric, MetricContext, MetricInfo, describe, metric_needs, score_with
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
 from grefine_kit.parts.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
 from grefine_kit.recipes.recipe import PartSpec, Recipe
@@ -211,7 +211,7 @@ def run_benchmark(
     # --device/--dtype reach the metrics that take them, unless their own options say otherwise
     metrics = [_with_runtime(m, registry, device=device, dtype=dtype) for m in metrics]
     # build every metric first: a bad name or option fails before any refining starts
-    built = [(m, registry.create("metric", m.name, m.options)) for m in metrics]
+    built = [(m, registry.create_as("metric", m.name, m.options, Metric)) for m in metrics]
     infos = tuple(
         describe(part, name=m.label, licence=registry.get("metric", m.name).licence) for m, part in built
     )

@@ -151,7 +151,12 @@ def train_pq_command(
     from grefine_kit.training import train_pq_prompts
 
     rows = read_mos_csv(mos_csv, root)
+    from grefine_kit.errors import UserError
+    from grefine_kit.indicators.pq_map import PQMap
+
     pq = build_indicator("pq-map", recipe=recipe_name, device=device, dtype=dtype)
+    if not isinstance(pq, PQMap):  # train-pq learns PQ-Map's own prompt context
+        raise UserError(f"train-pq needs the built-in pq-map indicator; 'pq-map' built a {type(pq).__name__}")
     _ready(pq, "pq-map", recipe_name)
     report = train_pq_prompts(
         rows,

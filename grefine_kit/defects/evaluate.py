@@ -20,7 +20,7 @@ negative optimisations.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     from grefine_kit.recipes.recipe import Recipe
 
-__all__ = ["Arm", "Case", "Row", "load_cases", "measure", "oracle_recipe", "summarise"]
+__all__ = ["Arm", "Case", "Row", "load_cases", "measure", "oracle_baseline", "oracle_recipe", "summarise"]
 
 
 @attrs.frozen
@@ -46,11 +46,14 @@ class Case:
 
 @attrs.frozen
 class Arm:
-    """A recipe to measure, labelled; ``oracle``: the item's region is handed to the refiner."""
+    """A recipe to measure, labelled; ``oracle``: the item's region is handed to the refiner.
+    ``run`` (instead of a recipe): a function of the case giving the output image, for an arm
+    that is not a recipe (:func:`oracle_baseline`); such an arm has no mask."""
 
     label: str
     recipe: Any
     oracle: bool = False
+    run: Callable[[Case], Any] | None = None
 
 
 @attrs.frozen
@@ -80,6 +83,27 @@ def oracle_recipe(base: Recipe) -> Recipe:
     # the combiner registered under the role's name: the perceptual map alone
     parts[COMBINER] = PartSpec("combiner", PERCEPTUAL, {"grow": 0.0, "feather": 0.0})
     return attrs.evolve(base, name=f"{base.name}-oracle", parts=parts)
+
+
+def oracle_baseline(recipe: Recipe) -> Arm:
+    """The whole-image baseline told the item's region: ``recipe`` (``restore-global``: one
+    ``restore`` stage in the global slot at strength ``delta``) applied as
+    :func:`~grefine_kit.stages.restore.whole_image_restoration` with the region as the defect,
+    so the method, its noise level and JPEG quality are the ones the oracle's stage 1 uses on
+    that region, applied to every pixel. The recipe itself finds the defect with the detector;
+    this arm separates the baseline's harm from the detector's misses."""
+    from PIL import Image
+
+    from grefine_kit.stages.restore import whole_image_restoration
+
+    strength = float(recipe.refiner.get("delta", 0.9))
+
+    def run(case: Case) -> Image.Image:
+        rgb = np.asarray(case.image.convert("RGB"), np.float64) / 255.0
+        out, _method = whole_image_restoration(rgb, strength, case.region)
+        return Image.fromarray(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8), "RGB")
+
+    return Arm(f"{recipe.name} oracle", None, oracle=True, run=run)
 
 
 def load_cases(manifest: str | Path, kinds: Mapping[str, str] | None = None) -> list[Case]:
@@ -120,14 +144,18 @@ def measure(cases: Sequence[Case], arms: Sequence[Arm]) -> list[Row]:
 
     rows: list[Row] = []
     for arm in arms:
-        refiner = arm.recipe.build()
+        refiner = arm.recipe.build() if arm.run is None else None
         for case in cases:
             started = time.perf_counter()
-            result = refiner.refine(
-                case.image, "", image_id=case.id, region=case.region if arm.oracle else None
-            )
+            if arm.run is not None:
+                image, mask = arm.run(case), np.zeros(case.region.shape, bool)
+            else:
+                assert refiner is not None
+                result = refiner.refine(
+                    case.image, "", image_id=case.id, region=case.region if arm.oracle else None
+                )
+                image, mask = result.image, np.asarray(result.mask.binary) > 0.5
             seconds = time.perf_counter() - started
-            mask = np.asarray(result.mask.binary) > 0.5
             rest = ~case.region
             rows.append(
                 Row(
@@ -135,11 +163,11 @@ def measure(cases: Sequence[Case], arms: Sequence[Arm]) -> list[Row]:
                     kind=case.kind,
                     arm=arm.label,
                     psnr_region_in=_finite(psnr(case.image, case.reference, case.region)),
-                    psnr_region=_finite(psnr(result.image, case.reference, case.region)),
-                    psnr_rest=_finite(psnr(result.image, case.reference, rest)),
-                    ssim_rest=ssim(result.image, case.reference, rest),
+                    psnr_region=_finite(psnr(image, case.reference, case.region)),
+                    psnr_rest=_finite(psnr(image, case.reference, rest)),
+                    ssim_rest=ssim(image, case.reference, rest),
                     psnr_in=_finite(psnr(case.image, case.reference)),
-                    psnr=_finite(psnr(result.image, case.reference)),
+                    psnr=_finite(psnr(image, case.reference)),
                     mask_iou=mask_iou(mask, case.region),
                     mask_rest=float(mask[rest].mean()),
                     seconds=seconds,

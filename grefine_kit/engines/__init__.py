@@ -9,7 +9,6 @@ def get_engine(name: str = "local", **options: object) -> Engine:
     """Build the engine registered as ``name`` with ``options`` (``UserError`` when unknown)."""
     from grefine_kit.parts.registry import get_registry
 
-    engine: Engine = get_registry().create(
-        "engine", name, {k: v for k, v in options.items() if v is not None}
+    return get_registry().create_as(
+        "engine", name, {k: v for k, v in options.items() if v is not None}, Engine
     )
-    return engine

@@ -215,9 +215,11 @@ class AQMap(ClipIndicator):
         if self.parser_instance is not None:
             return self.parser_instance
         if self._parser_obj is None:
-            from grefine_kit.parts.registry import create_part
+            from grefine_kit.parsers.base import Parser
+            from grefine_kit.parts.registry import get_registry
 
-            self._parser_obj = create_part("parser", self.parser, **self.parser_options)
+            registry = get_registry()
+            self._parser_obj = registry.create_as("parser", self.parser, self.parser_options, Parser)
         return self._parser_obj
 
     def preflight(self) -> list[Missing]:

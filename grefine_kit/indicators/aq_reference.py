@@ -30,23 +30,39 @@ map.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from grefine_kit.indicators._clip_common import IMAGENET_TEMPLATES
-from grefine_kit.indicators.alignment_rules import decide_alignment
+from grefine_kit.indicators.alignment_rules import RuleOptions, decide_alignment
 from grefine_kit.parsers.reference import ReferenceAnalysis, analyse_reference
 from grefine_kit.types import Phrase, QualityMap
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+    from spacy.language import Language
 
-    from grefine_kit.indicators.aq_map import AQMap
     from grefine_kit.models.backbone import SurgeryCLIP
+    from grefine_kit.parsers.base import Parser
 
 __all__ = ["REFERENCE_TEMPLATES", "reference_phrases", "reference_texts_maps", "score_reference"]
+
+
+class ReferenceScorer(Protocol):
+    """What :func:`score_reference` uses of the ``aq-map`` indicator (``AQMap`` follows it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def spacy_pipeline(self) -> Language: ...
+
+    def get_parser(self) -> Parser: ...
+
+    def load(self) -> SurgeryCLIP: ...
+
+    def rule_options(self) -> RuleOptions: ...
 
 #: CLIP Surgery's default prompt ensemble (``encode_text_with_prompt_ensemble``): 80 + 5 templates
 REFERENCE_TEMPLATES: tuple[str, ...] = (
@@ -137,7 +153,7 @@ def _long_text_notes(backbone: SurgeryCLIP, texts: Sequence[str]) -> list[str]:
 
 
 def score_reference(
-    indicator: AQMap, images: Sequence[Image.Image], prompts: Sequence[str]
+    indicator: ReferenceScorer, images: Sequence[Image.Image], prompts: Sequence[str]
 ) -> list[QualityMap]:
     """``AQMap.score`` under ``reference_compat``: see the module docstring."""
     from grefine_kit.models.surgery import DEFAULT_POS_INTERPOLATION

@@ -31,11 +31,11 @@ __all__ = ["RegionMap", "read_region"]
 
 def read_region(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
     """A region mask file as bool ``(H, W)`` (True = inside), by the fidelity metrics' rule
-    (:func:`grefine_kit.metrics.context.load_region`: black and white only, the image's
+    (:func:`grefine_kit.images.references.load_region`: black and white only, the image's
     ``size = (width, height)``). Any problem is an ``ImageError``: one line, that item's error,
     never the run's."""
     from grefine_kit.errors import UserError
-    from grefine_kit.metrics.context import load_region
+    from grefine_kit.images.references import load_region
 
     try:
         return load_region(Path(path), size)

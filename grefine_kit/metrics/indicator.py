@@ -53,7 +53,7 @@ class IndicatorMetric(MetricBase):
         if self._part is None:
             from grefine_kit.parts.registry import get_registry
 
-            self._part = get_registry().create("indicator", self.indicator, self.options)
+            self._part = get_registry().create_as("indicator", self.indicator, self.options, Indicator)
         return self._part
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[float]:

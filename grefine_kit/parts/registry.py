@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata as importlib_metadata
 from types import BuiltinFunctionType, FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -33,11 +33,7 @@ from grefine_kit.errors import PluginError, UnknownPartError, UserError, error_t
 from grefine_kit.parts import hookspecs
 from grefine_kit.parts.hints import plugin_fix
 
-if TYPE_CHECKING:
-    from grefine_kit.engines.base import Engine
-    from grefine_kit.indicators.base import Indicator
-    from grefine_kit.metrics.base import Metric
-    from grefine_kit.parsers.base import Parser
+PartT = TypeVar("PartT")
 
 __all__ = [
     "KINDS",
@@ -285,32 +281,11 @@ class Registry:
                 + plugin_fix(kind, name)
             ) from None
 
-    @overload
-    def create(
-        self, kind: Literal["indicator"], name: str, options: Mapping[str, Any] | None = None
-    ) -> Indicator: ...
-    @overload
-    def create(
-        self, kind: Literal["parser"], name: str, options: Mapping[str, Any] | None = None
-    ) -> Parser: ...
-    @overload
-    def create(
-        self, kind: Literal["metric"], name: str, options: Mapping[str, Any] | None = None
-    ) -> Metric: ...
-    @overload
-    def create(
-        self, kind: Literal["engine"], name: str, options: Mapping[str, Any] | None = None
-    ) -> Engine: ...
-    @overload
-    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> object: ...
-
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> object:
         """Build part ``name`` with ``options``; bad options raise ``UserError`` naming the key.
 
-        The part is what the factory returns: for a literal ``kind`` the type checker takes it
-        to follow that kind's protocol (``Indicator``, ``Parser``, ``Metric``, ``Engine``); the
-        registry does not check it at run time (the conformance checks in
-        :mod:`grefine_kit.testing` do)."""
+        The part is what the factory returns, unchecked: :meth:`create_as` checks it against
+        its kind's protocol and gives the type checker that type."""
         entry = self.get(kind, name)
         factory = entry.load()
         options = dict(options or {})
@@ -319,6 +294,20 @@ class Registry:
             return factory(**options)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{kind} {name!r}: {error_text(exc)}") from exc
+
+    def create_as(
+        self, kind: str, name: str, options: Mapping[str, Any] | None, protocol: type[PartT]
+    ) -> PartT:
+        """:meth:`create`, then ``PluginError`` unless the part follows ``protocol`` (a
+        ``runtime_checkable`` protocol of its kind: ``Indicator``, ``Parser``, ``Metric``,
+        ``Engine``, ...; its members are present, their signatures are not checked)."""
+        part = self.create(kind, name, options)
+        if not isinstance(part, protocol):
+            raise PluginError(
+                f"{kind} {name!r} built a {type(part).__name__}, which lacks what the "
+                f"{protocol.__name__} protocol asks for (grefine_kit.testing's checks say what)"
+            )
+        return part
 
     def option_names(self, kind: str, name: str) -> list[str] | None:
         """The option names a part accepts, or None when it takes ``**kwargs``."""
@@ -390,14 +379,6 @@ def reset_registry(registry: Registry | None = None) -> None:
     global _registry
     with _lock:
         _registry = registry
-
-
-@overload
-def create_part(kind: Literal["indicator"], name: str, **options: Any) -> Indicator: ...
-@overload
-def create_part(kind: Literal["parser"], name: str, **options: Any) -> Parser: ...
-@overload
-def create_part(kind: str, name: str, **options: Any) -> object: ...
 
 
 def create_part(kind: str, name: str, **options: Any) -> object:

@@ -23,6 +23,7 @@ steps, skip threshold) and put their report entry under their role's name.
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar, cast
@@ -116,8 +117,19 @@ def check_blocks(io: Iterable[tuple[str, Sequence[str], Sequence[str]]]) -> None
                 raise RecipeError(
                     f"block {label} reads {entry!r}, which no earlier block writes"
                     + (f"; add a {hint} table" if hint else "")
+                    + _misspelt(entry, written)
                 )
         written.update(writes)
+
+
+def _misspelt(entry: str, written: Iterable[str]) -> str:
+    """`` (did you mean 'perceptual', not 'perceptive'?)`` when an entry that was written is
+    close to the missing one (an extra role that is a typo of a built-in one), else ``""``."""
+    close = difflib.get_close_matches(entry, sorted(written), n=1, cutoff=0.8)
+    if not close:
+        return ""
+    want, got = entry.removeprefix(MAPS), close[0].removeprefix(MAPS)
+    return f" (did you mean {want!r}, not {got!r}?)"
 
 
 @attrs.define

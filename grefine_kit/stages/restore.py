@@ -6,11 +6,14 @@ through the feathered soft mask, so no pixel outside the mask changes); in the `
 slot it gets no mask and passes over the whole image.
 
 Per part of the mask (``masked``) or for the whole image (``global``) it picks a method
-(``method = "auto"``, see :func:`choose_method`) and blends the method's full restoration with
-the input by the stage strength ``s``: ``out = in + s · (restored − in)``, so the change of every
-pixel grows linearly, hence monotonically, with ``s`` (0 leaves the image as it is). The
-strength is the refiner's (stage 1: the strength rule, stage 2: ``delta``) unless the
-``strength`` option fixes it. No weights, no randomness: the same input gives the same output.
+(``method = "auto"``, see :func:`choose_method`; in the global slot auto applies to every pixel
+the restoration stage 1 would apply to the defect the detectors find, :func:`detected_defect`
+and :func:`whole_image_restoration`: Table 1's whole-image baseline) and blends the method's
+full restoration with the input by the stage strength ``s``: ``out = in + s · (restored − in)``,
+so the change of every pixel grows linearly, hence monotonically, with ``s`` (0 leaves the
+image as it is). The strength is the refiner's (stage 1: the strength rule, stage 2:
+``delta``) unless the ``strength`` option fixes it. No weights, no randomness: the same input
+gives the same output.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from grefine_kit.checks import choice
 from grefine_kit.parts.base import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 
-__all__ = ["AUTO_METHODS", "RestoreStage", "choose_method"]
+__all__ = ["AUTO_METHODS", "RestoreStage", "choose_method", "detected_defect", "whole_image_restoration"]
 
 #: what ``method`` accepts: ``auto`` or one of the methods of ``restore_methods``
 AUTO_METHODS = ("auto", "denoise", "deblock", "deblur", "wiener")
@@ -37,8 +40,6 @@ NOISE_MARGIN = 3.0  # grey levels
 JPEG_BLOCKINESS = 1.2
 JPEG_MARGIN = 0.15
 BLUR_RATIO = 0.9
-#: global auto: a kind is acted on when its evidence covers at least this fraction of the blocks
-GLOBAL_MIN_AREA = 0.005
 
 
 def _strength_or_none(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -95,10 +96,11 @@ class RestoreStage(PartBase):
     """Classical restoration in either stage slot (see the module docstring).
 
     Options:
-        method: ``auto`` (default: chosen per part of the mask, or for the whole image, from
-            the defect detectors; :func:`choose_method`), or one of ``denoise`` (non-local
-            means), ``deblock`` (TV luma + Gaussian chroma), ``deblur`` (Richardson-Lucy),
-            ``wiener`` (the mild adaptive filter).
+        method: ``auto`` (default: chosen per part of the mask from the defect detectors,
+            :func:`choose_method`; for the whole image, the method stage 1 would choose for the
+            detected defect, :func:`detected_defect`), or one of ``denoise`` (non-local
+            means), ``deblock`` (JPEG-aware luma and chroma, :mod:`.restore_methods`),
+            ``deblur`` (Richardson-Lucy), ``wiener`` (the mild adaptive filter).
         strength: a fixed strength in [0, 1] replacing the refiner's (default: none, use the
             refiner's: stage 1 from the strength rule, stage 2 ``delta``).
         margin: px of context around each part of the mask given to the method (16: the NLM
@@ -175,27 +177,66 @@ class RestoreStage(PartBase):
         return out, methods
 
     def _global(self, rgb: np.ndarray, s: float) -> tuple[np.ndarray, list[str]]:
-        from grefine_kit.indicators.defect_features import BLOCK, DEFECT_KINDS
         from grefine_kit.stages.restore_methods import noise_sigma, restore
 
-        method = self.method
-        where: np.ndarray | None = None
-        if method == "auto":
-            method = "wiener"
-            evidence = self._evidence(rgb)
-            if evidence is not None:
-                areas = {k: float((evidence.kind(k) > 0.5).mean()) for k in DEFECT_KINDS}
-                kind = max(areas, key=lambda k: areas[k])
-                if areas[kind] >= GLOBAL_MIN_AREA:
-                    method = {"noise": "denoise", "blur": "deblur", "jpeg": "deblock"}[kind]
-                    flagged = evidence.kind(kind) > 0.5
-                    where = np.kron(flagged, np.ones((BLOCK, BLOCK), bool))
-                    where = np.pad(
-                        where,
-                        (
-                            (0, max(0, rgb.shape[0] - where.shape[0])),
-                            (0, max(0, rgb.shape[1] - where.shape[1])),
-                        ),
-                    )[: rgb.shape[0], : rgb.shape[1]]
-        restored = restore(rgb, method, noise_sigma(rgb, where), where)
-        return rgb + s * (restored - rgb), [method]
+        if self.method != "auto":
+            restored = restore(rgb, self.method, noise_sigma(rgb), None)
+            return rgb + s * (restored - rgb), [self.method]
+        evidence = self._evidence(rgb)
+        part = None if evidence is None else detected_defect(evidence, rgb.shape[:2])
+        out, method = whole_image_restoration(rgb, s, part, evidence)
+        return out, [method]
+
+
+def detected_defect(evidence: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pixels (bool ``shape``) of the defect stage 1 would repair on this image, as the
+    ``restore`` recipe's detector sees it: the blocks whose combined evidence exceeds 0.5
+    (defect-map's mask before growth), split into 8-connected parts; each part gets the method
+    :func:`choose_method` picks for it in stage 1, and the defect is the union of the parts of
+    the method covering the most blocks (``wiener`` parts count only when no part has a
+    defect-specific method). None when no block is flagged."""
+    from scipy import ndimage
+
+    from grefine_kit.indicators.defect_features import BLOCK
+
+    flagged = evidence.combined() > 0.5
+    labels, count = ndimage.label(flagged, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return None
+    chosen: dict[str, np.ndarray] = {}
+    for index in range(1, count + 1):
+        inside = labels == index
+        method = choose_method(evidence, inside)
+        chosen[method] = chosen.get(method, np.zeros_like(inside)) | inside
+    specific = {m: b for m, b in chosen.items() if m != "wiener"} or chosen
+    blocks = max(specific.values(), key=lambda b: int(b.sum()))
+    where = np.kron(blocks, np.ones((BLOCK, BLOCK), bool))
+    where = np.pad(where, ((0, max(0, shape[0] - where.shape[0])), (0, max(0, shape[1] - where.shape[1]))))
+    return where[: shape[0], : shape[1]]
+
+
+def whole_image_restoration(
+    rgb: np.ndarray, s: float, part: np.ndarray | None, evidence: Any = None
+) -> tuple[np.ndarray, str]:
+    """Table 1's whole-image baseline: the restoration stage 1 applies to the defect ``part``
+    (bool ``(H, W)``), applied to every pixel of ``rgb`` (float RGB in [0, 1]) at strength ``s``:
+    the method :func:`choose_method` picks for ``part`` (inside against outside, as in stage 1),
+    with its noise level and JPEG quality estimated on ``part`` as stage 1 estimates them on its
+    part. ``part`` None (nothing to repair): the mild ``wiener`` pass. Returns the blended
+    image and the method."""
+    from grefine_kit.indicators.defect_features import BLOCK
+    from grefine_kit.stages.restore_methods import noise_sigma, restore
+
+    if part is None or not part.any():
+        method = "wiener"
+        restored = restore(rgb, method, noise_sigma(rgb), None)
+        return rgb + s * (restored - rgb), method
+    if evidence is None and min(rgb.shape[:2]) >= BLOCK:
+        from grefine_kit.indicators.defect_features import defect_evidence
+
+        evidence = defect_evidence(rgb * 255.0)
+    method = "wiener"
+    if evidence is not None:
+        method = choose_method(evidence, _block_grid(part, evidence.sigma.shape, BLOCK))
+    restored = restore(rgb, method, noise_sigma(rgb, part), part)
+    return rgb + s * (restored - rgb), method

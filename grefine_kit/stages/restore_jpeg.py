@@ -30,10 +30,11 @@ LUMA_TABLE = np.array(
     ],
     dtype=np.float64,
 )
-#: a quality fits when the coefficients' mean distance to its lattice is under this (DCT units)
-#: or under this fraction of the steps tested, whichever is larger
+#: a quality fits when the coefficients' mean distance to its lattice, in units of each one's
+#: step, is under this (data scattered uniformly: 0.25), or under ``FIT_ABS`` DCT units
+#: (colour conversion and pixel rounding move a coefficient by about a unit)
+FIT_REL = 0.1
 FIT_ABS = 1.5
-FIT_REL = 0.06
 #: the finest steps of the table that the fit looks at, and how many coefficients it needs
 FIT_FREQS = 12
 FIT_MIN = 5
@@ -77,22 +78,26 @@ def _unblocks(b: np.ndarray) -> np.ndarray:
 def estimate_quality(coef: np.ndarray) -> int | None:
     """The lowest IJG quality whose table's lattice the block DCT coefficients ``coef``
     (``(..., 8, 8)``) sit on: for qualities 1-100 in turn, the coefficients of the ``FIT_FREQS``
-    finest steps that lie beyond half a step from 0 must be, on average, within ``FIT_ABS`` or
-    ``FIT_REL`` × the median step of a multiple of their step (a coarser wrong table leaves them
-    about a quarter step off). None when no quality fits (not a JPEG, or not an IJG table) up to
-    the finest tables ``MIN_STEP`` allows."""
+    finest steps that lie beyond a quarter of their step must be, on average, within
+    ``FIT_REL`` of their step (or ``FIT_ABS`` DCT units) of a multiple of it. A coarser table
+    than the true one leaves every other true multiple half a step off, and counting the data
+    from a quarter step (not from half of one) makes those count against it even where the
+    true multiples are few (a smooth patch: most coefficients at one step or zero). None when
+    no quality fits (not a JPEG, or not an IJG table) up to the finest tables ``MIN_STEP``
+    allows."""
     c = coef.reshape(-1, 64)
     for quality in range(1, 101):
         t = quant_table(quality).reshape(64)
         idx = np.argsort(t, kind="stable")[:FIT_FREQS]
         cc, tt = c[:, idx], t[idx]
-        if float(np.median(tt)) < MIN_STEP:
+        step = float(np.median(tt))
+        if step < MIN_STEP:
             return None
-        big = np.abs(cc) > tt / 2
-        if big.sum() < FIT_MIN:
+        counted = np.abs(cc) > tt / 4
+        if counted.sum() < FIT_MIN:
             continue
-        residual = np.abs(cc - tt * np.rint(cc / tt))[big]
-        if residual.mean() < max(FIT_ABS, FIT_REL * float(np.median(tt))):
+        residual = (np.abs(cc - tt * np.rint(cc / tt)) / tt)[counted]
+        if residual.mean() < max(FIT_REL, FIT_ABS / step):
             return quality
     return None
 

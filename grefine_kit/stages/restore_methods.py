@@ -7,14 +7,14 @@ same shape; the stage blends it with the input by its strength. All are determin
   fast mode, 5×5 patches searched over 9×9) with the filter parameter ``h = 0.9 σ`` where σ is
   the colour-noise level estimated on the pixels to repair (:func:`noise_sigma`). 0.8-1.0 σ
   measured best here (PSNR on planted noise).
-- ``deblock``: JPEG deblocking in YCbCr: the luma is the mean of total-variation denoising
-  (Chambolle, weight 0.03), which removes block edges and ringing, and, when the 8×8 grid and
-  an IJG quality are found on the pixels to repair, the shifted-grid requantisation estimate of
-  ``restore_jpeg`` (alone, TV gained +0.78 dB median on the planted JPEG patches, the mean
-  +0.92 dB, at strength 0.9); the chroma then follows the repaired luma's edges (a guided
-  filter, +1.11 dB in all); without a grid or quality (not an IJG JPEG) the luma is TV's alone
-  and a Gaussian (σ 3 px) on the two chroma planes
-  removes the colour blocking of 4:2:0 subsampling.
+- ``deblock``: JPEG deblocking in YCbCr. When the 8×8 grid and an IJG quality are found on the
+  pixels to repair (``restore_jpeg``), the luma is the mean of non-local means (fast mode, 5×5
+  patches over 9×9, ``h`` 0.04 of the luma range) and the shifted-grid requantisation estimate,
+  and the chroma follows the repaired luma's edges (a guided filter); on the planted JPEG
+  patches of docs/benchmark.md (oracle, strength 0.9) that gained +1.14 dB median where the
+  same with TV (Chambolle, weight 0.03) in NLM's place gained +1.11 dB and TV with a Gaussian
+  chroma +0.78 dB. Without a grid or quality (not an IJG JPEG) the luma is TV's alone and a
+  Gaussian (σ 3 px) on the two chroma planes removes the colour blocking of 4:2:0 subsampling.
 - ``deblur``: Richardson-Lucy deconvolution (10 iterations) per channel with a Gaussian PSF of
   σ 2 px (a conservative PSF, smaller than the blurs it meets), each value then clamped to the
   range of its 3×3 neighbourhood in the input, so it sharpens without halos at highlights; the
@@ -79,33 +79,41 @@ def denoise(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+#: JPEG-aware luma: non-local means' filter parameter (luma in [0, 1]) for the estimate that is
+#: averaged with the re-quantisation one (chosen on the benchmark seeds from 0.04-0.06)
+DEBLOCK_NLM_H = 0.04
+
+
 def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     from scipy import ndimage
     from skimage.color import rgb2ycbcr, ycbcr2rgb
-    from skimage.restoration import denoise_tv_chambolle
+    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
     from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma
 
     ycc = rgb2ycbcr(rgb)
-    y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
     requantised = jpeg_luma(jfif_luma(rgb * 255.0), where)
-    if requantised is not None:
-        # the two estimates err differently (TV flattens texture, requantisation keeps some
-        # ringing): their mean beat either alone on the planted JPEG patches; JFIF luma (0-255)
-        # maps onto skimage's studio-range luma as 16 + 219/255 · Y
-        y = 0.5 * (y + 16.0 + requantised * (219.0 / 255.0))
     if requantised is None:
+        # no grid or quality: TV removes block edges and ringing, a Gaussian the chroma blocks
+        y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
         cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
         cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
-    else:
-        # JPEG chroma at these qualities is nearly flat per 16×16 block: lightly smoothed, then
-        # re-shaped along the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey
-        # levels², 36.9 in skimage's studio-range luma)
-        eps = 50.0 * (219.0 / 255.0) ** 2
-        cb, cr = (
-            guided_filter(y, ndimage.gaussian_filter(ycc[..., c], 1.5, mode="reflect"), 6, eps)
-            for c in (1, 2)
-        )
+        return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+    # two estimates that err differently (non-local means flattens block edges where similar
+    # patches agree, requantisation keeps the texture the quantiser kept and some ringing):
+    # their mean beat either alone, and TV in NLM's place, on the planted JPEG patches; JFIF
+    # luma (0-255) maps onto skimage's studio-range luma as 16 + 219/255 · Y
+    nlm = denoise_nl_means(
+        ycc[..., 0] / 255.0, h=DEBLOCK_NLM_H, fast_mode=True, patch_size=5, patch_distance=4
+    )
+    y = 0.5 * (nlm * 255.0 + 16.0 + requantised * (219.0 / 255.0))
+    # JPEG chroma at these qualities is nearly flat per 16×16 block: lightly smoothed, then
+    # re-shaped along the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey
+    # levels², 36.9 in skimage's studio-range luma)
+    eps = 50.0 * (219.0 / 255.0) ** 2
+    cb, cr = (
+        guided_filter(y, ndimage.gaussian_filter(ycc[..., c], 1.5, mode="reflect"), 6, eps) for c in (1, 2)
+    )
     return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
 
 

@@ -8,7 +8,6 @@ route but ``/v1/health`` needs ``Authorization: Bearer <token>`` (401 otherwise)
 from __future__ import annotations
 
 import hmac
-import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,9 +23,9 @@ from grefine_kit.runs import atomic
 from grefine_serve import __version__
 from grefine_serve.catalog import Catalog, ModelStore
 from grefine_serve.errors import ApiError
+from grefine_serve.fields import ERRORS
 from grefine_serve.jobs import Job, JobStore
 from grefine_serve.schemas import (
-    ErrorResponse,
     Health,
     MetricInfo,
     PartInfo,
@@ -36,12 +35,8 @@ from grefine_serve.settings import API_PREFIX, ServeSettings
 from grefine_serve.uploads import BodyLimit, check_image, safe_upload_name
 from grefine_serve.workers import WorkerPool
 
-__all__ = ["ERRORS", "Server", "check_prompt", "create_app", "parse_overrides"]
+__all__ = ["Server", "create_app"]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 415, 422, 429, 503)
-}
-MAX_PROMPT = 2000
 
 
 class Server:
@@ -110,21 +105,6 @@ class Server:
 
 def _error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-def check_prompt(prompt: str | None) -> str | None:
-    if prompt is not None and len(prompt) > MAX_PROMPT:
-        raise ApiError(422, "bad_request", f"the prompt is longer than {MAX_PROMPT} characters")
-    return prompt or None
-
-
-def parse_overrides(text: str | None) -> Any:
-    if text is None or not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ApiError(422, "bad_override", f"overrides must be a JSON object: {exc}") from None
 
 
 def create_app(settings: ServeSettings, server: Server | None = None) -> FastAPI:

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from grefine_kit.parts.roles import INDICATOR_ROLES
 from grefine_serve.errors import ApiError
+from grefine_serve.fields import ERRORS, check_prompt, parse_overrides
 from grefine_serve.jobs import FINISHED, Job
 from grefine_serve.schemas import JobView, ScoreResponse
 from grefine_serve.settings import API_PREFIX
@@ -112,7 +113,6 @@ def report_html(job: Job, max_size: int = 384) -> str:
 
 def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
     """Add the job routes to ``app`` for the ``Server`` ``srv``."""
-    from grefine_serve.app import ERRORS, check_prompt, parse_overrides
 
     deps = list(auth)
 
