@@ -1,4 +1,4 @@
-"""Expanding PATH arguments and reading prompts CSVs (grefine_kit.runner.inputs)."""
+"""Expanding PATH arguments and reading prompts CSVs (grefine_kit.runs.inputs)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grefine_kit.errors import UserError
-from grefine_kit.runner.inputs import PromptIndex, expand_inputs, read_prompts_csv
+from grefine_kit.runs.inputs import PromptIndex, expand_inputs, read_prompts_csv
 
 
 def touch(path: Path) -> Path:

@@ -356,7 +356,7 @@ def test_9_a_non_utf8_file_name_is_scored_with_the_others(tmp_path: Path) -> Non
     png(folder / "good.png")
     odd = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.png"))
     Image.new("RGB", (9, 7), (1, 2, 3)).save(odd, format="PNG")
-    from grefine_kit.runner.inputs import expand_inputs
+    from grefine_kit.runs.inputs import expand_inputs
 
     summary = score_files(expand_inputs([str(folder)]), Brightness(), tmp_path / "out", progress=False)
     assert (summary.n_ok, summary.n_failed) == (2, 0)
@@ -520,7 +520,7 @@ def test_14_a_device_that_does_not_exist_is_one_exit_2_line(tmp_path: Path, devi
 
 
 def test_odd_inputs_have_clear_messages(tmp_path: Path) -> None:
-    from grefine_kit.runner.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.runs.inputs import expand_inputs, read_prompts_csv
 
     with pytest.raises(UserError, match="not a prompts CSV"):
         read_prompts_csv("/dev/zero")

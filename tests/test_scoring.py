@@ -15,8 +15,8 @@ from PIL import Image
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.images.loading import ENV_MAX_PIXELS
 from grefine_kit.indicators.base import Indicator
-from grefine_kit.runner.inputs import expand_inputs
 from grefine_kit.runner.score import HEAD_COLUMNS, TAIL_COLUMNS, flatten_details, output_stems, score_files
+from grefine_kit.runs.inputs import expand_inputs
 from grefine_kit.types import QualityMap
 
 

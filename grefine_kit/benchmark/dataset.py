@@ -69,7 +69,7 @@ def load_dataset(
     manifest: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """The dataset named by exactly one of: ``manifest``; or ``inputs`` with ``prompts_csv`` or ``prompt``."""
-    from grefine_kit.runner.inputs import PromptIndex, expand_inputs, read_prompts_csv
+    from grefine_kit.runs.inputs import PromptIndex, expand_inputs, read_prompts_csv
     from grefine_kit.runs.layout import output_stems
 
     if manifest is not None:

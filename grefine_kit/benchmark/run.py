@@ -175,9 +175,9 @@ def run_benchmark(
 
     ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
     from grefine_kit.parts.registry import get_registry
-    from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import make_items, refine_items
+    from grefine_kit.runs.inputs import make_output_dir
     from grefine_kit.runs.layout import output_stems
 
     if not recipes:

@@ -118,8 +118,8 @@ def calibrate_command(
     from grefine_kit.parts.roles import PERCEPTUAL
     from grefine_kit.recipes.overrides import apply_overrides, parse_assignment
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs.atomic import write_json, write_text
+    from grefine_kit.runs.inputs import make_output_dir
 
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=PERCEPTUAL)
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])

@@ -113,7 +113,7 @@ def run_items(
     With a manifest, ``--prompt`` fills in the items that have no prompt of their own;
     ``--prompts`` does not apply. ``need_prompt``: PATHS need ``--prompt`` or ``--prompts``.
     """
-    from grefine_kit.runner.inputs import expand_inputs, read_prompts_csv
+    from grefine_kit.runs.inputs import expand_inputs, read_prompts_csv
     from grefine_kit.runs.items import make_items
     from grefine_kit.runs.manifest import read_manifest
 

@@ -62,8 +62,8 @@ def make_defect_set(
     sizes: tuple[float, float] = DEFAULT_SIZES,
 ) -> DefectSet:
     """Plant one defect per (photo, kind, seed) and write the set (see the module docstring)."""
-    from grefine_kit.runner.inputs import make_output_dir
     from grefine_kit.runs import atomic
+    from grefine_kit.runs.inputs import make_output_dir
 
     if not photos:
         raise UserError("no photos to plant defects into")

@@ -81,7 +81,7 @@ def builtin_photos(max_side: int = BUILTIN_MAX_SIDE) -> list[Photo]:
 def load_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Photo]:
     """The user's photos: files, or folders (their images, sorted), safely loaded as RGB."""
     from grefine_kit.images.loading import load_image
-    from grefine_kit.runner.inputs import expand_inputs
+    from grefine_kit.runs.inputs import expand_inputs
 
     files = expand_inputs(paths)
     photos = []

@@ -14,13 +14,14 @@ overall naturalness, ``defect-map`` names the defect, which ``restore``'s ``auto
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 from PIL import Image
 
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 __all__ = ["DefectMap"]
@@ -36,7 +37,7 @@ def _kinds(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _positive(lo: float, hi: float) -> Any:
+def _positive(lo: float, hi: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
             raise ValueError(f"{attribute.name} must be a number in [{lo}, {hi}]; got {value!r}")
@@ -80,7 +81,7 @@ class DefectMap:
     jpeg_ratio: float = attrs.field(default=1.3, validator=_positive(1.0, 100.0))
 
     needs_prompt: ClassVar[bool] = False
-    quality_kind: ClassVar[str] = "perceptual"
+    quality_kind: ClassVar[str] = PERCEPTUAL
     name: ClassVar[str] = "defect-map"
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[QualityMap]:

@@ -26,7 +26,7 @@ figures. ``details`` has the raw PIQE and per-criterion block fractions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -37,6 +37,7 @@ from PIL import Image
 
 from grefine_kit.indicators.piqe import BLOCK, grey_levels, pad_to_blocks, piqe
 from grefine_kit.parts.base import PartBase
+from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
 __all__ = ["PiqeMap", "detail_loss"]
@@ -47,7 +48,7 @@ def _not_bool(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise TypeError(f"{attribute.name} must be a number, not a boolean ({value!r})")
 
 
-def _number(lo: float, hi: float) -> Any:
+def _number(lo: float, hi: float) -> list[Callable[[Any, attrs.Attribute[Any], Any], None]]:
     return [v.instance_of((int, float)), _not_bool, v.ge(lo), v.le(hi)]
 
 
@@ -187,7 +188,7 @@ class PiqeMap(PartBase):
 
     needs_prompt: ClassVar[bool] = False
     #: which MOS column ``grefine evaluate`` compares against
-    quality_kind: ClassVar[str] = "perceptual"
+    quality_kind: ClassVar[str] = PERCEPTUAL
     name: ClassVar[str] = "piqe-map"
 
     def __attrs_post_init__(self) -> None:

@@ -155,7 +155,7 @@ def score_files(
 ) -> RunSummary:
     """The keyword form for image files: :func:`score_items` on ``make_items(paths, prompts)``
     (``prompts``: one prompt for every image, or a mapping read by ``read_prompts_csv``,
-    matched with :class:`~grefine_kit.runner.inputs.PromptIndex`). ``save_maps``: write
+    matched with :class:`~grefine_kit.runs.inputs.PromptIndex`). ``save_maps``: write
     ``<stem>.heatmap.png`` (overlay, same size as the image) and ``<stem>.map.npy`` (float32
     (H, W), 1 = good) per scored image. An indicator that needs a prompt, with none given,
     is one setup error (not one error row per image). Raises UserError for bad arguments and

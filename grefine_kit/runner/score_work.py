@@ -40,7 +40,7 @@ class IndicatorSpec:
     """What builds an indicator, picklable: registry ``name``, the ``recipe`` its options come
     from (a name or a ``.toml`` path, as on the command line; None: the indicator's defaults),
     ``device`` / ``dtype`` and other ``options`` (``--set`` values). :meth:`build` is
-    ``grefine_kit.api.build_indicator`` with them."""
+    ``grefine_kit.recipes.indicators.build_indicator`` with them."""
 
     name: str
     recipe: str | None = None
@@ -50,7 +50,7 @@ class IndicatorSpec:
 
     def build(self) -> Indicator:
         """The indicator (cheap: no weights load until it scores)."""
-        from grefine_kit.api import build_indicator
+        from grefine_kit.recipes.indicators import build_indicator
 
         built: Indicator = build_indicator(
             self.name, recipe=self.recipe, device=self.device, dtype=self.dtype, **self.options

@@ -1,5 +1,8 @@
 """Safe run folders shared by every runner (score, refine, evaluate, engines).
 
+- :mod:`~grefine_kit.runs.inputs`: PATH arguments into image files, prompts CSVs into prompts;
+  :mod:`~grefine_kit.runs.manifest`: ``--manifest`` files; :mod:`~grefine_kit.runs.shards`:
+  ``--shard I/N``;
 - :class:`~grefine_kit.runs.items.Item`: the unit of work (id, image, prompt, seed);
   :func:`~grefine_kit.runs.items.item_ids`: ids relative to the input root;
 - :class:`~grefine_kit.runs.folder.RunFolder`: refuses inputs as outputs, locks, repairs and

@@ -88,7 +88,7 @@ def item_ids(paths: Sequence[Path], root: Path | None = None) -> list[str]:
 def make_items(paths: Sequence[Path], prompts: Mapping[str, str] | str | None) -> list[Item]:
     """Items for ``paths``: ids from :func:`item_ids`, prompts from one string or a prompts
     mapping (``read_prompts_csv``, matched by ``PromptIndex``; an image without a row gets None)."""
-    from grefine_kit.runner.inputs import PromptIndex
+    from grefine_kit.runs.inputs import PromptIndex
 
     ids = item_ids(list(paths))
     if isinstance(prompts, Mapping):

@@ -39,7 +39,7 @@ from typing import Final
 import attrs
 
 from grefine_kit.errors import UserError
-from grefine_kit.runner.inputs import IMAGE_EXTENSIONS
+from grefine_kit.runs.inputs import IMAGE_EXTENSIONS
 from grefine_kit.runs.items import display_path, item_ids
 
 __all__ = ["MAX_STEM_BYTES", "RESERVED_TAGS", "OutputNames", "output_stem", "output_stems"]

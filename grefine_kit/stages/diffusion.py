@@ -271,7 +271,7 @@ class _DiffusersStage(PartBase):
         return StageResult(image=result, steps_run=steps, skipped=None, seconds=seconds, previews=previews)
 
 
-def _to_pil(array: Any, what: str) -> Any:
+def _to_pil(array: Any, what: str) -> Image.Image:
     """diffusers' own ``numpy_to_pil`` rule, ``(x * 255).round()`` to uint8, after checking that
     ``array`` ((H, W, 3) floats in [0, 1]) is finite."""
     import numpy as np

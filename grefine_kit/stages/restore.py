@@ -19,7 +19,7 @@ gives the same output.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import numpy as np
@@ -29,6 +29,9 @@ from PIL import Image
 from grefine_kit.checks import choice
 from grefine_kit.parts.base import PartBase
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
+
+if TYPE_CHECKING:
+    from grefine_kit.indicators.defect_features import DefectEvidence
 
 __all__ = ["AUTO_METHODS", "RestoreStage", "choose_method", "detected_defect", "whole_image_restoration"]
 
@@ -136,7 +139,7 @@ class RestoreStage(PartBase):
 
     # -- the two roles -------------------------------------------------------------------------
 
-    def _evidence(self, rgb: np.ndarray) -> Any:
+    def _evidence(self, rgb: np.ndarray) -> DefectEvidence | None:
         from grefine_kit.indicators.defect_features import BLOCK, defect_evidence
 
         if rgb.shape[0] < BLOCK or rgb.shape[1] < BLOCK:

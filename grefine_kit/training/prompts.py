@@ -41,8 +41,8 @@ from grefine_kit.indicators.pq_map import (
     save_prompt_checkpoint,
 )
 from grefine_kit.progress import progress as progress_bar
-from grefine_kit.runner.inputs import make_output_dir
 from grefine_kit.runs.atomic import write_json
+from grefine_kit.runs.inputs import make_output_dir
 
 if TYPE_CHECKING:
     import torch
