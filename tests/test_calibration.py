@@ -21,7 +21,7 @@ from PIL import Image
 from grefine_kit import hookimpl
 from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError, UserError
-from grefine_kit.metrics.calibration import (
+from grefine_kit.evaluation.metric_check import (
     KNOWN_TARGETS,
     calibration_targets,
     load_calibration,

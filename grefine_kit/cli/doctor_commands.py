@@ -41,8 +41,9 @@ def doctor_command(recipe_name: str | None) -> None:
     """
     from grefine_kit import __version__
     from grefine_kit.hub import hub_reachable, offline_requested
+    from grefine_kit.parsers.availability import parser_status
+    from grefine_kit.parts.checks import cuda_available, hf_cache_dir
     from grefine_kit.parts.registry import get_registry
-    from grefine_kit.readiness.preflight import cuda_available, hf_cache_dir, parser_status
 
     click.echo(f"grefine-kit {__version__}, Python {platform.python_version()} ({sys.executable})")
     libs = ("torch", "open_clip_torch", "diffusers", "transformers", "spacy")

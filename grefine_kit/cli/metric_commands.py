@@ -42,7 +42,7 @@ def metrics_check(folder: str, only: tuple[str, ...]) -> None:
     marked as such; the exit code is 0 whenever the folder could be read (2 when it cannot).
     """
     from grefine_kit.errors import UserError
-    from grefine_kit.metrics.calibration import (
+    from grefine_kit.evaluation.metric_check import (
         calibration_targets,
         format_result,
         load_calibration,

@@ -252,7 +252,7 @@ class ClipIndicator(PartBase):
 
     def preflight(self) -> list[Missing]:
         """A device this machine lacks; a local CLIP file that is not there."""
-        from grefine_kit.readiness.preflight import check_device as device_findings
+        from grefine_kit.parts.checks import check_device as device_findings
 
         return device_findings(self.device) + clip_file_findings(self.model, self.weights)
 

@@ -224,7 +224,7 @@ class AQMap(ClipIndicator):
 
     def preflight(self) -> list[Missing]:
         """The CLIP checks, and what the built-in parser named by ``parser`` lacks here."""
-        from grefine_kit.readiness.preflight import check_parser
+        from grefine_kit.parsers.availability import check_parser
 
         return super().preflight() + check_parser(self.parser, self.parser_options)
 

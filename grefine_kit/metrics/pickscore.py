@@ -100,7 +100,7 @@ class PickScore(MetricBase):
 
     def preflight(self) -> list[Missing]:
         """A device this machine lacks."""
-        from grefine_kit.readiness.preflight import check_device as device_findings
+        from grefine_kit.parts.checks import check_device as device_findings
 
         return device_findings(self.device)
 

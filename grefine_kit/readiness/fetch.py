@@ -17,7 +17,8 @@ from typing import Any
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.hub import hub_reachable, offline_requested
 from grefine_kit.parts.base import capabilities
-from grefine_kit.readiness.preflight import DEVICE, WEIGHTS, check_parts, hf_cache_dir
+from grefine_kit.parts.checks import hf_cache_dir
+from grefine_kit.readiness.preflight import DEVICE, WEIGHTS, check_parts
 from grefine_kit.recipes.recipe import Recipe
 
 

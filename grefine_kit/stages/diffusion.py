@@ -25,7 +25,7 @@ from grefine_kit.parts.base import HubWeights, Missing, PartBase
 from grefine_kit.parts.roles import GLOBAL, MASKED
 from grefine_kit.stages.base import StageRequest, StageResult, skipped_result
 from grefine_kit.stages.conditioning import encode_conditioning
-from grefine_kit.stages.controlnet import CONTROLNET_KINDS, control_kwargs
+from grefine_kit.stages.controlnet import CONTROLNET_KINDS, ControlNetSpec, control_kwargs
 from grefine_kit.stages.controls import LoraSpec, parse_loras
 from grefine_kit.stages.families import default_guidance, native_resolution, size_multiple, uses_cfg
 from grefine_kit.stages.loading import download_weights, load_pipeline
@@ -180,6 +180,11 @@ class _DiffusersStage(PartBase):
 
     load = pipeline
 
+    @property
+    def control(self) -> ControlNetSpec | None:
+        """The stage's ControlNet, None without one (only a masked stage takes one)."""
+        return None
+
     def native_resolution(self) -> int:
         """Working-area side in px (``resolution`` or the model's native one); loads the model."""
         if self.resolution:
@@ -258,7 +263,7 @@ class _DiffusersStage(PartBase):
         )
         if self.task == "inpaint":
             kwargs.update(mask_image=work_mask, width=target[0], height=target[1])
-            kwargs.update(control_kwargs(self, image, work_mask))
+            kwargs.update(control_kwargs(self.control, image, work_mask))
         prepare_call(pipe, self)
         kept: list[tuple[int, Any]] = []
         kwargs["callback_on_step_end"] = step_callback(pipe, self.role, steps, self.previews, kept)
@@ -328,6 +333,12 @@ class InpaintStage(_DiffusersStage):
     controlnet: str = attrs.field(default="", validator=v.instance_of(str))
     controlnet_kind: str = attrs.field(default="inpaint", validator=choice(CONTROLNET_KINDS))
     controlnet_scale: float = attrs.field(default=1.0, validator=number(0, 10))
+
+    @property
+    def control(self) -> ControlNetSpec | None:
+        if not self.controlnet:
+            return None
+        return ControlNetSpec(self.controlnet, self.controlnet_kind, self.controlnet_scale)
 
     def extra_files(self) -> list[str]:
         files = super().extra_files()

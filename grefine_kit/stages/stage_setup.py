@@ -41,12 +41,10 @@ def stage_view(pipe: DiffusionPipeline, stage: Any) -> DiffusionPipeline:
         device = getattr(pipe, "_execution_device", "cpu")
         dtype = getattr(getattr(pipe, "vae", None), "dtype", None)
         swap["vae"] = load_vae(stage.vae, str(device), dtype)
-    from grefine_kit.stages.diffusion import InpaintStage
-
-    if isinstance(stage, InpaintStage) and stage.controlnet:
+    if stage.control is not None:
         from grefine_kit.stages.controlnet import controlnet_pipeline
 
-        return controlnet_pipeline(pipe, stage, swap)
+        return controlnet_pipeline(pipe, stage.control, swap)
     if not swap:
         return pipe
     view = type(pipe).from_pipe(pipe, **swap)

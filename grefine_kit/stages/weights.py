@@ -32,7 +32,7 @@ def stage_hub_weights(model: str, config: str = "", revision: str = "") -> list[
 
 def stage_findings(model: str, device: str) -> list[Missing]:
     """A device this machine lacks; a local model file or folder that is not there."""
-    from grefine_kit.readiness.preflight import check_device
+    from grefine_kit.parts.checks import check_device
 
     found = check_device(device)
     try:

@@ -122,7 +122,7 @@ class PaQ2PiQ(PartBase):
 
     def preflight(self) -> list[Missing]:
         """A local checkpoint file that is not there; a device this machine lacks."""
-        from grefine_kit.readiness.preflight import check_device
+        from grefine_kit.parts.checks import check_device
 
         found = check_device(self.device)
         local = self.weights != "random" and not self.weights.startswith(("random:", HUB_PREFIX))
