@@ -24,6 +24,7 @@ __all__ = [
     "overlay_heatmap",
     "resize_map",
     "save_map_npy",
+    "upsample_blocks",
 ]
 
 
@@ -173,3 +174,17 @@ def save_map_npy(path: str | os.PathLike[str], qmap: Any) -> Path:
     with out.open("wb") as f:  # np.save(path) would append ".npy" to other suffixes
         np.save(f, arr, allow_pickle=False)
     return out
+
+
+def upsample_blocks(values: np.ndarray, size: tuple[int, int], block: int) -> np.ndarray:
+    """Per-block values ``(nby, nbx)`` -> a float32 map of ``size`` = ``(W, H)``: bilinear
+    between block centres over the ``block``-px grid, edges repeated, cut to ``(H, W)`` (a side
+    that is not a multiple of ``block`` was padded), clipped to [0, 1]."""
+    w, h = size
+    nby, nbx = values.shape
+    up = Image.fromarray(values.astype(np.float32), "F").resize(
+        (nbx * block, nby * block), Image.Resampling.BILINEAR
+    )
+    arr = np.asarray(up, np.float32)
+    arr = np.pad(arr, ((0, max(0, h - arr.shape[0])), (0, max(0, w - arr.shape[1]))), mode="edge")
+    return np.clip(arr[:h, :w], 0.0, 1.0)

@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 from PIL import Image
 
+from grefine_kit.images.heatmaps import upsample_blocks
 from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
@@ -43,18 +44,6 @@ def _positive(lo: float, hi: float) -> Callable[[object, attrs.Attribute[Any], A
             raise ValueError(f"{attribute.name} must be a number in [{lo}, {hi}]; got {value!r}")
 
     return check
-
-
-def _upsample(values: np.ndarray, size: tuple[int, int], block: int) -> np.ndarray:
-    """Block values → ``(H, W)``: bilinear between block centres, edges repeated."""
-    w, h = size
-    nby, nbx = values.shape
-    up = Image.fromarray(values.astype(np.float32), "F").resize(
-        (nbx * block, nby * block), Image.Resampling.BILINEAR
-    )
-    arr = np.asarray(up, np.float32)
-    arr = np.pad(arr, ((0, max(0, h - arr.shape[0])), (0, max(0, w - arr.shape[1]))), mode="edge")
-    return np.clip(arr[:h, :w], 0.0, 1.0)
 
 
 @attrs.define(kw_only=True)
@@ -106,7 +95,7 @@ class DefectMap:
         )
         per_kind = {k: ev.kind(k) for k in self.kinds}
         combined = np.maximum.reduce(list(per_kind.values()))
-        qmap = _upsample(1.0 - combined, (max(w, BLOCK), max(h, BLOCK)), BLOCK)[:h, :w]
+        qmap = upsample_blocks(1.0 - combined, (max(w, BLOCK), max(h, BLOCK)), BLOCK)[:h, :w]
         fractions = {k: float((m > 0.5).mean()) for k, m in per_kind.items()}
         dominant = max(fractions, key=lambda k: fractions[k])
         details: dict[str, Any] = {

@@ -35,6 +35,7 @@ from attrs import validators as v
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from grefine_kit.images.heatmaps import upsample_blocks
 from grefine_kit.indicators.piqe import BLOCK, grey_levels, pad_to_blocks, piqe
 from grefine_kit.parts.base import PartBase
 from grefine_kit.parts.roles import PERCEPTUAL
@@ -132,19 +133,6 @@ def _block_energy(high_pass: np.ndarray) -> np.ndarray:
     return sq.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).mean(axis=(1, 3)).astype(np.float32)
 
 
-def _upsample_blocks(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Block values ``(nby, nbx)`` → ``(H, W)``: bilinear between block centres over the block
-    grid, cut to ``(H, W)`` (PIQE pads a side that is not a multiple of 16 to the next one)."""
-    w, h = size
-    nby, nbx = values.shape
-    up = Image.fromarray(values.astype(np.float32), "F").resize(
-        (nbx * BLOCK, nby * BLOCK), Image.Resampling.BILINEAR
-    )
-    arr = np.asarray(up, np.float32)
-    arr = np.pad(arr, ((0, max(0, h - arr.shape[0])), (0, max(0, w - arr.shape[1]))), mode="edge")
-    return np.clip(arr[:h, :w], 0.0, 1.0)
-
-
 @attrs.define(kw_only=True)
 class PiqeMap(PartBase):
     """PIQE + loss-of-detail quality map (no weights, numpy only; see the module docstring).
@@ -235,7 +223,7 @@ class PiqeMap(PartBase):
             deficiency = np.maximum(deficiency, loss)
         deficiency = _block_median(deficiency, self.smooth)
         block_size = (deficiency.shape[1] * BLOCK, deficiency.shape[0] * BLOCK)
-        qmap = _upsample_blocks(1.0 - deficiency, work.size if not padded else block_size)
+        qmap = upsample_blocks(1.0 - deficiency, work.size if not padded else block_size, BLOCK)
         if qmap.shape != (size[1], size[0]):
             qmap = _resize(qmap[: work.size[1], : work.size[0]], size)
         details = {

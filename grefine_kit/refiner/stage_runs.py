@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from grefine_kit.refiner.options import RefinerOptions
     from grefine_kit.refiner.state import RefineState
     from grefine_kit.refiner.strength import StagePolicy
+    from grefine_kit.types import Mask
 
 __all__ = ["paste_back", "region_seed", "run_global", "run_masked", "stage_report"]
 
@@ -67,16 +68,7 @@ def run_masked(
         skipped = StageResult(image=state.image)
         return {**stage_report(skipped, strength, steps), "skipped": reason, "regions": None}
     if state.regions is None:
-        request = StageRequest(
-            image=state.image,
-            mask=mask,
-            prompt=state.prompt,
-            emphasis=state.emphasis,
-            strength=strength,
-            steps=steps,
-            seed=state.seed,
-        )
-        result = _checked(stage.run(request), state.image.size, name)
+        result = _checked(stage.run(_whole(state, mask, strength, steps)), state.image.size, name)
         if result.previews:
             match = _matching(options)
             shown = [(k, paste_back(state.image, im, mask.soft, *match)) for k, im in result.previews]
@@ -142,20 +134,24 @@ def _why_none(per_region: list[dict[str, Any]]) -> str:
     return "every region skipped: " + "; ".join(sorted({str(r["skipped"]) for r in per_region}))
 
 
-def run_global(stage: Stage, state: RefineState, policy: StagePolicy, name: str) -> dict[str, Any]:
-    """A global stage over ``state`` (writes ``state.image``); returns the stage's report entry."""
-    steps = policy.steps
-    strength = policy.strength(state.score)
-    request = StageRequest(
+def _whole(state: RefineState, mask: Mask | None, strength: float, steps: int) -> StageRequest:
+    """The request for a stage over the whole current image (``mask`` None: a global pass)."""
+    return StageRequest(
         image=state.image,
-        mask=None,
+        mask=mask,
         prompt=state.prompt,
         emphasis=state.emphasis,
         strength=strength,
         steps=steps,
         seed=state.seed,
     )
-    result = _checked(stage.run(request), state.image.size, name)
+
+
+def run_global(stage: Stage, state: RefineState, policy: StagePolicy, name: str) -> dict[str, Any]:
+    """A global stage over ``state`` (writes ``state.image``); returns the stage's report entry."""
+    steps = policy.steps
+    strength = policy.strength(state.score)
+    result = _checked(stage.run(_whole(state, None, strength, steps)), state.image.size, name)
     if result.previews:
         state.previews[name] = list(result.previews)
     state.image = result.image
