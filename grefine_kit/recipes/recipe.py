@@ -55,7 +55,6 @@ import attrs
 from grefine_kit.errors import RecipeError, UserError
 from grefine_kit.parts.registry import Registry, check_options, error_text, get_registry, suggest
 from grefine_kit.parts.roles import (
-    INDICATOR_KIND,
     INDICATORS,
     ROLES,
     STAGES,
@@ -330,15 +329,6 @@ class Recipe:
             return registry.create(spec.kind, spec.part, spec.options)
         except UserError as exc:
             raise RecipeError(f"{self.source}: {exc}") from exc
-
-    def build_indicators(self, registry: Registry | None = None) -> dict[str, Any]:
-        """The recipe's indicators by role (built-in, then extra), built (lazily-loading: no
-        weights yet)."""
-        return {
-            slot.name: self.build_part(self.parts[slot.name], registry)
-            for slot in self.roles
-            if slot.kind == INDICATOR_KIND
-        }
 
     def build(self, registry: Registry | None = None) -> Refiner:
         """Build every part and assemble the ``Refiner``. No weights load until it runs."""

@@ -269,12 +269,6 @@ def load_vae(spec: str, device: str, dtype: torch.dtype | None) -> AutoencoderKL
     return load_component(cls, "VAE", spec, device, dtype)
 
 
-def clear_vaes() -> None:
-    """Forget the loaded VAEs and ControlNets (tests)."""
-    with _lock:
-        _components.clear()
-
-
 # --- fingerprint ------------------------------------------------------------------------------
 
 _digests: dict[tuple[str, int, int], str] = {}
