@@ -16,6 +16,7 @@ from grefine_kit.cli import cli
 from grefine_kit.errors import MissingDependencyError
 from grefine_kit.parsers import availability
 from grefine_kit.parts import checks
+from grefine_kit.parts.base import Missing, PartBase
 from grefine_kit.readiness import preflight
 from grefine_kit.recipes.recipe import Recipe
 
@@ -220,3 +221,16 @@ def test_doctor_imports_no_model_library(tmp_path: Path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(tmp_path))
     assert "RESULT 1 []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_part_whose_own_check_raises_is_one_finding_not_a_traceback() -> None:
+    class Broken(PartBase):
+        def preflight(self) -> list[Missing]:
+            raise ImportError("cannot import name 'check_device' from 'grefine_kit.readiness.preflight'")
+
+    (found,) = preflight.check_parts({"indicators.perceptual": Broken()})
+    assert found.kind == preflight.PACKAGE and found.where == "indicators.perceptual"
+    assert "ImportError: cannot import name 'check_device'" in found.what
+    assert found.fix == f"update or reinstall {__name__.split('.')[0]}, which provides it"
+    message = preflight.format_missing([found], fetch_command="grefine fetch-weights")
+    assert "Broken" in message and "update or reinstall" in message

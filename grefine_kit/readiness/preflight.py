@@ -68,10 +68,17 @@ def recipe_argument(recipe: Any) -> str | None:
 
 def part_findings(part: object, where: str) -> list[Missing]:
     """What one built ``part`` needs and this machine lacks: its ``required_weights()`` not in
-    the cache, then its own ``preflight()`` findings (``where`` filled in)."""
+    the cache, then its own ``preflight()`` findings (``where`` filled in). A part whose own
+    checks raise (a plugin built against another grefine_kit, say) gives one ``package``
+    finding naming the error and its package, never a traceback."""
     view = as_part(part)
-    found = check_weights(view.required_weights(), where)
-    found += [m if m.where else attrs.evolve(m, where=where) for m in view.preflight()]
+    try:
+        found = check_weights(view.required_weights(), where)
+        found += [m if m.where else attrs.evolve(m, where=where) for m in view.preflight()]
+    except Exception as exc:  # a plugin's own check is its code: its failure is a finding
+        package = type(part).__module__.split(".")[0]
+        what = f"a working check of {view.name} (its preflight raised {type(exc).__name__}: {exc})"
+        return [Missing(what, where, PACKAGE, f"update or reinstall {package}, which provides it")]
     return found
 
 
