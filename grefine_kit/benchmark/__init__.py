@@ -7,7 +7,8 @@
 """
 
 from grefine_kit.benchmark.dataset import Dataset, Item, load_dataset, read_manifest
-from grefine_kit.benchmark.run import ORIGINAL, BenchmarkResult, MetricSpec, ablation_variants, run_benchmark
+from grefine_kit.benchmark.run import ORIGINAL, BenchmarkResult, ablation_variants, run_benchmark
+from grefine_kit.benchmark.scoring import MetricSpec
 from grefine_kit.benchmark.table import Summary, summarise
 
 __all__ = [
