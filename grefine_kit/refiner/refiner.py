@@ -203,7 +203,9 @@ class Refiner:
         item's own region mask, bool ``(H, W)`` or None, for ``region-map``), lazily, scoring
         ``batch_size`` (default: the ``batch_size`` option) at a time. Results do not depend on
         the batching (seeds come from the ids, or from the explicit seed:
-        ``derive_seed(seed, image_id)``)."""
+        ``derive_seed(seed, image_id)``) beyond float32 rounding: CLIP indicators encode a batch's
+        texts and images together, so a score can differ in its last bits (AQ-Map: 1.5e-8 alone
+        against a batch of two)."""
         size = self.options.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {size!r}")
