@@ -370,3 +370,25 @@ def test_the_whole_image_pass_applies_stage_1s_restoration_of_the_defect():
     assert method == "denoise"
     expected8 = np.clip(np.rint(expected * 255.0), 0, 255).astype(np.uint8)
     assert np.array_equal(expected8, np.asarray(found.image))
+
+
+def test_the_noise_level_is_the_noises_when_the_mask_also_covers_clean_pixels():
+    """A grown or coarse mask covers clean pixels too; the σ that non-local means gets must still
+    be the noise's, not a median dragged down by the clean share (which left a grown mask's
+    noise nearly unrepaired: benchmarks/bench_loose_masks.py)."""
+    from scipy import ndimage
+
+    from grefine_kit.stages.restore_methods import noise_sigma
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:160, 0:160] / 160.0
+    clean = np.stack([0.3 + 0.4 * x, 0.5 + 0.2 * y, 0.6 - 0.3 * x * y], axis=-1)
+    box = np.zeros((160, 160), bool)
+    box[56:104, 56:104] = True
+    noisy = clean.copy()
+    noisy[box] += rng.normal(0.0, 0.08, (int(box.sum()), 3))
+    loose = ndimage.binary_dilation(box, np.ones((49, 49), bool))  # 3/4 of it clean
+    assert noise_sigma(noisy, box) == pytest.approx(0.08, rel=0.1)
+    assert noise_sigma(noisy, loose) == pytest.approx(0.08, rel=0.1)
+    # one median over every cell of the loose mask sees mostly clean cells
+    assert noise_sigma(noisy) < 0.02
