@@ -259,7 +259,8 @@ def wiener(rgb: np.ndarray, sigma: float, radius: int = 2) -> np.ndarray:
 
 def restore(rgb: np.ndarray, method: str, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
     """The ``method``'s full restoration of ``rgb`` (``sigma``: the noise level it uses;
-    ``where``: bool ``(H, W)``, the pixels to repair, which ``deblock`` fits the JPEG quality on)."""
+    ``where``: bool ``(H, W)``, the pixels ``deblock`` fits the JPEG quality on: the restore stage
+    passes the core of the part it repairs, ``restore.fit_area``)."""
     if method == "denoise":
         return denoise(rgb, sigma)
     if method == "deblock":
