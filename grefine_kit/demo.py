@@ -72,7 +72,7 @@ class MaskSummary:
         x0, y0, x1, y1 = DEFECT_BOX
         return [
             f"  mask:    {self.area:.1%} of the image",
-            f"           covers {self.defect_covered:.0%} of the planted defect (noise, x {x0}..{x1}, "
+            f"           covers {self.defect_covered:.1%} of the planted defect (noise, x {x0}..{x1}, "
             f"y {y0}..{y1}) and {self.outside:.1%} of the rest",
         ]
 
