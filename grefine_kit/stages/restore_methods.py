@@ -77,7 +77,7 @@ def noise_sigma(rgb: np.ndarray, where: np.ndarray | None = None) -> float:
     whose σ reaches ``NOISE_TILE_SHARE`` of the 90th percentile of those. A mask that also
     covers clean pixels (grown, feathered, a coarse map) then still gives the noise's σ: with
     one median over all cells, a noise patch's mask grown by 16 px gave about half its σ and
-    non-local means repaired +2.3 dB instead of +8.3 (docs/benchmark.md). A part too small for
+    non-local means repaired +2.0 dB instead of +8.3 (benchmarks/bench_loose_masks.py). A part too small for
     one tile, or with fewer than 16 cells, falls back to all its cells / the whole image."""
     h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
     if h == 0 or w == 0:
