@@ -55,7 +55,7 @@ def _strength_or_none(_inst: object, attribute: attrs.Attribute[Any], value: Any
         raise ValueError(f"{attribute.name} must be a number in [0, 1] or left out; got {value!r}")
 
 
-def choose_method(evidence: Any, inside: np.ndarray) -> str:
+def choose_method(evidence: Any, inside: np.ndarray, core: np.ndarray | None = None) -> str:
     """Auto's choice for the blocks ``inside`` (bool, the evidence's block grid) from the
     detectors' raw measures (``defect_features.DefectEvidence``), inside against outside:
 
@@ -64,8 +64,11 @@ def choose_method(evidence: Any, inside: np.ndarray) -> str:
     2. else ``deblock`` when the upper quartile of blockiness inside is at least
        ``JPEG_BLOCKINESS`` and ``JPEG_MARGIN`` above the outside's (the quartile, not the
        median: a flat sky compressed to flat 8×8 cells shows no steps, its textured part does);
-    3. else ``deblur`` when the median edge sharpness inside (blocks with an edge) is below
-       ``BLUR_RATIO`` × the outside's;
+    3. else ``deblur`` when the median edge sharpness inside (blocks with an edge; those of
+       ``core``, the part's core blocks, when given and any has an edge) is below
+       ``BLUR_RATIO`` × the outside's: the rim of a mask looser than its blurred patch holds
+       sharp edges (the stage passes :func:`fit_area`'s blocks; judging noise and JPEG on the
+       core too was tried and sent a small blurred patch to ``deblock``);
     4. else ``wiener``: no kind stands out, so only the mild adaptive filter runs.
 
     Without blocks outside (the part covers the image) the image-wide medians are the reference.
@@ -80,7 +83,8 @@ def choose_method(evidence: Any, inside: np.ndarray) -> str:
     b_out = float(np.percentile(evidence.blockiness[outside], 75))
     if b_in >= JPEG_BLOCKINESS and b_in >= b_out + JPEG_MARGIN:
         return "deblock"
-    edges_in, edges_out = inside & evidence.edges, outside & evidence.edges
+    judged = inside if core is None or not (core & evidence.edges).any() else core
+    edges_in, edges_out = judged & evidence.edges, outside & evidence.edges
     if (
         edges_in.any()
         and edges_out.any()
@@ -92,11 +96,12 @@ def choose_method(evidence: Any, inside: np.ndarray) -> str:
 
 def fit_area(part: np.ndarray) -> np.ndarray:
     """The pixels of ``part`` (bool ``(H, W)``) a method fits its parameters on (deblocking's
-    JPEG quality): its core, the pixels at least ``FIT_DEPTH`` of the part's largest depth from
-    its border. A map's mask is looser than its defect (grown, feathered, coarse patches), and
-    clean pixels at the rim spoil the fit (a JPEG patch's mask grown by 32 px: +0.64 dB instead
-    of +1.14, benchmarks/bench_loose_masks.py); the core is the defect's. A core under
-    ``FIT_MIN_PX`` pixels (too few 8×8 blocks) gives the whole part."""
+    JPEG quality) and ``auto`` judges blur on: its core, the pixels at least ``FIT_DEPTH`` of
+    the part's largest depth from its border. A map's mask is looser than its defect (grown,
+    feathered, coarse patches), and clean pixels at the rim spoil the fit (a JPEG patch's mask
+    grown by 32 px: +0.64 dB instead of +1.14, benchmarks/bench_loose_masks.py); the core is
+    the defect's. A core under ``FIT_MIN_PX`` pixels (too few 8×8 blocks) gives the whole
+    part."""
     from scipy import ndimage
 
     depth = ndimage.distance_transform_edt(part)
@@ -180,10 +185,12 @@ class RestoreStage(PartBase):
             part = labels == index
             method = self.method
             if method == "auto":
-                blocks = (
-                    _block_grid(part, evidence.sigma.shape, BLOCK) if evidence is not None else part[:0, :0]
-                )
-                method = choose_method(evidence, blocks) if evidence is not None else "wiener"
+                if evidence is not None:
+                    blocks = _block_grid(part, evidence.sigma.shape, BLOCK)
+                    core = _block_grid(fit_area(part), evidence.sigma.shape, BLOCK)
+                    method = choose_method(evidence, blocks, core)
+                else:
+                    method = "wiener"
             ys, xs = found
             y0, y1 = max(0, ys.start - self.margin), min(h, ys.stop + self.margin)
             x0, x1 = max(0, xs.start - self.margin), min(w, xs.stop + self.margin)
