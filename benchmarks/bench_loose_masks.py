@@ -36,6 +36,7 @@ def main() -> None:
 
     from grefine_kit.defects.build import make_defect_set
     from grefine_kit.defects.evaluate import load_cases
+    from grefine_kit.defects.photos import builtin_photos
     from grefine_kit.metrics.fidelity import psnr
     from grefine_kit.stages.base import StageRequest
     from grefine_kit.stages.restore import RestoreStage
@@ -48,8 +49,6 @@ def main() -> None:
     stage = RestoreStage()
     gains: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        from grefine_kit.defects.photos import builtin_photos
-
         built = make_defect_set(builtin_photos(), Path(tmp) / "planted", seeds=seeds)
         for case in load_cases(built.manifest):
             if case.kind not in kinds:

@@ -183,20 +183,24 @@ class RestoreStage(PartBase):
             if found is None:
                 continue
             part = labels == index
-            method = self.method
-            if method == "auto":
-                if evidence is not None:
-                    blocks = _block_grid(part, evidence.sigma.shape, BLOCK)
-                    core = _block_grid(fit_area(part), evidence.sigma.shape, BLOCK)
-                    method = choose_method(evidence, blocks, core)
-                else:
-                    method = "wiener"
             ys, xs = found
             y0, y1 = max(0, ys.start - self.margin), min(h, ys.stop + self.margin)
             x0, x1 = max(0, xs.start - self.margin), min(w, xs.stop + self.margin)
             crop = rgb[y0:y1, x0:x1]
             inside = part[y0:y1, x0:x1]
-            restored = restore(crop, method, noise_sigma(crop, inside), fit_area(inside))
+            core = fit_area(inside)
+            method = self.method
+            if method == "auto":
+                if evidence is not None:
+                    core_full = np.zeros_like(part)
+                    core_full[y0:y1, x0:x1] = core
+                    grid = evidence.sigma.shape
+                    method = choose_method(
+                        evidence, _block_grid(part, grid, BLOCK), _block_grid(core_full, grid, BLOCK)
+                    )
+                else:
+                    method = "wiener"
+            restored = restore(crop, method, noise_sigma(crop, inside), core)
             blended = crop + s * (restored - crop)
             out[y0:y1, x0:x1] = np.where(inside[..., None], blended, out[y0:y1, x0:x1])
             methods.append(method)
