@@ -372,6 +372,26 @@ def test_the_whole_image_pass_applies_stage_1s_restoration_of_the_defect():
     assert np.array_equal(expected8, np.asarray(found.image))
 
 
+def test_the_whole_image_pass_judges_blur_on_the_parts_core_as_stage_1_does():
+    """Given a part looser than its blurred patch, the baseline picks what stage 1 picks for
+    that part (deblur, judged on the part's core; judged on the whole part the sharp rim made it
+    wiener, and the baseline and stage 1 disagreed)."""
+    from scipy import ndimage
+
+    from grefine_kit.defects.photos import builtin_photos
+    from grefine_kit.defects.plant import plant_defect
+    from grefine_kit.stages.restore import whole_image_restoration
+
+    photo = next(p.image for p in builtin_photos() if p.name == "example")
+    planted = plant_defect(photo, "blur", 0, name="example")
+    loose = ndimage.binary_dilation(planted.region, np.ones((33, 33), bool))
+    mask = Mask(binary=loose.astype(np.float32), soft=loose.astype(np.float32))
+    stage1 = _stage().run(StageRequest(image=planted.image, mask=mask, strength=0.9))
+    rgb = np.asarray(planted.image, np.float64) / 255.0
+    _out, method = whole_image_restoration(rgb, 0.9, loose)
+    assert stage1.details["methods"] == [method] == ["deblur"]
+
+
 def test_the_noise_level_is_the_noises_when_the_mask_also_covers_clean_pixels():
     """A grown or coarse mask covers clean pixels too; the σ that non-local means gets must still
     be the noise's, not a median dragged down by the clean share (which left a grown mask's

@@ -124,6 +124,15 @@ def fit_area(part: np.ndarray) -> np.ndarray:
     return core if int(core.sum()) >= FIT_MIN_PX else part
 
 
+def _core_blocks(inside: np.ndarray) -> np.ndarray:
+    """The blocks of :func:`fit_area`'s core of the part ``inside`` (bool block grid), as
+    stage 1 finds it on the part's pixels."""
+    from grefine_kit.indicators.defect_features import BLOCK
+
+    pixels = np.kron(inside, np.ones((BLOCK, BLOCK), bool))
+    return _block_grid(fit_area(pixels), inside.shape, BLOCK)
+
+
 def _block_grid(mask: np.ndarray, shape: tuple[int, int], block: int) -> np.ndarray:
     """Blocks whose centre pixel lies in ``mask`` (``shape``: the evidence's block grid)."""
     ys = np.minimum(np.arange(shape[0]) * block + block // 2, mask.shape[0] - 1)
@@ -237,7 +246,8 @@ def detected_defect(evidence: Any, shape: tuple[int, int]) -> np.ndarray | None:
     """The pixels (bool ``shape``) of the defect stage 1 would repair on this image, as the
     ``restore`` recipe's detector sees it: the blocks whose combined evidence exceeds 0.5
     (defect-map's mask before growth), split into 8-connected parts; each part gets the method
-    :func:`choose_method` picks for it in stage 1, and the defect is the union of the parts of
+    :func:`choose_method` picks for it in stage 1 (blur judged on the part's core, as stage 1
+    judges it), and the defect is the union of the parts of
     the method covering the most blocks (``wiener`` parts count only when no part has a
     defect-specific method). None when no block is flagged."""
     from scipy import ndimage
@@ -251,7 +261,7 @@ def detected_defect(evidence: Any, shape: tuple[int, int]) -> np.ndarray | None:
     chosen: dict[str, np.ndarray] = {}
     for index in range(1, count + 1):
         inside = labels == index
-        method = choose_method(evidence, inside)
+        method = choose_method(evidence, inside, _core_blocks(inside))
         chosen[method] = chosen.get(method, np.zeros_like(inside)) | inside
     specific = {m: b for m, b in chosen.items() if m != "wiener"} or chosen
     blocks = max(specific.values(), key=lambda b: int(b.sum()))
@@ -265,10 +275,10 @@ def whole_image_restoration(
 ) -> tuple[np.ndarray, str]:
     """Table 1's whole-image baseline: the restoration stage 1 applies to the defect ``part``
     (bool ``(H, W)``), applied to every pixel of ``rgb`` (float RGB in [0, 1]) at strength ``s``:
-    the method :func:`choose_method` picks for ``part`` (inside against outside, as in stage 1),
-    with its noise level and JPEG quality estimated on ``part`` as stage 1 estimates them on its
-    part (the quality on :func:`fit_area`). ``part`` None (nothing to repair): the mild
-    ``wiener`` pass. Returns the blended image and the method."""
+    the method :func:`choose_method` picks for ``part`` (inside against outside, blur judged on
+    :func:`fit_area`'s core, as in stage 1), with its noise level and JPEG quality estimated on
+    ``part`` as stage 1 estimates them on its part (the quality on the core). ``part`` None
+    (nothing to repair): the mild ``wiener`` pass. Returns the blended image and the method."""
     from grefine_kit.indicators.defect_features import BLOCK
     from grefine_kit.stages.restore_methods import noise_sigma, restore
 
@@ -281,7 +291,9 @@ def whole_image_restoration(
 
         evidence = defect_evidence(rgb * 255.0)
     method = "wiener"
+    core = fit_area(part)
     if evidence is not None:
-        method = choose_method(evidence, _block_grid(part, evidence.sigma.shape, BLOCK))
-    restored = restore(rgb, method, noise_sigma(rgb, part), fit_area(part))
+        grid = evidence.sigma.shape
+        method = choose_method(evidence, _block_grid(part, grid, BLOCK), _block_grid(core, grid, BLOCK))
+    restored = restore(rgb, method, noise_sigma(rgb, part), core)
     return rgb + s * (restored - rgb), method
