@@ -9,6 +9,9 @@ checkpoint suffix, or has a folder part (``org/model``) and names something that
 the recipe; a hub id such as ``org/model`` is therefore untouched unless a folder of that name
 sits beside the recipe. A bare name (``tiny``, ``random``, ``rules``) is never a path, whatever
 sits beside the recipe: write ``./tiny`` for a folder of that name.
+
+``looks_like_recipe_path`` answers the question one step earlier: whether ``--recipe`` names a
+recipe file or a registered recipe.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from grefine_kit.types import JSONValue
 
-__all__ = ["PATH_OPTIONS", "resolve_path_options"]
+__all__ = ["PATH_OPTIONS", "looks_like_recipe_path", "resolve_path_options"]
 
 #: part options that may hold a file or folder path
 PATH_OPTIONS = ("model", "weights", "config", "prompt_checkpoints", "model_dir")
@@ -64,3 +67,18 @@ def resolve_path_options(options: Mapping[str, Any], base: Path) -> dict[str, An
         else:
             out[key] = value
     return out
+
+
+def looks_like_recipe_path(path_or_name: str | os.PathLike[str]) -> bool:
+    """Whether ``--recipe`` names a file (see :meth:`Recipe.load`) rather than a registered
+    recipe; never looks at the disk, so a file in the working folder cannot shadow a name."""
+    if isinstance(path_or_name, os.PathLike):
+        return True
+    text = str(path_or_name)
+    return (
+        text.lower().endswith(".toml")
+        or "/" in text
+        or os.sep in text
+        or text.startswith((".", "~"))
+        or os.path.isabs(text)
+    )

@@ -43,7 +43,6 @@ blocks the parts become are checked like the Refiner checks them (every read wri
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
@@ -64,7 +63,7 @@ from grefine_kit.parts.roles import (
     indicator_role,
     role_for,
 )
-from grefine_kit.recipes.paths import resolve_path_options
+from grefine_kit.recipes.paths import looks_like_recipe_path, resolve_path_options
 from grefine_kit.recipes.toml_writer import dump_toml
 from grefine_kit.refiner.options import RefinerOptions, check_role_names
 
@@ -355,21 +354,6 @@ class Recipe:
     def validate(self, registry: Registry | None = None) -> None:
         """Construct every part (cheap: no weights load) so that option values are checked too."""
         self.build(registry)
-
-
-def looks_like_recipe_path(path_or_name: str | os.PathLike[str]) -> bool:
-    """Whether ``--recipe`` names a file (see :meth:`Recipe.load`) rather than a registered
-    recipe; never looks at the disk, so a file in the working folder cannot shadow a name."""
-    if isinstance(path_or_name, os.PathLike):
-        return True
-    text = str(path_or_name)
-    return (
-        text.lower().endswith(".toml")
-        or "/" in text
-        or os.sep in text
-        or text.startswith((".", "~"))
-        or os.path.isabs(text)
-    )
 
 
 def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
