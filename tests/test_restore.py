@@ -322,6 +322,7 @@ def test_deblur_leaves_in_focus_edges_alone_and_sharpens_blurred_ones():
     # change of 0.4); the gate keeps 0.05 of it (its weight, eroded and smoothed, is 0.06 there;
     # without the erosion 0.11 at σ 3 px)
     assert np.abs(sharp_out - step).max() < 0.07
+    assert np.abs(deblur(step, gated=False) - step).max() > 0.3  # the same without the gate
     assert blur_width_weight(step)[:, 22:25].max() < 0.1
     soft = ndimage.gaussian_filter(step, (3.0, 3.0, 0), mode="reflect")
     soft_out = deblur(soft)

@@ -188,10 +188,14 @@ DEBLUR_ITERATIONS = 20
 DEBLUR_CLAMP = 5
 
 
-def deblur(rgb: np.ndarray, psf_sigma: float = DEBLUR_PSF, iterations: int = DEBLUR_ITERATIONS) -> np.ndarray:
+def deblur(
+    rgb: np.ndarray, psf_sigma: float = DEBLUR_PSF, iterations: int = DEBLUR_ITERATIONS, *, gated: bool = True
+) -> np.ndarray:
     """Richardson-Lucy with a Gaussian PSF of ``psf_sigma`` px on float RGB ``(H, W, 3)`` in
     [0, 1], clamped per pixel to its ``DEBLUR_CLAMP`` neighbourhood's range and gated by
-    :func:`blur_width_weight` (see the module docstring). Same shape and range out."""
+    :func:`blur_width_weight` (see the module docstring). Same shape and range out. ``gated``
+    False skips the gate (the clamped deconvolution everywhere: what the gate is measured
+    against in ``benchmarks/bench_blur_baseline.py``; the stage always gates)."""
     from scipy import ndimage
     from skimage.restoration import richardson_lucy
 
@@ -211,6 +215,8 @@ def deblur(rgb: np.ndarray, psf_sigma: float = DEBLUR_PSF, iterations: int = DEB
     # deconvolving by a PSF of σ assumes the edges are at least that blurred: an edge sharper
     # than the PSF is pushed to the extremes of its neighbourhood (a one-pixel edge loses its
     # anti-aliased pixels), so the result is kept only where the edges are blurred enough
+    if not gated:
+        return np.asarray(out)
     weight = blur_width_weight(rgb, psf_sigma)[..., None]
     return rgb + weight * (out - rgb)
 
