@@ -473,3 +473,22 @@ def test_a_blurred_patch_on_a_soft_picture_is_deblurred():
         planted.image, planted.reference, planted.region
     )
     assert gain >= 1.0  # measured +1.32 dB
+
+
+def test_a_detected_parts_core_is_the_one_stage_1_finds_on_its_pixels():
+    """_core_blocks works on the part's bounding box; it must give what fit_area gives on the
+    whole grid, parts at the image's border included."""
+    from scipy import ndimage
+
+    from grefine_kit.indicators.defect_features import BLOCK
+    from grefine_kit.stages.restore import _block_grid, _core_blocks, fit_area
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        grid = np.zeros((int(rng.integers(3, 24)), int(rng.integers(3, 24))), bool)
+        y0, x0 = int(rng.integers(0, grid.shape[0])), int(rng.integers(0, grid.shape[1]))
+        grid[y0 : y0 + int(rng.integers(1, 10)), x0 : x0 + int(rng.integers(1, 10))] = True
+        grid = ndimage.binary_dilation(grid, iterations=int(rng.integers(0, 3)))
+        part = ndimage.label(grid)[0] == 1
+        whole = _block_grid(fit_area(np.kron(part, np.ones((BLOCK, BLOCK), bool))), part.shape, BLOCK)
+        assert np.array_equal(_core_blocks(part), whole)

@@ -152,10 +152,22 @@ def fit_area(part: np.ndarray) -> np.ndarray:
 def _core_blocks(inside: np.ndarray) -> np.ndarray:
     """The blocks of :func:`fit_area`'s core of the part ``inside`` (bool block grid), as
     stage 1 finds it on the part's pixels."""
+    from scipy import ndimage
+
     from grefine_kit.indicators.defect_features import BLOCK
 
-    pixels = np.kron(inside, np.ones((BLOCK, BLOCK), bool))
-    return _block_grid(fit_area(pixels), inside.shape, BLOCK)
+    core = np.zeros_like(inside)
+    h, w = inside.shape
+    for found in ndimage.find_objects(inside.astype(np.int32)):
+        if found is None:
+            continue
+        # the part's bounding box and one block around it (not past the image, as on the whole
+        # grid): its core needs no more of the image
+        ys = slice(max(found[0].start - 1, 0), min(found[0].stop + 1, h))
+        xs = slice(max(found[1].start - 1, 0), min(found[1].stop + 1, w))
+        pixels = np.kron(inside[ys, xs], np.ones((BLOCK, BLOCK), bool))
+        core[ys, xs] |= _block_grid(fit_area(pixels), inside[ys, xs].shape, BLOCK)
+    return core
 
 
 def _block_grid(mask: np.ndarray, shape: tuple[int, int], block: int) -> np.ndarray:
