@@ -365,7 +365,7 @@ def test_the_whole_image_pass_applies_stage_1s_restoration_of_the_defect():
     found = _stage().run(StageRequest(image=noisy, strength=0.9))
     assert found.details["methods"] == ["denoise"]
     rgb = np.asarray(noisy, np.float64) / 255.0
-    part = detected_defect(defect_evidence(rgb * 255.0), rgb.shape[:2])
+    part = detected_defect(defect_evidence(rgb * 255.0), rgb.shape[:2], rgb)
     assert part is not None and part[64:144, 96:176].mean() > 0.5 and part.mean() < 0.2
     expected, method = whole_image_restoration(rgb, 0.9, part)
     assert method == "denoise"

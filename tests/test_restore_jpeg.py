@@ -129,46 +129,79 @@ def test_a_loose_mask_still_gets_the_patchs_quality():
     assert grown >= exact - 0.05
 
 
-@pytest.mark.parametrize("offset", [0, 3])
-def test_a_blurred_box_on_the_8px_grid_is_not_taken_for_jpeg(offset: int):
-    """A blurred box whose sides lie on JPEG's 8-px grid puts a step on grid lines along its
-    border; auto judges blocking on the part's interior blocks, so the box is deblurred (judged
-    on every block it went to ``deblock`` and lost 0.51 dB on the cat photo at offset 0)."""
-    from PIL import ImageFilter
+def _cat(size: int = 256) -> Image.Image:
     from skimage import data
 
-    from grefine_kit.metrics.fidelity import psnr
+    return Image.fromarray(data.chelsea()).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _restore_box(image: Image.Image, box: tuple[int, int, int, int]):
     from grefine_kit.stages.base import StageRequest
     from grefine_kit.stages.restore import RestoreStage
     from grefine_kit.types import Mask
 
-    clean = Image.fromarray(data.chelsea()).resize((256, 256), Image.Resampling.LANCZOS)
-    box = (64 + offset, 64 + offset, 192 + offset, 192 + offset)
+    m = np.zeros((image.height, image.width), np.float32)
+    m[box[1] : box[3], box[0] : box[2]] = 1.0
+    return RestoreStage().run(StageRequest(image=image, mask=Mask(binary=m, soft=m), strength=0.9))
+
+
+def test_blockiness_within_a_region_ignores_steps_across_its_border():
+    """A blurred box whose sides lie on the 8-px grid: read over every pixel pair, the blocks
+    along its right and bottom sides (which hold the grid line the box's border falls on) look
+    blocky; read from the pairs inside the box, they do not."""
+    from PIL import ImageFilter
+
+    from grefine_kit.indicators.defect_features import BLOCK, blockiness, grid_phase, luma
+
+    clean = _cat()
+    image = clean.copy()
+    box = (64, 64, 128, 128)
+    image.paste(clean.filter(ImageFilter.GaussianBlur(3.0)).crop(box), box[:2])
+    y = luma(np.asarray(image, np.float64))
+    region = np.zeros(y.shape, bool)
+    region[64:128, 64:128] = True
+    phase = grid_phase(y)
+    assert phase == (7, 7)
+    everywhere = blockiness(y, phase)[4:8, 4:8]  # the box's 4 x 4 blocks
+    within = blockiness(y, phase, region)[4:8, 4:8]
+    # the bottom row holds the grid line of the box's bottom side (pixels 127 | 128)
+    assert everywhere[-1].min() > 1.5  # measured 1.74
+    assert within[-1].max() < 1.4  # measured 1.30
+    # what auto compares with its 1.2 threshold: the upper quartile over the part
+    assert np.percentile(everywhere, 75) > 1.5 and np.percentile(within, 75) < 1.2  # 1.81, 1.13
+    # blocks that hold no border step read the same either way
+    assert np.allclose(within[:3, :3], everywhere[:3, :3])
+    assert blockiness(y, phase).shape == (256 // BLOCK, 256 // BLOCK)
+
+
+@pytest.mark.parametrize(("side", "offset"), [(48, 0), (64, 0), (128, 0), (128, 3)])
+def test_a_blurred_box_on_the_8px_grid_is_not_taken_for_jpeg(side: int, offset: int):
+    """A blurred box whose sides lie on JPEG's 8-px grid puts steps on grid lines along its
+    border; auto reads a part's blockiness from the pixel pairs inside it, so the box is
+    deblurred (read over every pair it went to ``deblock`` and lost up to 0.9 dB; at 48 px on
+    8 of 9 photos)."""
+    from PIL import ImageFilter
+
+    from grefine_kit.metrics.fidelity import psnr
+
+    clean = _cat()
+    box = (64 + offset, 64 + offset, 64 + side + offset, 64 + side + offset)
     image = clean.copy()
     image.paste(clean.filter(ImageFilter.GaussianBlur(3.0)).crop(box), box[:2])
     region = np.zeros((256, 256), bool)
     region[box[1] : box[3], box[0] : box[2]] = True
-    m = region.astype(np.float32)
-    result = RestoreStage().run(StageRequest(image=image, mask=Mask(binary=m, soft=m), strength=0.9))
+    result = _restore_box(image, box)
     assert result.details["methods"] == ["deblur"]
-    assert psnr(result.image, clean, region) - psnr(image, clean, region) >= 0.5  # measured +0.94 / +0.97
+    assert psnr(result.image, clean, region) - psnr(image, clean, region) >= 0.5
 
 
-def test_a_jpeg_box_on_the_8px_grid_is_still_deblocked():
-    """The interior rule keeps real blocking: a quality-10 patch on the grid is deblocked."""
-    from skimage import data
-
-    from grefine_kit.stages.base import StageRequest
-    from grefine_kit.stages.restore import RestoreStage
-    from grefine_kit.types import Mask
-
-    clean = Image.fromarray(data.chelsea()).resize((256, 256), Image.Resampling.LANCZOS)
+@pytest.mark.parametrize("side", [48, 128])
+def test_a_jpeg_box_on_the_8px_grid_is_still_deblocked(side: int):
+    """Reading within the part keeps real blocking: a quality-10 patch on the grid is deblocked."""
+    clean = _cat()
     buffer = io.BytesIO()
     clean.save(buffer, "JPEG", quality=10)
-    box = (64, 64, 192, 192)
+    box = (64, 64, 64 + side, 64 + side)
     image = clean.copy()
     image.paste(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").crop(box), box[:2])
-    m = np.zeros((256, 256), np.float32)
-    m[64:192, 64:192] = 1.0
-    result = RestoreStage().run(StageRequest(image=image, mask=Mask(binary=m, soft=m), strength=0.9))
-    assert result.details["methods"] == ["deblock"]
+    assert _restore_box(image, box).details["methods"] == ["deblock"]

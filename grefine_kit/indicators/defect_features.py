@@ -40,7 +40,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["BLOCK", "DEFECT_KINDS", "DefectEvidence", "defect_evidence", "luma"]
+__all__ = ["BLOCK", "DEFECT_KINDS", "DefectEvidence", "blockiness", "defect_evidence", "grid_phase", "luma"]
 
 BLOCK = 16
 JPEG_GRID = 8
@@ -119,12 +119,13 @@ def _masked_median3(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(n > 0, 0.5 * (lo + hi), values)
 
 
-def _blockiness(y: np.ndarray) -> np.ndarray:
-    """Per ``BLOCK`` block: mean |step| across the 8-px grid lines / (mean |step| inside + 1)."""
-    dx = np.abs(np.diff(y, axis=1))  # step between column j and j+1
+def grid_phase(y: np.ndarray) -> tuple[int, int]:
+    """The 8-px grid's phase ``(column, row)``: the index mod 8 of the steps that lie across
+    grid lines (a step ``i`` is between pixels ``i`` and ``i + 1``). JPEG's own (7: steps between
+    pixels 8k + 7 and 8k + 8) unless another offset has clearly stronger steps (a JPEG cropped
+    off its grid)."""
+    dx = np.abs(np.diff(y, axis=1))
     dy = np.abs(np.diff(y, axis=0))
-    # the grid's phase: JPEG's own (steps between pixels 8k + 7 and 8k + 8) unless another
-    # offset has clearly stronger steps (a JPEG cropped off its grid)
     px, py = JPEG_GRID - 1, JPEG_GRID - 1
     if dx.shape[1] > 2 * JPEG_GRID:
         cols = [dx[:, k::JPEG_GRID].mean() for k in range(JPEG_GRID)]
@@ -134,26 +135,35 @@ def _blockiness(y: np.ndarray) -> np.ndarray:
         rows = [dy[k::JPEG_GRID, :].mean() for k in range(JPEG_GRID)]
         if max(rows) > 1.1 * rows[py]:
             py = int(np.argmax(rows))
-    on_x = (np.arange(dx.shape[1]) % JPEG_GRID) == px
-    on_y = (np.arange(dy.shape[0]) % JPEG_GRID) == py
-    h, w = y.shape
-    dxp = np.pad(dx, ((0, 0), (0, 1)))
-    dyp = np.pad(dy, ((0, 1), (0, 0)))
-    grid = np.zeros((h, w))
-    inside = np.zeros((h, w))
-    count_grid = np.zeros((h, w))
-    count_in = np.zeros((h, w))
-    cx = np.pad(on_x, (0, 1))[None, :]
-    cy = np.pad(on_y, (0, 1))[:, None]
-    valid_x = np.pad(np.ones(dx.shape[1], bool), (0, 1))[None, :]
-    valid_y = np.pad(np.ones(dy.shape[0], bool), (0, 1))[:, None]
-    grid += dxp * cx + dyp * cy
-    count_grid += (cx & valid_x) * 1.0 + (cy & valid_y) * 1.0
-    inside += dxp * (~cx & valid_x) + dyp * (~cy & valid_y)
-    count_in += (~cx & valid_x) * 1.0 + (~cy & valid_y) * 1.0
-    g = _blocks(grid, BLOCK).sum(axis=(2, 3)) / np.maximum(_blocks(count_grid, BLOCK).sum(axis=(2, 3)), 1)
-    i = _blocks(inside, BLOCK).sum(axis=(2, 3)) / np.maximum(_blocks(count_in, BLOCK).sum(axis=(2, 3)), 1)
-    return (g + 1.0) / (i + 1.0)
+    return px, py
+
+
+def blockiness(y: np.ndarray, phase: tuple[int, int], within: np.ndarray | None = None) -> np.ndarray:
+    """Per ``BLOCK`` block of the luma ``y``: mean |step| across the 8-px grid lines (``phase``,
+    see :func:`grid_phase`; it is relative to ``y``'s first row and column) / (mean |step|
+    elsewhere + 1). ``within`` (bool, ``y``'s shape): count only the steps between two pixels
+    that both lie in it, so a step across a region's own border (a blurred box whose sides lie
+    on the grid) is not read as blocking inside it."""
+    dx = np.abs(np.diff(y, axis=1))  # step between column j and j+1
+    dy = np.abs(np.diff(y, axis=0))
+    valid_x = np.ones(dx.shape, bool) if within is None else within[:, :-1] & within[:, 1:]
+    valid_y = np.ones(dy.shape, bool) if within is None else within[:-1, :] & within[1:, :]
+    on_x = ((np.arange(dx.shape[1]) % JPEG_GRID) == phase[0])[None, :]
+    on_y = ((np.arange(dy.shape[0]) % JPEG_GRID) == phase[1])[:, None]
+
+    def block_sum(a: np.ndarray, axis: int) -> np.ndarray:
+        padded = np.pad(a, ((0, 0), (0, 1)) if axis == 1 else ((0, 1), (0, 0)))
+        return _blocks(padded, BLOCK).sum(axis=(2, 3))
+
+    grid_x, grid_y = valid_x & on_x, valid_y & on_y
+    rest_x, rest_y = valid_x & ~on_x, valid_y & ~on_y
+    g = (block_sum(dx * grid_x, 1) + block_sum(dy * grid_y, 0)) / np.maximum(
+        block_sum(grid_x * 1.0, 1) + block_sum(grid_y * 1.0, 0), 1
+    )
+    i = (block_sum(dx * rest_x, 1) + block_sum(dy * rest_y, 0)) / np.maximum(
+        block_sum(rest_x * 1.0, 1) + block_sum(rest_y * 1.0, 0), 1
+    )
+    return np.asarray((g + 1.0) / (i + 1.0))
 
 
 @attrs.frozen
@@ -168,6 +178,8 @@ class DefectEvidence:
     sharpness: np.ndarray = attrs.field(eq=False, repr=False)
     edges: np.ndarray = attrs.field(eq=False, repr=False)
     blockiness: np.ndarray = attrs.field(eq=False, repr=False)
+    #: the 8-px grid's phase the blockiness was read on (:func:`grid_phase`)
+    phase: tuple[int, int] = (JPEG_GRID - 1, JPEG_GRID - 1)
 
     def kind(self, name: str) -> np.ndarray:
         return {"noise": self.noise, "blur": self.blur, "jpeg": self.jpeg}[name]
@@ -214,7 +226,8 @@ def defect_evidence(
         near = sliding_window_view(np.pad(edges, 1), (3, 3)).any(axis=(2, 3))
         blur[~near] = 0.0
     # JPEG blocking
-    b = _blockiness(y)[: shape[0], : shape[1]]
+    phase = grid_phase(y)
+    b = blockiness(y, phase)[: shape[0], : shape[1]]
     jpeg = np.clip((b - jpeg_ratio) / jpeg_ratio, 0.0, 1.0)
     maps = [noise, blur, jpeg]
     if smooth:
@@ -227,4 +240,5 @@ def defect_evidence(
         sharpness=sharpness.astype(np.float32),
         edges=edges,
         blockiness=b.astype(np.float32),
+        phase=phase,
     )
