@@ -3,12 +3,12 @@
 JPEG blocking is steps on the 8-px grid lines; a blurred box whose sides lie on those lines has
 steps there too, along its border. This script pastes, into 9 bundled photos resized to 256 px,
 a box of each ``--sizes`` side at two positions (64 and 96 px), on the grid and 3 px off it:
-Gaussian blur σ 3 px, and JPEG at qualities 10, 30, 50 and 70 (36 boxes per kind and size).
+Gaussian blur σ 3 px, and JPEG at each of ``--qualities`` (36 boxes per kind and size).
 It runs the ``restore`` stage (``auto``, strength 0.9) with the box as the mask, grown by
 ``--grow`` px, and prints per kind and size how often each method was chosen and the median
 ``psnr-region`` gain (dB, inside the box, against the photo).
 
-    python benchmarks/bench_grid_boxes.py [--sizes 48,64,128] [--grow 0]
+    python benchmarks/bench_grid_boxes.py [--sizes 48,64,128] [--qualities 10,30,50,70] [--grow 0]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections import Counter
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="48,64,128")
+    parser.add_argument("--qualities", default="10,30,50,70", help="JPEG qualities of the JPEG boxes")
     parser.add_argument("--grow", type=int, default=0, help="px the mask extends past the box")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -42,7 +43,7 @@ def main() -> None:
 
     started = time.perf_counter()
     stage = RestoreStage()
-    kinds = {"blur": 0, "jpeg q10": 10, "jpeg q30": 30, "jpeg q50": 50, "jpeg q70": 70}
+    kinds = {"blur": 0} | {f"jpeg q{q}": int(q) for q in args.qualities.split(",")}
     chosen: dict[tuple[str, int], Counter[str]] = {}
     gains: dict[tuple[str, int], list[float]] = {}
     sides = [int(s) for s in args.sizes.split(",")]

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["estimate_quality", "grid_offset", "jfif_luma", "jpeg_luma", "quant_table"]
+__all__ = [
+    "estimate_quality",
+    "grid_offset",
+    "jfif_luma",
+    "jpeg_luma",
+    "jpeg_luma_and_quality",
+    "quant_table",
+]
 
 #: the standard luminance quantisation table (JPEG, ITU-T T.81 Annex K, table K.1), row-major
 LUMA_TABLE = np.array(
@@ -125,6 +132,12 @@ def jpeg_luma(y: np.ndarray, where: np.ndarray | None = None) -> np.ndarray | No
     """The requantisation estimate of the luma ``y`` (``(H, W)``, 0-255), or None when no grid
     and quality are found; ``where`` (bool ``(H, W)``): the pixels to repair, whose whole 8×8
     blocks carry the quality fit (None: all)."""
+    found = jpeg_luma_and_quality(y, where)
+    return None if found is None else found[0]
+
+
+def jpeg_luma_and_quality(y: np.ndarray, where: np.ndarray | None = None) -> tuple[np.ndarray, int] | None:
+    """:func:`jpeg_luma` and the IJG quality it found (1-100), or None."""
     from scipy.fft import dctn
 
     if min(y.shape) < 16:
@@ -140,4 +153,4 @@ def jpeg_luma(y: np.ndarray, where: np.ndarray | None = None) -> np.ndarray | No
     quality = estimate_quality(coef)
     if quality is None:
         return None
-    return _requantised(y, quant_table(quality))
+    return _requantised(y, quant_table(quality)), quality

@@ -120,34 +120,48 @@ def denoise(rgb: np.ndarray, sigma: float) -> np.ndarray:
 #: JPEG-aware luma: non-local means' filter parameter (luma in [0, 1]) for the estimate that is
 #: averaged with the re-quantisation one (chosen on the benchmark seeds from 0.04-0.06)
 DEBLOCK_NLM_H = 0.04
+#: the guided chroma repair runs up to this estimated quality; above it the chroma is kept
+#: (``benchmarks/bench_grid_boxes.py``: it gained at quality 10, tied at 20, lost from 30 up)
+DEBLOCK_CHROMA_QUALITY = 20
 
 
 def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """JPEG deblocking of float RGB ``(H, W, 3)`` in [0, 1] (``where``: the pixels the JPEG
+    quality is fitted on, None: all). With an 8×8 grid and an IJG quality found
+    (:mod:`.restore_jpeg`): the luma is the mean of non-local means and the re-quantisation
+    estimate; the chroma, at qualities up to ``DEBLOCK_CHROMA_QUALITY``, is smoothed and
+    re-shaped along the repaired luma (guided filter), above that kept. Without them, a generic
+    smoother: TV on the luma, a Gaussian (σ 3 px) on the chroma (strong: it suits heavy JPEG
+    whose quality was not found, and loses on mild JPEG, see docs/refiner.md's known limits).
+    Same shape and range out."""
     from scipy import ndimage
     from skimage.color import rgb2ycbcr, ycbcr2rgb
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
-    from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma
+    from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma_and_quality
 
     ycc = rgb2ycbcr(rgb)
-    requantised = jpeg_luma(jfif_luma(rgb * 255.0), where)
-    if requantised is None:
+    found = jpeg_luma_and_quality(jfif_luma(rgb * 255.0), where)
+    if found is None:
         # no grid or quality: TV removes block edges and ringing, a Gaussian the chroma blocks
         y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
         cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
         cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
         return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+    requantised, quality = found
+    nlm = denoise_nl_means(
+        ycc[..., 0] / 255.0, h=DEBLOCK_NLM_H, fast_mode=True, patch_size=5, patch_distance=4
+    )
     # two estimates that err differently (non-local means flattens block edges where similar
     # patches agree, requantisation keeps the texture the quantiser kept and some ringing):
     # their mean beat either alone, and TV in NLM's place, on the planted JPEG patches; JFIF
     # luma (0-255) maps onto skimage's studio-range luma as 16 + 219/255 · Y
-    nlm = denoise_nl_means(
-        ycc[..., 0] / 255.0, h=DEBLOCK_NLM_H, fast_mode=True, patch_size=5, patch_distance=4
-    )
     y = 0.5 * (nlm * 255.0 + 16.0 + requantised * (219.0 / 255.0))
-    # JPEG chroma at these qualities is nearly flat per 16×16 block: lightly smoothed, then
-    # re-shaped along the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey
-    # levels², 36.9 in skimage's studio-range luma)
+    if quality > DEBLOCK_CHROMA_QUALITY:
+        return np.clip(ycbcr2rgb(np.stack([y, ycc[..., 1], ycc[..., 2]], axis=-1)), 0.0, 1.0)
+    # heavy JPEG chroma is nearly flat per 16×16 block: lightly smoothed, then re-shaped along
+    # the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey levels², 36.9 in
+    # skimage's studio-range luma)
     eps = 50.0 * (219.0 / 255.0) ** 2
     cb, cr = (
         guided_filter(y, ndimage.gaussian_filter(ycc[..., c], 1.5, mode="reflect"), 6, eps) for c in (1, 2)
