@@ -10,11 +10,14 @@ same shape; the stage blends it with the input by its strength. All are determin
 - ``deblock``: JPEG deblocking in YCbCr. When the 8×8 grid and an IJG quality are found on the
   pixels to repair (``restore_jpeg``), the luma is the mean of non-local means (fast mode, 5×5
   patches over 9×9, ``h`` 0.04 of the luma range) and the shifted-grid requantisation estimate,
-  and the chroma follows the repaired luma's edges (a guided filter); on the planted JPEG
+  and, up to quality ``DEBLOCK_CHROMA_QUALITY`` = 20, the chroma follows the repaired luma's
+  edges (a guided filter; above 20 it is kept: finer chroma quantisation loses more to the
+  smoothing than it gains, benchmarks/bench_grid_boxes.py); on the planted JPEG
   patches of docs/benchmark.md (oracle, strength 0.9) that gained +1.14 dB median where the
   same with TV (Chambolle, weight 0.03) in NLM's place gained +1.11 dB and TV with a Gaussian
-  chroma +0.78 dB. Without a grid or quality (not an IJG JPEG) the luma is TV's alone and a
-  Gaussian (σ 3 px) on the two chroma planes removes the colour blocking of 4:2:0 subsampling.
+  chroma +0.78 dB. Without a grid or quality (not an IJG JPEG, or milder than about quality 50)
+  the luma is TV's alone and a Gaussian (σ 3 px) on the two chroma planes removes the colour
+  blocking of 4:2:0 subsampling (strong: on mild JPEG it loses, docs/refiner.md's known limits).
 - ``deblur``: Richardson-Lucy deconvolution (``DEBLUR_ITERATIONS`` = 20 iterations) per channel
   with a Gaussian PSF of σ ``DEBLUR_PSF`` = 3 px, each value then clamped to the range of its
   ``DEBLUR_CLAMP`` = 5×5 neighbourhood in the input, so it sharpens without halos at highlights;
