@@ -162,6 +162,16 @@ def part_evidence(evidence: Any, rgb: np.ndarray, part: np.ndarray) -> Any:
     return attrs.evolve(evidence, blockiness=values.astype(np.float32))
 
 
+def _choose_for_part(evidence: Any, rgb: np.ndarray, part: np.ndarray, core_blocks: np.ndarray) -> str:
+    """:func:`choose_method` for the pixels ``part`` (bool ``(H, W)``) of ``rgb``: its blocks,
+    its blockiness read within it (:func:`part_evidence`) and its core's blocks ``core_blocks``;
+    one rule for stage 1's parts, the detected parts and the whole-image baseline."""
+    from grefine_kit.indicators.defect_features import BLOCK
+
+    inside = _block_grid(part, evidence.blockiness.shape, BLOCK)
+    return choose_method(part_evidence(evidence, rgb, part), inside, core_blocks)
+
+
 def fit_area(part: np.ndarray) -> np.ndarray:
     """The pixels of ``part`` (bool ``(H, W)``) a method fits its parameters on (deblocking's
     JPEG quality) and ``auto`` judges blur on: its core, the pixels at least ``FIT_DEPTH`` of
@@ -283,12 +293,8 @@ class RestoreStage(PartBase):
                 if evidence is not None:
                     core_full = np.zeros_like(part)
                     core_full[y0:y1, x0:x1] = core
-                    grid = evidence.sigma.shape
-                    method = choose_method(
-                        part_evidence(evidence, rgb, part),
-                        _block_grid(part, grid, BLOCK),
-                        _block_grid(core_full, grid, BLOCK),
-                    )
+                    core_blocks = _block_grid(core_full, evidence.blockiness.shape, BLOCK)
+                    method = _choose_for_part(evidence, rgb, part, core_blocks)
                 else:
                     method = "wiener"
             restored = restore(crop, method, noise_sigma(crop, inside), core)
@@ -329,10 +335,10 @@ def detected_defect(
     chosen: dict[str, np.ndarray] = {}
     for index in range(1, count + 1):
         inside = labels == index
-        judged = evidence
-        if rgb is not None:
-            judged = part_evidence(evidence, rgb, _block_pixels(inside, shape))
-        method = choose_method(judged, inside, _core_blocks(inside))
+        if rgb is None:
+            method = choose_method(evidence, inside, _core_blocks(inside))
+        else:
+            method = _choose_for_part(evidence, rgb, _block_pixels(inside, shape), _core_blocks(inside))
         chosen[method] = chosen.get(method, np.zeros_like(inside)) | inside
     specific = {m: b for m, b in chosen.items() if m != "wiener"} or chosen
     blocks = max(specific.values(), key=lambda b: int(b.sum()))
@@ -371,9 +377,6 @@ def whole_image_restoration(
     method = "wiener"
     core = fit_area(part)
     if evidence is not None:
-        grid = evidence.sigma.shape
-        method = choose_method(
-            part_evidence(evidence, rgb, part), _block_grid(part, grid, BLOCK), _block_grid(core, grid, BLOCK)
-        )
+        method = _choose_for_part(evidence, rgb, part, _block_grid(core, evidence.blockiness.shape, BLOCK))
     restored = restore(rgb, method, noise_sigma(rgb, part), core)
     return rgb + s * (restored - rgb), method

@@ -143,6 +143,9 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
 
     from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma_and_quality
 
+    def to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+        return np.asarray(np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0))
+
     ycc = rgb2ycbcr(rgb)
     found = jpeg_luma_and_quality(jfif_luma(rgb * 255.0), where)
     if found is None:
@@ -150,7 +153,7 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
         y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
         cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
         cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
-        return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+        return to_rgb(y, cb, cr)
     requantised, quality = found
     nlm = denoise_nl_means(
         ycc[..., 0] / 255.0, h=DEBLOCK_NLM_H, fast_mode=True, patch_size=5, patch_distance=4
@@ -161,7 +164,7 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     # luma (0-255) maps onto skimage's studio-range luma as 16 + 219/255 · Y
     y = 0.5 * (nlm * 255.0 + 16.0 + requantised * (219.0 / 255.0))
     if quality > DEBLOCK_CHROMA_QUALITY:
-        return np.clip(ycbcr2rgb(np.stack([y, ycc[..., 1], ycc[..., 2]], axis=-1)), 0.0, 1.0)
+        return to_rgb(y, ycc[..., 1], ycc[..., 2])
     # heavy JPEG chroma is nearly flat per 16×16 block: lightly smoothed, then re-shaped along
     # the repaired luma's edges (guided filter, radius 6, ε = 50 JFIF grey levels², 36.9 in
     # skimage's studio-range luma)
@@ -169,7 +172,7 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     cb, cr = (
         guided_filter(y, ndimage.gaussian_filter(ycc[..., c], 1.5, mode="reflect"), 6, eps) for c in (1, 2)
     )
-    return np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0)
+    return to_rgb(y, cb, cr)
 
 
 def guided_filter(guide: np.ndarray, image: np.ndarray, radius: int, eps: float) -> np.ndarray:
