@@ -16,8 +16,10 @@ same shape; the stage blends it with the input by its strength. All are determin
   patches of docs/benchmark.md (oracle, strength 0.9) that gained +1.14 dB median where the
   same with TV (Chambolle, weight 0.03) in NLM's place gained +1.11 dB and TV with a Gaussian
   chroma +0.78 dB. Without a grid or quality (not an IJG JPEG, or milder than about quality 50)
-  the luma is TV's alone and a Gaussian (σ 3 px) on the two chroma planes removes the colour
-  blocking of 4:2:0 subsampling (strong: on mild JPEG it loses, docs/refiner.md's known limits).
+  the luma is TV's alone and a Gaussian on the two chroma planes removes the colour blocking of
+  4:2:0 subsampling, both as strong as the pixels to repair are blocky
+  (``DEBLOCK_GENERIC``, by ``restore_jpeg.grid_contrast``): the strong smoother that heavy JPEG
+  needs lost up to 2.4 dB on mild JPEG.
 - ``deblur``: Richardson-Lucy deconvolution (``DEBLUR_ITERATIONS`` = 20 iterations) per channel
   with a Gaussian PSF of σ ``DEBLUR_PSF`` = 3 px, each value then clamped to the range of its
   ``DEBLUR_CLAMP`` = 5×5 neighbourhood in the input, so it sharpens without halos at highlights;
@@ -126,6 +128,12 @@ DEBLOCK_NLM_H = 0.04
 #: the guided chroma repair runs up to this estimated quality; above it the chroma is kept
 #: (``benchmarks/bench_grid_boxes.py``: it gained at quality 10, tied at 20, lost from 30 up)
 DEBLOCK_CHROMA_QUALITY = 20
+#: the generic deblocking (no quality found) by how blocky the pixels to repair are
+#: (``restore_jpeg.grid_contrast``): ``(from contrast, TV weight, chroma Gaussian σ px or 0 to
+#: keep the chroma)``, the first row that applies. Heavy blocking needs the strong smoother
+#: (quality 5-12 boxes: +0.8-1.0 dB median, the mild one +0.2-0.4), mild blocking loses to it
+#: (quality 70: -2.4 dB, the mild one +0.2); measured on 256-px boxes of the bundled photos
+DEBLOCK_GENERIC = ((1.6, 0.03, 3.0), (1.3, 0.02, 1.5), (0.0, 0.01, 0.0))
 
 
 def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -134,25 +142,30 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     (:mod:`.restore_jpeg`): the luma is the mean of non-local means and the re-quantisation
     estimate; the chroma, at qualities up to ``DEBLOCK_CHROMA_QUALITY``, is smoothed and
     re-shaped along the repaired luma (guided filter), above that kept. Without them, a generic
-    smoother: TV on the luma, a Gaussian (σ 3 px) on the chroma (strong: it suits heavy JPEG
-    whose quality was not found, and loses on mild JPEG, see docs/refiner.md's known limits).
-    Same shape and range out."""
+    smoother: TV on the luma, a Gaussian on the chroma, as strong as the blocking of ``where``
+    is (``DEBLOCK_GENERIC``). Same shape and range out."""
     from scipy import ndimage
     from skimage.color import rgb2ycbcr, ycbcr2rgb
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
-    from grefine_kit.stages.restore_jpeg import jfif_luma, jpeg_luma_and_quality
+    from grefine_kit.stages.restore_jpeg import grid_contrast, jfif_luma, jpeg_luma_and_quality
 
     def to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
         return np.asarray(np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0))
 
     ycc = rgb2ycbcr(rgb)
-    found = jpeg_luma_and_quality(jfif_luma(rgb * 255.0), where)
+    jfif = jfif_luma(rgb * 255.0)
+    found = jpeg_luma_and_quality(jfif, where)
     if found is None:
-        # no grid or quality: TV removes block edges and ringing, a Gaussian the chroma blocks
-        y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=0.03) * 255.0
-        cb = ndimage.gaussian_filter(ycc[..., 1], 3.0, mode="reflect")
-        cr = ndimage.gaussian_filter(ycc[..., 2], 3.0, mode="reflect")
+        # no grid or quality: TV removes block edges and ringing, a Gaussian the chroma blocks,
+        # both as strong as the blocking is
+        contrast = grid_contrast(jfif, where)
+        _, weight, chroma = next(row for row in DEBLOCK_GENERIC if contrast >= row[0])
+        y = denoise_tv_chambolle(ycc[..., 0] / 255.0, weight=weight) * 255.0
+        if not chroma:
+            return to_rgb(y, ycc[..., 1], ycc[..., 2])
+        cb = ndimage.gaussian_filter(ycc[..., 1], chroma, mode="reflect")
+        cr = ndimage.gaussian_filter(ycc[..., 2], chroma, mode="reflect")
         return to_rgb(y, cb, cr)
     requantised, quality = found
     nlm = denoise_nl_means(
