@@ -14,8 +14,10 @@ project's own refiner and fidelity metrics (``grefine_kit.defects.evaluate``):
   (method, noise level, JPEG quality chosen on the region) over every pixel.
 
 Prints a Markdown table (medians per kind and arm) and the done-when checks of issue #19.
+``--soften σ`` blurs every photo first (pictures soft all over, as many generated images are;
+docs/benchmark.md's "Soft pictures").
 
-    python benchmarks/bench_restore.py [--seeds 0,1] [--out DIR] [--csv rows.csv]
+    python benchmarks/bench_restore.py [--seeds 0,1] [--out DIR] [--csv rows.csv] [--soften 0]
 """
 
 from __future__ import annotations
@@ -33,10 +35,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default=None, help="keep the planted set here (default: a temp folder)")
     parser.add_argument("--csv", default=None, help="write every measured row to this CSV")
+    parser.add_argument(
+        "--soften",
+        type=float,
+        default=0.0,
+        help="blur every photo by this Gaussian σ (px) before planting: pictures soft all over, "
+        "as many generated images are (default 0: the photos as they are)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     import attrs
+    from PIL import ImageFilter
 
     from grefine_kit.defects.build import make_defect_set
     from grefine_kit.defects.evaluate import (
@@ -47,14 +57,20 @@ def main() -> None:
         oracle_recipe,
         summarise,
     )
-    from grefine_kit.defects.photos import builtin_photos
+    from grefine_kit.defects.photos import Photo, builtin_photos
     from grefine_kit.recipes.recipe import Recipe
 
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out) if args.out else Path(tmp) / "planted"
-        built = make_defect_set(builtin_photos(), folder, seeds=seeds)
+        clean = builtin_photos()
+        if args.soften > 0:
+            clean = [
+                Photo(p.name, p.image.convert("RGB").filter(ImageFilter.GaussianBlur(args.soften)))
+                for p in clean
+            ]
+        built = make_defect_set(clean, folder, seeds=seeds)
         cases = load_cases(built.manifest)
         restore = Recipe.load("restore")
         oracle = oracle_recipe(restore)
@@ -80,7 +96,8 @@ def main() -> None:
     table = summarise(rows)
     photos = len({c.id.rsplit("-", 2)[0] for c in cases})
     print(
-        f"{len(cases)} items ({photos} photos x 3 kinds x {len(seeds)} seeds), "
+        f"{len(cases)} items ({photos} photos x 3 kinds x {len(seeds)} seeds"
+        f"{f', softened by σ {args.soften:g} px' if args.soften > 0 else ''}), "
         f"{platform.machine()} {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
         f"{time.perf_counter() - started:.0f} s"
     )
