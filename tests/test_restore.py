@@ -493,3 +493,24 @@ def test_a_detected_parts_core_is_the_one_stage_1_finds_on_its_pixels():
         part = ndimage.label(grid)[0] == 1
         whole = _block_grid(fit_area(np.kron(part, np.ones((BLOCK, BLOCK), bool))), part.shape, BLOCK)
         assert np.array_equal(_core_blocks(part), whole)
+
+
+def test_block_evidence_is_cleaned_into_regions():
+    """A lone flagged block, a 2×2 square alone and a one-block line are dropped; a region
+    keeps its corners (the 3×3 median alone cut them off) and a block missed inside it is
+    filled in."""
+    from grefine_kit.indicators.defect_features import _median3, regions
+
+    for shape in [(slice(3, 4), slice(3, 4)), (slice(2, 4), slice(2, 4)), (slice(3, 4), slice(None))]:
+        alone = np.zeros((7, 7))
+        alone[shape] = 1.0
+        assert not regions(alone).any()
+    small = np.zeros((7, 7))
+    small[2:4, 2:5] = 1.0  # 2×3 blocks: the median keeps its middle column, the corners come back
+    assert np.array_equal(regions(small), small)
+    region = np.zeros((9, 9))
+    region[2:7, 2:7] = 1.0
+    holed = region.copy()
+    holed[4, 4] = 0.0
+    assert np.array_equal(regions(holed), region)
+    assert _median3(region)[2, 2] == 0.0 and regions(region)[2, 2] == 1.0
