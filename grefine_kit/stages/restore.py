@@ -315,15 +315,13 @@ class RestoreStage(PartBase):
         return out, [method]
 
 
-def detected_defect(
-    evidence: Any, shape: tuple[int, int], rgb: np.ndarray | None = None
-) -> np.ndarray | None:
+def detected_defect(evidence: Any, shape: tuple[int, int], rgb: np.ndarray) -> np.ndarray | None:
     """The pixels (bool ``shape``) of the defect stage 1 would repair on this image, as the
     ``restore`` recipe's detector sees it: the blocks whose combined evidence exceeds 0.5
     (defect-map's mask before growth), split into 8-connected parts; each part gets the method
-    :func:`choose_method` picks for it in stage 1 (blur judged on the part's core; with
-    ``rgb``, the image as float RGB in [0, 1], blockiness read within the part,
-    :func:`part_evidence`: as stage 1 judges it), and the defect is the union of the parts of
+    :func:`choose_method` picks for it in stage 1 (blur judged on the part's core, blockiness
+    read within the part from ``rgb``, the image as float RGB in [0, 1]: as stage 1 judges
+    it, :func:`_choose_for_part`), and the defect is the union of the parts of
     the method covering the most blocks (``wiener`` parts count only when no part has a
     defect-specific method). None when no block is flagged."""
     from scipy import ndimage
@@ -335,10 +333,7 @@ def detected_defect(
     chosen: dict[str, np.ndarray] = {}
     for index in range(1, count + 1):
         inside = labels == index
-        if rgb is None:
-            method = choose_method(evidence, inside, _core_blocks(inside))
-        else:
-            method = _choose_for_part(evidence, rgb, _block_pixels(inside, shape), _core_blocks(inside))
+        method = _choose_for_part(evidence, rgb, _block_pixels(inside, shape), _core_blocks(inside))
         chosen[method] = chosen.get(method, np.zeros_like(inside)) | inside
     specific = {m: b for m, b in chosen.items() if m != "wiener"} or chosen
     blocks = max(specific.values(), key=lambda b: int(b.sum()))

@@ -63,36 +63,44 @@ def jfif_luma(rgb255: np.ndarray) -> np.ndarray:
     return np.asarray(rgb255[..., 0] * 0.299 + rgb255[..., 1] * 0.587 + rgb255[..., 2] * 0.114)
 
 
-def grid_offset(y: np.ndarray) -> tuple[int, int]:
-    """``(row, col)`` where the 8×8 grid starts: the phase of the strongest 8-periodic steps."""
-    dy = np.abs(np.diff(y, axis=0)).mean(axis=1)
-    dx = np.abs(np.diff(y, axis=1)).mean(axis=0)
-    py = [float(dy[o::8].mean()) if dy[o::8].size else 0.0 for o in range(8)]
-    px = [float(dx[o::8].mean()) if dx[o::8].size else 0.0 for o in range(8)]
+def _strongest_phases(y: np.ndarray, where: np.ndarray | None) -> tuple[int, int]:
+    """``(row, col)`` index mod 8 of the steps (step ``i`` lies between pixels ``i`` and
+    ``i + 1``) with the largest mean |step| each way, counting only steps between two pixels of
+    ``where`` (None: all)."""
+    inside = np.ones(y.shape, bool) if where is None else np.asarray(where, bool)
+    dy, dx = np.abs(np.diff(y, axis=0)), np.abs(np.diff(y, axis=1))
+    vy, vx = inside[:-1, :] & inside[1:, :], inside[:, :-1] & inside[:, 1:]
+
+    def mean(steps: np.ndarray, valid: np.ndarray) -> float:
+        return float(steps[valid].mean()) if valid.any() else 0.0
+
+    py = [mean(dy[o::8, :], vy[o::8, :]) for o in range(8)]
+    px = [mean(dx[:, o::8], vx[:, o::8]) for o in range(8)]
+    return int(np.argmax(py)), int(np.argmax(px))
+
+
+def grid_offset(y: np.ndarray, where: np.ndarray | None = None) -> tuple[int, int]:
+    """``(row, col)`` where the 8×8 grid starts: the phase of the strongest 8-periodic steps
+    (between two pixels of ``where``, None: all)."""
+    py, px = _strongest_phases(y, where)
     # step i lies between pixels i and i + 1: a block starts at i + 1
-    return (int(np.argmax(py)) + 1) % 8, (int(np.argmax(px)) + 1) % 8
+    return (py + 1) % 8, (px + 1) % 8
 
 
 def grid_contrast(y: np.ndarray, where: np.ndarray | None = None) -> float:
     """How blocky the luma ``y`` (grey levels) is: the mean |step| across the 8-px grid's lines
     over the mean |step| between other neighbouring pixels, each plus one grey level, counting
     only steps between two pixels of ``where`` (bool, ``y``'s shape; None: all). The grid's phase
-    is, each way, the one with the strongest mean step within ``where``. About 1 for natural
-    content; heavy JPEG 1.5-2.8, quality 70 about 1.1-1.5 (256-px crops of the bundled photos,
-    ``benchmarks/bench_grid_boxes.py``'s boxes). 1.0 where too few pixels lie in ``where``."""
+    is, each way, the one with the strongest mean step within ``where`` (:func:`grid_offset`).
+    About 1 for natural content; heavy JPEG 1.5-2.8, quality 70 about 1.1-1.5 (256-px crops of
+    the bundled photos, ``benchmarks/bench_grid_boxes.py``'s boxes). 1.0 where too few pixels
+    lie in ``where``."""
     inside = np.ones(y.shape, bool) if where is None else np.asarray(where, bool)
     dx, dy = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
     vx, vy = inside[:, :-1] & inside[:, 1:], inside[:-1, :] & inside[1:, :]
     if vx.sum() < 64 or vy.sum() < 64:
         return 1.0
-
-    def phase_mean(steps: np.ndarray, valid: np.ndarray, k: int, axis: int) -> float:
-        s = steps[:, k::8] if axis == 1 else steps[k::8, :]
-        v = valid[:, k::8] if axis == 1 else valid[k::8, :]
-        return float(s[v].mean()) if v.any() else 0.0
-
-    px = int(np.argmax([phase_mean(dx, vx, k, 1) for k in range(8)]))
-    py = int(np.argmax([phase_mean(dy, vy, k, 0) for k in range(8)]))
+    py, px = _strongest_phases(y, inside)
     on_x = (np.arange(dx.shape[1]) % 8 == px)[None, :]
     on_y = (np.arange(dy.shape[0]) % 8 == py)[:, None]
     grid = np.concatenate([dx[vx & on_x], dy[vy & on_y]])
