@@ -134,3 +134,33 @@ def test_missing_files_and_unknown_recipe_are_user_errors(tmp_path: Path):
     assert code == 2 and "missing.png" in err and "Traceback" not in err
     code, _, err = run("refine", str(tmp_path), "--out", str(tmp_path / "o"))
     assert code == 2 and "--prompt" in err
+
+
+def test_refine_asks_for_a_prompt_only_when_the_recipe_reads_one(tmp_path: Path):
+    """`restore` (defect-map + classical stages) reads no prompt: an image without one is
+    refined with the empty prompt; a recipe whose parts read prompts (diffusion stages, AQ-Map)
+    still stops with one line before any work."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from grefine_kit.recipes.recipe import Recipe
+    from grefine_kit.runner.refine_work import needs_prompt
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(image)
+    code, _, err = run("refine", str(image), "--recipe", "restore", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "r" / "reports.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] and records[0]["prompt"] == ""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,image\none,a.png\n")
+    out = str(tmp_path / "o")
+    code, _, err = run("refine", "--manifest", str(manifest), "--recipe", "restore", "--out", out)
+    assert code == 0, err
+    code, _, err = run("refine", str(image), "--recipe", "tiny", "--out", str(tmp_path / "t"))
+    assert code == 2 and "reads prompts" in err and "--prompt TEXT" in err
+    assert not (tmp_path / "t").exists()
+    assert needs_prompt(Recipe.load("g-refine").build())  # AQ-Map and both diffusion stages
+    assert not needs_prompt(Recipe.load("restore").build())

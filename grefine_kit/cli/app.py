@@ -105,8 +105,10 @@ def echo_run_summary(summary: RunSummary) -> None:
 def cli() -> None:
     """grefine: find the bad regions of AI-generated images and refine only there.
 
-    Start with `grefine demo` (offline, tiny random models), then
-    `grefine refine IMAGE --prompt TEXT --out DIR`.
+    Start with `grefine demo` (offline, no weights: it finds a planted defect in a bundled
+    image and repairs only there), then `grefine refine IMAGE --recipe restore --out DIR` on
+    your own images, or `grefine refine IMAGE --prompt TEXT --out DIR` for G-Refine itself
+    (weights: `grefine fetch-weights`).
     """
 
 

@@ -122,7 +122,11 @@ def _score_config(indicator_name: str, recipe_name: str | None, dtype: str | Non
 
 @cli.command("refine")
 @click.argument("paths", nargs=-1)
-@click.option("--prompt", default=None, help="prompt for every image")
+@click.option(
+    "--prompt",
+    default=None,
+    help="prompt for every image (needed when the recipe reads prompts: AQ-Map, diffusion stages)",
+)
 @prompts_csv_option
 @click.option(
     "--recipe", "recipe_name", default="g-refine", show_default=True, help="recipe name or .toml path"
@@ -158,11 +162,18 @@ def refine_command(
     resume; stale results (another input, prompt, seed, recipe or --maps) are redone.
     docs/scale.md covers manifests, shards and engines.
     """
-    from grefine_kit.runner.refine import refine_items
+    import attrs
 
-    items, _ = run_items(paths, run, prompt=prompt, prompts_csv=prompts_csv, need_prompt=True)
+    from grefine_kit.runner.refine import refine_items
+    from grefine_kit.runner.refine_work import needs_prompt
+
+    recipe, refiner = _built_recipe(recipe_name, seed=seed, device=device, dtype=dtype, overrides=overrides)
+    reads_prompts = needs_prompt(refiner)
+    items, _ = run_items(paths, run, prompt=prompt, prompts_csv=prompts_csv, need_prompt=reads_prompts)
+    if not reads_prompts:  # no part reads it: an image without one gets the empty prompt
+        items = [it if it.prompt is not None else attrs.evolve(it, prompt="") for it in items]
     options = run_options(run, batch_size=batch_size)
-    recipe, refiner = _checked_recipe(recipe_name, seed=seed, device=device, dtype=dtype, overrides=overrides)
+    _ensure_ready(recipe_name, refiner)
     summary = refine_items(items, recipe, Path(out_dir), options, refiner=refiner)
     echo_run_summary(summary)
     click.echo(
@@ -173,28 +184,33 @@ def refine_command(
     sys.exit(summary.exit_code)
 
 
-def _checked_recipe(
+def _built_recipe(
     recipe_name: str, *, seed: int | None, device: str | None, dtype: str | None, overrides: Overrides
 ) -> tuple[Recipe, Refiner]:
     """The recipe with the command line's seed, device, dtype and overrides applied, and the
-    Refiner built from it, once: building checks every part's options, preflight checks the
-    built parts (weights, models, devices), and the local engine's worker refines with it
-    (engines in other processes rebuild it from the recipe)."""
+    Refiner built from it, once: building checks every part's options, and the local engine's
+    worker refines with it (engines in other processes rebuild it from the recipe). Nothing is
+    loaded yet: :func:`_ensure_ready` checks what the parts need before any work."""
     import attrs
 
-    from grefine_kit.readiness.preflight import ensure_ready, fetch_command
     from grefine_kit.recipes.overrides import apply_overrides
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.refine_work import parts_by_table
 
     recipe = Recipe.load(recipe_name).with_runtime(device=device, dtype=dtype)
     if seed is not None:
         recipe = attrs.evolve(recipe, seed=seed)
     recipe = apply_overrides(recipe, overrides.pairs(recipe))
-    refiner = recipe.build()
+    return recipe, recipe.build()
+
+
+def _ensure_ready(recipe_name: str, refiner: Refiner) -> None:
+    """Preflight of the built parts (weights, models, devices: one error naming what is missing
+    and the fetch command), then the warning for plugins that failed to load."""
+    from grefine_kit.readiness.preflight import ensure_ready, fetch_command
+    from grefine_kit.runner.refine_work import parts_by_table
+
     ensure_ready(parts_by_table(refiner), fetch_command=fetch_command(recipe=recipe_name))
     warn_plugin_failures()
-    return recipe, refiner
 
 
 @cli.command("demo")
@@ -241,7 +257,8 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
 
     started = time.perf_counter()
     example = example_path()
-    recipe, refiner = _checked_recipe(recipe_name, seed=None, device="cpu", dtype=None, overrides=Overrides())
+    recipe, refiner = _built_recipe(recipe_name, seed=None, device="cpu", dtype=None, overrides=Overrides())
+    _ensure_ready(recipe_name, refiner)
     options = RunOptions(save_maps=True, resume=False)
     summary = refine_items(
         make_items([example], DEMO_PROMPT), recipe, Path(out_dir), options, refiner=refiner
@@ -276,7 +293,7 @@ def demo_command(out_dir: str, recipe_name: str) -> None:
         click.echo("This recipe uses random-weight models: it shows the flow offline, not real quality.")
     click.echo(
         f"Next: grefine report {out_dir} rebuilds that page (for any refine or score folder); "
-        "grefine refine IMAGE --recipe restore --prompt TEXT --out DIR repairs your own images"
+        "grefine refine IMAGE --recipe restore --out DIR repairs your own images"
     )
     sys.exit(summary.exit_code)
 

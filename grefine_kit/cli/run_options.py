@@ -134,7 +134,10 @@ def run_items(
     if not paths:
         raise UserError("give image PATHS (files, folders or globs) or --manifest FILE")
     if need_prompt and prompt is None and prompts_csv is None:
-        raise UserError("give exactly one of --prompt TEXT or --prompts CSV (or use --manifest)")
+        raise UserError(
+            "this recipe reads prompts: give exactly one of --prompt TEXT or --prompts CSV"
+            " (or use --manifest)"
+        )
     files = expand_inputs(paths)
     prompts: Mapping[str, str] | str | None = read_prompts_csv(Path(prompts_csv)) if prompts_csv else prompt
     return make_items(files, prompts), prompts_csv is not None

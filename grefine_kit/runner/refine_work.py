@@ -26,6 +26,7 @@ from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
+from grefine_kit.parts.base import as_part
 from grefine_kit.parts.roles import STAGE_KIND, Role, indicator_role
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
@@ -119,6 +120,12 @@ def parts_by_table(refiner: BatchRefiner) -> dict[str, object]:
     """The refiner's built parts keyed by their recipe table (``indicators.perceptual``, ...),
     as preflight (``grefine_kit.readiness.preflight.ensure_ready``) names them."""
     return {slot.table: part for slot in refiner.roles if (part := refiner.part(slot.name)) is not None}
+
+
+def needs_prompt(refiner: BatchRefiner) -> bool:
+    """True when any of the refiner's parts reads the prompt (``PartBase.needs_prompt``: AQ-Map,
+    the diffusion stages): then every item needs one; otherwise an item without one gets ``""``."""
+    return any(as_part(part).needs_prompt for part in parts_by_table(refiner).values())
 
 
 def stage_parts(refiner: BatchRefiner) -> list[object]:

@@ -134,6 +134,8 @@ class _DiffusersStage(PartBase):
 
     task: ClassVar[str]
     role: ClassVar[str]
+    #: the pipelines condition on the prompt (an empty one is unconditional), so a run asks for one
+    needs_prompt: ClassVar[bool] = True
 
     model: str = attrs.field(validator=v.instance_of(str))
     device: str = attrs.field(default="auto", validator=[v.instance_of(str), check_runnable])
