@@ -4,12 +4,15 @@ responses every route declares (docs/serve.md lists the codes)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grefine_serve.errors import ApiError
 from grefine_serve.schemas import ErrorResponse
 
-__all__ = ["ERRORS", "MAX_PROMPT", "check_prompt", "parse_overrides"]
+if TYPE_CHECKING:
+    from grefine_kit.recipes.recipe import Recipe
+
+__all__ = ["ERRORS", "MAX_PROMPT", "check_prompt", "parse_overrides", "refine_prompt"]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 415, 422, 429, 503)
@@ -21,6 +24,20 @@ def check_prompt(prompt: str | None) -> str | None:
     if prompt is not None and len(prompt) > MAX_PROMPT:
         raise ApiError(422, "bad_request", f"the prompt is longer than {MAX_PROMPT} characters")
     return prompt or None
+
+
+def refine_prompt(recipe: Recipe, prompt: str | None) -> str:
+    """The prompt a refine with ``recipe`` runs with: the checked ``prompt``; without one, ``""``
+    when no part of the recipe reads prompts (``restore``), else a 422 ``prompt_required``."""
+    from grefine_kit.runner.refine_work import needs_prompt
+
+    checked = check_prompt(prompt)
+    if checked:
+        return checked
+    if needs_prompt(recipe.build()):
+        reads = f"recipe {recipe.name!r} reads prompts (AQ-Map, diffusion stages): give one"
+        raise ApiError(422, "prompt_required", reads)
+    return ""
 
 
 def parse_overrides(text: str | None) -> Any:

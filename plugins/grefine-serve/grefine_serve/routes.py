@@ -15,9 +15,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from grefine_kit.parts.base import as_part
 from grefine_kit.parts.roles import INDICATOR_ROLES
 from grefine_serve.errors import ApiError
-from grefine_serve.fields import ERRORS, check_prompt, parse_overrides
+from grefine_serve.fields import ERRORS, check_prompt, parse_overrides, refine_prompt
 from grefine_serve.jobs import FINISHED, Job
 from grefine_serve.schemas import JobView, ScoreResponse
 from grefine_serve.settings import API_PREFIX
@@ -35,7 +36,7 @@ def _roles(recipe: Any, asked: str | None, prompt: str | None) -> list[str]:
     present = [r for r in INDICATOR_ROLES if recipe.part(r) is not None]
     if not present:
         raise ApiError(422, "no_indicator", f"recipe {recipe.name!r} has no indicator to score with")
-    needs = {r: bool(getattr(recipe.build_part(recipe.part(r)), "needs_prompt", False)) for r in present}
+    needs = {r: as_part(recipe.build_part(recipe.part(r))).needs_prompt for r in present}
     if asked:
         roles = [r.strip() for r in asked.split(",") if r.strip()]
         for role in roles:
@@ -193,18 +194,19 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
     )
     async def refine(
         image: Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP, ...)")],
-        prompt: Annotated[str, Form(description="what the image should show")],
+        prompt: Annotated[
+            str | None,
+            Form(description="what the image should show (needed when the recipe reads prompts)"),
+        ] = None,
         recipe: Annotated[
             str | None, Form(description="a served recipe name (default: the server's)")
         ] = None,
         overrides: Annotated[str | None, Form(description="JSON object of --set values")] = None,
     ) -> JSONResponse:
         """Queue a refine job; poll ``GET /v1/jobs/{id}`` for progress and results."""
-        checked = check_prompt(prompt)
-        if not checked:
-            raise ApiError(422, "prompt_required", "a refine needs a prompt")
         values = parse_overrides(overrides)
-        await run_in_threadpool(srv.catalog.resolve, recipe, values)
+        resolved = await run_in_threadpool(srv.catalog.resolve, recipe, values)
+        checked = await run_in_threadpool(refine_prompt, resolved, prompt)
         data, name = await srv.accept_upload(image)
         job = srv.new_job(
             "refine", data, name, recipe=recipe or srv.catalog.default, prompt=checked, overrides=values or {}

@@ -226,8 +226,9 @@ def test_bad_score_requests(
 def test_other_bad_requests(client: httpx.Client, house_png: bytes) -> None:
     cases = [
         (client.post("/v1/score", data={"prompt": "x"}), 422, "bad_request"),  # no image
-        (client.post("/v1/refine", files=_files(house_png)), 422, "bad_request"),  # no prompt
-        (client.post("/v1/refine", files=_files(house_png), data={"prompt": " " * 0}), 422, "bad_request"),
+        (client.post("/v1/refine", files=_files(house_png)), 422, "prompt_required"),  # tiny reads one
+        (client.post("/v1/refine", files=_files(house_png), data={"prompt": ""}), 422, "prompt_required"),
+        (client.post("/v1/refine", data={"prompt": "x"}), 422, "bad_request"),  # no image
         (client.get("/v1/jobs/0123456789abcdef01234567"), 404, "unknown_job"),
         (client.get("/v1/jobs/../../etc"), 404, "not_found"),
         (client.get("/v1/nothing"), 404, "not_found"),

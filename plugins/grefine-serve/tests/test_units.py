@@ -157,3 +157,17 @@ def test_defaults_are_written_once_for_the_cli_and_the_settings():
     shown = " ".join(CliRunner().invoke(serve, ["--help"]).output.split())
     for text in (DEFAULTS.max_upload, DEFAULTS.keep, DEFAULTS.job_timeout, DEFAULTS.abandon_after):
         assert f"[default: {text}]" in shown
+
+
+def test_a_refine_needs_a_prompt_only_when_its_recipe_reads_one() -> None:
+    from grefine_serve.fields import refine_prompt
+
+    from grefine_kit.recipes.recipe import Recipe
+
+    assert refine_prompt(Recipe.load("restore"), None) == ""  # defect-map + classical stages
+    assert refine_prompt(Recipe.load("tiny"), "a cat") == "a cat"
+    for missing in (None, ""):
+        with pytest.raises(ApiError) as caught:
+            refine_prompt(Recipe.load("tiny"), missing)  # AQ-Map and diffusion stages read it
+        assert caught.value.status == 422 and caught.value.code == "prompt_required"
+        assert "'tiny' reads prompts" in caught.value.message
