@@ -68,7 +68,7 @@ def _strength_or_none(_inst: object, attribute: attrs.Attribute[Any], value: Any
         raise ValueError(f"{attribute.name} must be a number in [0, 1] or left out; got {value!r}")
 
 
-def choose_method(evidence: Any, inside: np.ndarray, core: np.ndarray | None = None) -> str:
+def choose_method(evidence: DefectEvidence, inside: np.ndarray, core: np.ndarray | None = None) -> str:
     """Auto's choice for the blocks ``inside`` (bool, the evidence's block grid) from the
     detectors' raw measures (``defect_features.DefectEvidence``), inside against outside:
 
@@ -137,7 +137,7 @@ def _interior(inside: np.ndarray) -> np.ndarray:
     return interior if int(interior.sum()) >= JPEG_INTERIOR_MIN else inside
 
 
-def part_evidence(evidence: Any, rgb: np.ndarray, part: np.ndarray) -> Any:
+def part_evidence(evidence: DefectEvidence, rgb: np.ndarray, part: np.ndarray) -> DefectEvidence:
     """``evidence`` (``DefectEvidence`` of ``rgb``, float RGB ``(H, W, 3)`` in [0, 1]) with the
     blockiness of ``part``'s blocks (bool ``(H, W)``) read only from steps between two pixels
     of the part (``defect_features.blockiness``'s ``within``): a step across the part's own
@@ -162,7 +162,9 @@ def part_evidence(evidence: Any, rgb: np.ndarray, part: np.ndarray) -> Any:
     return attrs.evolve(evidence, blockiness=values.astype(np.float32))
 
 
-def _choose_for_part(evidence: Any, rgb: np.ndarray, part: np.ndarray, core_blocks: np.ndarray) -> str:
+def _choose_for_part(
+    evidence: DefectEvidence, rgb: np.ndarray, part: np.ndarray, core_blocks: np.ndarray
+) -> str:
     """:func:`choose_method` for the pixels ``part`` (bool ``(H, W)``) of ``rgb``: its blocks,
     its blockiness read within it (:func:`part_evidence`) and its core's blocks ``core_blocks``;
     one rule for stage 1's parts, the detected parts and the whole-image baseline."""
@@ -315,7 +317,7 @@ class RestoreStage(PartBase):
         return out, [method]
 
 
-def detected_defect(evidence: Any, shape: tuple[int, int], rgb: np.ndarray) -> np.ndarray | None:
+def detected_defect(evidence: DefectEvidence, shape: tuple[int, int], rgb: np.ndarray) -> np.ndarray | None:
     """The pixels (bool ``shape``) of the defect stage 1 would repair on this image, as the
     ``restore`` recipe's detector sees it: the blocks whose combined evidence exceeds 0.5
     (defect-map's mask before growth), split into 8-connected parts; each part gets the method
@@ -350,7 +352,7 @@ def _block_pixels(blocks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def whole_image_restoration(
-    rgb: np.ndarray, s: float, part: np.ndarray | None, evidence: Any = None
+    rgb: np.ndarray, s: float, part: np.ndarray | None, evidence: DefectEvidence | None = None
 ) -> tuple[np.ndarray, str]:
     """Table 1's whole-image baseline: the restoration stage 1 applies to the defect ``part``
     (bool ``(H, W)``), applied to every pixel of ``rgb`` (float RGB in [0, 1]) at strength ``s``:
