@@ -392,6 +392,25 @@ def test_the_whole_image_pass_applies_stage_1s_restoration_of_the_defect():
     assert np.array_equal(expected8, np.asarray(found.image))
 
 
+@pytest.mark.parametrize("kind", ["blur", "jpeg"])
+def test_the_stage_flags_the_blocks_defect_map_flags(kind: str):
+    """restore-global's detected defect is the `restore` recipe's mask before growth: the stage
+    reads the evidence with defect-map's thresholds (they differed until stop 31: on this
+    image the stage flagged none of the 13 blurred blocks defect-map flags)."""
+    from grefine_kit.defects.photos import builtin_photos
+    from grefine_kit.defects.plant import plant_defect
+    from grefine_kit.indicators.defect_map import DefectMap
+    from grefine_kit.stages.restore import RestoreStage
+
+    astronaut = next(p for p in builtin_photos() if p.name == "astronaut").image.convert("RGB")
+    planted = plant_defect(astronaut.resize((256, 256)), kind, 0)
+    qmap = DefectMap().score([planted.image])[0]
+    mapped = np.maximum.reduce([qmap.details[f"{k}_blocks"] for k in ("noise", "blur", "jpeg")]) > 0.5
+    evidence = RestoreStage()._evidence(np.asarray(planted.image, np.float64) / 255.0)
+    assert evidence is not None and mapped.sum() >= 10
+    np.testing.assert_array_equal(evidence.combined() > 0.5, mapped)
+
+
 def test_the_whole_image_pass_judges_blur_on_the_parts_core_as_stage_1_does():
     """Given a part looser than its blurred patch, the baseline picks what stage 1 picks for
     that part (deblur, judged on the part's core; judged on the whole part the sharp rim made it

@@ -66,6 +66,15 @@ CLIPPED_MAX = 0.1
 #: keeps ``sqrt(σ² + REBLUR²) / σ`` of its gradient: 1.05 at σ = 6)
 BLUR_FLOOR = 1.05
 DEFECT_KINDS = ("noise", "blur", "jpeg")
+#: the detectors' default thresholds, defect-map's (:class:`~grefine_kit.indicators.defect_map.DefectMap`
+#: documents them): the restore stage reads the evidence with the same ones, so restore-global's
+#: detected defect is defect-map's mask
+NOISE_RATIO = 1.8
+NOISE_FLOOR = 4.0
+BLUR_SHARP = 1.6
+BLUR_REL = 0.8
+EDGE_FLOOR = 1.0
+JPEG_RATIO = 1.3
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -219,12 +228,12 @@ class DefectEvidence:
 def defect_evidence(
     rgb: np.ndarray,
     *,
-    noise_ratio: float = 1.8,
-    noise_floor: float = 4.0,
-    blur_sharp: float = 1.4,
-    blur_rel: float = 0.8,
-    edge_floor: float = 1.0,
-    jpeg_ratio: float = 1.6,
+    noise_ratio: float = NOISE_RATIO,
+    noise_floor: float = NOISE_FLOOR,
+    blur_sharp: float = BLUR_SHARP,
+    blur_rel: float = BLUR_REL,
+    edge_floor: float = EDGE_FLOOR,
+    jpeg_ratio: float = JPEG_RATIO,
     smooth: bool = True,
 ) -> DefectEvidence:
     """Evidence per block for an RGB ``(H, W, 3)`` array of at least ``BLOCK``×``BLOCK`` px."""

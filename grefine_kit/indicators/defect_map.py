@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.images.heatmaps import upsample_blocks
+from grefine_kit.indicators import defect_features as features
+from grefine_kit.indicators.defect_features import BLOCK, DEFECT_KINDS, defect_evidence
 from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
@@ -29,8 +31,6 @@ __all__ = ["DefectMap"]
 
 
 def _kinds(value: Any) -> tuple[str, ...]:
-    from grefine_kit.indicators.defect_features import DEFECT_KINDS
-
     items = (value,) if isinstance(value, str) else tuple(value)
     bad = [k for k in items if k not in DEFECT_KINDS]
     if bad or not items:
@@ -62,12 +62,12 @@ class DefectMap:
     """
 
     kinds: tuple[str, ...] = attrs.field(default=("noise", "blur", "jpeg"), converter=_kinds)
-    noise_ratio: float = attrs.field(default=1.8, validator=_positive(1.0, 100.0))
-    noise_floor: float = attrs.field(default=4.0, validator=_positive(0.0, 255.0))
-    blur_sharp: float = attrs.field(default=1.6, validator=_positive(1.0, 10.0))
-    blur_rel: float = attrs.field(default=0.8, validator=_positive(0.0, 1.0))
-    edge_floor: float = attrs.field(default=1.0, validator=_positive(0.0, 255.0))
-    jpeg_ratio: float = attrs.field(default=1.3, validator=_positive(1.0, 100.0))
+    noise_ratio: float = attrs.field(default=features.NOISE_RATIO, validator=_positive(1.0, 100.0))
+    noise_floor: float = attrs.field(default=features.NOISE_FLOOR, validator=_positive(0.0, 255.0))
+    blur_sharp: float = attrs.field(default=features.BLUR_SHARP, validator=_positive(1.0, 10.0))
+    blur_rel: float = attrs.field(default=features.BLUR_REL, validator=_positive(0.0, 1.0))
+    edge_floor: float = attrs.field(default=features.EDGE_FLOOR, validator=_positive(0.0, 255.0))
+    jpeg_ratio: float = attrs.field(default=features.JPEG_RATIO, validator=_positive(1.0, 100.0))
 
     needs_prompt: ClassVar[bool] = False
     quality_kind: ClassVar[str] = PERCEPTUAL
@@ -78,8 +78,6 @@ class DefectMap:
         return [self._one(image) for image in images]
 
     def _one(self, image: Image.Image) -> QualityMap:
-        from grefine_kit.indicators.defect_features import BLOCK, defect_evidence
-
         rgb = np.asarray(image.convert("RGB"), np.float64)
         h, w = rgb.shape[:2]
         if h < BLOCK or w < BLOCK:  # one block at least: replicate the border of a tiny image
