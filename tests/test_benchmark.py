@@ -467,3 +467,26 @@ def test_score_cache_keys_on_file_metric_and_options(tmp_path):
     assert ScoreCache(tmp_path / "c.jsonl", enabled=False).get(key, "row", "a", image) is None
     os.utime(image, ns=(0, 10**9))  # the image was refined again
     assert fresh.get(key, "row", "a", image) is None
+
+
+def test_prompts_are_needed_only_when_a_recipe_or_metric_reads_them(dataset_dir, tmp_path):
+    """`restore` and `restore-global` with `piqe` read no prompt: a folder is benchmarked as it
+    is; a recipe or a metric that reads prompts still stops with one line before any work."""
+    from grefine_kit.benchmark.run import reads_prompts
+    from grefine_kit.benchmark.scoring import MetricSpec
+
+    piqe, clipscore = MetricSpec(label="piqe", name="piqe"), MetricSpec(label="clipscore", name="clipscore")
+    assert not reads_prompts(["restore", "restore-global"], [piqe])
+    assert reads_prompts(["restore"], [piqe, clipscore]) and reads_prompts(["tiny"], [piqe])
+    out = tmp_path / "o"
+    args = ["benchmark", str(dataset_dir), "--recipe", "restore", "--recipe", "restore-global"]
+    result = CliRunner().invoke(cli, [*args, "--metric", "piqe", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with (out / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 3 and {r["prompt"] for r in rows} == {""} and all(r["piqe"] for r in rows)
+    for extra in (["--metric", "clipscore"], ["--recipe", "tiny", "--metric", "piqe"]):
+        result = CliRunner().invoke(cli, [*args[:2], *extra, "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2 and "read prompts" in result.output, result.output
+    assert not (tmp_path / "x").exists()
+

@@ -67,8 +67,11 @@ def load_dataset(
     prompts_csv: str | os.PathLike[str] | None = None,
     prompt: str | None = None,
     manifest: str | os.PathLike[str] | None = None,
+    prompts_optional: bool = False,
 ) -> Dataset:
-    """The dataset named by exactly one of: ``manifest``; or ``inputs`` with ``prompts_csv`` or ``prompt``."""
+    """The dataset named by exactly one of: ``manifest``; or ``inputs`` with ``prompts_csv`` or
+    ``prompt`` (or neither when ``prompts_optional``: no recipe or metric of the benchmark reads
+    prompts, and every image gets the empty one)."""
     from grefine_kit.runs.inputs import PromptIndex, expand_inputs, read_prompts_csv
     from grefine_kit.runs.layout import output_stems
 
@@ -78,8 +81,15 @@ def load_dataset(
         return read_manifest(manifest)
     if not inputs:
         raise UserError("no images: give a folder (with --prompts CSV or --prompt TEXT) or --manifest CSV")
-    if (prompts_csv is None) == (prompt is None):
-        raise UserError("give exactly one of --prompt TEXT or --prompts CSV with the images")
+    if prompts_csv is not None and prompt is not None:
+        raise UserError("give --prompt TEXT or --prompts CSV, not both")
+    if prompts_csv is None and prompt is None:
+        if not prompts_optional:
+            raise UserError(
+                "these recipes or metrics read prompts: give exactly one of --prompt TEXT or --prompts CSV"
+                " with the images"
+            )
+        prompt = ""
     paths = expand_inputs(inputs)
     index = PromptIndex(read_prompts_csv(prompts_csv)) if prompts_csv is not None else None
     items = []

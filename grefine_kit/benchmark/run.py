@@ -145,6 +145,26 @@ def _folder_name(name: str) -> str:
     return safe
 
 
+def reads_prompts(
+    recipes: Sequence[str | Recipe], metrics: Sequence[MetricSpec], *, ablation: bool = False
+) -> bool:
+    """True when any recipe (its Table 8 variants with ``ablation``) or metric of a benchmark
+    reads prompts (``PartBase.needs_prompt``: AQ-Map, the diffusion stages, CLIPScore...). Builds
+    the parts, which loads nothing; a bad name fails here as it would in :func:`run_benchmark`."""
+    from grefine_kit.parts.base import as_part
+    from grefine_kit.parts.registry import get_registry
+    from grefine_kit.runner.refine_work import needs_prompt
+
+    loaded = [r if isinstance(r, Recipe) else Recipe.load(r) for r in recipes]
+    if ablation and len(loaded) == 1:
+        loaded = ablation_variants(loaded[0])
+    if any(needs_prompt(recipe.build()) for recipe in loaded):
+        return True
+    registry = get_registry()
+    built = (registry.create_as("metric", m.name, m.options, Metric) for m in metrics)
+    return any(as_part(metric).needs_prompt for metric in built)
+
+
 def run_benchmark(
     recipes: Sequence[str | Recipe],
     dataset: Dataset,

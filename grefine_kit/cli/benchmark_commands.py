@@ -133,10 +133,18 @@ def benchmark_command(
     """
     from grefine_kit.benchmark import load_dataset, run_benchmark, summarise
     from grefine_kit.benchmark.render import write_all
+    from grefine_kit.benchmark.run import reads_prompts
 
-    dataset = load_dataset(images, prompts_csv=prompts_csv, prompt=prompt, manifest=manifest)
     chosen = list(recipes) or (["g-refine"] if ablation else list(DEFAULT_RECIPES))
     specs = metric_specs(metrics, metric_options)
+    optional = manifest is None and prompt is None and prompts_csv is None and bool(images)
+    dataset = load_dataset(
+        images,
+        prompts_csv=prompts_csv,
+        prompt=prompt,
+        manifest=manifest,
+        prompts_optional=optional and not reads_prompts(chosen, specs, ablation=ablation),
+    )
     _warn()
     result = run_benchmark(
         chosen,
