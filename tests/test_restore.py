@@ -571,3 +571,23 @@ def test_restore_leaves_defect_free_photos_almost_as_they_were():
     assert min(p for p, _, _ in worst) >= 45.0, worst
     assert min(s for _, s, _ in worst) >= 0.995, worst
     assert sum(p == float("inf") for p, _, _ in worst) >= 5, worst  # most are not touched at all
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.01, 0.2])
+def test_wiener_is_lees_filter_per_channel(sigma: float):
+    """The plane-at-a-time Wiener filter gives exactly the whole-array formula's values."""
+    from scipy import ndimage
+
+    from grefine_kit.stages.restore_methods import wiener
+
+    rgb = np.random.default_rng(5).uniform(0.0, 1.0, (37, 52, 3))
+    rgb[:10, :10] = 0.5  # a flat corner: variance 0, the output is the local mean
+    mean = ndimage.uniform_filter(rgb, size=(5, 5, 1), mode="reflect")
+    var = np.maximum(ndimage.uniform_filter(rgb * rgb, size=(5, 5, 1), mode="reflect") - mean * mean, 0.0)
+    gain = np.maximum(var - sigma**2, 0.0) / np.maximum(var, 1e-12)
+    expected = np.clip(mean + gain * (rgb - mean), 0.0, 1.0)
+    out = wiener(rgb, sigma)
+    np.testing.assert_array_equal(out, expected)
+    assert out.shape == rgb.shape and out.dtype == np.float64
+    if sigma == 0.0:
+        np.testing.assert_allclose(out[12:, 12:], rgb[12:, 12:], atol=1e-12)  # no noise: unchanged
