@@ -225,14 +225,14 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
         """A job's status, progress and (once done) result URLs. Asking keeps a refine job alive."""
         job = srv.job(job_id)
         job.last_seen = time.time()
-        return srv.view(job)  # type: ignore[no-any-return]
+        return srv.view(job)
 
     def finished_ok(job_id: str) -> Job:
         job = srv.job(job_id)
         job.last_seen = time.time()
         if job.status != "done":
             raise ApiError(409, "not_done", f"job {job_id} is {job.status}; results come once it is done")
-        return job  # type: ignore[no-any-return]
+        return job
 
     @app.get(f"{API_PREFIX}/jobs/{{job_id}}/record", dependencies=deps, tags=["jobs"], responses=ERRORS)
     async def record(job_id: str) -> dict[str, Any]:
@@ -284,7 +284,7 @@ def add_job_routes(app: FastAPI, srv: Any, auth: Sequence[Depends]) -> None:
         """Cancel a job: a queued one at once, a running one before its next step."""
         job = srv.job(job_id)
         srv.pool.cancel(job, "cancelled by a client")
-        return srv.view(job)  # type: ignore[no-any-return]
+        return srv.view(job)
 
     @app.delete(
         f"{API_PREFIX}/jobs/{{job_id}}", status_code=204, dependencies=deps, tags=["jobs"], responses=ERRORS
