@@ -400,13 +400,13 @@ def test_the_stage_flags_the_blocks_defect_map_flags(kind: str):
     from grefine_kit.defects.photos import builtin_photos
     from grefine_kit.defects.plant import plant_defect
     from grefine_kit.indicators.defect_map import DefectMap
-    from grefine_kit.stages.restore import RestoreStage
+    from grefine_kit.stages.restore import image_evidence
 
     astronaut = next(p for p in builtin_photos() if p.name == "astronaut").image.convert("RGB")
     planted = plant_defect(astronaut.resize((256, 256)), kind, 0)
     qmap = DefectMap().score([planted.image])[0]
     mapped = np.maximum.reduce([qmap.details[f"{k}_blocks"] for k in ("noise", "blur", "jpeg")]) > 0.5
-    evidence = RestoreStage()._evidence(np.asarray(planted.image, np.float64) / 255.0)
+    evidence = image_evidence(np.asarray(planted.image, np.float64) / 255.0)
     assert evidence is not None and mapped.sum() >= 10
     np.testing.assert_array_equal(evidence.combined() > 0.5, mapped)
 

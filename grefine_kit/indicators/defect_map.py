@@ -22,8 +22,17 @@ import numpy as np
 from PIL import Image
 
 from grefine_kit.images.heatmaps import upsample_blocks
-from grefine_kit.indicators import defect_features as features
-from grefine_kit.indicators.defect_features import BLOCK, DEFECT_KINDS, defect_evidence
+from grefine_kit.indicators.defect_features import (
+    BLOCK,
+    BLUR_REL,
+    BLUR_SHARP,
+    DEFECT_KINDS,
+    EDGE_FLOOR,
+    JPEG_RATIO,
+    NOISE_FLOOR,
+    NOISE_RATIO,
+    defect_evidence,
+)
 from grefine_kit.parts.roles import PERCEPTUAL
 from grefine_kit.types import QualityMap
 
@@ -62,12 +71,12 @@ class DefectMap:
     """
 
     kinds: tuple[str, ...] = attrs.field(default=("noise", "blur", "jpeg"), converter=_kinds)
-    noise_ratio: float = attrs.field(default=features.NOISE_RATIO, validator=_positive(1.0, 100.0))
-    noise_floor: float = attrs.field(default=features.NOISE_FLOOR, validator=_positive(0.0, 255.0))
-    blur_sharp: float = attrs.field(default=features.BLUR_SHARP, validator=_positive(1.0, 10.0))
-    blur_rel: float = attrs.field(default=features.BLUR_REL, validator=_positive(0.0, 1.0))
-    edge_floor: float = attrs.field(default=features.EDGE_FLOOR, validator=_positive(0.0, 255.0))
-    jpeg_ratio: float = attrs.field(default=features.JPEG_RATIO, validator=_positive(1.0, 100.0))
+    noise_ratio: float = attrs.field(default=NOISE_RATIO, validator=_positive(1.0, 100.0))
+    noise_floor: float = attrs.field(default=NOISE_FLOOR, validator=_positive(0.0, 255.0))
+    blur_sharp: float = attrs.field(default=BLUR_SHARP, validator=_positive(1.0, 10.0))
+    blur_rel: float = attrs.field(default=BLUR_REL, validator=_positive(0.0, 1.0))
+    edge_floor: float = attrs.field(default=EDGE_FLOOR, validator=_positive(0.0, 255.0))
+    jpeg_ratio: float = attrs.field(default=JPEG_RATIO, validator=_positive(1.0, 100.0))
 
     needs_prompt: ClassVar[bool] = False
     quality_kind: ClassVar[str] = PERCEPTUAL

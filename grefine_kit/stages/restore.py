@@ -262,13 +262,6 @@ class RestoreStage(PartBase):
 
     # -- the two roles -------------------------------------------------------------------------
 
-    def _evidence(self, rgb: np.ndarray) -> DefectEvidence | None:
-        from grefine_kit.indicators.defect_features import BLOCK, defect_evidence
-
-        if rgb.shape[0] < BLOCK or rgb.shape[1] < BLOCK:
-            return None
-        return defect_evidence(rgb * 255.0)
-
     def _masked(self, rgb: np.ndarray, binary: np.ndarray, s: float) -> tuple[np.ndarray, list[str]]:
         from scipy import ndimage
 
@@ -276,7 +269,7 @@ class RestoreStage(PartBase):
         from grefine_kit.stages.restore_methods import noise_sigma, restore
 
         labels, _count = ndimage.label(binary)
-        evidence = self._evidence(rgb) if self.method == "auto" else None
+        evidence = image_evidence(rgb) if self.method == "auto" else None
         out = rgb.copy()
         methods: list[str] = []
         h, w = binary.shape
@@ -311,10 +304,21 @@ class RestoreStage(PartBase):
         if self.method != "auto":
             restored = restore(rgb, self.method, noise_sigma(rgb), None)
             return rgb + s * (restored - rgb), [self.method]
-        evidence = self._evidence(rgb)
+        evidence = image_evidence(rgb)
         part = None if evidence is None else detected_defect(evidence, rgb.shape[:2], rgb)
         out, method = whole_image_restoration(rgb, s, part, evidence)
         return out, [method]
+
+
+def image_evidence(rgb: np.ndarray) -> DefectEvidence | None:
+    """The detectors' evidence of float RGB ``rgb`` in [0, 1] with defect-map's thresholds, as
+    ``auto`` reads it; None for an image under one ``BLOCK`` a side (``auto`` then runs the
+    Wiener filter)."""
+    from grefine_kit.indicators.defect_features import BLOCK, defect_evidence
+
+    if rgb.shape[0] < BLOCK or rgb.shape[1] < BLOCK:
+        return None
+    return defect_evidence(rgb * 255.0)
 
 
 def detected_defect(evidence: DefectEvidence, shape: tuple[int, int], rgb: np.ndarray) -> np.ndarray | None:
@@ -367,10 +371,8 @@ def whole_image_restoration(
         method = "wiener"
         restored = restore(rgb, method, noise_sigma(rgb), None)
         return rgb + s * (restored - rgb), method
-    if evidence is None and min(rgb.shape[:2]) >= BLOCK:
-        from grefine_kit.indicators.defect_features import defect_evidence
-
-        evidence = defect_evidence(rgb * 255.0)
+    if evidence is None:
+        evidence = image_evidence(rgb)
     method = "wiener"
     core = fit_area(part)
     if evidence is not None:

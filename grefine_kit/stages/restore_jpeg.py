@@ -63,13 +63,17 @@ def jfif_luma(rgb255: np.ndarray) -> np.ndarray:
     return np.asarray(rgb255[..., 0] * 0.299 + rgb255[..., 1] * 0.587 + rgb255[..., 2] * 0.114)
 
 
-def _strongest_phases(y: np.ndarray, where: np.ndarray | None) -> tuple[int, int]:
-    """``(row, col)`` index mod 8 of the steps (step ``i`` lies between pixels ``i`` and
-    ``i + 1``) with the largest mean |step| each way, counting only steps between two pixels of
-    ``where`` (None: all)."""
+def _steps(y: np.ndarray, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(dy, vy, dx, vx)``: the |steps| down and across ``y`` (step ``i`` lies between pixels
+    ``i`` and ``i + 1``) and which of them lie between two pixels of ``where`` (None: all)."""
     inside = np.ones(y.shape, bool) if where is None else np.asarray(where, bool)
     dy, dx = np.abs(np.diff(y, axis=0)), np.abs(np.diff(y, axis=1))
-    vy, vx = inside[:-1, :] & inside[1:, :], inside[:, :-1] & inside[:, 1:]
+    return dy, inside[:-1, :] & inside[1:, :], dx, inside[:, :-1] & inside[:, 1:]
+
+
+def _strongest_phases(dy: np.ndarray, vy: np.ndarray, dx: np.ndarray, vx: np.ndarray) -> tuple[int, int]:
+    """``(row, col)`` index mod 8 of the steps (:func:`_steps`) with the largest mean |step|
+    each way, counting only the valid ones."""
 
     def mean(steps: np.ndarray, valid: np.ndarray) -> float:
         return float(steps[valid].mean()) if valid.any() else 0.0
@@ -82,7 +86,7 @@ def _strongest_phases(y: np.ndarray, where: np.ndarray | None) -> tuple[int, int
 def grid_offset(y: np.ndarray, where: np.ndarray | None = None) -> tuple[int, int]:
     """``(row, col)`` where the 8×8 grid starts: the phase of the strongest 8-periodic steps
     (between two pixels of ``where``, None: all)."""
-    py, px = _strongest_phases(y, where)
+    py, px = _strongest_phases(*_steps(y, where))
     # step i lies between pixels i and i + 1: a block starts at i + 1
     return (py + 1) % 8, (px + 1) % 8
 
@@ -95,12 +99,10 @@ def grid_contrast(y: np.ndarray, where: np.ndarray | None = None) -> float:
     About 1 for natural content; heavy JPEG 1.5-2.8, quality 70 about 1.1-1.5 (256-px crops of
     the bundled photos, ``benchmarks/bench_grid_boxes.py``'s boxes). 1.0 where too few pixels
     lie in ``where``."""
-    inside = np.ones(y.shape, bool) if where is None else np.asarray(where, bool)
-    dx, dy = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
-    vx, vy = inside[:, :-1] & inside[:, 1:], inside[:-1, :] & inside[1:, :]
+    dy, vy, dx, vx = _steps(y, where)
     if vx.sum() < 64 or vy.sum() < 64:
         return 1.0
-    py, px = _strongest_phases(y, inside)
+    py, px = _strongest_phases(dy, vy, dx, vx)
     on_x = (np.arange(dx.shape[1]) % 8 == px)[None, :]
     on_y = (np.arange(dy.shape[0]) % 8 == py)[:, None]
     grid = np.concatenate([dx[vx & on_x], dy[vy & on_y]])

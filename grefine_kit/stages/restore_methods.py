@@ -258,7 +258,7 @@ def deblur(
     against in ``benchmarks/bench_blur_baseline.py``; the stage always gates)."""
     from scipy import ndimage
 
-    pad = 2 * int(np.ceil(3 * psf_sigma)) + 1  # the PSF's width
+    pad = len(_gaussian_kernel(psf_sigma))  # the PSF's width
     padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
     out = richardson_lucy(padded, psf_sigma, iterations)[pad:-pad, pad:-pad]
     # no overshoot: each value stays within its neighbourhood's range in the input, which keeps
