@@ -62,6 +62,7 @@ class PyiqaMetric:
     device: str = attrs.field(default="auto", validator=attrs.validators.instance_of(str))
     options: Mapping[str, Any] = attrs.field(factory=dict)
     _model: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    _on: torch.device | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     @property
     def name(self) -> str:
@@ -111,6 +112,7 @@ class PyiqaMetric:
                     f"{self.name}: pyiqa.create_metric failed: {type(exc).__name__}: {exc}"
                 ) from exc
             self._model = model.eval()
+            self._on = torch.device(device)
         return self._model
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> list[float]:
@@ -122,7 +124,7 @@ class PyiqaMetric:
         model = self.load()
         out = []
         for i, image in enumerate(images):
-            x = to_pyiqa_tensor(image).to(model.device)
+            x = to_pyiqa_tensor(image).to(self._on)
             with torch.no_grad():
                 value = model(x, caption_list=[texts[i]]) if texts is not None else model(x)
             number = float(value.detach().float().reshape(-1)[0].cpu())
