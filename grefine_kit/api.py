@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from grefine_kit.errors import UserError
 from grefine_kit.recipes.indicators import build_indicator
 
 __all__ = ["build_indicator", "refine", "score"]
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from grefine_kit.recipes.recipe import Recipe
     from grefine_kit.refiner.refiner import RefineResult
     from grefine_kit.types import QualityMap
+
 
 def score(
     image: ImageSource,
@@ -42,7 +44,7 @@ def score(
 
 def refine(
     image: ImageSource,
-    prompt: str,
+    prompt: str | None = None,
     *,
     recipe: str | Recipe = "g-refine",
     image_id: str = "image",
@@ -52,16 +54,23 @@ def refine(
 ) -> RefineResult:
     """Refine one image with a recipe (``"g-refine"`` by default; ``"tiny"`` runs offline).
 
-    ``region_prompts``: a prompt per region (``"a [SEP] b"``, a list, or ``"[label] ..."``
+    ``prompt``: the image's prompt, needed when a part of the recipe reads one (AQ-Map, the
+    diffusion stages: ``g-refine``, ``tiny``); the weight-free ``restore`` recipes read none
+    and take the image alone. Raises ``UserError`` when the recipe reads prompts and none is
+    given. ``region_prompts``: a prompt per region (``"a [SEP] b"``, a list, or ``"[label] ..."``
     parts; the recipe needs a ``[regions]`` table), see docs/refiner.md.
     Raises ``MissingDependencyError`` before any model import when something is missing here.
     """
     from grefine_kit.images.loading import load_image
     from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.refine_work import parts_by_table
+    from grefine_kit.runner.refine_work import needs_prompt, parts_by_table
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
     refiner = recipe_obj.with_runtime(device=device, dtype=dtype).build()  # the parts, built once
+    if prompt is None:
+        if needs_prompt(refiner):
+            raise UserError(f"recipe {recipe_obj.name!r} reads prompts: pass the image's prompt")
+        prompt = ""  # no part reads it
     ensure_ready(parts_by_table(refiner), fetch_command=fetch_command(recipe=recipe_argument(recipe)))
     return refiner.refine(load_image(image), prompt, image_id=image_id, region_prompts=region_prompts)

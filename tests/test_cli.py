@@ -164,3 +164,24 @@ def test_refine_asks_for_a_prompt_only_when_the_recipe_reads_one(tmp_path: Path)
     assert not (tmp_path / "t").exists()
     assert needs_prompt(Recipe.load("g-refine").build())  # AQ-Map and both diffusion stages
     assert not needs_prompt(Recipe.load("restore").build())
+
+
+def test_the_python_api_asks_for_a_prompt_only_when_the_recipe_reads_one():
+    """``grefine_kit.refine`` follows the CLI's rule: ``restore`` takes the image alone (and
+    gives what it gives with the empty prompt); ``tiny`` without a prompt raises ``UserError``."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    import grefine_kit
+    from grefine_kit.errors import UserError
+
+    rgb = np.asarray(Image.fromarray(data.astronaut()).resize((128, 128)), np.float64)
+    rgb[32:80, 32:80] += np.random.default_rng(0).normal(0.0, 25.0, (48, 48, 3))  # a noisy patch
+    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    alone = grefine_kit.refine(image, recipe="restore")
+    empty = grefine_kit.refine(image, "", recipe="restore")
+    assert np.array_equal(np.asarray(alone.image), np.asarray(empty.image))
+    assert np.array_equal(alone.mask.binary, empty.mask.binary) and alone.mask.binary.any()
+    with pytest.raises(UserError, match="reads prompts"):
+        grefine_kit.refine(image, recipe="tiny")
