@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from grefine_kit.indicators.defect_features import luma
 from grefine_kit.stages import restore_jpeg as rj
 from grefine_kit.stages.restore_methods import DEBLOCK_CHROMA_QUALITY, deblock
 
@@ -39,7 +40,7 @@ def test_quant_table_follows_the_ijg_scaling():
 def test_grid_and_quality_are_found_on_a_cropped_jpeg(oy: int, ox: int):
     decoded = _jpeg(_photo(), 10)
     crop = decoded[8 - oy : 8 - oy + 120, 8 - ox : 8 - ox + 120]  # the grid starts at (oy, ox)
-    y = rj.jfif_luma(crop)
+    y = luma(crop)
     assert rj.grid_offset(y) == (oy, ox)
     from scipy.fft import dctn
 
@@ -70,14 +71,14 @@ def test_the_quality_is_found_on_smooth_and_saturated_patches(
 
     decoded = _jpeg(np.asarray(photos[photo].convert("RGB"), np.float64), quality)
     y0, x0 = corner
-    y = rj.jfif_luma(decoded[y0 : y0 + 96, x0 : x0 + 128])
+    y = luma(decoded[y0 : y0 + 96, x0 : x0 + 128])
     blocks, _h, _w = rj._blocks(y - 128.0, (-y0) % 8, (-x0) % 8)
     assert rj.estimate_quality(dctn(blocks, axes=(-2, -1), norm="ortho")) == quality
 
 
 def test_no_quality_fits_an_image_that_is_not_a_jpeg():
     rng = np.random.default_rng(0)
-    y = rj.jfif_luma(np.clip(_photo(96) + rng.normal(0, 6, (96, 96, 3)), 0, 255))
+    y = luma(np.clip(_photo(96) + rng.normal(0, 6, (96, 96, 3)), 0, 255))
     assert rj.jpeg_luma(y) is None
 
 
@@ -98,18 +99,18 @@ def test_grid_contrast_reads_how_blocky_a_patch_is():
     from skimage import data
 
     clean = np.asarray(data.coffee(), np.float64)[100:292, 200:392]
-    natural = rj.grid_contrast(rj.jfif_luma(clean))
-    heavy = rj.grid_contrast(rj.jfif_luma(_jpeg(clean, 8)))
-    mild = rj.grid_contrast(rj.jfif_luma(_jpeg(clean, 70)))
+    natural = rj.grid_contrast(luma(clean))
+    heavy = rj.grid_contrast(luma(_jpeg(clean, 8)))
+    mild = rj.grid_contrast(luma(_jpeg(clean, 70)))
     assert 0.9 < natural < 1.1 and heavy > 1.6 and natural < mild < heavy
     # counting within a region: a blocky box inside a clean picture
     boxed = clean.copy()
     boxed[64:128, 64:128] = _jpeg(clean, 8)[64:128, 64:128]
     where = np.zeros(clean.shape[:2], bool)
     where[64:128, 64:128] = True
-    assert rj.grid_contrast(rj.jfif_luma(boxed), where) > 1.6
-    assert rj.grid_contrast(rj.jfif_luma(boxed), ~where) < 1.1
-    assert rj.grid_contrast(rj.jfif_luma(boxed), np.zeros_like(where)) == 1.0  # nothing to read
+    assert rj.grid_contrast(luma(boxed), where) > 1.6
+    assert rj.grid_contrast(luma(boxed), ~where) < 1.1
+    assert rj.grid_contrast(luma(boxed), np.zeros_like(where)) == 1.0  # nothing to read
 
 
 @pytest.mark.parametrize("quality", [8, 70])
@@ -141,7 +142,7 @@ def test_deblock_repairs_the_chroma_of_heavy_jpeg_only(quality: int):
 
     clean = np.asarray(data.coffee(), np.float64)[100:292, 200:392]
     decoded = _jpeg(clean, quality)
-    found = rj.jpeg_luma_and_quality(rj.jfif_luma(decoded))
+    found = rj.jpeg_luma_and_quality(luma(decoded))
     assert found is not None and found[1] == quality
     out = deblock(decoded / 255.0) * 255.0
     chroma_change = np.abs(rgb2ycbcr(out / 255.0)[..., 1:] - rgb2ycbcr(decoded / 255.0)[..., 1:]).mean()

@@ -51,6 +51,7 @@ __all__ = [
     "DefectEvidence",
     "blockiness",
     "defect_evidence",
+    "gradient_magnitude",
     "grid_phase",
     "luma",
     "regions",
@@ -78,7 +79,8 @@ JPEG_RATIO = 1.3
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an RGB ``(H, W, 3)`` array in grey levels (float64)."""
+    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (JPEG's too) of an RGB ``(H, W, 3)`` array,
+    float64 in its units (grey levels for 0..255)."""
     a = np.asarray(rgb, np.float64)
     return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
 
@@ -125,7 +127,9 @@ def _noise_sigma(channel: np.ndarray) -> np.ndarray:
     return np.median(per.reshape(*per.shape[:2], -1), axis=-1) / 0.6745
 
 
-def _gradient(a: np.ndarray) -> np.ndarray:
+def gradient_magnitude(a: np.ndarray) -> np.ndarray:
+    """``|∇a|`` of a 2-D float64 array by Sobel, in ``a``'s units per px (the Sobel sums / 8),
+    same shape."""
     from scipy import ndimage
 
     return np.hypot(ndimage.sobel(a, 1), ndimage.sobel(a, 0)) / 8.0
@@ -136,8 +140,8 @@ def _edge_sharpness(y: np.ndarray, edge_floor: float) -> tuple[np.ndarray, np.nd
     has an edge (``max |∇(G_σ * Y)| >= edge_floor`` grey levels per px)."""
     from scipy import ndimage
 
-    sharp = _blocks(_gradient(y), BLOCK).max(axis=(2, 3))
-    soft = _blocks(_gradient(ndimage.gaussian_filter(y, REBLUR)), BLOCK).max(axis=(2, 3))
+    sharp = _blocks(gradient_magnitude(y), BLOCK).max(axis=(2, 3))
+    soft = _blocks(gradient_magnitude(ndimage.gaussian_filter(y, REBLUR)), BLOCK).max(axis=(2, 3))
     # clipped pixels (blown highlights, crushed shadows) have no gradient of their own: a block
     # with many of them reads as blurred whatever its focus, so it is not judged
     clipped = _blocks(((y >= 250) | (y <= 5)).astype(np.float64), BLOCK).mean(axis=(2, 3))

@@ -18,7 +18,6 @@ __all__ = [
     "estimate_quality",
     "grid_contrast",
     "grid_offset",
-    "jfif_luma",
     "jpeg_luma",
     "jpeg_luma_and_quality",
     "quant_table",
@@ -56,11 +55,6 @@ def quant_table(quality: int) -> np.ndarray:
     """The IJG luminance table at ``quality`` (1-100), steps clamped to [1, 255] (baseline)."""
     scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
     return np.clip(np.floor((LUMA_TABLE * scale + 50.0) / 100.0), 1.0, 255.0)
-
-
-def jfif_luma(rgb255: np.ndarray) -> np.ndarray:
-    """JPEG's (JFIF) luma of an RGB array in [0, 255]."""
-    return np.asarray(rgb255[..., 0] * 0.299 + rgb255[..., 1] * 0.587 + rgb255[..., 2] * 0.114)
 
 
 def _steps(y: np.ndarray, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -150,13 +150,14 @@ def deblock(rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     from skimage.color import rgb2ycbcr, ycbcr2rgb
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
-    from grefine_kit.stages.restore_jpeg import grid_contrast, jfif_luma, jpeg_luma_and_quality
+    from grefine_kit.indicators.defect_features import luma
+    from grefine_kit.stages.restore_jpeg import grid_contrast, jpeg_luma_and_quality
 
     def to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
         return np.asarray(np.clip(ycbcr2rgb(np.stack([y, cb, cr], axis=-1)), 0.0, 1.0))
 
     ycc = rgb2ycbcr(rgb)
-    jfif = jfif_luma(rgb * 255.0)
+    jfif = luma(rgb * 255.0)  # JPEG (JFIF) codes the same luma
     found = jpeg_luma_and_quality(jfif, where)
     if found is None:
         # no grid or quality: TV removes block edges and ringing, a Gaussian the chroma blocks,
@@ -291,12 +292,13 @@ def blur_width_weight(rgb: np.ndarray, psf_sigma: float = DEBLUR_PSF) -> np.ndar
     eroded (minimum over 3×3) before the smoothing so that an in-focus edge stays near 0."""
     from scipy import ndimage
 
-    y = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114) * 255.0
+    from grefine_kit.indicators.defect_features import gradient_magnitude, luma
+
+    y = luma(rgb) * 255.0
     size = 2 * int(np.ceil(3 * psf_sigma)) + 1
     high = ndimage.maximum_filter(y, size, mode="reflect")
     contrast = high - ndimage.minimum_filter(y, size, mode="reflect")
-    grad = np.hypot(ndimage.sobel(y, 1), ndimage.sobel(y, 0)) / 8.0
-    peak = ndimage.maximum_filter(grad, 5, mode="reflect")
+    peak = ndimage.maximum_filter(gradient_magnitude(y), 5, mode="reflect")
     width = contrast / (np.sqrt(2.0 * np.pi) * np.maximum(peak, 1e-6))
     weight = np.clip((width - SHARP_WIDTH) / max(psf_sigma - SHARP_WIDTH, 1e-6), 0.0, 1.0)
     weight = np.where(contrast < 8.0, 1.0, weight)
