@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from grefine_kit.errors import UserError
 from grefine_kit.recipes.indicators import build_indicator
 
 __all__ = ["build_indicator", "refine", "score"]
@@ -64,13 +63,9 @@ def refine(
     from grefine_kit.images.loading import load_image
     from grefine_kit.readiness.preflight import ensure_ready, fetch_command, recipe_argument
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.refine_work import needs_prompt, parts_by_table
+    from grefine_kit.runner.refine_work import parts_by_table
 
     recipe_obj = recipe if isinstance(recipe, Recipe) else Recipe.load(recipe)
     refiner = recipe_obj.with_runtime(device=device, dtype=dtype).build()  # the parts, built once
-    if prompt is None:
-        if needs_prompt(refiner):
-            raise UserError(f"recipe {recipe_obj.name!r} reads prompts: pass the image's prompt")
-        prompt = ""  # no part reads it
     ensure_ready(parts_by_table(refiner), fetch_command=fetch_command(recipe=recipe_argument(recipe)))
     return refiner.refine(load_image(image), prompt, image_id=image_id, region_prompts=region_prompts)

@@ -146,7 +146,6 @@ def test_refine_asks_for_a_prompt_only_when_the_recipe_reads_one(tmp_path: Path)
     from PIL import Image
 
     from grefine_kit.recipes.recipe import Recipe
-    from grefine_kit.runner.refine_work import needs_prompt
 
     image = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(image)
@@ -162,8 +161,8 @@ def test_refine_asks_for_a_prompt_only_when_the_recipe_reads_one(tmp_path: Path)
     code, _, err = run("refine", str(image), "--recipe", "tiny", "--out", str(tmp_path / "t"))
     assert code == 2 and "reads prompts" in err and "--prompt TEXT" in err
     assert not (tmp_path / "t").exists()
-    assert needs_prompt(Recipe.load("g-refine").build())  # AQ-Map and both diffusion stages
-    assert not needs_prompt(Recipe.load("restore").build())
+    assert Recipe.load("g-refine").build().needs_prompt  # AQ-Map and both diffusion stages
+    assert not Recipe.load("restore").build().needs_prompt
 
 
 def test_the_python_api_asks_for_a_prompt_only_when_the_recipe_reads_one():
@@ -185,3 +184,11 @@ def test_the_python_api_asks_for_a_prompt_only_when_the_recipe_reads_one():
     assert np.array_equal(alone.mask.binary, empty.mask.binary) and alone.mask.binary.any()
     with pytest.raises(UserError, match="reads prompts"):
         grefine_kit.refine(image, recipe="tiny")
+    # the same rule one level down: Refiner.refine / refine_many
+    from grefine_kit.recipes.recipe import Recipe
+
+    direct = Recipe.load("restore").build().refine(image)
+    assert np.array_equal(np.asarray(direct.image), np.asarray(alone.image))
+    tiny = Recipe.load("tiny").build()
+    with pytest.raises(UserError, match="img-7: the recipe reads prompts"):
+        next(tiny.refine_many([(image, None, "img-7")]))

@@ -153,12 +153,11 @@ def reads_prompts(
     the parts, which loads nothing; a bad name fails here as it would in :func:`run_benchmark`."""
     from grefine_kit.parts.base import as_part
     from grefine_kit.parts.registry import get_registry
-    from grefine_kit.runner.refine_work import needs_prompt
 
     loaded = [r if isinstance(r, Recipe) else Recipe.load(r) for r in recipes]
     if ablation and len(loaded) == 1:
         loaded = ablation_variants(loaded[0])
-    if any(needs_prompt(recipe.build()) for recipe in loaded):
+    if any(recipe.build().needs_prompt for recipe in loaded):
         return True
     registry = get_registry()
     built = (registry.create_as("metric", m.name, m.options, Metric) for m in metrics)

@@ -165,10 +165,9 @@ def refine_command(
     import attrs
 
     from grefine_kit.runner.refine import refine_items
-    from grefine_kit.runner.refine_work import needs_prompt
 
     recipe, refiner = _built_recipe(recipe_name, seed=seed, device=device, dtype=dtype, overrides=overrides)
-    reads_prompts = needs_prompt(refiner)
+    reads_prompts = refiner.needs_prompt
     items, _ = run_items(paths, run, prompt=prompt, prompts_csv=prompts_csv, need_prompt=reads_prompts)
     if not reads_prompts:  # no part reads it: an image without one gets the empty prompt
         items = [it if it.prompt is not None else attrs.evolve(it, prompt="") for it in items]

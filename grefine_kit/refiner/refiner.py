@@ -21,6 +21,7 @@ from PIL import Image
 
 from grefine_kit.combiners.base import empty_mask
 from grefine_kit.errors import UserError
+from grefine_kit.parts.base import as_part
 from grefine_kit.parts.roles import (
     ALIGNMENT,
     INDICATOR_KIND,
@@ -156,6 +157,12 @@ class Refiner:
         return any(isinstance(b, IndicatorBlock) and b.needs_region for b in self.blocks)
 
     @property
+    def needs_prompt(self) -> bool:
+        """True when a part reads the items' prompts (``PartBase.needs_prompt``: AQ-Map, the
+        diffusion stages); otherwise an item may come without one (it is refined with "")."""
+        return any(as_part(b.part).needs_prompt for b in self.blocks)
+
+    @property
     def roles(self) -> tuple[Role, ...]:
         """The roles of the Refiner's blocks, in run order."""
         return tuple(b.slot for b in self.blocks)
@@ -181,26 +188,29 @@ class Refiner:
     def refine(
         self,
         image: Image.Image,
-        prompt: str,
+        prompt: str | None = None,
         image_id: str = "image",
         *,
         seed: int | None = None,
         region_prompts: str | Sequence[str] | None = None,
         region: Any = None,
     ) -> RefineResult:
-        """Refine one RGB image; ``image_id`` (with the recipe seed) fixes the random seed,
-        unless ``seed`` gives the image's base seed explicitly. ``region_prompts``: this
-        image's prompts per region (``"a [SEP] b"`` or a list; docs/refiner.md), replacing the
-        ``region_prompts`` option; they need a regions block. ``region``: the item's own region
-        mask (bool ``(H, W)``), for the ``region-map`` indicator."""
+        """Refine one RGB image with its ``prompt`` (None: only where no part reads prompts,
+        :attr:`needs_prompt`; ``UserError`` otherwise); ``image_id`` (with the recipe seed)
+        fixes the random seed, unless ``seed`` gives the image's base seed explicitly.
+        ``region_prompts``: this image's prompts per region (``"a [SEP] b"`` or a list;
+        docs/refiner.md), replacing the ``region_prompts`` option; they need a regions block.
+        ``region``: the item's own region mask (bool ``(H, W)``), for the ``region-map``
+        indicator."""
         return next(self.refine_many([(image, prompt, image_id, seed, region_prompts, region)]))
 
     def refine_many(
         self, items: Iterable[tuple[Any, ...]], *, batch_size: int | None = None
     ) -> Iterator[RefineResult]:
         """Refine ``(image, prompt, image_id)``, ``(image, prompt, image_id, seed)`` or
-        ``(image, prompt, image_id, seed, region_prompts)`` items, or those plus ``region`` (the
-        item's own region mask, bool ``(H, W)`` or None, for ``region-map``), lazily, scoring
+        ``(image, prompt, image_id, seed, region_prompts)`` items (``prompt`` as in
+        :meth:`refine`), or those plus ``region`` (the item's own region mask, bool ``(H, W)``
+        or None, for ``region-map``), lazily, scoring
         ``batch_size`` (default: the ``batch_size`` option) at a time. Results do not depend on
         the batching (seeds come from the ids, or from the explicit seed:
         ``derive_seed(seed, image_id)``) beyond float32 rounding: CLIP indicators encode a batch's
@@ -212,6 +222,11 @@ class Refiner:
         batch: list[_Item] = []
         for item in items:
             image, prompt, image_id, *rest = item
+            if prompt is None:
+                if self.needs_prompt:
+                    reads = "the recipe reads prompts (AQ-Map, diffusion stages): give one"
+                    raise UserError(f"{image_id}: {reads}")
+                prompt = ""
             own = rest[1] if len(rest) > 1 else None
             if own is not None and self.part(REGIONS) is None:
                 raise UserError(

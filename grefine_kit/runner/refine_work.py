@@ -26,7 +26,6 @@ from grefine_kit.engines.base import SpecWork, Task, TaskWorker
 from grefine_kit.errors import ImageError, ItemError, UserError, error_message
 from grefine_kit.images.heatmaps import overlay_heatmap
 from grefine_kit.images.loading import load_image
-from grefine_kit.parts.base import as_part
 from grefine_kit.parts.roles import STAGE_KIND, Role, indicator_role
 from grefine_kit.runs import atomic
 from grefine_kit.runs.faults import fault_point
@@ -62,7 +61,8 @@ class BatchRefiner(Protocol):
     ``seed``: the base seed of items without their own; ``recipe_hash``: what identifies the
     setup in every item's fingerprint ("" for none); ``batch_size``: images per batch by
     default; ``needs_region``: whether it reads the items' region masks (a manifest's
-    ``region`` column); ``roles``: the roles it has parts in (built-in and a recipe's extra
+    ``region`` column); ``needs_prompt``: whether it reads the items' prompts (when not, an item
+    without one is refined with ""); ``roles``: the roles it has parts in (built-in and a recipe's extra
     ones); ``part(role)``: the part in a role or None; ``refine_many``: lazily one
     ``RefineResult`` per item, in order (items: :data:`RefineArgs`)."""
 
@@ -77,6 +77,9 @@ class BatchRefiner(Protocol):
 
     @property
     def needs_region(self) -> bool: ...
+
+    @property
+    def needs_prompt(self) -> bool: ...
 
     @property
     def roles(self) -> tuple[Role, ...]: ...
@@ -98,6 +101,7 @@ class SingleImageRefiner:
     recipe_hash: str = ""
     batch_size: int = 1
     needs_region: bool = False
+    needs_prompt: bool = False
     roles: tuple[Role, ...] = ()
 
     def part(self, name: str) -> object:
@@ -120,12 +124,6 @@ def parts_by_table(refiner: BatchRefiner) -> dict[str, object]:
     """The refiner's built parts keyed by their recipe table (``indicators.perceptual``, ...),
     as preflight (``grefine_kit.readiness.preflight.ensure_ready``) names them."""
     return {slot.table: part for slot in refiner.roles if (part := refiner.part(slot.name)) is not None}
-
-
-def needs_prompt(refiner: BatchRefiner) -> bool:
-    """True when any of the refiner's parts reads the prompt (``PartBase.needs_prompt``: AQ-Map,
-    the diffusion stages): then every item needs one; otherwise an item without one gets ``""``."""
-    return any(as_part(part).needs_prompt for part in parts_by_table(refiner).values())
 
 
 def stage_parts(refiner: BatchRefiner) -> list[object]:

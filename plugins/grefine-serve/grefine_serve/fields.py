@@ -29,12 +29,11 @@ def check_prompt(prompt: str | None) -> str | None:
 def refine_prompt(recipe: Recipe, prompt: str | None) -> str:
     """The prompt a refine with ``recipe`` runs with: the checked ``prompt``; without one, ``""``
     when no part of the recipe reads prompts (``restore``), else a 422 ``prompt_required``."""
-    from grefine_kit.runner.refine_work import needs_prompt
 
     checked = check_prompt(prompt)
     if checked:
         return checked
-    if needs_prompt(recipe.build()):
+    if recipe.build().needs_prompt:
         reads = f"recipe {recipe.name!r} reads prompts (AQ-Map, diffusion stages): give one"
         raise ApiError(422, "prompt_required", reads)
     return ""
