@@ -295,7 +295,7 @@ def blur_width_weight(rgb: np.ndarray, psf_sigma: float = DEBLUR_PSF) -> np.ndar
     from grefine_kit.indicators.defect_features import gradient_magnitude, luma
 
     y = luma(rgb) * 255.0
-    size = 2 * int(np.ceil(3 * psf_sigma)) + 1
+    size = len(_gaussian_kernel(psf_sigma))  # the PSF's width: contrast over its reach
     high = ndimage.maximum_filter(y, size, mode="reflect")
     contrast = high - ndimage.minimum_filter(y, size, mode="reflect")
     peak = ndimage.maximum_filter(gradient_magnitude(y), 5, mode="reflect")
