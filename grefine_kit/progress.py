@@ -4,8 +4,9 @@ A bar redrawn into a log file or a CI log is noise (hundreds of carriage-return 
 ``progress`` shows a tqdm bar on stderr only when stderr is a terminal and ``enabled`` is true;
 otherwise it returns a bar with ``disable=True`` (same API, prints nothing).
 
-:class:`RunProgress` is what the ``score`` and ``refine`` runners report to, once per finished
-item (``item``), whatever the engine's batching. Its ``mode`` (``--log-format``, docs/cli.md):
+:class:`RunProgress` is what the ``score`` and ``refine`` runners (and the benchmark's scoring)
+report to, once per finished item (``item``), whatever the engine's batching. Its ``mode``
+(``--log-format``, docs/cli.md):
 
 - ``bar``: a tqdm bar on stderr when stderr is a terminal, nothing otherwise (the library default);
 - ``auto``: the bar on a terminal, else one text line per item on stderr (the CLI default);
@@ -34,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, Final, Literal, get_args
 
-__all__ = ["LOG_FORMATS", "LogFormat", "RunProgress", "active_progress", "progress"]
+__all__ = ["LOG_FORMATS", "LogFormat", "RunProgress", "active_progress", "log_mode", "progress"]
 
 LogFormat = Literal["bar", "auto", "text", "jsonl", "off"]
 LOG_FORMATS: Final = ("auto", "text", "jsonl", "off")  # what --log-format offers
@@ -48,6 +49,15 @@ def progress(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> An
 
     shown = enabled and sys.stderr is not None and sys.stderr.isatty()
     return tqdm(iterable, disable=not shown, **kwargs)
+
+
+def log_mode(mode: bool | str) -> str:
+    """``mode`` as a :data:`LogFormat` name: ``True`` is ``"bar"``, ``False`` is ``"off"``;
+    ``ValueError`` for a name that is none of them."""
+    name = "bar" if mode is True else "off" if mode is False else mode
+    if name not in _MODES:
+        raise ValueError(f"unknown progress mode {name!r}; choose one of {', '.join(sorted(_MODES))}")
+    return str(name)
 
 
 def _isatty(stream: IO[str] | None) -> bool:
@@ -84,10 +94,7 @@ class RunProgress:
         err: IO[str] | None = None,
         clock: Any = time.perf_counter,
     ) -> None:
-        mode = "bar" if mode is True else "off" if mode is False else mode
-        if mode not in _MODES:
-            raise ValueError(f"unknown progress mode {mode!r}; choose one of {', '.join(sorted(_MODES))}")
-        self.kind, self.total, self.mode = kind, int(total), str(mode)
+        self.kind, self.total, self.mode = kind, int(total), log_mode(mode)
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self._clock = clock
@@ -96,15 +103,16 @@ class RunProgress:
         self._first: float | None = None  # when this run's first item finished
         self._bar: Any = None
         terminal = _isatty(self.err)
-        self.lines = mode == "text" or (mode == "auto" and not terminal)
-        self.json = mode == "jsonl"
-        self._wants_bar = mode in ("bar", "auto", "jsonl") and terminal
+        self.lines = self.mode == "text" or (self.mode == "auto" and not terminal)
+        self.json = self.mode == "jsonl"
+        self._wants_bar = self.mode in ("bar", "auto", "jsonl") and terminal
 
     # -- what the runner reports --------------------------------------------------------------
 
-    def planned(self, n_skipped: int) -> None:
+    def planned(self, n_skipped: int, *, loading: bool = True) -> None:
         """The run is planned: ``n_skipped`` items were already done (resume; counted, not
-        timed); the workers load next (a bar appears now, a text line says what is to do)."""
+        timed); the workers load next (a bar appears now, a text line says what is to do and,
+        with ``loading``, that models load: false where they are loaded already)."""
         self.n_skipped = max(0, int(n_skipped))
         self._since = self._last = self._clock()
         todo = self.total - self.n_skipped
@@ -114,14 +122,14 @@ class RunProgress:
             self._bar = tqdm(
                 total=self.total, initial=self.n_skipped, unit="img", desc=self.kind, file=self.err
             )
-            self._bar.set_postfix_str("loading models")
+            self._bar.set_postfix_str("loading models" if loading else "")
         if self.json:
             start = {"event": "start", "kind": self.kind, "total": self.total}
             self._emit({**start, "skipped": self.n_skipped, "todo": todo})
         elif self.lines:
             done = f", {self.n_skipped} already done" if self.n_skipped else ""
-            loading = "; loading models" if todo else ""
-            self._say(f"{self.kind}: {todo} item(s) to do{done}{loading}")
+            models = "; loading models" if todo and loading else ""
+            self._say(f"{self.kind}: {todo} item(s) to do{done}{models}")
 
     def started(self) -> None:
         """The workers are ready (some engines say so with their first record): the bar's

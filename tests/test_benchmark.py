@@ -270,6 +270,69 @@ def test_benchmark_tiny_end_to_end_then_resume_with_controlled_metrics(plugin, d
     assert {r["name"]: r["cells"] for r in again["rows"]} == before
 
 
+def test_benchmark_progress_per_step_and_image(plugin, dataset_dir, tmp_path):
+    """Off a terminal the default prints each step and one line per image, refined or scored;
+    jsonl puts step and item events, and nothing else, on stdout; cached scores count as done."""
+    out = tmp_path / "bench"
+    common = [str(dataset_dir), "--recipe", "test-shift", "--out", str(out)]
+    first = CliRunner().invoke(cli, ["benchmark", *common, "--metric", "test-bright"])
+    assert first.exit_code == 0, first.output
+    lines = first.stderr.splitlines()
+    scored = [f"score [{i}/4] {dataset_dir / f'im{i - 1}.png'}: ok" for i in range(1, 5)]
+    refined = [f"refine [{i}/4] {dataset_dir / f'im{i - 1}.png'}: ok" for i in range(1, 5)]
+    rescored = [f"score [{i}/4] {out / 'test-shift' / f'im{i - 1}.png'}: ok" for i in range(1, 5)]
+    expected = [
+        "original: scoring 4 image(s) with 1 metric(s)",
+        "score: 4 item(s) to do; loading models",
+        *scored,
+        f"[1/1] test-shift: refining into {out / 'test-shift'}",
+        "refine: 4 item(s) to do; loading models",
+        *refined,
+        "[1/1] test-shift: scoring 4 image(s) with 1 metric(s)",
+        "score: 4 item(s) to do",  # the metrics loaded with the originals
+        *rescored,
+    ]
+    assert [line.split(" (")[0] for line in lines[: len(expected)]] == expected, first.stderr
+    assert "| Recipe |" in first.stdout
+
+    # a second column that fails on every image: error items; test-bright's scores are cached
+    options = tmp_path / "metrics.toml"
+    options.write_text('[nums]\nmetric = "test-lookup"\ntable = "none"\n')
+    args = [*common, "--metric", "test-bright", "--metric", "nums", "--metric-options", str(options)]
+    second = CliRunner().invoke(cli, ["benchmark", *args, "--log-format", "jsonl"])
+    assert second.exit_code == 1, second.output  # the nums cells are n/a
+    events = [json.loads(line) for line in second.stdout.splitlines()]  # JSON lines only
+    kinds = [(e["event"], e.get("kind") or e.get("step")) for e in events]
+    score_run = [("start", "score"), *[("item", "score")] * 4, ("end", "score")]
+    assert kinds == [
+        ("step", "score"),
+        *score_run,
+        ("step", "refine"),
+        ("start", "refine"),
+        ("end", "refine"),  # all 4 already refined
+        ("step", "score"),
+        *score_run,
+    ]
+    assert [(e["row"], e["index"], e["rows"]) for e in events if e["event"] == "step"] == [
+        (ORIGINAL, 0, 1),
+        ("test-shift", 1, 1),
+        ("test-shift", 1, 1),
+    ]
+    items = [e for e in events if e["event"] == "item"]
+    assert all(e["status"] == "error" and "nums on image" in e["error"] for e in items)
+    assert [e["done"] for e in items] == [1, 2, 3, 4] * 2
+
+    # every score of the one column is cached now: nothing to do, 4 already done
+    third = CliRunner().invoke(cli, ["benchmark", *common, "--metric", "test-bright", "--log-format", "text"])
+    assert third.exit_code == 0, third.output
+    assert third.stderr.splitlines().count("score: 0 item(s) to do, 4 already done") == 2, third.stderr
+    assert "score [" not in third.stderr
+    off = CliRunner().invoke(cli, ["benchmark", *common, "--metric", "test-bright", "--log-format", "off"])
+    assert off.exit_code == 0 and not any(
+        x.startswith(("score", "refine", "[")) for x in off.stderr.splitlines()
+    )
+
+
 def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     out = tmp_path / "ablation"
     result = _invoke(
@@ -489,4 +552,3 @@ def test_prompts_are_needed_only_when_a_recipe_or_metric_reads_them(dataset_dir,
         result = CliRunner().invoke(cli, [*args[:2], *extra, "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and "read prompts" in result.output, result.output
     assert not (tmp_path / "x").exists()
-

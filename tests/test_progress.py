@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from grefine_kit.progress import RunProgress, active_progress
+from grefine_kit.progress import RunProgress, active_progress, log_mode
 from grefine_kit.refiner.refiner import RefineResult
 from grefine_kit.runner.refine import refine_files
 from grefine_kit.runner.refine_work import SingleImageRefiner
@@ -112,6 +112,21 @@ def test_a_bar_on_a_terminal_counts_skipped_items_and_steps() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown progress mode"):
         RunProgress("score", 1, mode="xml")
+    assert [log_mode(m) for m in (True, False, "text", "jsonl")] == ["bar", "off", "text", "jsonl"]
+    with pytest.raises(ValueError, match="unknown progress mode 'xml'"):
+        log_mode("xml")
+
+
+def test_planned_says_models_load_only_where_they_do() -> None:
+    err = io.StringIO()
+    RunProgress("score", 3, mode="text", err=err).planned(1)
+    RunProgress("score", 3, mode="text", err=err).planned(1, loading=False)
+    RunProgress("score", 3, mode="text", err=err).planned(3)
+    assert err.getvalue().splitlines() == [
+        "score: 2 item(s) to do, 1 already done; loading models",
+        "score: 2 item(s) to do, 1 already done",
+        "score: 0 item(s) to do, 3 already done",
+    ]
 
 
 class StreamingRefiner(SingleImageRefiner):

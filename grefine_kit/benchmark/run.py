@@ -28,6 +28,7 @@ recipe failed to refine; missing weights or libraries stop the run with one clea
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import sys
@@ -44,6 +45,7 @@ from grefine_kit.errors import UserError
 from grefine_kit.metrics.base import Metric, MetricInfo, describe, metric_needs
 from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
 from grefine_kit.parts.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
+from grefine_kit.progress import log_mode
 from grefine_kit.recipes.recipe import PartSpec, Recipe
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "BenchmarkResult",
     "RecipeRow",
     "ablation_variants",
+    "announce_step",
     "run_benchmark",
 ]
 
@@ -175,18 +178,21 @@ def run_benchmark(
     device: str | None = None,
     dtype: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> BenchmarkResult:
     """Refine ``dataset`` with every recipe into ``out_dir/<recipe>/``, score the originals and the
     outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
 
-    ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead."""
+    ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead.
+    ``progress``: a :data:`~grefine_kit.progress.LogFormat` mode (``True``: ``"bar"``, ``False``:
+    ``"off"``) for the refine and score steps, each announced by :func:`announce_step`."""
     from grefine_kit.parts.registry import get_registry
     from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import make_items, refine_items
     from grefine_kit.runs.inputs import make_output_dir
     from grefine_kit.runs.layout import output_stems
 
+    mode = log_mode(progress)
     if not recipes:
         raise UserError("no recipes to benchmark")
     if not metrics:
@@ -233,6 +239,8 @@ def run_benchmark(
     # the originals first: every metric loads its weights now, so a missing one stops the run
     # before hours of refining rather than after
     needs = frozenset().union(*(metric_needs(part) for _, part in built))
+    what = f"scoring {len(ids)} image(s) with {len(built)} metric(s)"
+    announce_step(mode, f"{ORIGINAL}: {what}", step="score", row=ORIGINAL, index=0, rows=len(rows))
     scores[ORIGINAL], errors[ORIGINAL], reused = score_row(
         ORIGINAL,
         dataset.paths,
@@ -240,8 +248,9 @@ def run_benchmark(
         prompts,
         built,
         cache,
-        progress,
+        mode,
         contexts_for(dataset, needs, None, stems=[]),
+        loads_models=True,
     )
     counts: dict[str, dict[str, int]] = {}
     # the refiner's items carry each dataset item's reference and region too (the region-map
@@ -251,16 +260,18 @@ def run_benchmark(
         for it, d in zip(make_items(dataset.paths, dataset.prompts), dataset.items, strict=True)
     ]
     for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
-        if progress:
-            print(f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}", file=sys.stderr)
+        where: dict[str, str | int] = {"row": row.name, "index": k, "rows": len(rows)}
+        refining = f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}"
+        announce_step(mode, refining, step="refine", **where)
         options = RunOptions(
             save_maps="refiner_mask" in needs,  # the mask file mask metrics read
             resume=resume,
-            progress=progress,
+            progress=mode,
         )
         summary = refine_items(run_items, refiner, out / folder, options)
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
         files = [out / folder / f"{stem}.png" for stem in stems]
+        announce_step(mode, f"[{k}/{len(rows)}] {row.name}: {what}", step="score", **where)
         scores[row.name], errors[row.name], n = score_row(
             row.name,
             files,
@@ -268,7 +279,7 @@ def run_benchmark(
             prompts,
             built,
             cache,
-            progress,
+            mode,
             contexts_for(dataset, needs, out / folder, stems),
         )
         reused += n
@@ -285,6 +296,16 @@ def run_benchmark(
     )
     write_scores_csv(result, out / "scores.csv")
     return result
+
+
+def announce_step(mode: str, line: str, **event: str | int) -> None:
+    """A benchmark step begins (``step``: ``refine`` or ``score``; ``row``: ``original`` or a
+    recipe, ``index`` of ``rows`` recipes, 0 for the originals): ``line`` on stderr, or with
+    ``jsonl`` ``{"event": "step", **event}`` on stdout; nothing with ``off``."""
+    if mode == "jsonl":
+        print(json.dumps({"event": "step", **event}, ensure_ascii=False), flush=True)
+    elif mode != "off":
+        print(line, file=sys.stderr, flush=True)
 
 
 def write_scores_csv(result: BenchmarkResult, path: Path) -> None:

@@ -1,28 +1,27 @@
 """Scoring one row of a benchmark (the originals, or one recipe's outputs) with every metric.
 
-:func:`score_row` loads each image only when some metric still has to score it, takes what the
-score cache holds (``benchmark.cache``; metrics with ``needs`` are never cached: their inputs
-are other files), scores the rest in chunks, and retries a failing chunk image by image so one
-bad image costs only its own cell. :func:`contexts_for` builds what full-reference and mask
+:func:`score_row` takes what the score cache holds (``benchmark.cache``; metrics with ``needs``
+are never cached: their inputs are other files), loads only the images some metric still has
+to score, scores them in chunks (progress per image) and retries a failing chunk image by
+image, so one bad image costs only its own cell. :func:`contexts_for` builds what full-reference and mask
 metrics get per image (``MetricBase.needs``).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
-from tqdm.auto import tqdm
 
 from grefine_kit.benchmark.cache import ScoreCache, metric_key
 from grefine_kit.benchmark.dataset import Dataset
 from grefine_kit.errors import MissingDependencyError, UserError
 from grefine_kit.metrics.base import Metric, MetricContext, metric_needs, score_with
+from grefine_kit.progress import RunProgress
 
 __all__ = ["ContextOf", "MetricSpec", "contexts_for", "score_row"]
 
@@ -83,54 +82,60 @@ def score_row(
     prompts: Sequence[str],
     built: Sequence[tuple[MetricSpec, Metric]],
     cache: ScoreCache,
-    progress: bool,
+    progress: bool | str,
     context_of: ContextOf,
+    *,
+    loads_models: bool = False,
 ) -> tuple[dict[str, list[float]], list[str], int]:
-    """``({label: scores}, errors, number of scores reused from the cache)`` for one row."""
+    """``({label: scores}, errors, number of scores reused from the cache)`` for one row.
+
+    Progress shows on a :class:`~grefine_kit.progress.RunProgress` of kind ``score`` in mode
+    ``progress`` (``grefine_kit.progress``), one item per image: an image every metric has a
+    cached score for counts as already done; one that some metric could not score is an error
+    item (its messages). ``loads_models``: the metrics load their weights during this row."""
     from grefine_kit.images.loading import load_image
 
-    values: dict[str, list[float]] = {m.label: [] for m, _ in built}
     keys = {m.label: metric_key(m.name, m.options) for m, _ in built}
     uncached = {m.label for m, part in built if metric_needs(part)}  # their inputs are other files
-    errors: list[str] = []
-    reused = 0
-    bar = tqdm(
-        total=len(files), unit="img", desc=f"scoring {row}", disable=not progress or not sys.stderr.isatty()
-    )
+    values: dict[str, dict[int, float]] = {
+        m.label: {
+            i: v
+            for i in range(len(files))
+            if m.label not in uncached and (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
+        }
+        for m, _ in built
+    }
+    reused = sum(len(v) for v in values.values())
+    todo = [i for i in range(len(files)) if any(i not in values[m.label] for m, _ in built)]
+    problems: list[tuple[int, str]] = []
+    report = RunProgress("score", len(files), mode=progress)
     try:
-        for start in range(0, len(files), _CHUNK):
-            chunk = list(range(start, min(start + _CHUNK, len(files))))
-            cached = {
-                m.label: {
-                    i: v
-                    for i in chunk
-                    if m.label not in uncached
-                    and (v := cache.get(keys[m.label], row, ids[i], files[i])) is not None
-                }
-                for m, _ in built
-            }
-            needed = {i for m, _ in built for i in chunk if i not in cached[m.label]}
+        report.planned(len(files) - len(todo), loading=loads_models)
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start : start + _CHUNK]
             images: dict[int, Any] = {}
-            for i in sorted(needed):  # load only what some metric still has to score
+            for i in chunk:
                 try:
                     images[i] = load_image(files[i])
                 except UserError as exc:  # a recipe that failed on this image wrote no output
-                    errors.append(f"{files[i].name}: {exc}")
+                    problems.append((i, f"{files[i].name}: {exc}"))
             contexts = {i: context_of(i, im) for i, im in images.items()} if uncached else {}
             new: list[tuple[str, str, str, Path, float]] = []
             for spec, metric in built:
-                todo = {i: im for i, im in images.items() if i not in cached[spec.label]}
-                scored = _score_chunk(spec, metric, todo, prompts, errors, contexts)
+                wanted = {i: im for i, im in images.items() if i not in values[spec.label]}
+                scored = _score_chunk(spec, metric, wanted, prompts, problems, contexts)
                 if spec.label not in uncached:
                     new += [(keys[spec.label], row, ids[i], files[i], v) for i, v in scored.items()]
-                scored.update(cached[spec.label])
-                reused += len(cached[spec.label])
-                values[spec.label].extend(scored.get(i, math.nan) for i in chunk)
+                values[spec.label].update(scored)
             cache.put_many(new)
-            bar.update(len(chunk))
+            for i in chunk:
+                said = [message for j, message in problems if j == i]
+                record = {"id": ids[i], "file": str(files[i]), "status": "error" if said else "ok"}
+                report.item(record | ({"error": "; ".join(said)} if said else {}))
     finally:
-        bar.close()
-    return values, errors, reused
+        report.close()
+    table = {label: [got.get(i, math.nan) for i in range(len(files))] for label, got in values.items()}
+    return table, [message for _, message in problems], reused
 
 
 def _score_chunk(
@@ -138,11 +143,12 @@ def _score_chunk(
     metric: Metric,
     images: Mapping[int, Any],
     prompts: Sequence[str],
-    errors: list[str],
+    errors: list[tuple[int, str]],
     contexts: Mapping[int, MetricContext],
 ) -> dict[int, float]:
-    """Scores by dataset index; one failing image is retried alone so it costs only its own cell.
-    An image lacking what the metric needs is not scored: its error names what is missing."""
+    """Scores by dataset index; one failing image is retried alone so it costs only its own cell
+    (``errors`` gets ``(index, message)``). An image lacking what the metric needs is not
+    scored: its error names what is missing."""
     needs = sorted(metric_needs(metric))
     if needs:
         ready = {}
@@ -151,7 +157,7 @@ def _score_chunk(
                 contexts[i].require(needs, spec.label)
                 ready[i] = image
             except UserError as exc:
-                errors.append(f"{spec.label} on image {i}: {exc}")
+                errors.append((i, f"{spec.label} on image {i}: {exc}"))
         images = ready
     if not images:
         return {}
@@ -178,5 +184,5 @@ def _score_chunk(
         except MissingDependencyError:
             raise
         except Exception as exc:  # one image must not sink the table
-            errors.append(f"{spec.label} on image {i}: {type(exc).__name__}: {exc}")
+            errors.append((i, f"{spec.label} on image {i}: {type(exc).__name__}: {exc}"))
     return out

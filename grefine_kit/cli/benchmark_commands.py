@@ -11,6 +11,7 @@ import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
 from grefine_kit.cli.app import warn_plugin_failures as _warn
+from grefine_kit.cli.progress_options import log_format_option
 from grefine_kit.errors import UserError
 
 #: the paper's comparison: G-Refine, its ablations (Table 8) and a plain img2img refiner
@@ -105,6 +106,7 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
 @click.option(
     "--no-resume", is_flag=True, help="refine and score again even where outputs and cached scores exist"
 )
+@log_format_option
 @device_option
 @dtype_option
 @user_errors
@@ -120,6 +122,7 @@ def benchmark_command(
     out_dir: str,
     tolerance: float,
     no_resume: bool,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -128,7 +131,8 @@ def benchmark_command(
 
     Best and second best are marked per metric, every value worse than the original images is
     marked as a negative optimisation and counted per recipe. Reruns reuse refined images and
-    cached scores (--no-resume redoes both).
+    cached scores (--no-resume redoes both). Progress shows per step and image (--log-format);
+    with jsonl, stdout carries only the JSON lines (the table is in summary.md).
     Exit code 1 when some image could not be refined or scored (shown as n/a).
     """
     from grefine_kit.benchmark import load_dataset, run_benchmark, summarise
@@ -156,6 +160,7 @@ def benchmark_command(
         device=device,
         dtype=dtype,
         tolerance=tolerance,
+        progress=log_format,
     )
     summary = summarise(result, ablation=ablation)
     config = {
@@ -167,7 +172,8 @@ def benchmark_command(
         "errors": {k: v for k, v in result.errors.items() if v},
     }
     paths = write_all(summary, result.out_dir, {"config": config})
-    click.echo(Path(paths["markdown"]).read_text("utf-8"))
+    if log_format != "jsonl":  # with jsonl, stdout carries only the JSON lines
+        click.echo(Path(paths["markdown"]).read_text("utf-8"))
     for row in summary.recipes:
         click.echo(
             f"{row.name}: {row.negatives} negative optimisation(s) of {len(summary.metrics)}", err=True

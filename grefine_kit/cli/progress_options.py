@@ -1,4 +1,4 @@
-"""``--log-format``: how ``score`` and ``refine`` show progress (``grefine_kit.progress``)."""
+"""``--log-format``: how ``score``, ``refine`` and ``benchmark`` show progress (``grefine_kit.progress``)."""
 
 from __future__ import annotations
 
