@@ -64,6 +64,7 @@ class ReferenceScorer(Protocol):
 
     def rule_options(self) -> RuleOptions: ...
 
+
 #: CLIP Surgery's default prompt ensemble (``encode_text_with_prompt_ensemble``): 80 + 5 templates
 REFERENCE_TEMPLATES: tuple[str, ...] = (
     *IMAGENET_TEMPLATES,

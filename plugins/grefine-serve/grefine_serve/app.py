@@ -38,7 +38,6 @@ from grefine_serve.workers import WorkerPool
 __all__ = ["Server", "create_app"]
 
 
-
 class Server:
     """The state one app holds: settings, recipes, models, jobs and workers."""
 
