@@ -333,6 +333,23 @@ def test_benchmark_progress_per_step_and_image(plugin, dataset_dir, tmp_path):
     )
 
 
+def test_an_unreadable_output_is_one_error_naming_it_once(tmp_path):
+    """A recipe that failed on an image wrote no output: its cells are NaN, with one message
+    that names the file once (the loader's message already does)."""
+    from grefine_kit.benchmark.cache import ScoreCache
+    from grefine_kit.benchmark.scoring import MetricSpec, score_row
+
+    good, missing = tmp_path / "good.png", tmp_path / "gone.png"
+    sample_images([(32, 32)])[0].save(good)
+    built = [(MetricSpec("bright", "test-bright"), Brightness())]
+    cache = ScoreCache(tmp_path / "cache.jsonl")
+    values, errors, reused = score_row(
+        "r", [good, missing], ["a", "b"], ["", ""], built, cache, "off", lambda i, im: None
+    )
+    assert math.isfinite(values["bright"][0]) and math.isnan(values["bright"][1])
+    assert errors == [f"{missing}: does not exist"] and reused == 0
+
+
 def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     out = tmp_path / "ablation"
     result = _invoke(

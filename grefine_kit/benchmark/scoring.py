@@ -118,7 +118,7 @@ def score_row(
                 try:
                     images[i] = load_image(files[i])
                 except UserError as exc:  # a recipe that failed on this image wrote no output
-                    problems.append((i, f"{files[i].name}: {exc}"))
+                    problems.append((i, str(exc)))  # the message names the file
             contexts = {i: context_of(i, im) for i, im in images.items()} if uncached else {}
             new: list[tuple[str, str, str, Path, float]] = []
             for spec, metric in built:
