@@ -350,6 +350,46 @@ def test_an_unreadable_output_is_one_error_naming_it_once(tmp_path):
     assert errors == [f"{missing}: does not exist"] and reused == 0
 
 
+def test_benchmark_refines_through_the_engine_given(register_plugin, plugin, dataset_dir, tmp_path):
+    """--engine runs the refining: a non-local engine gets work it can pickle (each recipe's
+    spec) and the same outputs and scores come out; a bad engine option fails before any work."""
+    import pickle
+
+    from grefine_kit.engines.local import LocalEngine
+
+    seen: list[bool] = []
+
+    class Pickling(LocalEngine):
+        def run(self, work, tasks, *, batch_size, on_start=None):
+            seen.append(work.portable)
+            copy = pickle.loads(pickle.dumps(work))  # what another process receives
+            return super().run(copy, pickle.loads(pickle.dumps(list(tasks))), batch_size=batch_size)
+
+    class Engines:
+        @hookimpl
+        def register_engines(self, register):
+            register("test-pickling", Pickling)
+
+    register_plugin(Engines(), name="benchmark-test-engines")
+    args = ["benchmark", str(dataset_dir), "--recipe", "test-shift", "--recipe", "test-full"]
+    args += ["--prompt", "a red square", "--metric", "test-bright", "--log-format", "off"]
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
+    other = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "other"), "--engine", "test-pickling"])
+    assert local.exit_code == 0 and other.exit_code == 0, other.output
+    assert seen == [True, True]  # one portable work per recipe
+    for recipe in ("test-shift", "test-full"):
+        for i in range(4):
+            a = np.asarray(Image.open(tmp_path / "local" / recipe / f"im{i}.png"))
+            assert np.array_equal(a, np.asarray(Image.open(tmp_path / "other" / recipe / f"im{i}.png")))
+    means = [{r["name"]: r["cells"] for r in _json(tmp_path / d)["rows"]} for d in ("local", "other")]
+    assert means[0] == means[1]
+    bad = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bad"), "--workers", "2"])
+    assert bad.exit_code == 2 and "the local engine runs one worker" in bad.output
+    assert not (tmp_path / "bad").exists()  # refused before the output folder was made
+    address = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bad"), "--address", "auto"])
+    assert address.exit_code == 2 and "--address needs a cluster engine" in address.output
+
+
 def test_ablation_layout_reproduces_table_8(plugin, dataset_dir, tmp_path):
     out = tmp_path / "ablation"
     result = _invoke(

@@ -34,7 +34,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -47,6 +47,9 @@ from grefine_kit.metrics.marking import DEFAULT_TOLERANCE
 from grefine_kit.parts.roles import ALIGNMENT, COMBINER, PERCEPTUAL, STAGE1, STAGE2
 from grefine_kit.progress import log_mode
 from grefine_kit.recipes.recipe import PartSpec, Recipe
+
+if TYPE_CHECKING:
+    from grefine_kit.engines.base import Engine
 
 __all__ = [
     "ORIGINAL",
@@ -179,13 +182,16 @@ def run_benchmark(
     dtype: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: bool | str = True,
+    engine: Engine | None = None,
 ) -> BenchmarkResult:
     """Refine ``dataset`` with every recipe into ``out_dir/<recipe>/``, score the originals and the
     outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
 
     ``ablation``: ``recipes`` must be one full recipe; its Table 8 variants are run instead.
     ``progress``: a :data:`~grefine_kit.progress.LogFormat` mode (``True``: ``"bar"``, ``False``:
-    ``"off"``) for the refine and score steps, each announced by :func:`announce_step`."""
+    ``"off"``) for the refine and score steps, each announced by :func:`announce_step`.
+    ``engine``: who refines (None: the local engine; engines in other processes rebuild each
+    recipe from its spec); the scoring runs in this process."""
     from grefine_kit.parts.registry import get_registry
     from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import make_items, refine_items
@@ -229,7 +235,8 @@ def run_benchmark(
         describe(part, name=m.label, licence=registry.get("metric", m.name).licence) for m, part in built
     )
     # and every refiner (cheap, no weights load): a bad recipe fails before any work too
-    refiners = [row.recipe.with_runtime(device=device, dtype=dtype).build() for row in rows]
+    runtime = [row.recipe.with_runtime(device=device, dtype=dtype) for row in rows]
+    refiners = [recipe.build() for recipe in runtime]
     scores: dict[str, dict[str, list[float]]] = {}
     errors: dict[str, list[str]] = {}
     prompts = [item.prompt for item in dataset.items]
@@ -259,7 +266,7 @@ def run_benchmark(
         attrs.evolve(it, reference=d.reference, region=d.region)
         for it, d in zip(make_items(dataset.paths, dataset.prompts), dataset.items, strict=True)
     ]
-    for k, (row, folder, refiner) in enumerate(zip(rows, folders, refiners, strict=True), start=1):
+    for k, (row, folder, recipe, refiner) in enumerate(zip(rows, folders, runtime, refiners, strict=True), 1):
         where: dict[str, str | int] = {"row": row.name, "index": k, "rows": len(rows)}
         refining = f"[{k}/{len(rows)}] {row.name}: refining into {out / folder}"
         announce_step(mode, refining, step="refine", **where)
@@ -267,8 +274,9 @@ def run_benchmark(
             save_maps="refiner_mask" in needs,  # the mask file mask metrics read
             resume=resume,
             progress=mode,
+            engine=engine,
         )
-        summary = refine_items(run_items, refiner, out / folder, options)
+        summary = refine_items(run_items, recipe, out / folder, options, refiner=refiner)
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}
         files = [out / folder / f"{stem}.png" for stem in stems]
         announce_step(mode, f"[{k}/{len(rows)}] {row.name}: {what}", step="score", **where)

@@ -12,6 +12,7 @@ import click
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
 from grefine_kit.cli.app import warn_plugin_failures as _warn
 from grefine_kit.cli.progress_options import log_format_option
+from grefine_kit.cli.run_options import build_engine, engine_options
 from grefine_kit.errors import UserError
 
 #: the paper's comparison: G-Refine, its ablations (Table 8) and a plain img2img refiner
@@ -106,6 +107,7 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
 @click.option(
     "--no-resume", is_flag=True, help="refine and score again even where outputs and cached scores exist"
 )
+@engine_options
 @log_format_option
 @device_option
 @dtype_option
@@ -122,6 +124,9 @@ def benchmark_command(
     out_dir: str,
     tolerance: float,
     no_resume: bool,
+    engine: str,
+    workers: int | None,
+    address: str | None,
     log_format: str,
     device: str | None,
     dtype: str | None,
@@ -131,8 +136,9 @@ def benchmark_command(
 
     Best and second best are marked per metric, every value worse than the original images is
     marked as a negative optimisation and counted per recipe. Reruns reuse refined images and
-    cached scores (--no-resume redoes both). Progress shows per step and image (--log-format);
-    with jsonl, stdout carries only the JSON lines (the table is in summary.md).
+    cached scores (--no-resume redoes both). --engine runs the refining (scoring stays in this
+    process). Progress shows per step and image (--log-format); with jsonl, stdout carries only
+    the JSON lines (the table is in summary.md).
     Exit code 1 when some image could not be refined or scored (shown as n/a).
     """
     from grefine_kit.benchmark import load_dataset, run_benchmark, summarise
@@ -141,6 +147,7 @@ def benchmark_command(
 
     chosen = list(recipes) or (["g-refine"] if ablation else list(DEFAULT_RECIPES))
     specs = metric_specs(metrics, metric_options)
+    runner = build_engine(engine, workers, address)  # a bad name or option fails before any work
     optional = manifest is None and prompt is None and prompts_csv is None and bool(images)
     dataset = load_dataset(
         images,
@@ -161,6 +168,7 @@ def benchmark_command(
         dtype=dtype,
         tolerance=tolerance,
         progress=log_format,
+        engine=runner,
     )
     summary = summarise(result, ablation=ablation)
     config = {

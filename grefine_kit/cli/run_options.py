@@ -3,7 +3,8 @@ value that the command receives as its ``run`` argument: ``--maps/--no-maps``,
 ``--no-resume``, the options for runs at scale (``--manifest``, ``--shard``, ``--engine``,
 ``--workers``, ``--address``: docs/scale.md) and ``--log-format``. :func:`run_options` turns
 it into the :class:`~grefine_kit.runner.options.RunOptions` handed to the runner, and
-:func:`run_items` into the run's items.
+:func:`run_items` into the run's items. ``benchmark`` takes the engine options alone
+(:func:`engine_options`, :func:`build_engine`).
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ class RunChoices:
 
     def build_engine(self) -> Engine:
         """The engine of ``--engine`` with ``--workers`` / ``--address`` when given."""
-        from grefine_kit.engines import get_engine
+        return build_engine(self.engine, self.workers, self.address)
 
-        if self.engine == "local" and self.address is not None:
-            raise UserError("--address needs a cluster engine (e.g. --engine ray); the local engine has none")
-        return get_engine(self.engine, workers=self.workers, address=self.address)
+
+def build_engine(name: str, workers: int | None, address: str | None) -> Engine:
+    """The engine ``--engine NAME`` names, with ``--workers`` / ``--address`` when given (an
+    unknown name or a bad option is a ``UserError`` before any work)."""
+    from grefine_kit.engines import get_engine
+
+    if name == "local" and address is not None:
+        raise UserError("--address needs a cluster engine (e.g. --engine ray); the local engine has none")
+    return get_engine(name, workers=workers, address=address)
 
 
 def run_command_options(maps: bool) -> Callable[[F], F]:
@@ -85,6 +92,20 @@ def _scale_options() -> list[Callable[[F], F]]:
         click.option(
             "--shard", default=None, metavar="I/N", help="do only shard I of N (by a hash of the item id)"
         ),
+        *_engine_option_list(),
+    ]
+
+
+def engine_options(func: F) -> F:
+    """Adds ``--engine``, ``--workers``, ``--address`` (parameters ``engine``, ``workers``,
+    ``address``; :func:`build_engine` turns them into the engine)."""
+    for option in reversed(_engine_option_list()):
+        func = option(func)
+    return func
+
+
+def _engine_option_list() -> list[Callable[[F], F]]:
+    return [
         click.option(
             "--engine",
             default="local",
