@@ -182,6 +182,28 @@ def test_refine_through_ray_is_byte_identical_to_local(tmp_path: Path, plugin_en
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert _records(tmp_path / "cli") == _records(tmp_path / "local")
 
+    # grefine benchmark refines each recipe through the engine too: the same images and scores
+    bench = [sys.executable, "-m", "grefine_kit.cli", "benchmark", str(inputs), "--recipe", "restore"]
+    bench += ["--metric", "piqe", "--log-format", "off"]
+    runs = {
+        "bench-local": [],
+        "bench-ray": ["--engine", "ray", "--workers", "2", "--address", "auto"],
+    }
+    for name, extra in runs.items():
+        run = subprocess.run(
+            [*bench, "--out", str(tmp_path / name), *extra],
+            env=plugin_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+    for i in range(4):
+        png = f"restore/img{i}.png"
+        assert (tmp_path / "bench-ray" / png).read_bytes() == (tmp_path / "bench-local" / png).read_bytes()
+    rows = [json.loads((tmp_path / n / "summary.json").read_text())["rows"] for n in runs]
+    assert rows[0] == rows[1]
+
 
 def test_score_from_a_spec_through_ray_matches_local(tmp_path: Path) -> None:
     """The score work carries an IndicatorSpec: the actors build their own indicator from it."""
