@@ -533,6 +533,23 @@ def test_a_detected_parts_core_is_the_one_stage_1_finds_on_its_pixels():
         assert np.array_equal(_core_blocks(part), whole)
 
 
+@pytest.mark.parametrize("shape", [(16, 16), (37, 53), (300, 211)])
+def test_sobel_is_scipys_bit_for_bit(shape: tuple[int, int]):
+    """The detectors' Sobel (shifted views) gives scipy.ndimage.sobel's values exactly, edges
+    included, so the blur evidence is what it was with scipy's filter."""
+    from scipy import ndimage
+
+    from grefine_kit.indicators.defect_features import gradient_magnitude, sobel
+
+    rng = np.random.default_rng(sum(shape))
+    a = rng.random(shape) * 255.0
+    a[:, :3] = 0.0  # flat and clipped stretches: signed zeros and exact cancellations
+    for axis in (0, 1):
+        assert np.array_equal(sobel(a, axis), ndimage.sobel(a, axis))
+    expected = np.hypot(ndimage.sobel(a, 1), ndimage.sobel(a, 0)) / 8.0
+    assert np.array_equal(gradient_magnitude(a), expected)
+
+
 def test_block_evidence_is_cleaned_into_regions():
     """A lone flagged block, a 2×2 square alone and a one-block line are dropped; a region
     keeps its corners (the 3×3 median alone cut them off) and a block missed inside it is
