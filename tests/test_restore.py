@@ -533,7 +533,7 @@ def test_a_detected_parts_core_is_the_one_stage_1_finds_on_its_pixels():
         assert np.array_equal(_core_blocks(part), whole)
 
 
-@pytest.mark.parametrize("shape", [(16, 16), (37, 53), (300, 211)])
+@pytest.mark.parametrize("shape", [(16, 16), (37, 53), (300, 211), (2, 9), (1, 7), (6, 1)])
 def test_sobel_is_scipys_bit_for_bit(shape: tuple[int, int]):
     """The detectors' Sobel (shifted views) gives scipy.ndimage.sobel's values exactly, edges
     included, so the blur evidence is what it was with scipy's filter."""
@@ -543,7 +543,7 @@ def test_sobel_is_scipys_bit_for_bit(shape: tuple[int, int]):
 
     rng = np.random.default_rng(sum(shape))
     a = rng.random(shape) * 255.0
-    a[:, :3] = 0.0  # flat and clipped stretches: signed zeros and exact cancellations
+    a[:, : min(3, shape[1] - 1)] = 0.0  # flat stretches: signed zeros and exact cancellations
     for axis in (0, 1):
         assert np.array_equal(sobel(a, axis), ndimage.sobel(a, axis))
     expected = np.hypot(ndimage.sobel(a, 1), ndimage.sobel(a, 0)) / 8.0

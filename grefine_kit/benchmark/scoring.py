@@ -3,8 +3,8 @@
 :func:`score_row` takes what the score cache holds (``benchmark.cache``; metrics with ``needs``
 are never cached: their inputs are other files), loads only the images some metric still has
 to score, scores them in chunks (progress per image) and retries a failing chunk image by
-image, so one bad image costs only its own cell. :func:`contexts_for` builds what full-reference and mask
-metrics get per image (``MetricBase.needs``).
+image, so one bad image costs only its own cell. :func:`contexts_for` builds what
+full-reference and mask metrics get per image (``MetricBase.needs``).
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def score_row(
         report.planned(len(files) - len(todo), loading=loads_models)
         for start in range(0, len(todo), _CHUNK):
             chunk = todo[start : start + _CHUNK]
+            first_problem = len(problems)  # this chunk's problems are appended after it
             images: dict[int, Any] = {}
             for i in chunk:
                 try:
@@ -129,7 +130,7 @@ def score_row(
                 values[spec.label].update(scored)
             cache.put_many(new)
             for i in chunk:
-                said = [message for j, message in problems if j == i]
+                said = [message for j, message in problems[first_problem:] if j == i]
                 record = {"id": ids[i], "file": str(files[i]), "status": "error" if said else "ok"}
                 report.item(record | ({"error": "; ".join(said)} if said else {}))
     finally:

@@ -147,7 +147,7 @@ def benchmark_command(
 
     chosen = list(recipes) or (["g-refine"] if ablation else list(DEFAULT_RECIPES))
     specs = metric_specs(metrics, metric_options)
-    runner = build_engine(engine, workers, address)  # a bad name or option fails before any work
+    engine_part = build_engine(engine, workers, address)  # a bad name or option fails before any work
     optional = manifest is None and prompt is None and prompts_csv is None and bool(images)
     dataset = load_dataset(
         images,
@@ -168,7 +168,7 @@ def benchmark_command(
         dtype=dtype,
         tolerance=tolerance,
         progress=log_format,
-        engine=runner,
+        engine=engine_part,
     )
     summary = summarise(result, ablation=ablation)
     config = {

@@ -141,6 +141,10 @@ def sobel(a: np.ndarray, axis: int) -> np.ndarray:
     scipy's ``reflect``): the central difference ``[-1, 0, 1]`` along ``axis``, then the
     smoothing ``[1, 2, 1]`` across it, each as the sum scipy forms for a 3-tap (anti)symmetric
     kernel (``c - a``; ``(a + c) + 2 b``), from slices into two arrays (scipy's own count)."""
+    if min(a.shape) < 2:  # a single row or column: no slices to take
+        from scipy import ndimage
+
+        return ndimage.sobel(a, axis)
     src = np.moveaxis(a, axis, 0)  # the difference runs along the first axis of these views
     step = np.empty_like(src)
     np.subtract(src[2:], src[:-2], out=step[1:-1])
