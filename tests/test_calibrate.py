@@ -133,6 +133,34 @@ def test_calibrate_command_on_tiny_models(tmp_path: Path, monkeypatch: pytest.Mo
     recipe.validate()
     assert recipe.part("combiner").options["threshold"] == data["threshold"]
     assert sorted(p.name for p in out.iterdir()) == ["calibration.json", "calibration.toml"]
+    # off a terminal (the default auto): one line per image on stderr, as grefine score prints
+    lines = [line for line in result.stderr.splitlines() if line.startswith("calibrate [")]
+    assert [line.split(":")[0] for line in lines] == [
+        f"calibrate [{i + 1}/8] {tmp_path / f'{i}.png'}" for i in range(8)
+    ]
+
+
+def test_calibrate_reports_each_image_and_counts_an_unreadable_one(tmp_path: Path, capsys):
+    """collect_items in jsonl: a start event, one item per image (the unreadable one an error
+    naming it), an end event, all on stdout; the unreadable image is counted, not fitted."""
+    from grefine_kit.cli.calibrate_commands import collect_items
+    from grefine_kit.evaluation.mos import read_mos_table
+    from grefine_kit.recipes.recipe import Recipe
+
+    csv_path = _rated_folder(tmp_path, n=2)
+    (tmp_path / "1.png").write_bytes(b"not an image")
+    rows, _ = read_mos_table(str(csv_path), None)
+    items, failed = collect_items(rows, Recipe.load("tiny"), None, None, progress="jsonl")
+    assert (len(items), failed) == (1, 1)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["event"], e.get("status")) for e in events] == [
+        ("start", None),
+        ("item", "ok"),
+        ("item", "error"),
+        ("end", None),
+    ]
+    assert events[0]["kind"] == "calibrate" and events[-1]["failed"] == 1
+    assert "1.png" in events[2]["error"] and events[2]["file"].endswith("1.png")
 
 
 def test_calibrate_refuses_bad_mos_files_like_evaluate(tmp_path: Path):

@@ -192,6 +192,16 @@ def test_cli_evaluate_on_the_tiny_backbone(tmp_path: Path):
     assert "SRCC" in result.stdout and "4/5 images" in result.stdout
     saved = json.loads((tmp_path / "o" / "evaluation.json").read_text())
     assert saved["indicator"] == "pq-map" and -1.0 <= saved["srcc"] <= 1.0
+    # progress per image off a terminal (auto), the broken image an error line
+    lines = [line for line in result.stderr.splitlines() if line.startswith("score [")]
+    assert len(lines) == 5 and sum("broken.png: error:" in line for line in lines) == 1, result.stderr
+    # jsonl: stdout carries the JSON events only; the result line goes to stderr
+    args = ["evaluate", str(csv_path), "--recipe", "tiny", "--log-format", "jsonl"]
+    again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "j")])
+    assert again.exit_code == 1, again.output
+    events = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["start", "item", "item", "item", "item", "item", "end"]
+    assert "SRCC" in again.stderr and "MOS column" in again.stderr
 
 
 def test_logistic_fit_failure_is_never_a_silent_raw_value(monkeypatch):

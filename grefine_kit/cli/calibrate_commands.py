@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
+from grefine_kit.cli.progress_options import log_format_option
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from grefine_kit.indicators.aq_map import AQMap
 
 WORKING_SIDE = 64  # maps are compared at this shorter side: the areas are fractions, 16-px patches
 
@@ -32,15 +36,16 @@ def _small(array: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
     return np.asarray(resized, np.float32)
 
 
-def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None) -> tuple[list[Any], int]:
-    """Score every rated image with the recipe's indicators; ``(items, images that failed)``."""
-    import numpy as np
-
+def collect_items(
+    rows: Any, recipe: Any, device: str | None, dtype: str | None, progress: bool | str = True
+) -> tuple[list[Any], int]:
+    """Score every rated image with the recipe's indicators; ``(items, images that failed)``.
+    ``progress``: a :class:`~grefine_kit.progress.RunProgress` mode, one item per image."""
     from grefine_kit.api import build_indicator
-    from grefine_kit.evaluation.calibration import CalibrationItem
     from grefine_kit.images.loading import load_image
     from grefine_kit.indicators.aq_map import AQMap
     from grefine_kit.parts.roles import ALIGNMENT, PERCEPTUAL
+    from grefine_kit.progress import RunProgress
 
     perceptual, alignment = recipe.part(PERCEPTUAL), recipe.part(ALIGNMENT)
     if perceptual is None and alignment is None:
@@ -56,26 +61,43 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
             built.keep_maps = True
             aq = built
     items, failed = [], 0
-    for row in rows:
-        try:
-            image = load_image(row.image)
-        except Exception:  # an unreadable image is counted, as evaluate counts it
-            failed += 1
-            continue
-        deficiency = None if pq is None else _small(1.0 - pq.score([image])[0].map)
-        kwargs: dict[str, Any] = {}
-        if aq is not None and row.prompt:
-            (qmap,) = aq.score([image], [row.prompt])
-            phrases = aq.analyse(row.prompt)[1]
-            if phrases and qmap.report is not None:
-                kwargs = {
-                    "phrase_scores": [p.phrase_score for p in qmap.report.phrases],
-                    "noun_scores": [p.noun_score for p in qmap.report.phrases],
-                    "noun_maps": np.stack([_small(m) for m in qmap.details["noun_maps"]]),
-                    "ancestors": [p.ancestor for p in phrases],
-                }
-        items.append(CalibrationItem(mos=row.mos, perceptual_deficiency=deficiency, **kwargs))
+    report = RunProgress("calibrate", len(rows), mode=progress)
+    report.planned(0)
+    try:
+        for row in rows:
+            record = {"id": Path(row.image).stem, "file": str(row.image), "status": "ok"}
+            try:
+                image = load_image(row.image)
+            except Exception as exc:  # an unreadable image is counted, as evaluate counts it
+                failed += 1
+                report.item(record | {"status": "error", "error": str(exc)})
+                continue
+            items.append(_item(row, image, pq, aq))
+            report.item(record)
+    finally:
+        report.close()
     return items, failed
+
+
+def _item(row: Any, image: Any, pq: Any, aq: AQMap | None) -> Any:
+    """One rated image's calibration item: PQ-Map's deficiency map and AQ-Map's phrase numbers."""
+    import numpy as np
+
+    from grefine_kit.evaluation.calibration import CalibrationItem
+
+    deficiency = None if pq is None else _small(1.0 - pq.score([image])[0].map)
+    kwargs: dict[str, Any] = {}
+    if aq is not None and row.prompt:
+        (qmap,) = aq.score([image], [row.prompt])
+        phrases = aq.analyse(row.prompt)[1]
+        if phrases and qmap.report is not None:
+            kwargs = {
+                "phrase_scores": [p.phrase_score for p in qmap.report.phrases],
+                "noun_scores": [p.noun_score for p in qmap.report.phrases],
+                "noun_maps": np.stack([_small(m) for m in qmap.details["noun_maps"]]),
+                "ancestors": [p.ancestor for p in phrases],
+            }
+    return CalibrationItem(mos=row.mos, perceptual_deficiency=deficiency, **kwargs)
 
 
 @cli.command("calibrate")
@@ -93,6 +115,7 @@ def collect_items(rows: Any, recipe: Any, device: str | None, dtype: str | None)
               help="median mask area the worst-rated quarter should reach (else a note)")  # fmt: skip
 @click.option("--beta-quantile", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="beta = this quantile of the best quarter's phrase scores")  # fmt: skip
+@log_format_option
 @device_option
 @dtype_option
 @user_errors
@@ -106,13 +129,16 @@ def calibrate_command(
     best_area: float,
     worst_area: float,
     beta_quantile: float,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Fit the thresholds that decide how much gets refined (mask threshold, a_bound, beta) so
     that the best-rated quarter of MOS_CSV's images gets little or no mask and the worst-rated
     quarter a real one. MOS_CSV is read as `grefine evaluate` reads it. Writes calibration.toml
-    (a recipe overlay) and calibration.json into --out and prints the --set lines."""
+    (a recipe overlay) and calibration.json into --out and prints the --set lines. Progress:
+    one line (--log-format text, or auto off a terminal) or JSON event (jsonl, on stdout; the
+    other lines then go to stderr) per image."""
     from grefine_kit.evaluation.calibration import fit_calibration
     from grefine_kit.evaluation.mos import read_mos_table
     from grefine_kit.parts.roles import PERCEPTUAL
@@ -124,8 +150,9 @@ def calibrate_command(
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=PERCEPTUAL)
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
     out = make_output_dir(out_dir)
-    click.echo(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")
-    items, failed = collect_items(rows, recipe, device, dtype)
+    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
+    say(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")
+    items, failed = collect_items(rows, recipe, device, dtype, progress=log_format)
     fit = fit_calibration(items, best_area=best_area, worst_area=worst_area, beta_quantile=beta_quantile)
     header = f"# grefine calibrate {Path(mos_csv).name} --recipe {recipe.name}: merge into a recipe\n"
     write_text(out / "calibration.toml", header + fit.toml())
@@ -146,14 +173,14 @@ def calibrate_command(
     write_json(out / "calibration.json", data)
     for note in fit.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(
+    say(
         f"threshold = {fit.threshold:g}: a pixel is repainted where (1 - P) + A_def exceeds it; median mask "
         f"area {fit.best_area:.3f} in the best-rated quarter, {fit.worst_area:.3f} in the worst"
     )
     if fit.a_bound is not None:
-        click.echo(f"a_bound = {fit.a_bound:g}: a noun scoring below it counts as missing from the image")
+        say(f"a_bound = {fit.a_bound:g}: a noun scoring below it counts as missing from the image")
     if fit.beta is not None:
-        click.echo(f"beta = {fit.beta:g}: phrases scoring at least this cost nothing in the alignment score")
-    click.echo("apply with: " + " ".join(f"--set {line}" for line in fit.set_lines()))
+        say(f"beta = {fit.beta:g}: phrases scoring at least this cost nothing in the alignment score")
+    say("apply with: " + " ".join(f"--set {line}" for line in fit.set_lines()))
     click.echo(json.dumps({"overlay": str(out / "calibration.toml")}))
     sys.exit(EXIT_FAILURES if failed else EXIT_OK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
+from grefine_kit.cli.progress_options import log_format_option
 
 
 def _ready(indicator: object, name: str, recipe: str | None) -> None:
@@ -44,6 +46,7 @@ def _ready(indicator: object, name: str, recipe: str | None) -> None:
     help="the CSV column holding the MOS (default: chosen by the indicator's kind, e.g. "
     "mos_quality for pq-map, mos_align for aq-map)",
 )
+@log_format_option
 @device_option
 @dtype_option
 @user_errors
@@ -56,6 +59,7 @@ def evaluate_command(
     batch_size: int,
     maps: bool,
     mos_column: str | None,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
@@ -64,6 +68,8 @@ def evaluate_command(
     MOS_CSV has an image column (image/name/file/filename/path), a MOS column and, for aq-map, a
     prompt column. The MOS column is --mos-column, else the one matching the indicator's kind
     (perceptual: mos_quality/mos/..., alignment: mos_align/mos/...); an ambiguous file is refused.
+    Progress per image as for `grefine score` (--log-format; with jsonl the other lines go to
+    stderr).
     """
     from grefine_kit.api import build_indicator
     from grefine_kit.cli.image_commands import _score_config
@@ -74,7 +80,8 @@ def evaluate_command(
     kind = indicator_kind(indicator)
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
     how = "as given" if mos_column else f"for {'an' if kind[0] in 'aeiou' else 'a'} {kind} indicator"
-    click.echo(f"MOS column: {column} ({how})")
+    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
+    say(f"MOS column: {column} ({how})")
     warn_plugin_failures()
     result = evaluate(
         rows,
@@ -84,6 +91,7 @@ def evaluate_command(
         save_maps=maps,
         mos_column=column,
         config=_score_config(indicator_name, recipe_name, dtype),
+        progress=log_format,
     )
     if result.plcc_logistic is not None:
         plcc_text = f"PLCC {result.plcc_logistic:.4f} (fitted; raw {result.plcc:.4f})"
@@ -91,7 +99,7 @@ def evaluate_command(
         plcc_text = f"PLCC {result.plcc:.4f} (raw: no logistic fit, see the note)"
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(
+    say(
         f"{indicator_name}: SRCC {result.srcc:.4f}  {plcc_text}  KRCC {result.krcc:.4f}"
         f"  on {result.n_scored}/{result.n_rated} images -> {Path(out_dir) / 'evaluation.json'}"
     )

@@ -69,7 +69,7 @@ def evaluate(
     *,
     batch_size: int = 8,
     save_maps: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     mos_column: str | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> Evaluation:
