@@ -141,7 +141,8 @@ class RunProgress:
             self._bar.set_postfix_str("")
 
     def item(self, record: Mapping[str, Any]) -> None:
-        """One item finished (its record as appended to ``reports.jsonl``)."""
+        """One item finished (its record as appended to ``reports.jsonl``; a training epoch's
+        has ``loss``, shown in place of ``ok`` and passed on in the JSON event)."""
         now = self._clock()
         seconds, self._last = now - self._last, now
         if self._first is None:
@@ -150,9 +151,13 @@ class RunProgress:
         self.n_ok, self.n_failed = self.n_ok + ok, self.n_failed + (not ok)
         done = self.n_ok + self.n_failed + self.n_skipped
         eta = self.eta(now)
+        loss = record.get("loss")
         if self._bar is not None:
             self._bar.update(1)
-            self._bar.set_postfix(failed=self.n_failed, refresh=False)
+            if loss is None:
+                self._bar.set_postfix(failed=self.n_failed, refresh=False)
+            else:
+                self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         name = str(record.get("file") or record.get("id") or "?")
         if self.json:
             event: dict[str, Any] = {
@@ -168,12 +173,14 @@ class RunProgress:
             }
             if not ok:
                 event["error"] = record.get("error")
-            if record.get("score") is not None:
-                event["score"] = record.get("score")
+            for key in ("score", "loss"):
+                if record.get(key) is not None:
+                    event[key] = record[key]
             self._emit(event)
         elif self.lines:
             width = len(str(self.total))
-            what = "ok" if ok else f"error: {record.get('error', 'unknown error')}"
+            what = f"loss {loss:.4f}" if loss is not None else "ok"
+            what = what if ok else f"error: {record.get('error', 'unknown error')}"
             left = f", ETA {_clock(eta)}" if eta is not None and done < self.total else ""
             self._say(f"{self.kind} [{done:>{width}}/{self.total}] {name}: {what} ({seconds:.1f} s{left})")
 

@@ -70,6 +70,25 @@ def test_cli_train_pq(rated: list[MosRow], tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert "prompt_checkpoints = [" in result.stdout and (tmp_path / "ck" / "overall.pth").is_file()
+    # off a terminal (auto): a line per image encoded, then one per epoch with its loss
+    lines = result.stderr.splitlines()
+    encoded = [line for line in lines if line.startswith("encode [")]
+    assert len(encoded) == 12 and all(": ok (" in line for line in encoded), result.stderr
+    epochs = [line.split(" (")[0] for line in lines if line.startswith("train [")]
+    saved = json.loads((tmp_path / "ck" / "training.json").read_text())
+    assert epochs == [f"train [{k}/3] epoch {k}: loss {saved['losses'][k - 1]:.4f}" for k in (1, 2, 3)]
+    # jsonl: the events alone on stdout, with each epoch's loss; the recipe lines on stderr
+    args = ["train-pq", str(csv_path), "--recipe", "tiny", "--epochs", "2", "--log-format", "jsonl"]
+    again = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "j")])
+    assert again.exit_code == 0, again.output
+    events = [json.loads(line) for line in again.stdout.splitlines()]
+    kinds = [(e["event"], e["kind"]) for e in events]
+    encode = [("start", "encode"), *[("item", "encode")] * 12, ("end", "encode")]
+    train = [("start", "train"), ("item", "train"), ("item", "train"), ("end", "train")]
+    assert kinds == [*encode, *train]
+    losses = json.loads((tmp_path / "j" / "training.json").read_text())["losses"]
+    assert [e["loss"] for e in events if e["kind"] == "train" and e["event"] == "item"] == losses
+    assert "prompt_checkpoints = [" in again.stderr
 
 
 def test_separate_factors_train_one_independent_checkpoint_each(rated: list[MosRow], tmp_path: Path):

@@ -131,6 +131,7 @@ def evaluate_command(
     help="joint: the four prompts fitted together through the cask effect; separate: one "
     "independent checkpoint per factor, as the reference trains them",
 )
+@log_format_option
 @device_option
 @dtype_option
 @user_errors
@@ -146,13 +147,15 @@ def train_pq_command(
     val_fraction: float,
     seed: int,
     factors: str,
+    log_format: str,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Learn PQ-Map's quality prompts from MOS (frozen image encoder, Adam), as the paper does.
 
     Writes four CLIP-IQA+ prompt checkpoints and training.json; use them with
-    prompt_checkpoints in a recipe's [indicators.perceptual] table.
+    prompt_checkpoints in a recipe's [indicators.perceptual] table. Progress per image encoded
+    and per epoch (--log-format; with jsonl the other lines go to stderr).
     """
     from grefine_kit.api import build_indicator
     from grefine_kit.evaluation import read_mos_csv
@@ -177,12 +180,14 @@ def train_pq_command(
         val_fraction=val_fraction,
         seed=seed,
         factors=factors,
+        progress=log_format,
     )
+    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
     val = f", held-out SRCC {report.val_srcc:.4f}" if report.val_srcc is not None else ""
-    click.echo(
+    say(
         f"trained on {report.n_train} images: loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}, "
         f"train SRCC {report.train_srcc:.4f}{val}"
     )
     paths = ", ".join(f'"{p}"' for p in report.checkpoints)
-    click.echo(f"use in a recipe's [indicators.perceptual] table:\nprompt_checkpoints = [{paths}]")
+    say(f"use in a recipe's [indicators.perceptual] table:\nprompt_checkpoints = [{paths}]")
     sys.exit(EXIT_FAILURES if report.n_failed else EXIT_OK)

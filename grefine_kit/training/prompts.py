@@ -40,7 +40,7 @@ from grefine_kit.indicators.pq_map import (
     prompt_parts,
     save_prompt_checkpoint,
 )
-from grefine_kit.progress import progress as progress_bar
+from grefine_kit.progress import RunProgress
 from grefine_kit.runs.atomic import write_json
 from grefine_kit.runs.inputs import make_output_dir
 
@@ -77,26 +77,34 @@ class TrainingReport:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
-def _cls_features(pq: PQMap, rows: Sequence[MosRow], progress: bool) -> tuple[Any, list[int], int]:
-    """Frozen CLS embeddings ``[N, 1, D]`` of the images that load, their row indices, failures."""
+def _cls_features(pq: PQMap, rows: Sequence[MosRow], progress: bool | str) -> tuple[Any, list[int], int]:
+    """Frozen CLS embeddings ``[N, 1, D]`` of the images that load, their row indices, failures
+    (progress: one ``encode`` item per image)."""
     import torch
 
     backbone = pq.backbone()
     feats, kept, failed = [], [], 0
-    bar = progress_bar(total=len(rows), unit="img", desc="encoding", enabled=progress)
-    for start in range(0, len(rows), pq.batch_size):
-        chunk = []
-        for i in range(start, min(start + pq.batch_size, len(rows))):
-            try:
-                chunk.append((i, load_image(rows[i].image)))
-            except UserError:
-                failed += 1
-        if chunk:
-            tokens = backbone.encode_image_tokens([im for _, im in chunk], surgery_depth=pq.surgery_depth)
-            feats.append(tokens[:, :1].detach().float())
-            kept += [i for i, _ in chunk]
-        bar.update(min(pq.batch_size, len(rows) - start))
-    bar.close()
+    report = RunProgress("encode", len(rows), mode=progress)
+    report.planned(0)
+    try:
+        for start in range(0, len(rows), pq.batch_size):
+            chunk, records = [], []
+            for i in range(start, min(start + pq.batch_size, len(rows))):
+                record = {"id": Path(rows[i].image).stem, "file": str(rows[i].image), "status": "ok"}
+                try:
+                    chunk.append((i, load_image(rows[i].image)))
+                except UserError as exc:
+                    failed += 1
+                    record.update(status="error", error=str(exc))
+                records.append(record)
+            if chunk:
+                tokens = backbone.encode_image_tokens([im for _, im in chunk], surgery_depth=pq.surgery_depth)
+                feats.append(tokens[:, :1].detach().float())
+                kept += [i for i, _ in chunk]
+            for record in records:
+                report.item(record)
+    finally:
+        report.close()
     if len(kept) < 3:
         raise UserError(f"training needs at least 3 readable rated images; got {len(kept)}")
     return torch.cat(feats), kept, failed
@@ -130,7 +138,7 @@ def train_pq_prompts(
     n_ctx: int = 16,
     val_fraction: float = 0.0,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | str = True,
     factors: str = "joint",
 ) -> TrainingReport:
     """Learn the prompt context of ``pq``'s four pairs from ``rows`` and write the checkpoints.
@@ -200,20 +208,23 @@ def train_pq_prompts(
         )
 
     losses: list[float] = []
-    bar = progress_bar(range(epochs), unit="epoch", desc="training", enabled=progress)
-    for _ in bar:
-        random.Random(seed + len(losses)).shuffle(train_idx)
-        total = 0.0
-        for start in range(0, len(train_idx), batch_size):
-            batch = train_idx[start : start + batch_size]
-            loss = batch_loss(batch)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-        losses.append(total / len(train_idx))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    bar.close()
+    epochs_done = RunProgress("train", epochs, mode=progress)
+    epochs_done.planned(0, loading=False)
+    try:
+        for epoch in range(1, epochs + 1):
+            random.Random(seed + len(losses)).shuffle(train_idx)
+            total = 0.0
+            for start in range(0, len(train_idx), batch_size):
+                batch = train_idx[start : start + batch_size]
+                loss = batch_loss(batch)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(batch)
+            losses.append(total / len(train_idx))
+            epochs_done.item({"id": f"epoch {epoch}", "status": "ok", "loss": losses[-1]})
+    finally:
+        epochs_done.close()
 
     if not all(math.isfinite(x) for x in losses):
         raise UserError(f"training diverged (loss {losses[-1]}): lower --lr; no checkpoint written")
