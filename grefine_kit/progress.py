@@ -1,12 +1,10 @@
-"""Progress: bars that appear only on a terminal, and a run's item-by-item progress report.
+"""Progress: a run's item-by-item progress report.
 
-A bar redrawn into a log file or a CI log is noise (hundreds of carriage-return lines), so
-``progress`` shows a tqdm bar on stderr only when stderr is a terminal and ``enabled`` is true;
-otherwise it returns a bar with ``disable=True`` (same API, prints nothing).
-
-:class:`RunProgress` is what the ``score`` and ``refine`` runners (and the benchmark's scoring)
-report to, once per finished item (``item``), whatever the engine's batching. Its ``mode``
-(``--log-format``, docs/cli.md):
+:class:`RunProgress` is what the ``score`` and ``refine`` runners, the benchmark's scoring,
+``calibrate`` and ``train-pq`` report to, once per finished item (``item``), whatever the
+engine's batching. A bar redrawn into a log file or a CI log is noise (hundreds of
+carriage-return lines), so the bar shows only on a terminal. Its ``mode`` (``--log-format``,
+docs/cli.md):
 
 - ``bar``: a tqdm bar on stderr when stderr is a terminal, nothing otherwise (the library default);
 - ``auto``: the bar on a terminal, else one text line per item on stderr (the CLI default);
@@ -35,20 +33,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, Final, Literal, get_args
 
-__all__ = ["LOG_FORMATS", "LogFormat", "RunProgress", "active_progress", "log_mode", "progress"]
+__all__ = ["LOG_FORMATS", "LogFormat", "RunProgress", "active_progress", "log_mode"]
 
 LogFormat = Literal["bar", "auto", "text", "jsonl", "off"]
 LOG_FORMATS: Final = ("auto", "text", "jsonl", "off")  # what --log-format offers
 _MODES: Final = frozenset(get_args(LogFormat))
 _ACTIVE: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar("grefine_progress", default=None)
-
-
-def progress(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> Any:
-    """A ``tqdm`` bar over ``iterable`` (or with ``total=``), silent when stderr is not a tty."""
-    from tqdm.auto import tqdm
-
-    shown = enabled and sys.stderr is not None and sys.stderr.isatty()
-    return tqdm(iterable, disable=not shown, **kwargs)
 
 
 def log_mode(mode: bool | str) -> str:

@@ -3,7 +3,6 @@ on a terminal."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from grefine_kit.cli import cli
-from grefine_kit.progress import progress
 from grefine_kit.recipes.recipe import Recipe
 
 RECIPE = """
@@ -78,16 +76,3 @@ def test_train_pq_prints_absolute_paths_that_work_from_a_recipe(
     assert result.exit_code == 0, result.output
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert progress(range(3), desc="x").disable is True
-    tty = _Tty()
-    monkeypatch.setattr("sys.stderr", tty)
-    bar = progress(range(3), desc="x", file=tty)
-    assert bar.disable is False and list(bar) == [0, 1, 2]
-    assert progress(range(3), enabled=False).disable is True
