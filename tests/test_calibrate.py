@@ -143,14 +143,14 @@ def test_calibrate_command_on_tiny_models(tmp_path: Path, monkeypatch: pytest.Mo
 def test_calibrate_reports_each_image_and_counts_an_unreadable_one(tmp_path: Path, capsys):
     """collect_items in jsonl: a start event, one item per image (the unreadable one an error
     naming it), an end event, all on stdout; the unreadable image is counted, not fitted."""
-    from grefine_kit.cli.calibrate_commands import collect_items
+    from grefine_kit.evaluation.calibration_data import collect_items
     from grefine_kit.evaluation.mos import read_mos_table
     from grefine_kit.recipes.recipe import Recipe
 
     csv_path = _rated_folder(tmp_path, n=2)
     (tmp_path / "1.png").write_bytes(b"not an image")
     rows, _ = read_mos_table(str(csv_path), None)
-    items, failed = collect_items(rows, Recipe.load("tiny"), None, None, progress="jsonl")
+    items, failed = collect_items(rows, Recipe.load("tiny"), progress="jsonl")
     assert (len(items), failed) == (1, 1)
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["event"], e.get("status")) for e in events] == [
