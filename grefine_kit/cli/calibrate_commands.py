@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from grefine_kit.cli.app import EXIT_FAILURES, EXIT_OK, cli, device_option, dtype_option, user_errors
-from grefine_kit.cli.progress_options import log_format_option
+from grefine_kit.cli.progress_options import echo_beside, log_format_option
 
 
 @cli.command("calibrate")
@@ -65,7 +64,7 @@ def calibrate_command(
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=PERCEPTUAL)
     recipe = apply_overrides(Recipe.load(recipe_name), [parse_assignment(s) for s in set_items])
     out = make_output_dir(out_dir)
-    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
+    say = echo_beside(log_format)
     say(f"MOS column: {column}; {len(rows)} rated images; recipe {recipe.name}")
     items, failed = collect_items(rows, recipe, device=device, dtype=dtype, progress=log_format)
     fit = fit_calibration(items, best_area=best_area, worst_area=worst_area, beta_quantile=beta_quantile)

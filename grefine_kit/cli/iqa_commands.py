@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from grefine_kit.cli.app import (
     user_errors,
     warn_plugin_failures,
 )
-from grefine_kit.cli.progress_options import log_format_option
+from grefine_kit.cli.progress_options import echo_beside, log_format_option
 
 
 def _ready(indicator: object, name: str, recipe: str | None) -> None:
@@ -80,7 +79,7 @@ def evaluate_command(
     kind = indicator_kind(indicator)
     rows, column = read_mos_table(mos_csv, root, mos_column=mos_column, kind=kind)
     how = "as given" if mos_column else f"for {'an' if kind[0] in 'aeiou' else 'a'} {kind} indicator"
-    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
+    say = echo_beside(log_format)
     say(f"MOS column: {column} ({how})")
     warn_plugin_failures()
     result = evaluate(
@@ -182,7 +181,7 @@ def train_pq_command(
         factors=factors,
         progress=log_format,
     )
-    say = functools.partial(click.echo, err=log_format == "jsonl")  # jsonl: stdout is for JSON
+    say = echo_beside(log_format)
     val = f", held-out SRCC {report.val_srcc:.4f}" if report.val_srcc is not None else ""
     say(
         f"trained on {report.n_train} images: loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}, "

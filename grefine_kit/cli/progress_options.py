@@ -1,4 +1,5 @@
-"""``--log-format``: how ``score``, ``refine`` and ``benchmark`` show progress (``grefine_kit.progress``)."""
+"""``--log-format``: how the long commands show progress (``grefine_kit.progress``), and where
+their other lines go (:func:`echo_beside`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from grefine_kit.progress import LOG_FORMATS
 
-__all__ = ["log_format_option"]
+__all__ = ["echo_beside", "log_format_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,3 +26,13 @@ def log_format_option(func: F) -> F:
         help="progress: auto = a bar on a terminal, else one line per item on stderr; text = always "
         "lines; jsonl = one JSON object per item on stdout (no score table); off = none",
     )(func)
+
+
+def echo_beside(log_format: str) -> Callable[[str], None]:
+    """``click.echo`` for a command's own lines: on stdout, except under ``jsonl``, whose stdout
+    carries only the JSON events (the lines then go to stderr)."""
+
+    def echo(message: str) -> None:
+        click.echo(message, err=log_format == "jsonl")
+
+    return echo
