@@ -358,10 +358,12 @@ def test_benchmark_refines_through_the_engine_given(register_plugin, plugin, dat
     from grefine_kit.engines.local import LocalEngine
 
     seen: list[bool] = []
+    batches: list[int] = []
 
     class Pickling(LocalEngine):
         def run(self, work, tasks, *, batch_size, on_start=None):
             seen.append(work.portable)
+            batches.append(batch_size)
             copy = pickle.loads(pickle.dumps(work))  # what another process receives
             return super().run(copy, pickle.loads(pickle.dumps(list(tasks))), batch_size=batch_size)
 
@@ -374,9 +376,11 @@ def test_benchmark_refines_through_the_engine_given(register_plugin, plugin, dat
     args = ["benchmark", str(dataset_dir), "--recipe", "test-shift", "--recipe", "test-full"]
     args += ["--prompt", "a red square", "--metric", "test-bright", "--log-format", "off"]
     local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
-    other = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "other"), "--engine", "test-pickling"])
+    engine = ["--engine", "test-pickling", "--batch-size", "3"]
+    other = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "other"), *engine])
     assert local.exit_code == 0 and other.exit_code == 0, other.output
     assert seen == [True, True]  # one portable work per recipe
+    assert batches == [3, 3]  # --batch-size reaches the engine (outputs do not depend on it)
     for recipe in ("test-shift", "test-full"):
         for i in range(4):
             a = np.asarray(Image.open(tmp_path / "local" / recipe / f"im{i}.png"))

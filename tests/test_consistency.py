@@ -74,5 +74,3 @@ def test_train_pq_prints_absolute_paths_that_work_from_a_recipe(
         cli, ["score", "../0.png", "--recipe", "../sub/mine.toml", "--out", "s", "--no-maps"]
     )
     assert result.exit_code == 0, result.output
-
-

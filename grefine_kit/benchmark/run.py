@@ -183,6 +183,7 @@ def run_benchmark(
     tolerance: float = DEFAULT_TOLERANCE,
     progress: bool | str = True,
     engine: Engine | None = None,
+    batch_size: int | None = None,
 ) -> BenchmarkResult:
     """Refine ``dataset`` with every recipe into ``out_dir/<recipe>/``, score the originals and the
     outputs with every metric, write ``scores.csv`` and return the scores (see ``table``).
@@ -191,7 +192,8 @@ def run_benchmark(
     ``progress``: a :data:`~grefine_kit.progress.LogFormat` mode (``True``: ``"bar"``, ``False``:
     ``"off"``) for the refine and score steps, each announced by :func:`announce_step`.
     ``engine``: who refines (None: the local engine; engines in other processes rebuild each
-    recipe from its spec); the scoring runs in this process."""
+    recipe from its spec), in batches of ``batch_size`` (None: each recipe's
+    ``refiner.batch_size``); the scoring runs in this process."""
     from grefine_kit.parts.registry import get_registry
     from grefine_kit.runner.options import RunOptions
     from grefine_kit.runner.refine import make_items, refine_items
@@ -275,6 +277,7 @@ def run_benchmark(
             resume=resume,
             progress=mode,
             engine=engine,
+            batch_size=batch_size,
         )
         summary = refine_items(run_items, recipe, out / folder, options, refiner=refiner)
         counts[row.name] = {"ok": summary.n_ok, "failed": summary.n_failed, "skipped": summary.n_skipped}

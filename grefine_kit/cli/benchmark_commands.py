@@ -107,6 +107,12 @@ def metric_specs(names: tuple[str, ...], options_file: str | None) -> list[Any]:
 @click.option(
     "--no-resume", is_flag=True, help="refine and score again even where outputs and cached scores exist"
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="images per refiner batch [default: each recipe's refiner.batch_size]; outputs do not depend on it",
+)
 @engine_options
 @log_format_option
 @device_option
@@ -124,6 +130,7 @@ def benchmark_command(
     out_dir: str,
     tolerance: float,
     no_resume: bool,
+    batch_size: int | None,
     engine: str,
     workers: int | None,
     address: str | None,
@@ -169,6 +176,7 @@ def benchmark_command(
         tolerance=tolerance,
         progress=log_format,
         engine=engine_part,
+        batch_size=batch_size,
     )
     summary = summarise(result, ablation=ablation)
     config = {
