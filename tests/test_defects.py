@@ -89,6 +89,26 @@ def test_make_defects_bad_inputs_are_one_line(tmp_path: Path, args: tuple[str, .
     assert text in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_user_photos_are_kept_as_files_and_read_one_at_a_time(tmp_path: Path):
+    """A folder of photos is never held in memory whole: load_photos checks each file and keeps
+    its path and size; the set built from them holds the files' own pixels."""
+    from grefine_kit.defects.build import make_defect_set
+    from grefine_kit.defects.photos import load_photos
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in _small_photos(256)[:2]:
+        p.image.save(folder / f"{p.name}.png")
+    photos = load_photos([folder])
+    assert [p.name for p in photos] == ["astronaut", "coffee"]
+    assert all(isinstance(p.source, Path) for p in photos)
+    assert [p.size for p in photos] == [Image.open(folder / f"{p.name}.png").size for p in photos]
+    out = make_defect_set(photos, tmp_path / "set", kinds=("noise",)).out_dir
+    for p in photos:
+        kept = np.asarray(Image.open(out / "references" / f"{p.name}.png"))
+        assert np.array_equal(kept, np.asarray(Image.open(folder / f"{p.name}.png").convert("RGB")))
+
+
 def test_a_photo_too_small_for_the_defect_size_is_one_line_and_writes_nothing(tmp_path: Path):
     small = tmp_path / "tiny.png"
     Image.new("RGB", (100, 80), (90, 120, 30)).save(small)

@@ -73,7 +73,7 @@ def make_defect_set(
     if not seeds:
         raise UserError("give at least one seed")
     for photo in photos:  # before writing anything: a too-small photo leaves no partial set
-        check_photo_size(photo.image.size, sizes, photo.name)
+        check_photo_size(photo.size, sizes, photo.name)
     out = make_output_dir(out_dir)
     for sub in ("images", "references", "regions"):
         (out / sub).mkdir(exist_ok=True)
@@ -81,12 +81,13 @@ def make_defect_set(
     facts: list[list[object]] = []
     counts = dict.fromkeys(kinds, 0)
     for photo in photos:
+        clean = photo.image.convert("RGB")  # read once per photo (from its file, if it has one)
         reference = f"references/{photo.name}.png"
-        atomic.write_png(out / reference, photo.image.convert("RGB"))
+        atomic.write_png(out / reference, clean)
         prompt = f"a photo of {photo.name.replace('_', ' ').replace('-', ' ')}"
         for kind in kinds:
             for seed in seeds:
-                planted = plant_defect(photo.image, kind, int(seed), sizes, name=photo.name)
+                planted = plant_defect(clean, kind, int(seed), sizes, name=photo.name)
                 ident = f"{photo.name}-{kind}-s{seed}"
                 image, region = f"images/{ident}.png", f"regions/{ident}.png"
                 atomic.write_png(out / image, planted.image)

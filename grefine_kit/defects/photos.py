@@ -34,12 +34,33 @@ BUILTIN_NAMES = (
 )
 
 
+def _size_of(photo: Photo) -> tuple[int, int]:
+    if isinstance(photo.source, Image.Image):
+        return photo.source.size
+    raise TypeError("a Photo read from a file needs its size (load_photos measures it)")
+
+
 @attrs.frozen
 class Photo:
-    """A named clean RGB photo (``name`` becomes part of the item ids)."""
+    """A named clean RGB photo (``name`` becomes part of the item ids).
+
+    ``source``: the pixels, or the file they are read from each time :attr:`image` is read,
+    so that a folder of photos is never held in memory whole (``make_defect_set`` reads one at
+    a time). ``size``: ``(width, height)`` as loaded (EXIF orientation applied); taken from
+    an in-memory image, given for a file."""
 
     name: str
-    image: Image.Image = attrs.field(eq=False, repr=False)
+    source: Image.Image | Path = attrs.field(eq=False, repr=False)
+    size: tuple[int, int] = attrs.field(default=attrs.Factory(_size_of, takes_self=True), eq=False)
+
+    @property
+    def image(self) -> Image.Image:
+        """The photo as RGB (read from the file again when ``source`` is one)."""
+        if isinstance(self.source, Image.Image):
+            return self.source
+        from grefine_kit.images.loading import load_image
+
+        return load_image(self.source)
 
 
 #: bundled photos larger than this (px, longer side) are downscaled (Lanczos) to it, so a set
@@ -79,7 +100,9 @@ def builtin_photos(max_side: int = BUILTIN_MAX_SIDE) -> list[Photo]:
 
 
 def load_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Photo]:
-    """The user's photos: files, or folders (their images, sorted), safely loaded as RGB."""
+    """The user's photos: files, or folders (their images, sorted). Each is loaded once here,
+    safely (a corrupt, huge or odd file is one clear error before anything is written), and
+    kept as its path and size: the pixels are read again when planted."""
     from grefine_kit.images.loading import load_image
     from grefine_kit.runs.inputs import expand_inputs
 
@@ -91,5 +114,5 @@ def load_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Photo]:
         if name in seen:
             raise UserError(f"{f}: two photos are named {name!r}; item ids must be unique, rename one")
         seen.add(name)
-        photos.append(Photo(name, load_image(f)))
+        photos.append(Photo(name, Path(f), load_image(f).size))
     return photos
