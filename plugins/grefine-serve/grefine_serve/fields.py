@@ -29,7 +29,6 @@ def check_prompt(prompt: str | None) -> str | None:
 def refine_prompt(recipe: Recipe, prompt: str | None) -> str:
     """The prompt a refine with ``recipe`` runs with: the checked ``prompt``; without one, ``""``
     when no part of the recipe reads prompts (``restore``), else a 422 ``prompt_required``."""
-
     checked = check_prompt(prompt)
     if checked:
         return checked
